@@ -1,0 +1,23 @@
+"""``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print("commands: peers   side by side with DBOS and Temporal (bench/README.md)")
+        return 0
+    if argv[0] == "peers":
+        from bench.driver import main as peers
+
+        return peers(argv[1:])
+    print(f"unknown command {argv[0]!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

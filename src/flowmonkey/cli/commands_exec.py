@@ -1,0 +1,247 @@
+"""Commands that drive executions: ``run``, ``resume``, ``signal``, and ``cancel``.
+
+``run``/``resume``/``signal`` exit 0 when the execution completed, 1 when it failed or
+was cancelled, 3 when it is waiting (or otherwise unfinished), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import shlex
+import typing as t
+
+import click
+
+from flowmonkey.cli.errors import EXIT_COMPLETED, EXIT_FAILED, EXIT_WAITING, CliError
+from flowmonkey.cli.options import common_options, handlers_option, max_wait_option
+from flowmonkey.cli.output import Output, format_time
+from flowmonkey.cli.progress import ProgressPrinter
+from flowmonkey.cli.state import (
+    DEFAULT_STORE,
+    CliState,
+    check_handlers,
+    get_state,
+    load_handlers,
+    open_engine,
+    parse_json_arg,
+    parse_json_object,
+    read_flow,
+    run_async,
+)
+from flowmonkey.engine.engine import Engine
+from flowmonkey.engine.results import RunResult
+from flowmonkey.errors import ExecutionNotFound
+from flowmonkey.model.execution import ExecutionStatus
+
+__all__ = ["cancel", "exit_code_for", "resume", "run", "signal"]
+
+
+def exit_code_for(status: ExecutionStatus) -> int:
+    """0 completed, 1 failed or cancelled, 3 waiting or not finished."""
+    if status is ExecutionStatus.COMPLETED:
+        return EXIT_COMPLETED
+    if status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        return EXIT_FAILED
+    return EXIT_WAITING
+
+
+async def settle(engine: Engine, result: RunResult, max_wait: float) -> RunResult:
+    """Keep running while the execution waits for a timer due within ``max_wait`` seconds
+    (retry backoffs, short delays); stop at waits for resume/signal."""
+    import asyncio
+
+    while result.status is ExecutionStatus.WAITING and result.wake_at is not None:
+        delay = (result.wake_at - engine.clock.now()).total_seconds()
+        if delay > max_wait:
+            break
+        await asyncio.sleep(max(delay, 0.0))
+        result = await engine.run(result.execution.id)
+    return result
+
+
+def finish(out: Output, state: CliState, result: RunResult) -> t.NoReturn:
+    """Print the run summary (or the JSON document) and exit with the status's code."""
+    execution = result.execution
+    if out.json_mode:
+        out.document(execution.to_dict())
+    else:
+        out.line("")
+        out.execution(execution)
+        if execution.status is ExecutionStatus.WAITING:
+            _how_to_continue(out, state, execution.id, execution.wake_at is not None)
+    raise click.exceptions.Exit(exit_code_for(result.status))
+
+
+def _how_to_continue(out: Output, state: CliState, execution_id: str, timer: bool) -> None:
+    words = ["flowmonkey"]
+    if state.store_url != DEFAULT_STORE:
+        words += ["--store", state.store_url]
+    words += ["resume", execution_id]
+    for spec in state.handler_specs:
+        words += ["--handlers", spec]
+    if timer:
+        out.line("the timer is durable: resume it early with", "dim")
+    else:
+        out.line("to continue it, run:", "dim")
+    out.line("  " + shlex.join(words) + " --data JSON", "bold")
+
+
+def _start(state: CliState, handler_specs: tuple[str, ...]) -> tuple[Output, t.Any]:
+    state.handler_specs = list(handler_specs)
+    out = Output(json_mode=state.json_output)
+    handlers = load_handlers(handler_specs)
+    return out, handlers
+
+
+@click.command()
+@click.argument("flow_file", metavar="FLOW_FILE")
+@click.option("--input", "input_", metavar="JSON|@FILE", help="Initial context (a JSON object).")
+@handlers_option
+@click.option("--tenant", metavar="T", help="Tenant id of the execution.")
+@click.option("--idempotency-key", metavar="K", help="Return the existing execution for K.")
+@max_wait_option
+@common_options
+def run(
+    flow_file: str,
+    input_: str | None,
+    handler_specs: tuple[str, ...],
+    tenant: str | None,
+    idempotency_key: str | None,
+    max_wait: float,
+) -> None:
+    """Validate FLOW_FILE, save it in the store, create an execution and run it.
+
+    Exit 0 completed, 1 failed/cancelled, 3 waiting (the id and how to resume are shown).
+    """
+    state = get_state()
+    context = parse_json_object(input_, "--input")
+    out, handlers = _start(state, handler_specs)
+    flow = read_flow(flow_file)
+    check_handlers(flow, handlers)
+
+    async def go() -> RunResult:
+        async with open_engine(state, handlers, recover=True) as engine:
+            engine.on("*", ProgressPrinter(out))
+            await engine.save_flow(flow)
+            created = await engine.create(
+                flow.id, context, version=flow.version, tenant_id=tenant,
+                idempotency_key=idempotency_key,
+            )  # fmt: skip
+            if not created.created:
+                out.line(
+                    f"idempotency key {idempotency_key!r} already used: "
+                    f"execution {created.execution.id}",
+                    "yellow",
+                )
+            result = await engine.run(created.execution.id)
+            return await settle(engine, result, max_wait)
+
+    finish(out, state, run_async(go()))
+
+
+async def _prepare(engine: Engine, execution_id: str, handlers: t.Any) -> None:
+    """Refuse (before changing anything) when a step of the flow has no handler."""
+    execution = await engine.get(execution_id)
+    if execution is None:
+        raise ExecutionNotFound(execution_id)
+    flow = await engine.get_flow(execution.flow_id, execution.flow_version)
+    check_handlers(flow, handlers)
+
+
+@click.command()
+@click.argument("execution_id", metavar="ID")
+@click.option("--data", metavar="JSON|@FILE", help="Resume data (stored at context.resumeData).")
+@click.option("--token", metavar="T", help="The resume token the waiting step created.")
+@handlers_option
+@max_wait_option
+@common_options
+def resume(
+    execution_id: str,
+    data: str | None,
+    token: str | None,
+    handler_specs: tuple[str, ...],
+    max_wait: float,
+) -> None:
+    """Resume the waiting execution ID with --data and keep running it.
+
+    The flow is loaded from the store; pass the same --handlers as for `run`.
+    """
+    state = get_state()
+    payload = parse_json_arg(data, "--data")
+    out, handlers = _start(state, handler_specs)
+
+    async def go() -> RunResult:
+        async with open_engine(state, handlers, recover=True) as engine:
+            await _prepare(engine, execution_id, handlers)
+            engine.on("*", ProgressPrinter(out))
+            result = await engine.resume(execution_id, payload, token=token)
+            return await settle(engine, result, max_wait)
+
+    finish(out, state, run_async(go()))
+
+
+@click.command()
+@click.argument("execution_id", metavar="ID")
+@click.argument("step_id", metavar="STEP")
+@click.option("--port", metavar="P", help="Port of the step to continue on.")
+@click.option("--payload", metavar="JSON|@FILE", help="Signal payload (stored at outputKey).")
+@handlers_option
+@max_wait_option
+@common_options
+def signal(
+    execution_id: str,
+    step_id: str,
+    port: str | None,
+    payload: str | None,
+    handler_specs: tuple[str, ...],
+    max_wait: float,
+) -> None:
+    """Send a signal to the step STEP that execution ID waits at, and keep running it."""
+    state = get_state()
+    body = parse_json_arg(payload, "--payload")
+    out, handlers = _start(state, handler_specs)
+
+    async def go() -> RunResult:
+        async with open_engine(state, handlers, recover=True) as engine:
+            await _prepare(engine, execution_id, handlers)
+            engine.on("*", ProgressPrinter(out))
+            result = await engine.signal(execution_id, step_id, port=port, payload=body)
+            return await settle(engine, result, max_wait)
+
+    finish(out, state, run_async(go()))
+
+
+@click.command()
+@click.argument("execution_id", metavar="ID")
+@click.option("--reason", metavar="R", help="Why it is cancelled (recorded).")
+@common_options
+def cancel(execution_id: str, reason: str | None) -> None:
+    """Cancel execution ID (and its children). Exit 2 if it already finished."""
+    state = get_state()
+    out = Output(json_mode=state.json_output)
+
+    async def go() -> t.Any:
+        async with open_engine(state) as engine:
+            return await engine.cancel(execution_id, source="user", reason=reason)
+
+    result = run_async(go())
+    if not result.cancelled:
+        raise CliError(
+            f'cannot cancel execution "{execution_id}": {result.error or "not cancellable"}',
+            code="NOT_CANCELLABLE",
+        )
+    execution = result.execution
+    if out.json_mode:
+        out.document(
+            {"cancelled": True, "previous_status": str(result.previous_status),
+             "children_cancelled": result.children_cancelled,
+             "execution": execution.to_dict() if execution else None}
+        )  # fmt: skip
+        return
+    more = (
+        f" ({result.children_cancelled} child execution(s) too)"
+        if result.children_cancelled
+        else ""
+    )
+    out.styled([("cancelled ", "bold magenta"), (f"{execution_id}{more}", None)])
+    if execution is not None and execution.finished_at is not None:
+        out.line(f"at {format_time(execution.finished_at)}", "dim")

@@ -1,0 +1,207 @@
+"""Full validation of a flow definition: every problem at once, each with a precise path."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from flowmonkey.definitions import builtins
+from flowmonkey.definitions.builtin_config import check_builtin_config, is_dot_path
+from flowmonkey.definitions.graph import check_graph
+from flowmonkey.errors import FlowValidationError, ValidationIssue
+from flowmonkey.model.flow import SELECTOR_TYPES, Flow, RetryPolicy, Step
+from flowmonkey.versions import is_semver
+
+__all__ = ["errors_only", "issues_by_path", "raise_for_issues", "validate_flow"]
+
+
+def validate_flow(
+    flow: Flow, *, handler_types: Collection[str] | None = None
+) -> list[ValidationIssue]:
+    """Return every problem of ``flow`` (errors and warnings) in one list.
+
+    Args:
+        flow: the parsed flow.
+        handler_types: the registered handler types; when given, a step whose type is
+            neither built-in nor listed is an error. ``None`` skips that check.
+    """
+    issues: list[ValidationIssue] = []
+    if not flow.id:
+        issues.append(_err("id", "Required"))
+    if not flow.version:
+        issues.append(_err("version", "Required"))
+    elif not is_semver(flow.version):
+        issues.append(
+            ValidationIssue(
+                "version",
+                f'"{flow.version}" is not a semantic version (MAJOR.MINOR.PATCH); '
+                "versions then sort before every semver version",
+                "warning",
+            )
+        )
+    if not flow.initial_step_id:
+        issues.append(_err("initialStepId", "Required"))
+    if not flow.steps:
+        issues.append(_err("steps", "At least one step required"))
+        return issues
+    if flow.initial_step_id and flow.initial_step_id not in flow.steps:
+        issues.append(_err("initialStepId", f'Step "{flow.initial_step_id}" not found'))
+    for key, step in flow.steps.items():
+        issues += _check_step(key, step, flow, handler_types)
+    issues += check_graph(flow)
+    return issues
+
+
+def errors_only(issues: Collection[ValidationIssue]) -> list[ValidationIssue]:
+    """The error-severity issues of ``issues``."""
+    return [i for i in issues if i.severity == "error"]
+
+
+def raise_for_issues(
+    flow_id: str | None, issues: Collection[ValidationIssue], *, source: str | None = None
+) -> None:
+    """Raise ``FlowValidationError`` (with every issue) when any issue is an error.
+
+    ``source`` (a file name) is prefixed to the message when given.
+    """
+    errors = errors_only(issues)
+    if not errors:
+        return
+    message = None
+    if source:
+        listed = "; ".join(f"{i.path}: {i.message}" for i in errors)
+        name = f'flow "{flow_id}"' if flow_id else "flow"
+        message = f"{source}: {name} is invalid ({len(errors)} problem(s)): {listed}"
+    raise FlowValidationError(flow_id, list(issues), message)
+
+
+def _err(path: str, message: str) -> ValidationIssue:
+    return ValidationIssue(path, message, "error")
+
+
+def _check_step(
+    key: str, step: Step, flow: Flow, handler_types: Collection[str] | None
+) -> list[ValidationIssue]:
+    path = f"steps.{key}"
+    issues: list[ValidationIssue] = []
+    if step.id != key:
+        issues.append(_err(f"{path}.id", f'ID mismatch: "{step.id}" vs key "{key}"'))
+    step_type: Any = step.type
+    if not step_type:
+        issues.append(_err(f"{path}.type", "Required"))
+    elif not isinstance(step_type, str):
+        issues.append(_err(f"{path}.type", f"must be a string, got {step_type!r}"))
+    elif (
+        handler_types is not None
+        and not builtins.is_builtin(step_type)
+        and step_type not in handler_types
+    ):
+        issues.append(_err(f"{path}.type", f'No handler registered for type "{step_type}"'))
+    issues += _check_selector(step, path)
+    if step.output_key is not None and not is_dot_path(step.output_key):
+        issues.append(
+            _err(f"{path}.outputKey", f"must be a non-empty dot path, got {step.output_key!r}")
+        )
+    issues += _check_transitions(step, path, flow)
+    if step.retry is not None:
+        issues += _check_retry(step.retry, f"{path}.retry")
+    if step.timeout is not None and step.timeout.total_seconds() <= 0:
+        issues.append(_err(f"{path}.timeout", "must be a positive duration"))
+    issues += check_builtin_config(step, path)
+    for extra in step.extra:
+        issues.append(
+            ValidationIssue(
+                f"{path}.{extra}", f'unknown step field "{extra}" is ignored', "warning"
+            )
+        )
+    return issues
+
+
+def _check_selector(step: Step, path: str) -> list[ValidationIssue]:
+    sel = step.input
+    path = f"{path}.input"
+    if sel.type not in SELECTOR_TYPES:
+        return [
+            _err(
+                f"{path}.type",
+                f"unknown selector type {sel.type!r}; use one of {', '.join(SELECTOR_TYPES)}",
+            )
+        ]
+    if sel.type == "key" and (not isinstance(sel.key, str) or not sel.key):
+        return [_err(f"{path}.key", "Required: the top-level context key to read")]
+    if sel.type == "keys" and (
+        not isinstance(sel.keys, tuple) or not all(isinstance(k, str) for k in sel.keys)
+    ):
+        return [_err(f"{path}.keys", "must be a list of context keys (strings)")]
+    if sel.type == "path" and not is_dot_path(sel.path):
+        return [_err(f"{path}.path", "Required: a dot path like 'order.items.0'")]
+    if sel.type == "template" and sel.template is None:
+        return [_err(f"{path}.template", "Required: the template value")]
+    return []
+
+
+def _check_transitions(step: Step, path: str, flow: Flow) -> list[ValidationIssue]:
+    issues: list[ValidationIssue] = []
+    trans = step.transitions
+    # Typed str | None, but parsed from files without type checks.
+    named: tuple[tuple[str, Any], ...] = (
+        ("onSuccess", trans.on_success),
+        ("onFailure", trans.on_failure),
+        ("onResume", trans.on_resume),
+        ("onTimeout", trans.on_timeout),
+    )
+    for name, target in named:
+        if target is not None and not isinstance(target, str):
+            issues.append(
+                _err(f"{path}.transitions.{name}", f"must be a step id or null, got {target!r}")
+            )
+    ports: Mapping[Any, Any] = trans.ports
+    for port, target in ports.items():
+        if not isinstance(port, str) or not port:
+            issues.append(_err(f"{path}.transitions.ports", f"invalid port name {port!r}"))
+        if target is not None and not isinstance(target, str):
+            issues.append(
+                _err(
+                    f"{path}.transitions.ports.{port}", f"must be a step id or null, got {target!r}"
+                )
+            )
+    for label, target in builtins.step_edges(step):
+        if target not in flow.steps:
+            issues.append(_err(f"{path}.{label}", f'"{target}" not found'))
+    return issues
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_retry(retry: RetryPolicy, path: str) -> list[ValidationIssue]:
+    issues: list[ValidationIssue] = []
+    max_attempts: Any = retry.max_attempts
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 0:
+        issues.append(_err(f"{path}.maxAttempts", f"must be an integer >= 0, got {max_attempts!r}"))
+    numbers: tuple[tuple[str, Any, float], ...] = (
+        ("backoffMs", retry.backoff_ms, 0),
+        ("backoffMultiplier", retry.backoff_multiplier, 1),
+        ("maxBackoffMs", retry.max_backoff_ms, 0),
+    )
+    for name, value, minimum in numbers:
+        if not _is_number(value) or value < minimum:
+            issues.append(_err(f"{path}.{name}", f"must be a number >= {minimum:g}, got {value!r}"))
+    retry_on: Any = retry.retry_on
+    if retry_on is not None and (
+        not isinstance(retry_on, tuple) or not all(isinstance(c, str) for c in retry_on)
+    ):
+        issues.append(_err(f"{path}.retryOn", "must be a list of error codes (strings)"))
+    jitter: Any = retry.jitter
+    if not isinstance(jitter, bool):
+        issues.append(_err(f"{path}.jitter", f"must be true or false, got {jitter!r}"))
+    return issues
+
+
+def issues_by_path(issues: Collection[ValidationIssue]) -> Mapping[str, list[ValidationIssue]]:
+    """Group issues by their ``path`` (handy for editors and tests)."""
+    out: dict[str, list[ValidationIssue]] = {}
+    for issue in issues:
+        out.setdefault(issue.path, []).append(issue)
+    return out

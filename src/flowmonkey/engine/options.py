@@ -1,0 +1,54 @@
+"""``EngineOptions`` and ``ContextLimits``: the engine's configuration, as frozen values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+__all__ = ["ContextLimits", "EngineOptions"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContextLimits:
+    """Limits checked on every context write (initial context, outputs, resume data, ctx.set)."""
+
+    max_value_bytes: int = 1024 * 1024
+    """Largest JSON size of one written value."""
+    max_total_bytes: int = 10 * 1024 * 1024
+    """Largest JSON size of the whole context (sum over top-level keys)."""
+    max_keys: int = 500
+    """Most top-level keys."""
+    max_depth: int = 15
+    """Deepest nesting of dicts/lists (``{}`` is depth 1)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineOptions:
+    """How an ``Engine`` behaves. Every field has a production-ready default."""
+
+    record_history: bool = True
+    """Keep a ``StepRecord`` per handler attempt in ``execution.history``."""
+    max_steps: int = 1000
+    """Most handler attempts per execution (retries count) before ``MAX_STEPS``."""
+    default_step_timeout: timedelta = timedelta(seconds=30)
+    """Per-attempt handler timeout when neither the step nor the handler sets one."""
+    execution_timeout: timedelta | None = timedelta(hours=24)
+    """An execution still unfinished after this is cancelled (``TIMEOUT``)."""
+    wait_timeout: timedelta | None = timedelta(days=7)
+    """A wait longer than this follows ``onTimeout`` or fails with ``TIMEOUT``."""
+    context_limits: ContextLimits = field(default_factory=ContextLimits)
+    automatic_recovery: bool = True
+    """Recover stale running executions in ``initialize()``."""
+    stale_after: timedelta = timedelta(minutes=5)
+    """A running execution without a live lease and not updated for this long is stale."""
+    mode: str = "production"
+    """``production`` or ``simulation`` (passthrough handlers; see ``Engine.simulate``)."""
+    lease_for: timedelta = timedelta(seconds=30)
+    """How long a lease lasts without a heartbeat; crash recovery waits at most this."""
+    sync_handler_threads: int = 16
+    """Size of the thread pool that runs sync (``def``) handlers."""
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    """Default idempotency window (clamped to 7 days)."""
+    max_idempotency_ttl: timedelta = timedelta(days=7)
+    load_flows_from_store: bool = False
+    """On ``initialize``, register every flow version saved in the store."""

@@ -1,0 +1,238 @@
+"""Parallel branches: ``parallel`` forks one token per branch, ``join`` merges them, and
+the branch supervisor runs the active tokens of one execution concurrently.
+
+Each branch step commits on its own (commits are serialised per execution, see
+``Run.commit``), so a crash mid-branch resumes only the unfinished branches: the
+committed tokens say exactly where each branch stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from flowmonkey.model.execution import ExecutionStatus, StepRecord, Token, TokenStatus
+from flowmonkey.stores.base import TaskQuery
+
+if TYPE_CHECKING:
+    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.run import Run
+    from flowmonkey.model.flow import Step
+
+__all__ = ["fork", "join_arrive", "run_branches"]
+
+_ACTIVE = TokenStatus.ACTIVE
+_WAITING = TokenStatus.WAITING
+_DONE = TokenStatus.DONE
+
+
+def _record(run: Run, step: Step, token: Token, outcome: str, now: datetime) -> None:
+    execution = run.execution
+    execution.step_count += 1
+    if run.engine.options.record_history:
+        run.history.append(
+            StepRecord(
+                step_id=step.id,
+                handler_type=step.type,
+                attempt=1,
+                run_number=execution.run_number,
+                outcome=outcome,
+                started_at=now,
+                finished_at=now,
+                duration_ms=0.0,
+                token_id=token.id,
+            )
+        )
+
+
+async def fork(engine: Engine, run: Run, token: Token, step: Step) -> tuple[str, str | None]:
+    """Replace ``token`` by one token per branch and commit."""
+    from flowmonkey.engine.step import fail_execution
+
+    execution = run.execution
+    branches = step.config.get("branches") or []
+    missing = [b for b in branches if b not in run.flow.steps]
+    if not branches or missing:
+        await fail_execution(
+            run,
+            "INVALID_TRANSITION",
+            f'parallel step "{step.id}" has unknown branches {missing}',
+            step_id=step.id,
+        )
+        return "error", None
+    now = engine.clock.now()
+    _record(run, step, token, "success", now)
+    fork_id = f"{token.id}/{execution.step_count}"
+    token.status = _DONE
+    token.step_id = step.id
+    new = [
+        Token(
+            id=f"{fork_id}.{i}",
+            step_id=branch,
+            parent_id=token.id,
+            fork_id=fork_id,
+            branch=branch,
+            visit=execution.step_count,
+        )
+        for i, branch in enumerate(branches)
+    ]
+    execution.tokens.extend(new)
+    run.emit(
+        "token.forked",
+        now,
+        {
+            "step_id": step.id,
+            "fork_id": fork_id,
+            "branches": list(branches),
+            "token_ids": [t.id for t in new],
+        },
+    )
+    await run.commit(at=now)
+    return "success", None
+
+
+async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tuple[str, str | None]:
+    """A branch token reached a ``join``: park it, or merge the fork and continue."""
+    from flowmonkey.engine.step import advance, fail_execution
+
+    execution = run.execution
+    fork_id = token.fork_id
+    if fork_id is None:
+        await fail_execution(
+            run,
+            "INVALID_TRANSITION",
+            f'join "{step.id}" reached outside a parallel fork',
+            step_id=step.id,
+        )
+        return "error", None
+    now = engine.clock.now()
+    _record(run, step, token, "success", now)
+    mode = step.config.get("mode") or "all"
+    siblings = [t for t in execution.tokens if t.fork_id == fork_id and t is not token]
+    token.step_id = step.id
+    if mode == "all":
+        token.status = _WAITING
+        token.wait_kind = "join"
+        token.wait_reason = f"join {step.id}"
+        # Siblings that ended elsewhere (a path to ``null``) are not waited for.
+        arrived = all(
+            t.status is _DONE or (t.step_id == step.id and t.wait_kind == "join") for t in siblings
+        )
+        if not arrived:
+            _settle(execution)
+            await run.commit(at=now, release=execution.status is ExecutionStatus.WAITING)
+            return "wait", step.id
+        dropped: list[Token] = []
+    else:
+        dropped = [t for t in siblings if t.status is not _DONE]
+    parent = next((t for t in execution.tokens if t.id == (token.parent_id or "")), None)
+    merged_ids = [token.id, *(t.id for t in siblings)]
+    for t in [token, *siblings]:
+        t.status = _DONE
+        t.wait_kind = t.wait_reason = None
+        t.wake_at = t.wait_deadline_at = t.wait_started_at = None
+    continuation = Token(
+        id=f"{fork_id}.j",
+        step_id=step.id,
+        parent_id=parent.parent_id if parent is not None else None,
+        fork_id=parent.fork_id if parent is not None else None,
+        branch=parent.branch if parent is not None else None,
+        visit=execution.step_count,
+    )
+    # Forget the merged branches and their parent: the continuation replaces them, so
+    # loops around a fork do not grow the token list.
+    gone = set(merged_ids) | ({parent.id} if parent is not None else set())
+    execution.tokens[:] = [t for t in execution.tokens if t.id not in gone]
+    execution.tokens.append(continuation)
+    run.emit(
+        "token.joined",
+        now,
+        {
+            "step_id": step.id,
+            "fork_id": fork_id,
+            "mode": mode,
+            "token_ids": merged_ids,
+            "dropped": [t.id for t in dropped],
+        },
+    )
+    if dropped:
+        await _drop(engine, run, dropped, now)
+    execution.status = ExecutionStatus.RUNNING
+    return await advance(
+        engine, run, continuation, step, step.transitions.on_success, "success", now
+    )
+
+
+async def _drop(engine: Engine, run: Run, dropped: list[Token], now: datetime) -> None:
+    """Cancel the losing branches of an ``any`` join: their handlers and pending tasks."""
+    ids = {t.id for t in dropped}
+    for token_id in ids:
+        task = run.token_tasks.get(token_id)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+    pending = await engine.store.list_tasks(
+        TaskQuery(execution_id=run.execution.id, status="pending", limit=10_000)
+    )
+    for task_record in pending:
+        if task_record.token_id in ids:
+            task_record.status = "cancelled"
+            run.tasks.append(task_record)
+            run.emit(
+                "task.cancelled",
+                now,
+                {
+                    "task_id": task_record.id,
+                    "step_id": task_record.step_id,
+                    "reason": "branch dropped",
+                },
+            )
+
+
+def _settle(execution: Any) -> None:
+    tokens = execution.tokens
+    if any(t.status is _ACTIVE for t in tokens):
+        execution.status = ExecutionStatus.RUNNING
+    elif any(t.status is _WAITING and t.wait_kind != "join" for t in tokens):
+        execution.status = ExecutionStatus.WAITING
+    else:
+        execution.status = ExecutionStatus.RUNNING
+
+
+async def run_branches(engine: Engine, run: Run) -> None:
+    """Run every active token concurrently until none is active (or the run ends)."""
+    from flowmonkey.engine.step import execute_step
+
+    run.concurrent = True
+    execution = run.execution
+    tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def branch(token: Token) -> None:
+        while token.status is _ACTIVE and not execution.status.is_terminal:
+            await execute_step(engine, run, token)
+
+    try:
+        while not execution.status.is_terminal:
+            for token in execution.tokens:
+                if token.status is _ACTIVE and token.id not in tasks:
+                    task = asyncio.ensure_future(branch(token))
+                    tasks[token.id] = task
+                    run.token_tasks[token.id] = task
+            if not tasks:
+                return
+            done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            for token_id, task in list(tasks.items()):
+                if task in done:
+                    del tasks[token_id]
+                    run.token_tasks.pop(token_id, None)
+                    if task.cancelled():
+                        continue  # a dropped branch of an ``any`` join
+                    exc = task.exception()
+                    if exc is not None:
+                        raise exc
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        run.token_tasks.clear()

@@ -1,0 +1,305 @@
+"""``Run``: the working state of one execution while this process holds its lease.
+
+A ``Run`` buffers what the current step changes (context keys, history, events, resume
+tokens, tasks) and writes it in one ``store.commit``. Nothing is visible before that
+commit; a ``LeaseLost`` discards the buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from flowmonkey import errors
+from flowmonkey.engine.limits import ContextSizes, plan_write
+from flowmonkey.model.events import Event
+from flowmonkey.model.execution import (
+    ErrorInfo,
+    Execution,
+    ExecutionStatus,
+    StepRecord,
+    Token,
+    TokenStatus,
+)
+from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores.base import Lease, StepCommit
+
+if TYPE_CHECKING:
+    from flowmonkey.engine.engine import Engine
+    from flowmonkey.model.flow import Flow, Step
+
+__all__ = ["Run", "StepRuntime", "hash_token"]
+
+_WAITING = TokenStatus.WAITING
+_ACTIVE = TokenStatus.ACTIVE
+_DONE = TokenStatus.DONE
+
+
+def hash_token(token: str) -> str:
+    """Resume tokens are stored as their SHA-256 only."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Run:
+    """One leased execution being driven by this engine (also the handlers' runtime)."""
+
+    __slots__ = (
+        "_sizes",
+        "cancel_requested",
+        "cancel_tasks",
+        "commit_lock",
+        "concurrent",
+        "context_delete",
+        "dirty",
+        "engine",
+        "events",
+        "execution",
+        "flow",
+        "handler_tasks",
+        "history",
+        "lease",
+        "lease_lost",
+        "new_tokens",
+        "released",
+        "revoke_tokens",
+        "tasks",
+        "token_tasks",
+        "use_token",
+    )
+
+    def __init__(self, engine: Engine, execution: Execution, lease: Lease, flow: Flow) -> None:
+        self.engine = engine
+        self.execution = execution
+        self.lease = lease
+        self.flow = flow
+        self._sizes: ContextSizes | None = None
+        self.dirty: dict[str, bytes] = {}
+        self.context_delete: list[str] = []
+        self.events: list[Event] = []
+        self.history: list[StepRecord] = []
+        self.new_tokens: list[ResumeTokenRecord] = []
+        self.tasks: list[Task] = []
+        self.use_token: str | None = None
+        self.revoke_tokens = False
+        self.cancel_tasks = False
+        self.handler_tasks: set[asyncio.Task[Any]] = set()
+        """Tasks currently awaiting a suspended handler (cancelled on cancel/lease loss)."""
+        self.token_tasks: dict[str, asyncio.Task[Any]] = {}
+        """Branch tasks by token id while parallel branches run."""
+        self.concurrent = False
+        """Set once branches run concurrently: commits then serialise and snapshot."""
+        self.commit_lock: asyncio.Lock | None = None
+        self.cancel_requested = False
+        self.lease_lost = False
+        self.released = False
+
+    # -- buffered changes ------------------------------------------------------------
+
+    def emit(self, type: str, at: datetime, data: dict[str, Any]) -> Event:
+        """Append an event with the next sequence number (committed with the step)."""
+        execution = self.execution
+        execution.event_seq += 1
+        data["execution_id"] = execution.id
+        event = Event(type, execution.id, at, data, execution.event_seq, execution.tenant_id)
+        self.events.append(event)
+        return event
+
+    def write(self, path: str, value: Any, *, literal: bool = False) -> None:
+        """Set ``value`` at dot ``path`` of the context, with limit checks.
+
+        Raises:
+            OutputError, ContextLimitError: nothing was written.
+        """
+        context = self.execution.context
+        if self._sizes is None:
+            self._sizes = ContextSizes(context)
+        top, new_top, encoded = plan_write(
+            context,
+            path,
+            value,
+            self.engine.options.context_limits,
+            self._sizes,
+            literal=literal,
+        )
+        context[top] = new_top
+        self._sizes.update(top, len(encoded))
+        self.dirty[top] = encoded
+
+    async def commit(self, *, release: bool = False, at: datetime | None = None) -> None:
+        """Write the buffered changes in one transaction (fenced by the lease).
+
+        Raises:
+            LeaseLost: another process took the execution over; the buffer is dropped.
+        """
+        if self.concurrent:
+            if self.commit_lock is None:
+                self.commit_lock = asyncio.Lock()
+            async with self.commit_lock:
+                await self._commit(release=release, at=at)
+        else:
+            await self._commit(release=release, at=at)
+
+    async def _commit(self, *, release: bool, at: datetime | None) -> None:
+        if self.released:
+            return
+        execution = self.execution
+        execution.updated_at = at if at is not None else self.engine.clock.now()
+        _sync_position(execution)
+        release = release or execution.status.is_terminal
+        commit = StepCommit(
+            # Concurrent branches keep mutating the working copy while this commit is in
+            # flight, so they commit a snapshot; a linear run commits the object itself.
+            execution=execution.clone(context={}, history=[]) if self.concurrent else execution,
+            context_set=self.dirty,
+            context_delete=self.context_delete,
+            history=self.history if self.engine.options.record_history else (),
+            events=self.events,
+            resume_tokens=self.new_tokens,
+            use_resume_token=self.use_token,
+            revoke_resume_tokens=self.revoke_tokens,
+            tasks=self.tasks,
+            cancel_pending_tasks=self.cancel_tasks,
+            release=release,
+        )
+        events = self.events
+        history = self.history
+        # Swap the buffers before awaiting the store: other branches may buffer more.
+        self.dirty = {}
+        self.context_delete = []
+        self.events = []
+        self.history = []
+        self.new_tokens = []
+        self.tasks = []
+        self.use_token = None
+        self.revoke_tokens = False
+        self.cancel_tasks = False
+        try:
+            await self.engine.store.commit(self.lease, commit)
+        except errors.LeaseLost:
+            self.lease_lost = True
+            raise
+        if history and self.engine.options.record_history:
+            execution.history.extend(history)
+        if release:
+            self.released = True
+        self.engine.bus.emit(events)
+
+    async def heartbeat(self) -> None:
+        """Extend the lease."""
+        engine = self.engine
+        self.lease = await engine.store.heartbeat(
+            self.lease, now=engine.clock.now(), lease_for=engine.options.lease_for
+        )
+
+    def cancel_handlers(self) -> None:
+        """Cancel every handler task this run is awaiting."""
+        self.cancel_requested = True
+        for task in tuple(self.handler_tasks):
+            task.cancel()
+
+    # -- position helpers --------------------------------------------------------------
+
+    def active_token(self) -> Token | None:
+        """The first active token (a linear flow has at most one)."""
+        for token in self.execution.tokens:
+            if token.status is _ACTIVE:
+                return token
+        return None
+
+    def finish(self, status: ExecutionStatus, at: datetime, error: ErrorInfo | None) -> None:
+        """Make the execution terminal: tokens done, resume tokens revoked, tasks cancelled."""
+        execution = self.execution
+        execution.status = status
+        execution.finished_at = at
+        execution.error = error
+        execution.wake_at = None
+        execution.wait_reason = None
+        execution.checkpoint = None
+        for token in execution.tokens:
+            if token.status is not _DONE:
+                token.status = _DONE
+                token.wake_at = None
+                token.wait_reason = None
+                token.wait_kind = None
+                token.wait_deadline_at = None
+        self.revoke_tokens = True
+        self.cancel_tasks = True
+
+
+def _sync_position(execution: Execution) -> None:
+    """Derive ``current_step_id``, ``wake_at`` and ``wait_reason`` from the tokens."""
+    tokens = execution.tokens
+    if len(tokens) == 1:
+        token = tokens[0]
+        if token.status is not _DONE:
+            execution.current_step_id = token.step_id
+        if token.status is _WAITING:
+            execution.wake_at = token.wake_at
+            execution.wait_reason = token.wait_reason
+        else:
+            execution.wake_at = None
+            execution.wait_reason = None
+        return
+    live = [t for t in tokens if t.status is not _DONE]
+    if live:
+        execution.current_step_id = live[0].step_id
+    waiting = [t for t in live if t.status is _WAITING]
+    wakes = [t.wake_at for t in waiting if t.wake_at is not None]
+    execution.wake_at = min(wakes) if wakes else None
+    execution.wait_reason = waiting[0].wait_reason if waiting else None
+
+
+class StepRuntime:
+    """What a ``HandlerContext`` delegates to: one step of one token of a ``Run``."""
+
+    __slots__ = ("run", "step", "token")
+
+    def __init__(self, run: Run, step: Step, token: Token) -> None:
+        self.run = run
+        self.step = step
+        self.token = token
+
+    def set_context(self, key: str, value: Any) -> None:
+        """``ctx.set``: a top-level write with limit checks."""
+        self.run.write(key, value, literal=True)
+
+    def snapshot(self) -> Execution:
+        """A copy of the execution for ``ctx.execution``."""
+        return self.run.execution.clone()
+
+    async def save_checkpoint(self, data: Any) -> None:
+        """Persist checkpoint data for the running step now."""
+        run = self.run
+        checkpoint = {"step_id": self.step.id, "data": data}
+        await run.engine.store.save_checkpoint(run.lease, checkpoint)
+        run.execution.checkpoint = checkpoint
+
+    def get_checkpoint(self) -> Any:
+        """Checkpoint data of the running step, if any."""
+        checkpoint = self.run.execution.checkpoint
+        if checkpoint and checkpoint.get("step_id") == self.step.id:
+            return checkpoint.get("data")
+        return None
+
+    async def heartbeat(self, progress: float | None, message: str | None) -> None:
+        """Extend the lease now (long handlers call this through ``ctx.heartbeat``)."""
+        await self.run.heartbeat()
+
+    def create_resume_token(self, expires_in: timedelta) -> str:
+        """A 256-bit random token; only its hash is stored, with this step's commit."""
+        run = self.run
+        token = secrets.token_urlsafe(32)
+        now = run.engine.clock.now()
+        run.new_tokens.append(
+            ResumeTokenRecord(
+                token_hash=hash_token(token),
+                execution_id=run.execution.id,
+                step_id=self.step.id,
+                created_at=now,
+                expires_at=now + expires_in,
+            )
+        )
+        return token

@@ -1,0 +1,503 @@
+"""One step of one token: resolve input, call the handler, apply the result, commit."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Coroutine, Generator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from flowmonkey import errors
+from flowmonkey.engine.builtins import WAIT_KINDS
+from flowmonkey.engine.limits import OutputError
+from flowmonkey.engine.run import StepRuntime
+from flowmonkey.engine.selectors import SelectorError, resolve_input
+from flowmonkey.handlers.context import HandlerContext
+from flowmonkey.model.execution import (
+    ErrorInfo,
+    ExecutionStatus,
+    StepRecord,
+    Token,
+    TokenStatus,
+)
+from flowmonkey.model.result import UNSET, Result
+
+if TYPE_CHECKING:
+    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.run import Run
+    from flowmonkey.handlers.registry import RegisteredHandler
+    from flowmonkey.model.flow import Step
+
+__all__ = [
+    "StepCancelled",
+    "advance",
+    "complete_if_done",
+    "execute_step",
+    "fail_execution",
+    "move_after_wait",
+    "parked",
+]
+
+_RUNNING = ExecutionStatus.RUNNING
+_WAITING_S = ExecutionStatus.WAITING
+_COMPLETED = ExecutionStatus.COMPLETED
+_FAILED = ExecutionStatus.FAILED
+_ACTIVE = TokenStatus.ACTIVE
+_WAITING = TokenStatus.WAITING
+_DONE = TokenStatus.DONE
+
+
+class StepCancelled(Exception):
+    """The running handler was cancelled because the execution was cancelled/taken over."""
+
+
+class _Resume:
+    """Continue a coroutine that already ran up to its first suspension point.
+
+    The engine starts async handlers with ``coro.send(None)`` so that a handler which
+    never suspends (most no-op and CPU-only handlers) finishes without a task or a timer.
+    Only when it does suspend do we hand the rest of it to the event loop, here.
+    """
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro = self.coro
+        to_yield = self.first
+        while True:
+            try:
+                sent = yield to_yield
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    to_yield = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    to_yield = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+def _as_result(value: Any) -> Result:
+    if isinstance(value, Result):
+        return value
+    return Result.success(value)
+
+
+def _failure_from(exc: BaseException) -> Result:
+    if isinstance(exc, errors.FlowMonkeyError):
+        return Result.failure(exc.code, exc.message, details=exc.details)
+    message = str(exc) or type(exc).__name__
+    return Result.failure("HANDLER_ERROR", message, details={"exception": type(exc).__name__})
+
+
+async def _invoke(
+    engine: Engine, run: Run, handler: RegisteredHandler, ctx: HandlerContext, timeout: float
+) -> tuple[Result, bool]:
+    """Call the handler; returns ``(result, timed_out)``. Never raises for handler errors."""
+    if handler.is_async:
+        try:
+            coro = handler.fn(ctx)
+            first = coro.send(None)
+        except StopIteration as stop:
+            return _as_result(stop.value), False
+        except Exception as exc:
+            return _failure_from(exc), False
+        awaitable: Any = _Resume(coro, first)
+    else:
+        loop = asyncio.get_running_loop()
+        awaitable = loop.run_in_executor(engine.sync_pool, handler.fn, ctx)
+    task = asyncio.current_task()
+    assert task is not None
+    run.handler_tasks.add(task)
+    engine.track_suspended(run)
+    timeout_cm = asyncio.timeout(timeout)
+    try:
+        async with timeout_cm:
+            value = await awaitable
+    except TimeoutError:
+        ctx.cancelled.set()
+        return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
+    except asyncio.CancelledError:
+        ctx.cancelled.set()
+        if run.cancel_requested:
+            task.uncancel()
+            raise StepCancelled() from None
+        raise
+    except Exception as exc:
+        return _failure_from(exc), False
+    finally:
+        run.handler_tasks.discard(task)
+        if not run.handler_tasks:
+            engine.untrack_suspended(run)
+    if timeout_cm.expired():
+        # The handler swallowed the cancellation; its late result is discarded.
+        return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
+    return _as_result(value), False
+
+
+async def fail_execution(
+    run: Run, code: str, message: str, *, step_id: str | None, details: Any = None
+) -> None:
+    """Fail the execution before/without a handler attempt (no step consumed)."""
+    now = run.engine.clock.now()
+    info = ErrorInfo(code=code, message=message, step_id=step_id, details=details, at=now)
+    run.finish(_FAILED, now, info)
+    run.emit("execution.failed", now, {"step_id": step_id, "error": info.to_dict()})
+    await run.commit(release=True)
+    await run.engine.after_terminal(run.execution)
+
+
+_ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask"})
+
+
+def move_after_wait(step: Step | None, token: Token, step_count: int = 0) -> bool:
+    """A wait is over: continue at onResume, else onSuccess, else the same step.
+
+    Retry backoffs and child waits always re-run the same step (it is re-entrant). A
+    built-in wait step (delay, waitForSignal, userTask) with neither target ends the
+    token instead (returns True): re-running it would only wait again.
+    """
+    token.status = _ACTIVE
+    kind = token.wait_kind
+    token.wake_at = None
+    token.wait_reason = None
+    token.wait_kind = None
+    token.wait_started_at = None
+    token.wait_deadline_at = None
+    if step is None or kind in ("retry", "child"):
+        return False
+    target = step.transitions.on_resume or step.transitions.on_success
+    if target is not None:
+        token.step_id = target
+        token.visit = max(step_count, token.visit + 1)
+        return False
+    if step.type in _ENDING_WAITS:
+        token.status = _DONE
+        return True
+    return False
+
+
+def complete_if_done(run: Run, now: datetime) -> bool:
+    """After a token ended: complete the execution when no token is left."""
+    execution = run.execution
+    if all(t.status is _DONE for t in execution.tokens):
+        run.finish(_COMPLETED, now, None)
+        run.emit(
+            "execution.completed",
+            now,
+            {"flow_id": execution.flow_id, "total_steps": execution.step_count},
+        )
+        return True
+    return False
+
+
+def parked(execution: Any) -> bool:
+    """True when no token is active: the execution waits (and releases its lease)."""
+    return not any(t.status is _ACTIVE for t in execution.tokens)
+
+
+def _retry_delay_ms(step: Step, retry_index: int) -> float:
+    policy = step.retry
+    assert policy is not None
+    delay = policy.delay_ms(retry_index)
+    if policy.jitter and delay > 0:
+        delay += random.uniform(0, delay * 0.1)
+    return delay
+
+
+async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str | None]:
+    """Run the step under ``token`` and commit its outcome.
+
+    Returns ``(outcome, next_step_id)``; ``outcome`` is ``success``/``failure``/``wait``,
+    or ``error`` when the execution failed before a handler ran.
+    """
+    execution = run.execution
+    flow = run.flow
+    step_id = token.step_id
+    step = flow.steps.get(step_id) if step_id is not None else None
+    if step is None:
+        await fail_execution(run, "STEP_NOT_FOUND", f'Step "{step_id}" not found', step_id=step_id)
+        return "error", None
+    if execution.step_count >= engine.options.max_steps:
+        await fail_execution(
+            run, "MAX_STEPS", f"Exceeded {engine.options.max_steps} steps", step_id=step_id
+        )
+        return "error", None
+    if (step.type == "parallel" or step.type == "join") and engine.handlers.get(step.type) is None:
+        from flowmonkey.engine import parallel
+
+        if step.type == "parallel":
+            return await parallel.fork(engine, run, token, step)
+        return await parallel.join_arrive(engine, run, token, step)
+    handler = engine.resolve_handler(step)
+    if handler is None:
+        await fail_execution(
+            run, "HANDLER_NOT_FOUND", f'No handler for "{step.type}"', step_id=step.id
+        )
+        return "error", None
+    try:
+        step_input = resolve_input(step.input, execution.context)
+    except SelectorError as exc:
+        await fail_execution(run, "INPUT_ERROR", str(exc), step_id=step.id)
+        return "error", None
+
+    clock = engine.clock
+    started = clock.now()
+    attempt = execution.retry_attempts.get(step.id, 0) + 1
+    if execution.step_count == 0 and attempt == 1:
+        run.emit("execution.started", started, {"flow_id": flow.id, "step_id": step.id})
+    run.emit(
+        "step.started",
+        started,
+        {"step_id": step.id, "handler_type": step.type, "attempt": attempt},
+    )
+    ctx = HandlerContext(
+        input=step_input,
+        config=step.config,
+        context=execution.context,
+        step=step,
+        execution_id=execution.id,
+        attempt=attempt,
+        run_number=execution.run_number,
+        tenant_id=execution.tenant_id,
+        runtime=StepRuntime(run, step, token),
+    )
+    timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
+    result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
+    if token.status is _DONE:
+        # The branch was dropped (an ``any`` join completed) while its handler ran.
+        return "dropped", None
+    finished = clock.now()
+    execution.step_count += 1
+    if timed_out:
+        run.emit("step.timeout", finished, {"step_id": step.id, "timeout_ms": timeout / _MS})
+    outcome = result.outcome
+    if outcome not in ("success", "wait", "failure"):
+        result = Result.failure("HANDLER_ERROR", f"unknown result outcome {outcome!r}")
+        outcome = "failure"
+    # Store the output before deciding the outcome: a bad write turns success into failure.
+    if outcome != "failure" and result.output is not None and step.output_key:
+        try:
+            run.write(step.output_key, result.output)
+        except OutputError as exc:
+            result = Result.failure("INPUT_ERROR", str(exc), retryable=False)
+            outcome = "failure"
+        except errors.ContextLimitError as exc:
+            result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
+            outcome = "failure"
+    error_dict = result.error.to_dict() if result.error is not None else None
+    if engine.options.record_history:
+        run.history.append(
+            StepRecord(
+                step_id=step.id,
+                handler_type=step.type,
+                attempt=attempt,
+                run_number=execution.run_number,
+                outcome=outcome,
+                started_at=started,
+                finished_at=finished,
+                duration_ms=(finished - started).total_seconds() * 1000,
+                error=error_dict,
+                token_id=token.id if len(execution.tokens) > 1 else None,
+            )
+        )
+    if outcome == "success":
+        run.emit(
+            "step.completed",
+            finished,
+            {"step_id": step.id, "outcome": "success", "attempt": attempt, "port": result.port},
+        )
+        return await _after_success(engine, run, token, step, result, finished)
+    if outcome == "wait":
+        run.emit(
+            "step.completed",
+            finished,
+            {"step_id": step.id, "outcome": "wait", "attempt": attempt},
+        )
+        await _after_wait(engine, run, token, step, result, finished)
+        return "wait", step.id
+    run.emit(
+        "step.failed",
+        finished,
+        {"step_id": step.id, "attempt": attempt, "error": error_dict},
+    )
+    return await _after_failure(engine, run, token, step, result, finished, attempt)
+
+
+_MS = timedelta(milliseconds=1)
+
+
+async def _after_success(
+    engine: Engine, run: Run, token: Token, step: Step, result: Result, now: datetime
+) -> tuple[str, str | None]:
+    execution = run.execution
+    execution.retry_attempts.pop(step.id, None)
+    if execution.checkpoint is not None:
+        execution.checkpoint = None
+    if result.next_step is not UNSET:
+        target = result.next_step
+    elif result.port is not None:
+        ports = step.transitions.ports
+        if result.port not in ports:
+            await fail_execution(
+                run,
+                "INVALID_TRANSITION",
+                f'Step "{step.id}" has no port "{result.port}"',
+                step_id=step.id,
+            )
+            return "success", None
+        target = ports[result.port]
+    else:
+        target = step.transitions.on_success
+    return await advance(engine, run, token, step, target, "success", now)
+
+
+async def advance(
+    engine: Engine,
+    run: Run,
+    token: Token,
+    step: Step,
+    target: str | None,
+    outcome: str,
+    now: datetime,
+) -> tuple[str, str | None]:
+    """Move ``token`` from ``step`` to ``target`` (``None`` ends the token) and commit."""
+    execution = run.execution
+    if target is None:
+        token.status = _DONE
+        if complete_if_done(run, now):
+            await run.commit(release=True, at=now)
+            await engine.after_terminal(execution)
+            return outcome, None
+        stop = parked(execution)
+        if stop:
+            execution.status = _WAITING_S
+        await run.commit(release=stop, at=now)
+        return outcome, None
+    if target not in run.flow.steps:
+        await fail_execution(
+            run,
+            "INVALID_TRANSITION",
+            f'Step "{step.id}" -> "{target}" not found',
+            step_id=step.id,
+        )
+        return outcome, None
+    token.step_id = target
+    token.visit = execution.step_count
+    run.emit(
+        "transition",
+        now,
+        {"from_step_id": step.id, "to_step_id": target, "outcome": outcome},
+    )
+    await run.commit(at=now)
+    return outcome, target
+
+
+async def _after_wait(
+    engine: Engine, run: Run, token: Token, step: Step, result: Result, now: datetime
+) -> None:
+    execution = run.execution
+    wake_at = result.wake_at
+    if wake_at is None and result.delay is not None:
+        wake_at = now + result.delay
+    kind = WAIT_KINDS.get(step.type) or ("timer" if wake_at is not None else "signal")
+    token.status = _WAITING
+    token.wake_at = wake_at
+    token.wait_reason = result.reason
+    token.wait_kind = kind
+    token.wait_started_at = now
+    wait_timeout = engine.wait_timeout_for(execution, step)
+    token.wait_deadline_at = now + wait_timeout if wait_timeout is not None else None
+    stop = parked(execution)
+    if stop:
+        execution.status = _WAITING_S
+    run.emit(
+        "execution.waiting",
+        now,
+        {
+            "step_id": step.id,
+            "wake_at": wake_at.isoformat() if wake_at else None,
+            "reason": result.reason,
+        },
+    )
+    if wake_at is not None and kind == "timer":
+        run.emit("timer.scheduled", now, {"step_id": step.id, "wake_at": wake_at.isoformat()})
+    await run.commit(release=stop, at=now)
+    if kind == "child" and stop:
+        # A child may have finished before this wait was committed; its wake-up could
+        # not reach us then (we held the lease), so look now.
+        await engine.check_children(execution.id, step.id, token.visit)
+
+
+async def _after_failure(
+    engine: Engine,
+    run: Run,
+    token: Token,
+    step: Step,
+    result: Result,
+    now: datetime,
+    attempt: int,
+) -> tuple[str, str | None]:
+    execution = run.execution
+    error = result.error
+    assert error is not None
+    policy = step.retry
+    done = execution.retry_attempts.get(step.id, 0)
+    if (
+        policy is not None
+        and error.retryable
+        and done < policy.max_attempts
+        and (policy.retry_on is None or error.code in policy.retry_on)
+    ):
+        execution.retry_attempts[step.id] = done + 1
+        delay_ms = _retry_delay_ms(step, done)
+        run.emit(
+            "step.retry",
+            now,
+            {
+                "step_id": step.id,
+                "attempt": done + 1,
+                "max_attempts": policy.max_attempts,
+                "backoff_ms": delay_ms,
+                "error": error.to_dict(),
+            },
+        )
+        if delay_ms > 0:
+            wake_at = now + timedelta(milliseconds=delay_ms)
+            token.status = _WAITING
+            token.wake_at = wake_at
+            token.wait_kind = "retry"
+            token.wait_reason = f"Retry {done + 1}/{policy.max_attempts} after {delay_ms:g}ms"
+            token.wait_started_at = now
+            token.wait_deadline_at = None
+            stop = parked(execution)
+            if stop:
+                execution.status = _WAITING_S
+            await run.commit(release=stop)
+            return "failure", step.id
+        await run.commit()
+        return "failure", step.id
+    execution.retry_attempts.pop(step.id, None)
+    execution.checkpoint = None
+    info = ErrorInfo(
+        code=error.code, message=error.message, step_id=step.id, details=error.details, at=now
+    )
+    execution.last_error = info
+    target = step.transitions.on_failure
+    if target is None:
+        run.finish(_FAILED, now, info)
+        run.emit("execution.failed", now, {"step_id": step.id, "error": info.to_dict()})
+        await run.commit(release=True)
+        await engine.after_terminal(execution)
+        return "failure", None
+    return await advance(engine, run, token, step, target, "failure", now)

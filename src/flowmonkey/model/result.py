@@ -1,0 +1,95 @@
+"""What a handler returns: ``Result.success`` / ``Result.failure`` / ``Result.wait``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+__all__ = ["UNSET", "Result", "StepError"]
+
+
+class _Unset:
+    """Marker for "not given" where ``None`` is meaningful (``next_step=None`` completes)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET: Final[Any] = _Unset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepError:
+    """Why a step failed."""
+
+    code: str
+    message: str
+    details: Any = None
+    retryable: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            out["details"] = self.details
+        if not self.retryable:
+            out["retryable"] = False
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """The outcome of one handler attempt. Build it with the class methods."""
+
+    outcome: str
+    """``success``, ``failure`` or ``wait``."""
+    output: Any = None
+    port: str | None = None
+    next_step: Any = UNSET
+    """A step id, ``None`` (complete the flow) or ``UNSET`` (follow the transitions)."""
+    error: StepError | None = None
+    wake_at: datetime | None = None
+    delay: timedelta | None = None
+    reason: str | None = None
+
+    @classmethod
+    def success(
+        cls, output: Any = None, *, port: str | None = None, next_step: Any = UNSET
+    ) -> Result:
+        """The step succeeded; ``port`` or ``next_step`` can pick where to go next."""
+        return cls(outcome="success", output=output, port=port, next_step=next_step)
+
+    @classmethod
+    def failure(
+        cls, code: str, message: str, *, details: Any = None, retryable: bool = True
+    ) -> Result:
+        """The step failed with ``code``; ``retryable=False`` skips the retry policy."""
+        return cls(
+            outcome="failure",
+            error=StepError(code=code, message=message, details=details, retryable=retryable),
+        )
+
+    @classmethod
+    def wait(
+        cls,
+        *,
+        wake_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        reason: str | None = None,
+        output: Any = None,
+    ) -> Result:
+        """Park the execution. Without ``wake_at``/``delay`` it waits for resume or signal."""
+        if isinstance(delay, int | float):
+            delay = timedelta(seconds=delay)
+        return cls(outcome="wait", wake_at=wake_at, delay=delay, reason=reason, output=output)
+
+    @property
+    def is_success(self) -> bool:
+        """True for a success."""
+        return self.outcome == "success"

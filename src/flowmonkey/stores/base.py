@@ -1,0 +1,295 @@
+"""The Store protocol: durable state for executions, step commits, leases and timers.
+
+Every method is one atomic transaction. Time always comes in as an argument (from the
+engine's clock), so a ``FakeClock`` drives every backend the same way. Implementations
+raise only ``errors.StoreError`` subclasses (plus the domain errors named per method),
+with the driver's exception chained as ``__cause__``.
+
+Leases are the fencing mechanism: ``acquire``/``claim`` hand out a ``Lease`` whose
+``token`` increases every time the execution changes hands. ``commit`` succeeds only while
+the stored token still equals the lease's, so a worker that stalled and lost its lease can
+never overwrite the work of the worker that took over (it gets ``LeaseLost``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from flowmonkey.model.events import Event
+from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord
+from flowmonkey.model.records import ResumeTokenRecord, Task
+
+__all__ = [
+    "Acquired",
+    "ExecutionQuery",
+    "Lease",
+    "Page",
+    "StepCommit",
+    "Store",
+    "StoredFlow",
+    "TaskQuery",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """Proof that ``owner`` may commit to ``execution_id`` until ``expires_at``."""
+
+    execution_id: str
+    owner: str
+    token: int
+    """Fencing token: strictly increasing per execution, checked by every commit."""
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Acquired:
+    """The result of ``acquire``: the execution as stored, and the lease if one was granted.
+
+    ``lease`` is ``None`` when the execution is terminal or another owner holds an
+    unexpired lease (unless stolen).
+    """
+
+    execution: Execution
+    lease: Lease | None
+    recovered: bool = False
+    """True when the lease was taken from a ``running`` execution whose previous lease
+    expired (its holder crashed or stalled): the engine counts a new run."""
+
+
+@dataclass(slots=True, kw_only=True)
+class StepCommit:
+    """Everything one step (or one engine operation) changes, written in ONE transaction.
+
+    ``execution`` is the engine's working copy: the store writes its mutable header
+    fields (status, position/tokens, wake/wait fields, errors, counters, timestamps,
+    cancellation, retry attempts, checkpoint, event_seq). Immutable fields set at create
+    (flow, tenant, metadata, idempotency, parent, timeouts) are never rewritten.
+    The context is written as a delta so a step costs what it changed, not the size of
+    the whole context.
+    """
+
+    execution: Execution
+    context_set: dict[str, bytes] = field(default_factory=dict)
+    """Top-level context key -> JSON (orjson bytes) of its complete new value."""
+    context_delete: Sequence[str] = ()
+    history: Sequence[StepRecord] = ()
+    events: Sequence[Event] = ()
+    """Events with sequences already assigned (``execution.event_seq`` is the last)."""
+    resume_tokens: Sequence[ResumeTokenRecord] = ()
+    """New resume tokens to store."""
+    use_resume_token: str | None = None
+    """Hash of a token to mark ``used`` (fails with InvalidResumeToken if not active)."""
+    revoke_resume_tokens: bool = False
+    """Revoke every active resume token of the execution (cancel/fail/complete)."""
+    tasks: Sequence[Task] = ()
+    """User tasks to create (ignored when a task with the same id exists) or update."""
+    cancel_pending_tasks: bool = False
+    """Mark every pending task of the execution ``cancelled``."""
+    release: bool = False
+    """Drop the lease after this commit (the execution becomes claimable by anyone)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionQuery:
+    """Filters for ``Store.list``. Results are newest first (``created_at``, then ``id``)."""
+
+    status: Sequence[ExecutionStatus] | None = None
+    flow_id: str | None = None
+    tenant_id: str | None = None
+    correlation_id: str | None = None
+    parent_execution_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = 100
+    cursor: str | None = None
+    """Opaque; the ``next_cursor`` of the previous page."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskQuery:
+    """Filters for ``Store.list_tasks``."""
+
+    assignee: str | None = None
+    role: str | None = None
+    status: str | None = "pending"
+    tenant_id: str | None = None
+    execution_id: str | None = None
+    limit: int = 100
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page(Generic[T]):
+    """One page of a listing."""
+
+    items: builtins.list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredFlow:
+    """A flow definition saved in the store (the FlowMonkey JSON shape)."""
+
+    flow_id: str
+    version: str
+    definition: dict[str, Any]
+    created_at: datetime
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable state of executions. See the module docstring for the rules."""
+
+    async def initialize(self) -> None:
+        """Open connections and create/migrate the schema. Idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...
+
+    # -- executions -------------------------------------------------------------------
+
+    async def create(
+        self, execution: Execution, events: Sequence[Event] = ()
+    ) -> tuple[Execution, bool]:
+        """Insert a new execution with its initial context and events, atomically.
+
+        When ``execution.idempotency_key`` is set and an execution with the same
+        (tenant_id, flow_id, key) exists whose ``idempotency_expires_at`` is after
+        ``execution.created_at``, nothing is written and ``(existing, False)`` is
+        returned. Otherwise ``(execution, True)``. Two concurrent creates with one key
+        produce exactly one execution.
+        """
+        ...
+
+    async def get(self, execution_id: str, *, history: bool = True) -> Execution | None:
+        """Return the execution (context included; history when asked) or ``None``."""
+        ...
+
+    async def list(self, query: ExecutionQuery) -> Page[Execution]:
+        """Return a page of executions (no history), newest first."""
+        ...
+
+    async def find_children(self, parent_execution_id: str) -> builtins.list[Execution]:
+        """Return the direct children of an execution (no history)."""
+        ...
+
+    # -- leases and step commits ----------------------------------------------------------
+
+    async def acquire(
+        self,
+        execution_id: str,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        steal: bool = False,
+        start: bool = True,
+    ) -> Acquired:
+        """Lease one execution to ``owner``.
+
+        Granted when the execution is not terminal and its lease is free, expired,
+        already ``owner``'s, or ``steal`` is true. Granting bumps the fencing token.
+        A ``pending`` execution becomes ``running`` (``started_at`` set if unset) unless
+        ``start`` is false (the caller only inspects or cancels it).
+        ``recovered`` is set when the execution was ``running`` under another owner's
+        lease that had expired (or was stolen).
+
+        Raises:
+            ExecutionNotFound: no such execution.
+        """
+        ...
+
+    async def commit(self, lease: Lease, commit: StepCommit) -> None:
+        """Apply one step's changes atomically, fenced by ``lease``.
+
+        Raises:
+            LeaseLost: the stored fencing token differs (nothing is written).
+            InvalidResumeToken: ``use_resume_token`` is not an active token of this
+                execution (nothing is written).
+        """
+        ...
+
+    async def heartbeat(self, lease: Lease, *, now: datetime, lease_for: timedelta) -> Lease:
+        """Extend a lease. Raises ``LeaseLost`` if it was taken over or revoked."""
+        ...
+
+    async def release(self, lease: Lease) -> None:
+        """Drop a lease without changing the execution (no error if already lost)."""
+        ...
+
+    async def save_checkpoint(self, lease: Lease, checkpoint: dict[str, Any] | None) -> None:
+        """Persist ``ctx.checkpoint`` data for the running step (fenced; ``LeaseLost``)."""
+        ...
+
+    async def claim(
+        self, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+    ) -> builtins.list[Acquired]:
+        """Lease up to ``limit`` runnable executions, oldest first.
+
+        Runnable: ``pending`` with no live lease; ``waiting`` with ``wake_at <= now``
+        and no live lease; ``running`` whose lease expired. Same effects as ``acquire``.
+        """
+        ...
+
+    async def due(self, *, now: datetime, limit: int) -> builtins.list[str]:
+        """Ids of unleased executions with due work for the scheduler.
+
+        Due: ``waiting`` with ``wake_at <= now``; non-terminal with
+        ``deadline_at <= now``; ``waiting`` with a token whose ``wait_deadline_at <= now``
+        (stores index the earliest one as ``wait_deadline_at``).
+        """
+        ...
+
+    async def stale(
+        self, *, now: datetime, updated_before: datetime, limit: int
+    ) -> builtins.list[str]:
+        """Ids of ``running`` executions whose lease expired or, having no lease, were
+        last updated before ``updated_before``."""
+        ...
+
+    # -- events, resume tokens, tasks -------------------------------------------------------
+
+    async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
+        """Persisted events of one execution with ``sequence > after``, in order."""
+        ...
+
+    async def get_resume_token(self, token_hash: str) -> ResumeTokenRecord | None:
+        """Look a resume token up by its SHA-256 hex digest."""
+        ...
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """Return one user task."""
+        ...
+
+    async def list_tasks(self, query: TaskQuery) -> builtins.list[Task]:
+        """List user tasks, oldest first."""
+        ...
+
+    # -- flow definitions -------------------------------------------------------------------
+
+    async def save_flow(self, definition: dict[str, Any], *, now: datetime) -> bool:
+        """Store a flow version (JSON shape). Returns False when that exact version
+        already exists with the same definition; raises ``FlowValidationError`` when it
+        exists with a different one (versions are immutable)."""
+        ...
+
+    async def get_flow(self, flow_id: str, version: str | None = None) -> StoredFlow | None:
+        """One stored version, or the latest by semver when ``version`` is None."""
+        ...
+
+    async def list_flows(self) -> builtins.list[StoredFlow]:
+        """The latest version of every stored flow, by flow id."""
+        ...
+
+    async def flow_versions(self, flow_id: str) -> builtins.list[str]:
+        """Stored versions of one flow, newest (semver) first."""
+        ...

@@ -1,0 +1,482 @@
+"""``MemoryStore``: the in-process store for tests and simulation.
+
+It passes the same contract suite as the durable stores. Context values are kept as
+JSON bytes per top-level key (what the engine hands over in a ``StepCommit``), so a
+commit costs what the step changed and nobody can mutate stored state by reference.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from operator import attrgetter
+from typing import Any
+
+import orjson
+
+from flowmonkey import errors
+from flowmonkey.model.events import Event
+from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, TokenStatus
+from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores.base import (
+    Acquired,
+    ExecutionQuery,
+    Lease,
+    Page,
+    StepCommit,
+    StoredFlow,
+    TaskQuery,
+)
+from flowmonkey.versions import semver_key
+
+__all__ = ["MemoryStore", "encode_cursor", "decode_cursor"]
+
+_RUNNING = ExecutionStatus.RUNNING
+_PENDING = ExecutionStatus.PENDING
+_WAITING = ExecutionStatus.WAITING
+
+
+def encode_cursor(created_at: datetime, execution_id: str) -> str:
+    """Opaque listing cursor for ``(created_at, id)`` (shared by the stores)."""
+    raw = orjson.dumps([created_at.isoformat(), execution_id])
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Inverse of ``encode_cursor``; ``ValueError`` for a malformed cursor."""
+    try:
+        created, ident = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), str(ident)
+    except Exception as exc:
+        raise ValueError(f"invalid cursor: {cursor!r}") from exc
+
+
+class _Row:
+    """One stored execution: header, context bytes per key, history, events, lease."""
+
+    __slots__ = (
+        "context",
+        "events",
+        "execution",
+        "history",
+        "lease_expires",
+        "lease_owner",
+        "lease_token",
+    )
+
+    def __init__(self, execution: Execution, context: dict[str, bytes]) -> None:
+        self.execution = execution  # header only; context/history kept apart
+        self.context = context
+        self.history: builtins.list[StepRecord] = []
+        self.events: builtins.list[Event] = []
+        self.lease_owner: str | None = None
+        self.lease_token = 0
+        self.lease_expires: datetime | None = None
+
+
+# Header fields a commit may change; copied in place (cheaper than dataclasses.replace,
+# which dominated the in-memory step cost).
+_MUTABLE = (
+    "status",
+    "current_step_id",
+    "wake_at",
+    "wait_reason",
+    "error",
+    "last_error",
+    "step_count",
+    "run_number",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "cancellation",
+    "deadline_at",
+    "checkpoint",
+    "event_seq",
+)
+_get_mutable = attrgetter(*_MUTABLE)
+
+
+def _update_header(header: Execution, execution: Execution) -> None:
+    (
+        header.status,
+        header.current_step_id,
+        header.wake_at,
+        header.wait_reason,
+        header.error,
+        header.last_error,
+        header.step_count,
+        header.run_number,
+        header.updated_at,
+        header.started_at,
+        header.finished_at,
+        header.cancellation,
+        header.deadline_at,
+        header.checkpoint,
+        header.event_seq,
+    ) = _get_mutable(execution)
+    header.tokens = [t.copy() for t in execution.tokens]
+    header.retry_attempts = dict(execution.retry_attempts)
+
+
+def _header_copy(execution: Execution) -> Execution:
+    # Tokens are mutable objects; copy them so later engine mutations do not leak in.
+    return execution.clone(context={}, history=[])
+
+
+class MemoryStore:
+    """In-memory ``Store``. Single event loop; every method is atomic by construction."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, _Row] = {}
+        self._idem: dict[tuple[str, str, str], str] = {}
+        self._tokens: dict[str, ResumeTokenRecord] = {}
+        self._tasks: dict[str, Task] = {}
+        self._flows: dict[tuple[str, str], StoredFlow] = {}
+
+    async def initialize(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to close; data stays until the object is dropped."""
+
+    def clear(self) -> None:
+        """Drop everything (test helper)."""
+        self.__init__()  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    # -- executions -------------------------------------------------------------------
+
+    def _load(self, row: _Row, *, history: bool) -> Execution:
+        loads = orjson.loads
+        return row.execution.clone(
+            context={k: loads(v) for k, v in row.context.items()},
+            history=list(row.history) if history else [],
+        )
+
+    async def create(
+        self, execution: Execution, events: Sequence[Event] = ()
+    ) -> tuple[Execution, bool]:
+        """Insert, honouring the (tenant, flow, key) idempotency window."""
+        if execution.id in self._rows:
+            raise errors.StoreError(f'execution id "{execution.id}" already exists')
+        if execution.idempotency_key is not None:
+            ikey = (execution.tenant_id or "", execution.flow_id, execution.idempotency_key)
+            existing_id = self._idem.get(ikey)
+            if existing_id is not None:
+                row = self._rows[existing_id]
+                expires = row.execution.idempotency_expires_at
+                if expires is not None and expires > execution.created_at:
+                    return self._load(row, history=True), False
+            self._idem[ikey] = execution.id
+        dumps = orjson.dumps
+        row = _Row(_header_copy(execution), {k: dumps(v) for k, v in execution.context.items()})
+        row.events.extend(events)
+        self._rows[execution.id] = row
+        return self._load(row, history=False), True
+
+    async def get(self, execution_id: str, *, history: bool = True) -> Execution | None:
+        """Return a copy of the execution, or ``None``."""
+        row = self._rows.get(execution_id)
+        return self._load(row, history=history) if row is not None else None
+
+    async def list(self, query: ExecutionQuery) -> Page[Execution]:
+        """Filter, newest first, cursor-paginated."""
+        rows = [r.execution for r in self._rows.values()]
+        if query.status:
+            wanted = set(query.status)
+            rows = [e for e in rows if e.status in wanted]
+        for attr in ("flow_id", "tenant_id", "correlation_id", "parent_execution_id"):
+            value = getattr(query, attr)
+            if value is not None:
+                rows = [e for e in rows if getattr(e, attr) == value]
+        if query.created_after is not None:
+            rows = [e for e in rows if e.created_at >= query.created_after]
+        if query.created_before is not None:
+            rows = [e for e in rows if e.created_at < query.created_before]
+        rows.sort(key=lambda e: (e.created_at, e.id), reverse=True)
+        if query.cursor:
+            c_at, c_id = decode_cursor(query.cursor)
+            rows = [e for e in rows if (e.created_at, e.id) < (c_at, c_id)]
+        page = rows[: query.limit]
+        next_cursor = None
+        if len(rows) > query.limit and page:
+            next_cursor = encode_cursor(page[-1].created_at, page[-1].id)
+        items = [self._load(self._rows[e.id], history=False) for e in page]
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def find_children(self, parent_execution_id: str) -> builtins.list[Execution]:
+        """Direct children, oldest first."""
+        rows = [
+            r for r in self._rows.values() if r.execution.parent_execution_id == parent_execution_id
+        ]
+        rows.sort(key=lambda r: (r.execution.created_at, r.execution.id))
+        return [self._load(r, history=False) for r in rows]
+
+    # -- leases and commits -----------------------------------------------------------
+
+    def _grant(
+        self, row: _Row, owner: str, now: datetime, lease_for: timedelta, start: bool = True
+    ) -> Acquired:
+        recovered = (
+            row.execution.status is _RUNNING
+            and row.lease_owner is not None
+            and row.lease_owner != owner
+        )
+        row.lease_token += 1
+        row.lease_owner = owner
+        row.lease_expires = now + lease_for
+        header = row.execution
+        if start and header.status is _PENDING:
+            header.status = _RUNNING
+            if header.started_at is None:
+                header.started_at = now
+        lease = Lease(
+            execution_id=header.id,
+            owner=owner,
+            token=row.lease_token,
+            expires_at=row.lease_expires,
+        )
+        return Acquired(execution=self._load(row, history=True), lease=lease, recovered=recovered)
+
+    async def acquire(
+        self,
+        execution_id: str,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        steal: bool = False,
+        start: bool = True,
+    ) -> Acquired:
+        """Lease one execution (see the protocol)."""
+        row = self._rows.get(execution_id)
+        if row is None:
+            raise errors.ExecutionNotFound(execution_id)
+        if row.execution.status.is_terminal:
+            return Acquired(execution=self._load(row, history=True), lease=None)
+        free = (
+            row.lease_owner is None
+            or row.lease_owner == owner
+            or (row.lease_expires is not None and row.lease_expires <= now)
+        )
+        if not (free or steal):
+            return Acquired(execution=self._load(row, history=True), lease=None)
+        return self._grant(row, owner, now, lease_for, start)
+
+    def _check(self, lease: Lease) -> _Row:
+        row = self._rows.get(lease.execution_id)
+        if row is None:
+            raise errors.ExecutionNotFound(lease.execution_id)
+        if row.lease_token != lease.token or row.lease_owner != lease.owner:
+            raise errors.LeaseLost(lease.execution_id)
+        return row
+
+    async def commit(self, lease: Lease, commit: StepCommit) -> None:
+        """Apply a step's delta if the lease still holds."""
+        row = self._check(lease)
+        execution = commit.execution
+        if commit.use_resume_token is not None:
+            record = self._tokens.get(commit.use_resume_token)
+            if record is None or record.execution_id != execution.id:
+                raise errors.InvalidResumeToken("unknown token")
+            if record.status != "active":
+                raise errors.InvalidResumeToken(f"token is {record.status}")
+            record.status = "used"
+            record.used_at = execution.updated_at
+        _update_header(row.execution, execution)
+        context = row.context
+        for key in commit.context_delete:
+            context.pop(key, None)
+        context.update(commit.context_set)
+        if commit.history:
+            row.history.extend(commit.history)
+        if commit.events:
+            row.events.extend(commit.events)
+        for token in commit.resume_tokens:
+            self._tokens[token.token_hash] = replace(token)
+        if commit.revoke_resume_tokens:
+            for record in self._tokens.values():
+                if record.execution_id == execution.id and record.status == "active":
+                    record.status = "revoked"
+        for task in commit.tasks:
+            self._tasks[task.id] = replace(task, metadata=dict(task.metadata))
+        if commit.cancel_pending_tasks:
+            for task in self._tasks.values():
+                if task.execution_id == execution.id and task.status == "pending":
+                    task.status = "cancelled"
+        if commit.release or execution.status.is_terminal:
+            row.lease_owner = None
+            row.lease_expires = None
+
+    async def heartbeat(self, lease: Lease, *, now: datetime, lease_for: timedelta) -> Lease:
+        """Extend the lease."""
+        row = self._check(lease)
+        row.lease_expires = now + lease_for
+        return replace(lease, expires_at=row.lease_expires)
+
+    async def release(self, lease: Lease) -> None:
+        """Drop the lease if still held."""
+        row = self._rows.get(lease.execution_id)
+        if row is not None and row.lease_token == lease.token and row.lease_owner == lease.owner:
+            row.lease_owner = None
+            row.lease_expires = None
+
+    async def save_checkpoint(self, lease: Lease, checkpoint: dict[str, Any] | None) -> None:
+        """Store checkpoint data for the running step."""
+        row = self._check(lease)
+        row.execution.checkpoint = orjson.loads(orjson.dumps(checkpoint))
+
+    def _runnable(self, row: _Row, now: datetime) -> bool:
+        header = row.execution
+        lease_free = row.lease_owner is None or (
+            row.lease_expires is not None and row.lease_expires <= now
+        )
+        if not lease_free:
+            return False
+        if header.status is _PENDING:
+            return True
+        if header.status is _WAITING:
+            return header.wake_at is not None and header.wake_at <= now
+        return header.status is _RUNNING and row.lease_owner is not None
+
+    async def claim(
+        self, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+    ) -> builtins.list[Acquired]:
+        """Lease up to ``limit`` runnable executions, oldest first."""
+        rows = [r for r in self._rows.values() if self._runnable(r, now)]
+        rows.sort(key=lambda r: (r.execution.created_at, r.execution.id))
+        return [self._grant(r, owner, now, lease_for) for r in rows[:limit]]
+
+    async def due(self, *, now: datetime, limit: int) -> builtins.list[str]:
+        """Unleased executions with a due wake, deadline or wait deadline."""
+        out: builtins.list[tuple[datetime, str]] = []
+        for row in self._rows.values():
+            header = row.execution
+            if header.status.is_terminal:
+                continue
+            if row.lease_owner is not None and (
+                row.lease_expires is None or row.lease_expires > now
+            ):
+                continue
+            candidates = []
+            if header.status is _WAITING and header.wake_at is not None:
+                candidates.append(header.wake_at)
+            if header.deadline_at is not None:
+                candidates.append(header.deadline_at)
+            if header.status is _WAITING:
+                candidates.extend(
+                    t.wait_deadline_at
+                    for t in header.tokens
+                    if t.status is TokenStatus.WAITING and t.wait_deadline_at is not None
+                )
+            due_at = min((c for c in candidates if c <= now), default=None)
+            if due_at is not None:
+                out.append((due_at, header.id))
+        out.sort()
+        return [ident for _, ident in out[:limit]]
+
+    async def stale(
+        self, *, now: datetime, updated_before: datetime, limit: int
+    ) -> builtins.list[str]:
+        """Running executions whose lease expired (or, unleased, not updated lately)."""
+        out = []
+        for row in self._rows.values():
+            header = row.execution
+            if header.status is not _RUNNING:
+                continue
+            if row.lease_owner is not None:
+                if row.lease_expires is not None and row.lease_expires <= now:
+                    out.append((header.updated_at, header.id))
+            elif header.updated_at < updated_before:
+                out.append((header.updated_at, header.id))
+        out.sort()
+        return [ident for _, ident in out[:limit]]
+
+    # -- events, tokens, tasks ----------------------------------------------------------
+
+    async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
+        """Persisted events after ``after``."""
+        row = self._rows.get(execution_id)
+        if row is None:
+            return []
+        return [e for e in row.events if e.sequence > after]
+
+    async def get_resume_token(self, token_hash: str) -> ResumeTokenRecord | None:
+        """Look up a token by hash."""
+        record = self._tokens.get(token_hash)
+        return replace(record) if record is not None else None
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """One task."""
+        task = self._tasks.get(task_id)
+        return replace(task, metadata=dict(task.metadata)) if task is not None else None
+
+    async def list_tasks(self, query: TaskQuery) -> builtins.list[Task]:
+        """Tasks matching the query, oldest first."""
+        out = []
+        for task in self._tasks.values():
+            if query.status is not None and task.status != query.status:
+                continue
+            if query.assignee is not None and task.assignee != query.assignee:
+                continue
+            if query.role is not None and task.role != query.role:
+                continue
+            if query.tenant_id is not None and task.tenant_id != query.tenant_id:
+                continue
+            if query.execution_id is not None and task.execution_id != query.execution_id:
+                continue
+            out.append(task)
+        out.sort(key=lambda t: (t.created_at, t.id))
+        return [replace(t, metadata=dict(t.metadata)) for t in out[: query.limit]]
+
+    # -- flows --------------------------------------------------------------------------
+
+    async def save_flow(self, definition: dict[str, Any], *, now: datetime) -> bool:
+        """Store one immutable flow version."""
+        flow_id, version = str(definition.get("id")), str(definition.get("version"))
+        frozen = orjson.loads(orjson.dumps(definition))
+        existing = self._flows.get((flow_id, version))
+        if existing is not None:
+            if existing.definition == frozen:
+                return False
+            raise errors.FlowValidationError(
+                flow_id,
+                [
+                    errors.ValidationIssue(
+                        "version",
+                        f"version {version} of flow {flow_id} is already stored with a different "
+                        "definition; versions are immutable, publish a new version",
+                    )
+                ],
+            )
+        self._flows[(flow_id, version)] = StoredFlow(
+            flow_id=flow_id, version=version, definition=frozen, created_at=now
+        )
+        return True
+
+    async def get_flow(self, flow_id: str, version: str | None = None) -> StoredFlow | None:
+        """One version, or the latest by semver."""
+        if version is not None:
+            return self._flows.get((flow_id, version))
+        versions = [v for (f, v) in self._flows if f == flow_id]
+        if not versions:
+            return None
+        return self._flows[(flow_id, max(versions, key=semver_key))]
+
+    async def list_flows(self) -> builtins.list[StoredFlow]:
+        """Latest version of each flow, by id."""
+        out = []
+        for flow_id in sorted({f for f, _ in self._flows}):
+            latest = await self.get_flow(flow_id)
+            assert latest is not None
+            out.append(latest)
+        return out
+
+    async def flow_versions(self, flow_id: str) -> builtins.list[str]:
+        """Versions newest first."""
+        return sorted((v for f, v in self._flows if f == flow_id), key=semver_key, reverse=True)

@@ -1,0 +1,249 @@
+"""Lifecycle and transaction plumbing of ``PostgresStore`` (pool, migrations, errors).
+
+``PostgresStore`` (``postgres.py``) adds the Store operations on top of this base, which
+owns everything about *how* a transaction reaches the server:
+
+- Pooled connections are autocommit; ``_tx`` writes ``BEGIN ISOLATION LEVEL READ
+  COMMITTED`` and ``COMMIT`` itself inside psycopg pipeline mode, so statements queue
+  locally and a whole transaction whose results are read after the block travels in one
+  round trip (one WAL flush on commit).
+- ``initialize`` opens one direct connection first to report an unreachable server at
+  once (a pool would retry in the background and time out vaguely), checks or migrates
+  the schema, then opens the pool.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Self
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from flowmonkey import errors
+from flowmonkey.stores import postgres_queries as q
+from flowmonkey.stores.postgres_conn import (
+    DEFAULT_SCHEMA,
+    connect_kwargs,
+    parse_url,
+    redact,
+    translate_error,
+    validate_schema,
+    wake_channel,
+)
+from flowmonkey.stores.postgres_schema import check_version, migrate_schema
+from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
+
+__all__ = ["PostgresBase"]
+
+_Conn = AsyncConnection[Any]
+
+
+class PostgresBase:
+    """Connection lifecycle shared by ``PostgresStore``: pool, schema, transactions.
+
+    Args:
+        dsn: libpq connection string or ``postgresql://`` URL.
+        schema: schema holding every table (created on first ``initialize``).
+        min_size, max_size: connection pool bounds.
+        auto_migrate: migrate an older schema on ``initialize`` (else refuse).
+        connect_timeout: seconds before an unreachable server is reported.
+        notify: send ``pg_notify`` when an execution becomes runnable for others.
+        channel: NOTIFY channel (default ``flowmonkey_wake_<schema>``).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        min_size: int = 1,
+        max_size: int = 10,
+        auto_migrate: bool = True,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 30.0,
+        notify: bool = True,
+        channel: str | None = None,
+        application_name: str = "flowmonkey",
+    ) -> None:
+        self.dsn = dsn
+        self.schema = validate_schema(schema)
+        self.channel = channel or wake_channel(self.schema)
+        self._min_size = min_size
+        self._max_size = max(max_size, min_size)
+        self._auto_migrate = auto_migrate
+        self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
+        self._notify = notify
+        self._kwargs = connect_kwargs(
+            self.schema, connect_timeout=connect_timeout, application_name=application_name
+        )
+        self._pool: AsyncConnectionPool[_Conn] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from ``postgresql://user:pw@host:port/db?schema=name`` (or ``postgres://``)."""
+        dsn, schema = parse_url(url)
+        options.setdefault("schema", schema)
+        return cls(dsn, **options)
+
+    @property
+    def url(self) -> str:
+        """The connection string with the password hidden."""
+        return redact(self.dsn)
+
+    @property
+    def _where(self) -> str:
+        return f'{self.url} (schema "{self.schema}")'
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, schema={self.schema!r})"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def _connect(self) -> _Conn:
+        try:
+            return await AsyncConnection.connect(self.dsn, **self._kwargs)
+        except psycopg.Error as exc:
+            raise errors.StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self.url}: {str(exc).strip()}"
+            ) from exc
+
+    async def initialize(self) -> None:
+        """Connect, check/migrate the schema, open the pool. Idempotent.
+
+        Raises:
+            StoreUnavailable: the server cannot be reached (within ``connect_timeout``).
+            SchemaVersionError: the schema is newer, or older with ``auto_migrate`` off.
+        """
+        if self._pool is not None:
+            return
+        # One direct connection first: it reports an unreachable server at once with the
+        # driver's reason (a pool would retry in the background and time out vaguely).
+        conn = await self._connect()
+        try:
+            await check_version(
+                conn, self.schema, database=self._where, url=self.url,
+                auto_migrate=self._auto_migrate,
+            )  # fmt: skip
+        except psycopg.Error as exc:
+            raise translate_error(exc, self.dsn) from exc
+        finally:
+            await conn.close()
+        pool: AsyncConnectionPool[_Conn] = AsyncConnectionPool(
+            self.dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            kwargs=self._kwargs,
+            open=False,
+            timeout=self._pool_timeout,
+            name=f"flowmonkey-{self.schema}",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout + 5)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise translate_error(exc, self.dsn) from exc
+        self._pool = pool
+
+    async def migrate(self) -> int:
+        """Apply pending migrations (for ``flowmonkey migrate``); return the version reached.
+
+        Works without ``initialize``. Raises ``SchemaVersionError`` when the schema is
+        newer than this code.
+        """
+        conn = await self._connect()
+        try:
+            return await migrate_schema(conn, self.schema, database=self._where)
+        except psycopg.Error as exc:
+            raise translate_error(exc, self.dsn) from exc
+        finally:
+            await conn.close()
+
+    async def close(self) -> None:
+        """Close the pool. Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def wake_signaler(self) -> PostgresWakeSignaler:
+        """A ``PostgresWakeSignaler`` listening on this store's NOTIFY channel."""
+        return PostgresWakeSignaler(self.dsn, channel=self.channel)
+
+    async def __aenter__(self) -> Self:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[_Conn]:
+        """One pipelined transaction: statements queue until a result is needed or the
+        block ends, and ``BEGIN`` and ``COMMIT`` ride along with them."""
+        if self._pool is None:
+            raise errors.StoreError("PostgresStore is not initialized (call initialize())")
+        try:
+            async with self._pool.connection() as conn:
+                try:
+                    failure: psycopg.Error | None = None
+                    async with conn.pipeline() as pipeline:
+                        try:
+                            await conn.execute(q.BEGIN)
+                            yield conn
+                            await conn.execute(q.COMMIT)
+                        except psycopg.Error as exc:
+                            # An error surfaced mid-batch: drain the aborted pipeline
+                            # here so leaving it is clean (psycopg would log it).
+                            failure = exc
+                            with contextlib.suppress(psycopg.Error):
+                                await pipeline.sync()
+                    if failure is not None:
+                        raise failure
+                except BaseException:
+                    await _rollback_quietly(conn)
+                    raise
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise translate_error(exc, self.dsn) from exc
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[_Conn]:
+        """A connection for single-statement reads (autocommit: atomic, no BEGIN)."""
+        if self._pool is None:
+            raise errors.StoreError("PostgresStore is not initialized (call initialize())")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise translate_error(exc, self.dsn) from exc
+
+    async def _fetchall(self, query: str, params: Any = None) -> builtins.list[Any]:
+        async with self._read() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+    # -- executions -------------------------------------------------------------------------
+
+    @property
+    def _notify_channel(self) -> str | None:
+        return self.channel if self._notify else None
+
+
+async def _rollback_quietly(conn: _Conn) -> None:
+    # Leave the connection idle for the pool. ``conn.rollback()`` (not a plain ROLLBACK
+    # statement) also resets psycopg's prepared-statement cache right away; after an
+    # aborted pipeline that cache can otherwise name statements the server never parsed.
+    # If the connection itself is broken the pool discards it; the original error is
+    # what the caller needs to see.
+    if conn.closed:
+        return
+    try:
+        await conn.rollback()
+    except psycopg.Error:
+        pass

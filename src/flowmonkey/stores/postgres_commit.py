@@ -1,0 +1,215 @@
+"""Turn ``create``/``StepCommit`` payloads into SQL statements (pure, no I/O).
+
+A create, and a commit without resume tokens or tasks, is ONE statement of
+data-modifying CTEs (see ``postgres_queries``), atomic without BEGIN/COMMIT. Only what a
+step changed is sent: the mutable header, the context keys it set or deleted, and new
+rows; empty parts add no CTE at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from flowmonkey.model.events import Event
+from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import postgres_queries as q
+from flowmonkey.stores.base import Lease, StepCommit
+
+__all__ = [
+    "Statement",
+    "commit_statements",
+    "create_statement",
+    "idempotency_tenant",
+    "runnable_now",
+]
+
+Statement = tuple[str, Any]
+"""``(sql, params)``."""
+
+_dumps = orjson.dumps
+
+
+def runnable_now(execution: Execution) -> bool:
+    """Whether an unleased execution in this state can be claimed right away.
+
+    Used to decide on a NOTIFY. The store has no clock in ``commit``; the execution's own
+    ``updated_at`` stands for "now", which is what the engine stamped on this change.
+    """
+    if execution.status is ExecutionStatus.PENDING:
+        return True
+    return (
+        execution.status is ExecutionStatus.WAITING
+        and execution.wake_at is not None
+        and execution.wake_at <= execution.updated_at
+    )
+
+
+def _assemble(ctes: list[str], result: str, guard: str) -> str:
+    text = "WITH " + ",\n".join(ctes) + "\n" + result
+    return text.replace("{guard}", guard)
+
+
+def _rows(
+    params: dict[str, Any], context: dict[str, bytes], history: Sequence[bytes],
+    events: Sequence[Event], ctes: list[str],
+) -> None:  # fmt: skip
+    """Add the context/history/event CTEs a statement needs, and their parameters."""
+    if len(context) == 1:
+        ((params["ctx_key"], params["ctx_value"]),) = context.items()
+        ctes.append(q.CONTEXT_SET_ONE)
+    elif context:
+        ctes.append(q.CONTEXT_SET)
+        params["ctx_keys"] = list(context)
+        params["ctx_values"] = list(context.values())
+    if len(history) == 1:
+        ctes.append(q.HISTORY_ONE)
+        params["record"] = history[0]
+    elif history:
+        ctes.append(q.HISTORY)
+        params["history"] = list(history)
+    if len(events) == 1:
+        ctes.append(q.INSERT_EVENT_ONE)
+        (one,) = events
+        params["ev_seq"], params["ev_type"], params["ev_at"] = one.sequence, one.type, one.timestamp
+        params["ev_tenant"], params["ev_data"] = one.tenant_id, _dumps(one.data)
+    elif events:
+        ctes.append(q.INSERT_EVENTS)
+        params["ev_seq"] = [e.sequence for e in events]
+        params["ev_type"] = [e.type for e in events]
+        params["ev_at"] = [e.timestamp for e in events]
+        params["ev_tenant"] = [e.tenant_id for e in events]
+        params["ev_data"] = [_dumps(e.data) for e in events]
+
+
+def _resume_tokens(records: Sequence[ResumeTokenRecord]) -> Statement:
+    return q.INSERT_RESUME_TOKENS, [
+        [r.token_hash for r in records],
+        [r.execution_id for r in records],
+        [r.step_id for r in records],
+        [r.created_at for r in records],
+        [r.expires_at for r in records],
+        [r.status for r in records],
+        [r.used_at for r in records],
+    ]
+
+
+def _tasks(tasks: Sequence[Task]) -> Statement:
+    return q.UPSERT_TASKS, [
+        [t.id for t in tasks],
+        [t.execution_id for t in tasks],
+        [t.step_id for t in tasks],
+        [t.tenant_id for t in tasks],
+        [t.status for t in tasks],
+        [t.assignee for t in tasks],
+        [t.role for t in tasks],
+        [t.created_at for t in tasks],
+        [q.encode_task(t) for t in tasks],
+    ]
+
+
+def create_statement(
+    execution: Execution, events: Sequence[Event], channel: str | None
+) -> tuple[Statement, Execution]:
+    """The one statement inserting a new execution (idempotency key, row, context,
+    events, NOTIFY), and the execution as ``get`` would load it.
+
+    The statement returns one boolean row: whether the execution was inserted (False
+    when an unexpired execution holds the idempotency key). Raises
+    ``orjson.JSONEncodeError`` when something is not JSON-serialisable.
+    """
+    header = execution.header_dict()
+    spec, state = q.encode_spec(header), q.encode_state(header)
+    checkpoint = header["checkpoint"]
+    stored_checkpoint = _dumps(checkpoint) if checkpoint is not None else None
+    context = {key: _dumps(value) for key, value in execution.context.items()}
+    params: dict[str, Any] = {
+        "id": execution.id, "flow_id": execution.flow_id,
+        "flow_version": execution.flow_version, "status": str(execution.status),
+        "tenant_id": execution.tenant_id, "correlation_id": execution.correlation_id,
+        "parent": execution.parent_execution_id, "created_at": execution.created_at,
+        "updated_at": execution.updated_at, "started_at": execution.started_at,
+        "wake_at": execution.wake_at, "deadline_at": execution.deadline_at,
+        "wait_deadline_at": q.wait_deadline(execution), "spec": spec, "state": state,
+        "checkpoint": stored_checkpoint,
+    }  # fmt: skip
+    ctes: list[str] = []
+    if execution.idempotency_key is not None:
+        ctes.append(q.CREATE_KEY)
+        ctes.append(q.CREATE_ROW.replace("{guard}", q.CREATE_GUARD_KEY))
+        params["tenant_key"] = idempotency_tenant(execution)
+        params["idem_key"] = execution.idempotency_key
+        params["idem_expires"] = execution.idempotency_expires_at
+    else:
+        ctes.append(q.CREATE_ROW.replace("{guard}", "TRUE"))
+    _rows(params, context, (), events, ctes)
+    result = q.CREATE_RESULT
+    if channel is not None and runnable_now(execution):
+        result += q.CREATE_NOTIFY
+        params["channel"] = channel
+    loaded = q.decode_execution((
+        str(execution.status), execution.started_at, spec, state, stored_checkpoint,
+        list(context), list(context.values()), None,
+    ))  # fmt: skip
+    return (_assemble(ctes, result, q.CREATE_GUARD), params), loaded
+
+
+def idempotency_tenant(execution: Execution) -> str:
+    """The tenant part of the idempotency key ('' without a tenant: keys are NOT NULL)."""
+    return execution.tenant_id or ""
+
+
+def commit_statements(lease: Lease, commit: StepCommit, channel: str | None) -> list[Statement]:
+    """Statements applying one ``StepCommit`` under ``lease``; usually exactly one.
+
+    The first statement is fenced and carries the header, resume-token use, context
+    (deletes, then sets), history and events; resume tokens and tasks, when present,
+    follow as separate statements (so the caller wraps those in a transaction). Raises
+    ``orjson.JSONEncodeError`` on values that are not JSON-serialisable.
+    """
+    execution = commit.execution
+    ident = execution.id
+    header = execution.header_dict()
+    checkpoint = header["checkpoint"]
+    release = commit.release or execution.status.is_terminal
+    params: dict[str, Any] = {
+        "id": ident, "token": lease.token, "owner": lease.owner,
+        "status": str(execution.status), "updated_at": execution.updated_at,
+        "started_at": execution.started_at, "wake_at": execution.wake_at,
+        "deadline_at": execution.deadline_at,
+        "wait_deadline_at": q.wait_deadline(execution), "state": q.encode_state(header),
+        "checkpoint": _dumps(checkpoint) if checkpoint is not None else None,
+        "release": release,
+    }  # fmt: skip
+    ctes = [q.COMMIT_FENCE]
+    result = q.COMMIT_RESULT
+    if commit.use_resume_token is not None:
+        ctes.append(q.COMMIT_USE_TOKEN)
+        params["use_token"] = commit.use_resume_token
+        result += q.COMMIT_TOKEN_CHECK
+    # Deletes and sets run side by side in one statement: a key in both is set (the
+    # memory store deletes first, then sets), and must not be touched twice.
+    deletes = [key for key in commit.context_delete if key not in commit.context_set]
+    if deletes:
+        ctes.append(q.CONTEXT_DELETE)
+        params["ctx_delete"] = deletes
+    history = [_dumps(record.to_dict()) for record in commit.history]
+    _rows(params, commit.context_set, history, commit.events, ctes)
+    # NOTIFY only when this commit hands the execution to other workers: on ordinary
+    # steps the lease holder keeps going, and NOTIFY would serialise commits globally.
+    if channel is not None and release and runnable_now(execution):
+        result += q.COMMIT_NOTIFY
+        params["channel"] = channel
+    statements: list[Statement] = [(_assemble(ctes, result, q.COMMIT_GUARD), params)]
+    if commit.resume_tokens:
+        statements.append(_resume_tokens(commit.resume_tokens))
+    if commit.revoke_resume_tokens:
+        statements.append((q.REVOKE_RESUME_TOKENS, [ident]))
+    if commit.tasks:
+        statements.append(_tasks(commit.tasks))
+    if commit.cancel_pending_tasks:
+        statements.append((q.CANCEL_PENDING_TASKS, [ident]))
+    return statements

@@ -1,0 +1,398 @@
+"""``SqliteStore``: the embedded durable store (stdlib ``sqlite3``, one file, WAL).
+
+All database work runs on ONE dedicated thread that owns the connection, so writes from
+this process serialise without locks and the event loop never blocks on disk. Several
+processes may open the same file (workers on one machine): nothing about an execution is
+cached in this object, and every method is one transaction, so leases and claims stay
+correct across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, TypeVarTuple
+from urllib.parse import parse_qs
+
+import orjson
+
+from flowmonkey import errors
+from flowmonkey.model.events import Event
+from flowmonkey.model.execution import Execution
+from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import migrate
+from flowmonkey.stores import sqlite_ops as ops
+from flowmonkey.stores import sqlite_queries as q
+from flowmonkey.stores.base import (
+    Acquired,
+    ExecutionQuery,
+    Lease,
+    Page,
+    StepCommit,
+    StoredFlow,
+    TaskQuery,
+)
+from flowmonkey.versions import sort_versions
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_OPT = orjson.OPT_NON_STR_KEYS
+_BEGIN_WRITE = "BEGIN IMMEDIATE"
+_BEGIN_READ = "BEGIN"
+
+
+class _DbThread:
+    """The one thread that owns the connection: runs jobs in order, resolves futures.
+
+    A bare thread and queue instead of a ``ThreadPoolExecutor``: the hand-off costs
+    about half as much, and it is paid on every step commit.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        # Daemon: an interpreter exiting without close() must not hang on this thread;
+        # SQLite rolls back an interrupted transaction when the file is next opened.
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> asyncio.Future[T]:
+        """Queue ``fn(*args)``; the returned future resolves on the caller's loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, future, fn, args))
+        return future
+
+    def stop(self) -> None:
+        """Let the thread finish the queued jobs and exit."""
+        self._jobs.put(None)
+
+    def _main(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, future, fn, args = job
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                _resolve(loop, future.set_exception, future, exc)
+            else:
+                _resolve(loop, future.set_result, future, result)
+
+
+def _resolve(
+    loop: asyncio.AbstractEventLoop,
+    setter: Callable[[Any], None],
+    future: asyncio.Future[Any],
+    value: Any,
+) -> None:
+    try:
+        loop.call_soon_threadsafe(_set_unless_cancelled, setter, future, value)
+    except RuntimeError:
+        pass  # the loop is closed: nobody is waiting any more
+
+
+def _set_unless_cancelled(
+    setter: Callable[[Any], None], future: asyncio.Future[Any], value: Any
+) -> None:
+    # The caller may have been cancelled while the job ran; the job's work stands.
+    if not future.done():
+        setter(value)
+
+
+class SqliteStore:
+    """The ``Store`` protocol on a SQLite file.
+
+    Args:
+        path: Database file (created with its schema on ``initialize``).
+        synchronous: SQLite ``PRAGMA synchronous``. ``FULL`` (default) makes every
+            commit survive power loss; ``NORMAL`` in WAL mode survives a process crash
+            but may lose the last commits on power loss, for more throughput.
+        busy_timeout_ms: How long to wait for another process's write lock.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 30000,
+    ) -> None:
+        mode = synchronous.upper()
+        if mode not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+        if busy_timeout_ms < 0:
+            raise ValueError("busy_timeout_ms must be >= 0")
+        self.path = os.fspath(path)
+        self.synchronous = mode
+        self.busy_timeout_ms = int(busy_timeout_ms)
+        self._thread: _DbThread | None = None
+        self._conn: sqlite3.Connection | None = None  # used on self._thread only
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SqliteStore:
+        """Build a store from ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
+
+        Query parameters ``synchronous`` and ``busy_timeout_ms`` set those options;
+        keyword ``options`` (the constructor's) override them.
+        """
+        prefix = "sqlite:///"
+        if not url.startswith(prefix):
+            raise ValueError(
+                f"not a SQLite URL: {url!r} (use sqlite:///relative.db or sqlite:////abs.db)"
+            )
+        path, _, query = url[len(prefix) :].partition("?")
+        if not path:
+            raise ValueError(f"SQLite URL has no file path: {url!r}")
+        params: dict[str, Any] = {k: v[-1] for k, v in parse_qs(query).items()}
+        unknown = set(params) - {"synchronous", "busy_timeout_ms"}
+        if unknown:
+            raise ValueError(f"unknown SQLite URL parameter(s): {', '.join(sorted(unknown))}")
+        if "busy_timeout_ms" in params:
+            params["busy_timeout_ms"] = int(params["busy_timeout_ms"])
+        params.update(options)
+        return cls(path, **params)
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r}, synchronous={self.synchronous!r})"
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _tx(self, write: bool, op: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+        """Run ``op(conn, *args)`` as one transaction on the store thread."""
+        thread = self._thread
+        if thread is None:
+            raise errors.StoreError(f"{self!r} is not open; await store.initialize() first")
+        return await thread.run(self._in_tx, write, op, args)
+
+    def _in_tx(
+        self, write: bool, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]
+    ) -> T:
+        """Transaction wrapper (store thread); driver errors become ``StoreError``.
+
+        Writers use BEGIN IMMEDIATE: it takes the write lock up front, so two processes
+        never both hold read locks and then deadlock upgrading them (SQLite fails one of
+        them with SQLITE_BUSY at once, without waiting for the busy timeout). Readers use
+        a deferred BEGIN: one consistent WAL snapshot across their SELECTs.
+        """
+        conn = self._conn
+        if conn is None:
+            raise errors.StoreError(f"{self!r} is closed")
+        try:
+            conn.execute(_BEGIN_WRITE if write else _BEGIN_READ)
+            result = op(conn, *args)
+            conn.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the original error is the one worth reporting
+            if isinstance(exc, sqlite3.Error):
+                raise errors.StoreError(f"SQLite error on {self.path}: {exc}") from exc
+            raise
+
+    async def initialize(self) -> None:
+        """Open the file (WAL, pragmas) and migrate the schema. Idempotent."""
+        if self._thread is not None:
+            return
+        thread = self._thread = _DbThread(f"flowmonkey-sqlite:{self.path}")
+        try:
+            await thread.run(self._open)
+        except BaseException:
+            self._thread = None
+            thread.run(self._close)  # in case the open finished after a cancellation
+            thread.stop()
+            raise
+
+    def _open(self) -> None:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_ms / 1000,
+                isolation_level=None,  # autocommit mode: we issue BEGIN/COMMIT ourselves
+                cached_statements=256,
+            )
+        except sqlite3.Error as exc:
+            raise errors.StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise errors.StoreError(f"cannot configure SQLite {self.path}: {exc}") from exc
+        self._conn = conn
+        try:
+            # One IMMEDIATE transaction around the whole migration: processes starting
+            # together queue on the write lock, and the later ones find nothing to do.
+            self._in_tx(True, self._migrate, ())
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        migrate.migrate(
+            ops.MigrationTarget(conn),
+            migrate.load_migrations("sqlite"),
+            database=f"SQLite database {self.path}",
+        )
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread. Idempotent."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        try:
+            await thread.run(self._close)
+        finally:
+            thread.stop()
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- executions -----------------------------------------------------------------------
+
+    async def create(
+        self, execution: Execution, events: Sequence[Event] = ()
+    ) -> tuple[Execution, bool]:
+        """Insert, honouring the (tenant, flow, key) idempotency window (see ``Store``)."""
+        state = q.state_params(execution)
+        return await self._tx(True, ops.create, execution, events, state)
+
+    async def get(self, execution_id: str, *, history: bool = True) -> Execution | None:
+        """Return the execution (context included; history when asked) or ``None``."""
+        return await self._tx(False, ops.get, execution_id, history)
+
+    async def find_children(self, parent_execution_id: str) -> list[Execution]:
+        """Direct children, oldest first (no history)."""
+        return await self._tx(False, ops.find_children, parent_execution_id)
+
+    # -- leases and step commits ----------------------------------------------------------
+
+    async def acquire(
+        self,
+        execution_id: str,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        steal: bool = False,
+        start: bool = True,
+    ) -> Acquired:
+        """Lease one execution (see ``Store.acquire``)."""
+        return await self._tx(True, ops.acquire, execution_id, owner, now, lease_for, steal, start)
+
+    async def commit(self, lease: Lease, commit: StepCommit) -> None:
+        """Apply one step's changes atomically, fenced by ``lease`` (see ``Store.commit``)."""
+        if commit.execution.id != lease.execution_id:
+            raise ValueError(
+                f"commit of execution {commit.execution.id!r} under a lease on "
+                f"{lease.execution_id!r}"
+            )
+        # Serialised here, on the event loop, so the store thread holds the write lock
+        # only for the SQL itself.
+        state = q.state_params(commit.execution)
+        await self._tx(True, ops.commit, lease, commit, state)
+
+    async def heartbeat(self, lease: Lease, *, now: datetime, lease_for: timedelta) -> Lease:
+        """Extend a lease; ``LeaseLost`` if it was taken over or released."""
+        expires = now + lease_for
+        await self._tx(True, ops.fenced, q.HEARTBEAT, q.to_us(expires), lease)
+        return replace(lease, expires_at=expires)
+
+    async def release(self, lease: Lease) -> None:
+        """Drop a lease if still held (no error when already lost)."""
+        await self._tx(True, ops.release, lease)
+
+    async def save_checkpoint(self, lease: Lease, checkpoint: dict[str, Any] | None) -> None:
+        """Persist checkpoint data for the running step (fenced)."""
+        blob = None if checkpoint is None else orjson.dumps(checkpoint, option=_OPT)
+        await self._tx(True, ops.fenced, q.SAVE_CHECKPOINT, blob, lease)
+
+    async def claim(
+        self, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+    ) -> list[Acquired]:
+        """Lease up to ``limit`` runnable executions, oldest first (see ``Store.claim``)."""
+        if limit <= 0:
+            return []
+        return await self._tx(True, ops.claim, owner, now, lease_for, limit)
+
+    async def due(self, *, now: datetime, limit: int) -> list[str]:
+        """Unleased executions with a due wake, deadline or wait deadline."""
+        params = {"now": q.to_us(now), "limit": limit}
+        return [row[0] for row in await self._tx(False, ops.rows, q.SELECT_DUE, params)]
+
+    async def stale(self, *, now: datetime, updated_before: datetime, limit: int) -> list[str]:
+        """Running executions whose lease expired (or, unleased, not updated lately)."""
+        params = {"now": q.to_us(now), "before": q.to_us(updated_before), "limit": limit}
+        return [row[0] for row in await self._tx(False, ops.rows, q.SELECT_STALE, params)]
+
+    # -- events, resume tokens, tasks -----------------------------------------------------
+
+    async def events(self, execution_id: str, *, after: int = 0) -> list[Event]:
+        """Persisted events of one execution with ``sequence > after``, in order."""
+        found = await self._tx(False, ops.rows, q.SELECT_EVENTS, (execution_id, after))
+        return [q.event_from_row(execution_id, row) for row in found]
+
+    async def get_resume_token(self, token_hash: str) -> ResumeTokenRecord | None:
+        """Look a resume token up by its SHA-256 hex digest."""
+        found = await self._tx(False, ops.rows, q.SELECT_RESUME_TOKEN, (token_hash,))
+        return q.resume_token_from_row(found[0]) if found else None
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """Return one user task."""
+        found = await self._tx(False, ops.rows, q.SELECT_TASK, (task_id,))
+        return q.task_from_row(found[0]) if found else None
+
+    async def list_tasks(self, query: TaskQuery) -> list[Task]:
+        """User tasks matching the query, oldest first."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column in ("status", "assignee", "role", "tenant_id", "execution_id"):
+            value = getattr(query, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = q.SELECT_TASKS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, id LIMIT ?"
+        args.append(query.limit)
+        return [q.task_from_row(row) for row in await self._tx(False, ops.rows, sql, args)]
+
+    # -- flow definitions -----------------------------------------------------------------
+
+    async def save_flow(self, definition: dict[str, Any], *, now: datetime) -> bool:
+        """Store one immutable flow version (see ``Store.save_flow``)."""
+        return await self._tx(True, ops.save_flow, definition, now)
+
+    async def get_flow(self, flow_id: str, version: str | None = None) -> StoredFlow | None:
+        """One stored version, or the latest by semver when ``version`` is None."""
+        return await self._tx(False, ops.get_flow, flow_id, version)
+
+    async def list_flows(self) -> list[StoredFlow]:
+        """The latest version of every stored flow, by flow id."""
+        return await self._tx(False, ops.list_flows)
+
+    async def flow_versions(self, flow_id: str) -> list[str]:
+        """Stored versions of one flow, newest (semver) first."""
+        found = await self._tx(False, ops.rows, q.SELECT_FLOW_VERSIONS, (flow_id,))
+        return sort_versions(version for (version,) in found)
+
+    # Last in the class body: the name ``list`` would shadow the builtin in annotations.
+    async def list(self, query: ExecutionQuery) -> Page[Execution]:
+        """Filter, newest first, cursor-paginated (no history)."""
+        return await self._tx(False, ops.list_executions, query)

@@ -1,0 +1,430 @@
+"""SQL text and row codecs of ``SqliteStore``.
+
+Every statement is a module constant so sqlite3's statement cache prepares it once and
+a step commit pays no string building. Times are integer microseconds since the epoch
+(UTC); the codecs below convert them back to aware UTC ``datetime``s.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from flowmonkey.model.events import Event
+from flowmonkey.model.execution import Execution, StepRecord, TokenStatus
+from flowmonkey.model.records import ResumeTokenRecord, Task
+
+__all__ = [
+    "INFO_KEYS",
+    "execution_from_parts",
+    "from_us",
+    "info_blob",
+    "opt_dt",
+    "opt_us",
+    "resume_token_from_row",
+    "resume_token_params",
+    "split_statements",
+    "state_params",
+    "task_from_row",
+    "task_params",
+    "to_us",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+_WAITING = TokenStatus.WAITING
+_OPT = orjson.OPT_NON_STR_KEYS
+_dumps = orjson.dumps
+_loads = orjson.loads
+
+INFO_KEYS = frozenset({
+    "id", "flow_id", "flow_version", "created_at", "tenant_id", "metadata",
+    "correlation_id", "user_id", "idempotency_key", "idempotency_expires_at",
+    "parent_execution_id", "parent_step_id", "execution_timeout_ms", "wait_timeout_ms",
+})  # fmt: skip
+"""Header keys fixed at create: stored once in ``info`` and never rewritten by a commit.
+Every other ``header_dict`` key (except ``checkpoint``, which has its own column) is
+``state`` and rewritten by each commit, so a new header field is mutable by default."""
+
+
+# -- times ----------------------------------------------------------------------------
+
+
+def to_us(value: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MICRO
+
+
+def opt_us(value: datetime | None) -> int | None:
+    """``to_us`` that passes ``None`` through."""
+    return None if value is None else to_us(value)
+
+
+def from_us(value: int) -> datetime:
+    """Inverse of ``to_us``: an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def opt_dt(value: int | None) -> datetime | None:
+    """``from_us`` that passes ``None`` through."""
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+# -- executions -----------------------------------------------------------------------
+
+
+def info_blob(header: dict[str, Any]) -> bytes:
+    """JSON of the create-time header fields."""
+    return _dumps({k: v for k, v in header.items() if k in INFO_KEYS}, option=_OPT)
+
+
+def state_params(
+    execution: Execution,
+) -> tuple[str, int, int | None, int | None, int | None, bytes, bytes | None]:
+    """``(status, updated_at, wake_at, deadline_at, wait_deadline_at, state, checkpoint)``
+    column values for the mutable part of an execution."""
+    header = execution.header_dict()
+    checkpoint = header.pop("checkpoint")
+    state = {k: v for k, v in header.items() if k not in INFO_KEYS}
+    wait_deadline: datetime | None = None
+    for token in execution.tokens:
+        at = token.wait_deadline_at
+        if (
+            at is not None
+            and token.status is _WAITING
+            and (wait_deadline is None or at < wait_deadline)
+        ):
+            wait_deadline = at
+    return (
+        header["status"],
+        to_us(execution.updated_at),
+        opt_us(execution.wake_at),
+        opt_us(execution.deadline_at),
+        opt_us(wait_deadline),
+        _dumps(state, option=_OPT),
+        None if checkpoint is None else _dumps(checkpoint, option=_OPT),
+    )
+
+
+def execution_from_parts(
+    info: bytes | dict[str, Any],
+    state: bytes | dict[str, Any],
+    checkpoint: bytes | None,
+    context: dict[str, Any],
+    history: list[StepRecord],
+) -> Execution:
+    """Rebuild an ``Execution`` from its stored columns (JSON bytes or parsed dicts)."""
+    data = _loads(info) if isinstance(info, bytes) else dict(info)
+    data.update(_loads(state) if isinstance(state, bytes) else state)
+    data["checkpoint"] = None if checkpoint is None else _loads(checkpoint)
+    return Execution.from_header(data, context=context, history=history)
+
+
+def step_params(execution_id: str, record: StepRecord) -> tuple[str, str, bytes]:
+    """Row of ``step_records``."""
+    return (execution_id, record.step_id, _dumps(record.to_dict(), option=_OPT))
+
+
+def event_params(execution_id: str, event: Event) -> tuple[str, int, str, int, str | None, bytes]:
+    """Row of ``events``."""
+    return (
+        execution_id,
+        event.sequence,
+        event.type,
+        to_us(event.timestamp),
+        event.tenant_id,
+        _dumps(event.data, option=_OPT),
+    )
+
+
+def event_from_row(execution_id: str, row: sqlite3.Row | tuple[Any, ...]) -> Event:
+    """Inverse of ``event_params`` for ``SELECT sequence, type, timestamp, tenant_id, data``."""
+    sequence, type_, timestamp, tenant_id, data = row
+    return Event(type_, execution_id, from_us(timestamp), _loads(data), sequence, tenant_id)
+
+
+# -- resume tokens and tasks --------------------------------------------------------------
+
+
+def resume_token_params(record: ResumeTokenRecord) -> tuple[Any, ...]:
+    """Row of ``resume_tokens`` (column order of ``INSERT_RESUME_TOKEN``)."""
+    return (
+        record.token_hash,
+        record.execution_id,
+        record.step_id,
+        to_us(record.created_at),
+        opt_us(record.expires_at),
+        record.status,
+        opt_us(record.used_at),
+    )
+
+
+def resume_token_from_row(row: tuple[Any, ...]) -> ResumeTokenRecord:
+    """Inverse of ``resume_token_params``."""
+    token_hash, execution_id, step_id, created_at, expires_at, status, used_at = row
+    return ResumeTokenRecord(
+        token_hash=token_hash,
+        execution_id=execution_id,
+        step_id=step_id,
+        created_at=from_us(created_at),
+        expires_at=opt_dt(expires_at),
+        status=status,
+        used_at=opt_dt(used_at),
+    )
+
+
+def _opt_json(value: Any) -> bytes | None:
+    return None if value is None else _dumps(value, option=_OPT)
+
+
+def _opt_load(value: bytes | None) -> Any:
+    return None if value is None else _loads(value)
+
+
+def task_params(task: Task) -> tuple[Any, ...]:
+    """Row of ``tasks`` (column order of ``UPSERT_TASK``)."""
+    return (
+        task.id, task.execution_id, task.step_id, task.tenant_id, task.title,
+        task.description, task.assignee, task.role, task.priority, task.status,
+        _opt_json(task.form), _opt_json(task.output), to_us(task.created_at),
+        opt_us(task.due_at), opt_us(task.completed_at), task.completed_by, task.token_id,
+        task.visit, _dumps(task.metadata, option=_OPT),
+    )  # fmt: skip
+
+
+def task_from_row(row: tuple[Any, ...]) -> Task:
+    """Inverse of ``task_params``."""
+    (ident, execution_id, step_id, tenant_id, title, description, assignee, role, priority,
+     status, form, output, created_at, due_at, completed_at, completed_by, token_id, visit,
+     metadata) = row  # fmt: skip
+    return Task(
+        id=ident,
+        execution_id=execution_id,
+        step_id=step_id,
+        tenant_id=tenant_id,
+        title=title,
+        description=description,
+        assignee=assignee,
+        role=role,
+        priority=priority,
+        status=status,
+        form=_opt_load(form),
+        output=_opt_load(output),
+        created_at=from_us(created_at),
+        due_at=opt_dt(due_at),
+        completed_at=opt_dt(completed_at),
+        completed_by=completed_by,
+        token_id=token_id,
+        visit=visit,
+        metadata=_loads(metadata),
+    )
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a migration script into statements (``executescript`` would COMMIT first,
+    breaking the one-transaction migration)."""
+    out: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            out.append(buffer.strip())
+            buffer = ""
+    if any(line.strip() and not line.lstrip().startswith("--") for line in buffer.splitlines()):
+        raise ValueError(f"migration script ends with an unterminated statement: {buffer!r}")
+    return out
+
+
+# -- SQL ------------------------------------------------------------------------------------
+
+_EXEC_COLUMNS = "id, info, state, checkpoint"
+
+INSERT_EXECUTION = """
+INSERT INTO executions (id, flow_id, flow_version, status, tenant_id, correlation_id,
+    parent_execution_id, created_at, updated_at, wake_at, deadline_at, wait_deadline_at,
+    info, state, checkpoint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+SELECT_EXECUTION = f"SELECT {_EXEC_COLUMNS} FROM executions WHERE id = ?"
+
+SELECT_FOR_ACQUIRE = (
+    f"SELECT {_EXEC_COLUMNS}, lease_owner, lease_token, lease_expires_at "
+    "FROM executions WHERE id = ?"
+)
+
+SELECT_CONTEXT = "SELECT key, value FROM execution_context WHERE execution_id = ? ORDER BY rowid"
+
+SELECT_HISTORY = "SELECT data FROM step_records WHERE execution_id = ? ORDER BY seq"
+
+SELECT_CHILDREN = (
+    f"SELECT {_EXEC_COLUMNS} FROM executions WHERE parent_execution_id = ? ORDER BY created_at, id"
+)
+
+# Runnable: pending or due waiting with no live lease, or running with an expired lease.
+# A running execution whose lease was released is left to ``stale`` (the reaper).
+SELECT_CLAIMABLE = f"""
+SELECT {_EXEC_COLUMNS}, lease_owner, lease_token FROM executions
+WHERE (status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now))
+   OR (status = 'waiting' AND wake_at <= :now
+       AND (lease_owner IS NULL OR lease_expires_at <= :now))
+   OR (status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= :now)
+ORDER BY created_at, id
+LIMIT :limit
+"""
+
+GRANT = "UPDATE executions SET lease_owner = ?, lease_token = ?, lease_expires_at = ? WHERE id = ?"
+
+GRANT_START = """
+UPDATE executions SET lease_owner = ?, lease_token = ?, lease_expires_at = ?,
+    status = 'running', state = ?
+WHERE id = ?
+"""
+
+# The fence: the row is written only while the caller's lease is the current one.
+_COMMIT_SET = """
+UPDATE executions SET status = ?, updated_at = ?, wake_at = ?, deadline_at = ?,
+    wait_deadline_at = ?, state = ?, checkpoint = ?{release}
+WHERE id = ? AND lease_token = ? AND lease_owner = ?
+"""
+COMMIT_KEEP = _COMMIT_SET.format(release="")
+COMMIT_RELEASE = _COMMIT_SET.format(release=", lease_owner = NULL, lease_expires_at = NULL")
+
+HEARTBEAT = """
+UPDATE executions SET lease_expires_at = ?
+WHERE id = ? AND lease_token = ? AND lease_owner = ?
+"""
+
+RELEASE = """
+UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL
+WHERE id = ? AND lease_token = ? AND lease_owner = ?
+"""
+
+SAVE_CHECKPOINT = """
+UPDATE executions SET checkpoint = ? WHERE id = ? AND lease_token = ? AND lease_owner = ?
+"""
+
+EXECUTION_EXISTS = "SELECT 1 FROM executions WHERE id = ?"
+
+UPSERT_CONTEXT = """
+INSERT INTO execution_context (execution_id, key, value) VALUES (?, ?, ?)
+ON CONFLICT (execution_id, key) DO UPDATE SET value = excluded.value
+"""
+
+DELETE_CONTEXT = "DELETE FROM execution_context WHERE execution_id = ? AND key = ?"
+
+# The next seq comes from a seek to the end of this execution's records (the page the row
+# goes to anyway), not from a read of the history; the lease serialises writers.
+INSERT_STEP = """
+INSERT INTO step_records (execution_id, seq, step_id, data)
+SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3 FROM step_records WHERE execution_id = ?1
+"""
+
+INSERT_EVENT = """
+INSERT INTO events (execution_id, sequence, type, timestamp, tenant_id, data)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+
+SELECT_EVENTS = """
+SELECT sequence, type, timestamp, tenant_id, data FROM events
+WHERE execution_id = ? AND sequence > ? ORDER BY sequence
+"""
+
+SELECT_IDEMPOTENCY = """
+SELECT execution_id, expires_at FROM idempotency_keys
+WHERE tenant_id = ? AND flow_id = ? AND key = ?
+"""
+
+UPSERT_IDEMPOTENCY = """
+INSERT INTO idempotency_keys (tenant_id, flow_id, key, execution_id, expires_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (tenant_id, flow_id, key) DO UPDATE
+SET execution_id = excluded.execution_id, expires_at = excluded.expires_at
+"""
+
+_NEVER = 2**63 - 1  # larger than any stored time: "not due" in the MIN below
+
+_DUE_NOW = """
+    (status = 'waiting' AND wake_at <= :now)
+    OR deadline_at <= :now
+    OR (status = 'waiting' AND wait_deadline_at <= :now)
+"""
+
+# Ordered by the earliest due time (the first thing that became due), then id.
+SELECT_DUE = f"""
+SELECT id, MIN(
+    CASE WHEN status = 'waiting' AND wake_at <= :now THEN wake_at ELSE {_NEVER} END,
+    CASE WHEN deadline_at <= :now THEN deadline_at ELSE {_NEVER} END,
+    CASE WHEN status = 'waiting' AND wait_deadline_at <= :now THEN wait_deadline_at
+         ELSE {_NEVER} END
+) AS due_at
+FROM executions
+WHERE status IN ('pending', 'running', 'waiting', 'cancelling')
+  AND (lease_owner IS NULL OR lease_expires_at <= :now)
+  AND ({_DUE_NOW})
+ORDER BY due_at, id
+LIMIT :limit
+"""
+
+SELECT_STALE = """
+SELECT id FROM executions
+WHERE status = 'running'
+  AND ((lease_owner IS NOT NULL AND lease_expires_at <= :now)
+       OR (lease_owner IS NULL AND updated_at < :before))
+ORDER BY updated_at, id
+LIMIT :limit
+"""
+
+INSERT_RESUME_TOKEN = """
+INSERT OR REPLACE INTO resume_tokens
+    (token_hash, execution_id, step_id, created_at, expires_at, status, used_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+
+USE_RESUME_TOKEN = """
+UPDATE resume_tokens SET status = 'used', used_at = ?
+WHERE token_hash = ? AND execution_id = ? AND status = 'active'
+"""
+
+SELECT_RESUME_TOKEN = """
+SELECT token_hash, execution_id, step_id, created_at, expires_at, status, used_at
+FROM resume_tokens WHERE token_hash = ?
+"""
+
+REVOKE_RESUME_TOKENS = """
+UPDATE resume_tokens SET status = 'revoked' WHERE execution_id = ? AND status = 'active'
+"""
+
+_TASK_COLUMNS = """id, execution_id, step_id, tenant_id, title, description, assignee, role,
+    priority, status, form, output, created_at, due_at, completed_at, completed_by,
+    token_id, visit, metadata"""
+
+UPSERT_TASK = f"""
+INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS})
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+SELECT_TASK = f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?"
+
+SELECT_TASKS = f"SELECT {_TASK_COLUMNS} FROM tasks"
+
+CANCEL_PENDING_TASKS = """
+UPDATE tasks SET status = 'cancelled' WHERE execution_id = ? AND status = 'pending'
+"""
+
+SELECT_FLOW = "SELECT definition, created_at FROM flows WHERE flow_id = ? AND version = ?"
+
+SELECT_FLOW_VERSIONS = "SELECT version FROM flows WHERE flow_id = ?"
+
+SELECT_ALL_FLOW_VERSIONS = "SELECT flow_id, version FROM flows"
+
+INSERT_FLOW = "INSERT INTO flows (flow_id, version, definition, created_at) VALUES (?, ?, ?, ?)"
+
+SELECT_SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
+
+INSERT_SCHEMA_VERSION = "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)"

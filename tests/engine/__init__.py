@@ -1,0 +1,1 @@
+"""Behaviour tests of the engine, run over every embedded store."""
