@@ -1,4 +1,5 @@
-"""``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``."""
+"""``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``
+or ``python -m bench engine [--quick] [--only NAME,...] [--profile]``."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ def main() -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         print("commands: peers   side by side with DBOS and Temporal (bench/README.md)")
+        print("          engine  engine benchmarks (docs/benchmarks.md)")
         return 0
     if argv[0] == "peers":
         from bench.driver import main as peers
 
         return peers(argv[1:])
+    if argv[0] == "engine":
+        from bench.engine import main as engine
+
+        return engine(argv[1:])
     print(f"unknown command {argv[0]!r}", file=sys.stderr)
     return 2
 

@@ -34,8 +34,9 @@ async def boom(ctx: Any) -> Result:
     return Result.failure("BOOM", "it broke", details={"n": 1})
 
 
-def capture(type_: str, *, result: Callable[[Any], Any] | None = None,
-            sync: bool = False) -> tuple[Any, list[Any]]:  # fmt: skip
+def capture(
+    type_: str, *, result: Callable[[Any], Any] | None = None, sync: bool = False
+) -> tuple[Any, list[Any]]:
     """A handler of ``type_`` that records every ctx it is called with."""
     seen: list[Any] = []
 

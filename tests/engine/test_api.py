@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowmonkey import ExecutionStatus, FlowBuilder, Result
-from flowmonkey import errors
+from flowmonkey import ExecutionStatus, FlowBuilder, Result, errors
 from flowmonkey.testing import FakeClock
 
 from .conftest import MakeEngine
@@ -16,8 +15,13 @@ from .support import capture, event_types, noop, wait_forever
 
 
 def three() -> Any:
-    return FlowBuilder("f").step("a", "noop").step("b", "wait", on_success="c") \
-        .step("c", "noop").build()
+    return (
+        FlowBuilder("f")
+        .step("a", "noop")
+        .step("b", "wait", on_success="c")
+        .step("c", "noop")
+        .build()
+    )
 
 
 async def test_step_runs_exactly_one_step(make: MakeEngine) -> None:
@@ -47,8 +51,9 @@ async def test_step_runs_exactly_one_step(make: MakeEngine) -> None:
 
 async def test_start_is_create_plus_run(make: MakeEngine) -> None:
     async with make([noop, wait_forever], [three()]) as engine:
-        result = await engine.start("f", {"x": 1}, tenant_id="t", correlation_id="c",
-                                    metadata={"m": 1})  # fmt: skip
+        result = await engine.start(
+            "f", {"x": 1}, tenant_id="t", correlation_id="c", metadata={"m": 1}
+        )
         assert result.status is ExecutionStatus.WAITING
         execution = result.execution
         assert (execution.tenant_id, execution.correlation_id) == ("t", "c")
@@ -127,10 +132,18 @@ async def test_list_cursor_with_equal_timestamps(make: MakeEngine) -> None:
 
 
 async def test_version_pinning(make: MakeEngine) -> None:
-    v1 = FlowBuilder("p", version="1.0.0").step("w", "wait", on_success="old") \
-        .step("old", "noop").build()
-    v2 = FlowBuilder("p", version="2.0.0").step("w", "wait", on_success="new") \
-        .step("new", "noop").build()
+    v1 = (
+        FlowBuilder("p", version="1.0.0")
+        .step("w", "wait", on_success="old")
+        .step("old", "noop")
+        .build()
+    )
+    v2 = (
+        FlowBuilder("p", version="2.0.0")
+        .step("w", "wait", on_success="new")
+        .step("new", "noop")
+        .build()
+    )
     async with make([noop, wait_forever], [v1]) as engine:
         pinned = (await engine.start("p", {})).execution
         assert pinned.flow_version == "1.0.0"
@@ -147,8 +160,9 @@ async def test_version_pinning(make: MakeEngine) -> None:
 
 
 async def test_semver_latest_not_string_order(make: MakeEngine) -> None:
-    flows = [FlowBuilder("p", version=v).step("s", "noop").build()
-             for v in ("9.0.0", "10.0.0", "2.5.0")]  # fmt: skip
+    flows = [
+        FlowBuilder("p", version=v).step("s", "noop").build() for v in ("9.0.0", "10.0.0", "2.5.0")
+    ]
     async with make([noop], flows) as engine:
         assert (await engine.create("p", {})).execution.flow_version == "10.0.0"
 

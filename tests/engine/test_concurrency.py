@@ -8,7 +8,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from flowmonkey import EngineOptions, ExecutionStatus, FlowBuilder, Result, handler
+from flowmonkey import ExecutionStatus, FlowBuilder, Result, handler
 from flowmonkey.testing import FakeClock
 
 from .conftest import MakeEngine
@@ -119,22 +119,6 @@ async def test_execution_deadline_between_steps(make: MakeEngine, clock: FakeClo
         assert ran == ["a"]
 
 
-async def test_wait_deadline_wins_over_later_wake(make: MakeEngine, clock: FakeClock) -> None:
-    @handler("nap")
-    async def nap(ctx: Any) -> Result:
-        return Result.wait(delay=timedelta(hours=2))
-
-    flow = FlowBuilder("f").step("w", "nap", on_success="n").step("n", "noop").build()
-    options = EngineOptions(wait_timeout=timedelta(hours=1))
-    async with make([nap, noop], [flow], options=options) as engine:
-        execution_id = (await engine.start("f", {})).execution.id
-        clock.advance(timedelta(hours=3))
-        result = await engine.run(execution_id)
-        assert result.status is ExecutionStatus.FAILED
-        assert result.error is not None and result.error.code == "TIMEOUT"
-        assert [h.step_id for h in result.execution.history] == ["w"]
-
-
 async def test_cancel_waiting_then_tick_does_nothing(make: MakeEngine, clock: FakeClock) -> None:
     flow = FlowBuilder("f").step("w", "wait").build()
     async with make([wait_forever], [flow]) as engine:
@@ -147,3 +131,50 @@ async def test_cancel_waiting_then_tick_does_nothing(make: MakeEngine, clock: Fa
         stored = await engine.get(execution_id)
         assert stored is not None and stored.status is ExecutionStatus.CANCELLED
         assert stored.cancellation is not None and stored.cancellation.source == "user"
+
+
+async def test_cancel_wins_over_handler_that_swallows_cancellation(make: MakeEngine) -> None:
+    started = asyncio.Event()
+    never = asyncio.Event()
+
+    @handler("stubborn")
+    async def stubborn(ctx: Any) -> Result:
+        started.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            pass  # a badly written handler
+        return Result.success({"ignored": True})
+
+    flow = FlowBuilder("f").step("s", "stubborn", output_key="out").step("n", "noop").build()
+    async with make([stubborn, noop], [flow]) as engine:
+        execution_id = (await engine.create("f", {})).execution.id
+        running = asyncio.create_task(engine.run(execution_id))
+        await started.wait()
+        assert (await engine.cancel(execution_id)).cancelled
+        result = await asyncio.wait_for(running, 5)
+        assert result.status is ExecutionStatus.CANCELLED
+        stored = await engine.get(execution_id)
+        assert stored is not None
+        assert stored.status is ExecutionStatus.CANCELLED
+        assert "out" not in stored.context
+        assert stored.history == []
+
+
+async def test_timeout_wins_over_handler_that_swallows_cancellation(make: MakeEngine) -> None:
+    never = asyncio.Event()
+
+    @handler("stubborn")
+    async def stubborn(ctx: Any) -> Result:
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            pass
+        return Result.success({"late": True})
+
+    flow = FlowBuilder("f").step("s", "stubborn", output_key="out", timeout=50).build()
+    async with make([stubborn], [flow]) as engine:
+        result = await engine.start("f", {})
+        assert result.status is ExecutionStatus.FAILED
+        assert result.error is not None and result.error.code == "TIMEOUT"
+        assert "out" not in result.execution.context

@@ -6,6 +6,8 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from flowmonkey import EngineOptions, ExecutionStatus, FlowBuilder, Result, handler
 from flowmonkey.model.events import Event
 from flowmonkey.testing import FakeClock
@@ -19,10 +21,15 @@ def simple() -> Any:
 
 
 SIMPLE_EVENTS = [
-    "execution.created", "execution.started",
-    "step.started", "step.completed", "transition",
-    "step.started", "step.completed", "execution.completed",
-]  # fmt: skip
+    "execution.created",
+    "execution.started",
+    "step.started",
+    "step.completed",
+    "transition",
+    "step.started",
+    "step.completed",
+    "execution.completed",
+]
 
 
 async def test_simple_run_event_sequence(make: MakeEngine) -> None:
@@ -50,17 +57,26 @@ async def test_failure_and_wait_event_sequences(make: MakeEngine) -> None:
     async with make([boom, wait_forever, noop], [fail_flow, wait_flow]) as engine:
         failed = (await engine.start("bad", {})).execution.id
         assert [e.type for e in await engine.events(failed)] == [
-            "execution.created", "execution.started", "step.started", "step.failed",
+            "execution.created",
+            "execution.started",
+            "step.started",
+            "step.failed",
             "execution.failed",
-        ]  # fmt: skip
+        ]
         waiting = (await engine.start("w", {})).execution.id
         await engine.resume(waiting, {"r": 1})
         events = await engine.events(waiting)
         assert [e.type for e in events] == [
-            "execution.created", "execution.started", "step.started", "step.completed",
-            "execution.waiting", "execution.resumed", "step.started", "step.completed",
+            "execution.created",
+            "execution.started",
+            "step.started",
+            "step.completed",
+            "execution.waiting",
+            "execution.resumed",
+            "step.started",
+            "step.completed",
             "execution.completed",
-        ]  # fmt: skip
+        ]
         assert [e.sequence for e in events] == list(range(1, 10))
 
 
@@ -132,11 +148,13 @@ async def test_history_records(make: MakeEngine, clock: FakeClock) -> None:
         stored = await engine.get(execution_id)
         assert stored is not None
         history = stored.history
-        assert [(h.step_id, h.handler_type, h.attempt, h.run_number, h.outcome)
-                for h in history] == [
-            ("s", "slow", 1, 1, "failure"), ("s", "slow", 2, 1, "success"),
+        assert [
+            (h.step_id, h.handler_type, h.attempt, h.run_number, h.outcome) for h in history
+        ] == [
+            ("s", "slow", 1, 1, "failure"),
+            ("s", "slow", 2, 1, "success"),
             ("n", "noop", 1, 1, "success"),
-        ]  # fmt: skip
+        ]
         assert history[0].started_at == start
         assert history[0].finished_at == start + timedelta(seconds=2)
         assert history[0].duration_ms == 2000
@@ -191,11 +209,20 @@ async def test_hooks_run_after_terminal_commit(make: MakeEngine) -> None:
         assert len(seen) == 3
 
 
-async def test_raising_hook_is_reported_and_never_undoes_commit(make: MakeEngine) -> None:
-    errors_seen: list[Event] = []
+def sync_bad_hook(execution: Any) -> None:
+    raise RuntimeError("hook exploded")
 
-    def bad_hook(execution: Any) -> None:
-        raise RuntimeError("hook exploded")
+
+async def async_bad_hook(execution: Any) -> None:
+    await asyncio.sleep(0)
+    raise RuntimeError("hook exploded")
+
+
+@pytest.mark.parametrize("bad_hook", [sync_bad_hook, async_bad_hook], ids=["sync", "async"])
+async def test_raising_hook_is_reported_and_never_undoes_commit(
+    make: MakeEngine, bad_hook: Any
+) -> None:
+    errors_seen: list[Event] = []
 
     async with make([noop], [simple()]) as engine:
         engine.add_hooks("f", on_complete=bad_hook)
@@ -212,6 +239,24 @@ async def test_raising_hook_is_reported_and_never_undoes_commit(make: MakeEngine
         stored = await engine.get(execution_id)
         assert stored is not None and stored.status is ExecutionStatus.COMPLETED
         assert [e.type for e in await engine.events(execution_id)] == SIMPLE_EVENTS
+
+
+async def test_hooks_run_for_timeouts_applied_by_tick_timers(
+    make: MakeEngine, clock: FakeClock
+) -> None:
+    seen: list[tuple[str, str]] = []
+    flow = FlowBuilder("w").step("s", "wait").build()
+    async with make([wait_forever], [flow]) as engine:
+        engine.add_hooks(
+            "w",
+            on_cancel=lambda e: seen.append(("cancel", e.id)),
+            on_fail=lambda e: seen.append(("fail", e.id)),
+        )
+        timed_out = (await engine.start("w", {}, execution_timeout=timedelta(hours=1))).execution
+        wait_expired = (await engine.start("w", {}, wait_timeout=timedelta(hours=1))).execution
+        clock.advance(timedelta(hours=1))
+        assert sorted(await engine.tick_timers()) == sorted([timed_out.id, wait_expired.id])
+        assert sorted(seen) == sorted([("cancel", timed_out.id), ("fail", wait_expired.id)])
 
 
 # -- crash safety -----------------------------------------------------------------------
@@ -238,9 +283,11 @@ async def test_crashing_handler_leaves_last_commit(make: MakeEngine, clock: Fake
         return Result.success("one")
 
     flow = (
-        FlowBuilder("f").step("a", "first", output_key="a")
-        .step("b", "crashy", output_key="b").build()
-    )  # fmt: skip
+        FlowBuilder("f")
+        .step("a", "first", output_key="a")
+        .step("b", "crashy", output_key="b")
+        .build()
+    )
     async with make([first, crashy], [flow]) as engine:
         execution_id = (await engine.create("f", {})).execution.id
         try:
@@ -265,5 +312,6 @@ async def test_crashing_handler_leaves_last_commit(make: MakeEngine, clock: Fake
         assert result.execution.context["b"] == {"run_number": 2, "attempt": 1}
         assert result.execution.context["half-done"] is True
         assert [(h.step_id, h.run_number) for h in result.execution.history] == [
-            ("a", 1), ("b", 2),
-        ]  # fmt: skip
+            ("a", 1),
+            ("b", 2),
+        ]

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from flowmonkey import ExecutionStatus, FlowBuilder, Result, handler
-from flowmonkey import errors
+from flowmonkey import ExecutionStatus, FlowBuilder, Result, errors, handler
 from flowmonkey.model.events import Event
 from flowmonkey.testing import FakeClock
 
@@ -82,8 +81,9 @@ async def test_key_scope_is_tenant_and_flow(make: MakeEngine) -> None:
 
 async def test_new_execution_after_ttl(make: MakeEngine, clock: FakeClock) -> None:
     async with make([wait_forever], flows()) as engine:
-        first = await engine.create("f", {}, idempotency_key="k",
-                                    idempotency_ttl=timedelta(hours=1))  # fmt: skip
+        first = await engine.create(
+            "f", {}, idempotency_key="k", idempotency_ttl=timedelta(hours=1)
+        )
         assert first.execution.idempotency_expires_at == clock.now() + timedelta(hours=1)
         clock.advance(timedelta(minutes=59))
         assert (await engine.create("f", {}, idempotency_key="k")).created is False
@@ -106,8 +106,9 @@ async def test_default_ttl_is_24h(make: MakeEngine, clock: FakeClock) -> None:
 
 async def test_ttl_clamped_to_seven_days(make: MakeEngine, clock: FakeClock) -> None:
     async with make([wait_forever], flows()) as engine:
-        first = await engine.create("f", {}, idempotency_key="k",
-                                    idempotency_ttl=timedelta(days=30))  # fmt: skip
+        first = await engine.create(
+            "f", {}, idempotency_key="k", idempotency_ttl=timedelta(days=30)
+        )
         assert first.execution.idempotency_expires_at == clock.now() + timedelta(days=7)
         clock.advance(timedelta(days=7) - timedelta(seconds=1))
         assert (await engine.create("f", {}, idempotency_key="k")).created is False

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowmonkey import ContextLimits, EngineOptions, ExecutionStatus, FlowBuilder, Result
-from flowmonkey import errors
+from flowmonkey import ContextLimits, EngineOptions, ExecutionStatus, FlowBuilder, Result, errors
 from flowmonkey.testing import FakeClock
 
 from .conftest import MakeEngine
@@ -29,8 +28,11 @@ async def test_resume_stores_resume_data_and_output_key(make: MakeEngine) -> Non
         execution_id = (await engine.start("f", {"x": 1})).execution.id
         result = await engine.resume(execution_id, {"approved": True})
         assert result.status is ExecutionStatus.COMPLETED
-        expected = {"x": 1, "resumeData": {"approved": True},
-                    "answer": {"data": {"approved": True}}}  # fmt: skip
+        expected = {
+            "x": 1,
+            "resumeData": {"approved": True},
+            "answer": {"data": {"approved": True}},
+        }
         assert result.execution.context == expected
         stored = await engine.get(execution_id)
         assert stored is not None and stored.context == expected
@@ -217,12 +219,7 @@ async def test_token_revoked_on_cancel_and_fail(make: MakeEngine, how: str) -> N
 
 async def test_token_bound_to_its_step(make: MakeEngine) -> None:
     tokens: list[str] = []
-    flow = (
-        FlowBuilder("f")
-        .step("ask", "ask", on_success="later")
-        .step("later", "wait")
-        .build()
-    )
+    flow = FlowBuilder("f").step("ask", "ask", on_success="later").step("later", "wait").build()
     async with make([token_handler(tokens), wait_forever], [flow]) as engine:
         execution_id = (await engine.start("f", {})).execution.id
         moved = await engine.resume(execution_id, {"no": "token"})
@@ -253,8 +250,13 @@ async def test_tokens_are_long_and_unguessable(make: MakeEngine) -> None:
 def signal_flow(output_key: str | None = "review") -> Any:
     return (
         FlowBuilder("f")
-        .step("w", "wait", output_key=output_key, on_success="default",
-              ports={"approve": "ship", "reject": "refund"})  # fmt: skip
+        .step(
+            "w",
+            "wait",
+            output_key=output_key,
+            on_success="default",
+            ports={"approve": "ship", "reject": "refund"},
+        )
         .step("default", "noop", on_success=None)
         .step("ship", "noop", on_success=None)
         .step("refund", "noop", on_success=None)

@@ -46,8 +46,11 @@ async def test_immediate_retries_then_success(make: MakeEngine) -> None:
         assert result.execution.context["out"] == {"attempt": 3, "is_retry": True}
         history = result.execution.history
         assert [(r.step_id, r.attempt, r.outcome) for r in history] == [
-            ("s", 1, "failure"), ("s", 2, "failure"), ("s", 3, "success"), ("next", 1, "success"),
-        ]  # fmt: skip
+            ("s", 1, "failure"),
+            ("s", 2, "failure"),
+            ("s", 3, "success"),
+            ("next", 1, "success"),
+        ]
         assert history[0].error is not None and history[0].error["code"] == "FLAKY"
         # Attempts are reset when the step is left.
         assert result.execution.retry_attempts == {}
@@ -171,8 +174,10 @@ async def test_raised_exception_is_retried(make: MakeEngine) -> None:
         result = await engine.start("f", {})
         assert result.status is ExecutionStatus.COMPLETED
         assert result.execution.history[0].error == {
-            "code": "HANDLER_ERROR", "message": "reset", "details": {"exception": "ConnectionError"}
-        }  # fmt: skip
+            "code": "HANDLER_ERROR",
+            "message": "reset",
+            "details": {"exception": "ConnectionError"},
+        }
 
 
 async def test_jitter_adds_at_most_ten_percent(make: MakeEngine, clock: FakeClock) -> None:
@@ -251,8 +256,13 @@ async def test_step_timeout_is_retryable(make: MakeEngine) -> None:
 
     flow = (
         FlowBuilder("f")
-        .step("s", "hang-once", timeout=50, output_key="out",
-              retry={"maxAttempts": 1, "retryOn": ["TIMEOUT"]})  # fmt: skip
+        .step(
+            "s",
+            "hang-once",
+            timeout=50,
+            output_key="out",
+            retry={"maxAttempts": 1, "retryOn": ["TIMEOUT"]},
+        )
         .build()
     )
     async with make([hang_once], [flow]) as engine:

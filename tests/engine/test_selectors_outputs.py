@@ -169,9 +169,11 @@ async def test_malformed_selector_fails_input_error(
 ) -> None:
     h, seen = capture("cap")
     flow = Flow(
-        id="bad", version="1.0.0", initial_step_id="s",
+        id="bad",
+        version="1.0.0",
+        initial_step_id="s",
         steps={"s": Step(id="s", type="cap", input=selector, transitions=Transitions())},
-    )  # fmt: skip
+    )
     engine = make([h])
     engine.flows = UncheckedFlows([flow])
     async with engine:

@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 
-from flowmonkey import ContextLimits, EngineOptions, ExecutionStatus, FlowBuilder, Result, handler
-from flowmonkey import errors
+from flowmonkey import (
+    ContextLimits,
+    EngineOptions,
+    ExecutionStatus,
+    FlowBuilder,
+    Result,
+    errors,
+    handler,
+)
 from flowmonkey.testing import FakeClock
 
 from .conftest import MakeEngine
@@ -57,9 +64,7 @@ async def test_execution_timeout(make: MakeEngine, clock: FakeClock, how: str) -
         assert "execution.failed" not in types
 
 
-async def test_execution_timeout_of_never_run_execution(
-    make: MakeEngine, clock: FakeClock
-) -> None:
+async def test_execution_timeout_of_never_run_execution(make: MakeEngine, clock: FakeClock) -> None:
     async with make([wait_forever, noop], [wait_flow()]) as engine:
         created = await engine.create("f", {}, execution_timeout=timedelta(seconds=30))
         clock.advance(31)
@@ -215,9 +220,11 @@ async def test_output_limit_failure_is_routable(make: MakeEngine) -> None:
         return Result.success("x" * 500)
 
     flow = (
-        FlowBuilder("f").step("s", "emit", output_key="out", on_failure="r", on_success=None)
-        .step("r", "noop").build()
-    )  # fmt: skip
+        FlowBuilder("f")
+        .step("s", "emit", output_key="out", on_failure="r", on_success=None)
+        .step("r", "noop")
+        .build()
+    )
     async with make([emit, noop], [flow], options=OPTIONS) as engine:
         result = await engine.start("f", {})
         assert result.status is ExecutionStatus.COMPLETED

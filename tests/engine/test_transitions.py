@@ -154,9 +154,11 @@ async def test_unknown_handler_fails_when_reached(make: MakeEngine) -> None:
 
 async def test_unknown_target_in_definition_is_invalid_transition(make: MakeEngine) -> None:
     flow = Flow(
-        id="bad", version="1.0.0", initial_step_id="a",
+        id="bad",
+        version="1.0.0",
+        initial_step_id="a",
         steps={"a": Step(id="a", type="noop", transitions=Transitions(on_success="ghost"))},
-    )  # fmt: skip
+    )
     engine = make([noop])
     engine.flows = UncheckedFlows([flow])
     async with engine:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flowmonkey import EngineOptions, ExecutionStatus, FlowBuilder, Result, handler
+from flowmonkey import EngineOptions, ExecutionStatus, FlowBuilder, Result
 from flowmonkey.testing import FakeClock
 
 from .conftest import MakeEngine
@@ -93,9 +93,11 @@ async def test_delay_not_runnable_before_due(make: MakeEngine, clock: FakeClock)
 async def test_wake_at(make: MakeEngine, clock: FakeClock) -> None:
     h, _ = sleeper(clock)
     flow = (
-        FlowBuilder("f").step("w", "sleep", config={"wake_at": True}, on_success="s")
-        .step("s", "noop").build()
-    )  # fmt: skip
+        FlowBuilder("f")
+        .step("w", "sleep", config={"wake_at": True}, on_success="s")
+        .step("s", "noop")
+        .build()
+    )
     async with make([h, noop], [flow]) as engine:
         start = clock.now()
         result = await engine.start("f", {})
@@ -122,7 +124,7 @@ async def test_tick_timers_makes_runnable_but_runs_nothing(
         assert len(seen) == 1
         assert [r.step_id for r in stored.history] == ["w"]
         types = await event_types(engine, execution_id)
-        assert "step.started" not in types[types.index("timer.fired"):]
+        assert "step.started" not in types[types.index("timer.fired") :]
         assert types[-2:] == ["timer.fired", "execution.resumed"]
         # A second tick finds nothing more to do.
         assert await engine.tick_timers() == []

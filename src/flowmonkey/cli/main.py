@@ -16,6 +16,7 @@ from flowmonkey.cli.commands_flow import graph, validate
 from flowmonkey.cli.commands_query import events, flows, history, list_executions, status
 from flowmonkey.cli.errors import CliError, to_cli_error
 from flowmonkey.cli.state import DEFAULT_STORE, CliState
+from flowmonkey.cli.worker import migrate_command, worker_command
 from flowmonkey.errors import FlowMonkeyError
 
 __all__ = ["FlowMonkeyGroup", "cli", "main"]
@@ -71,6 +72,8 @@ cli.add_command(events)
 cli.add_command(flows)
 cli.add_command(validate)
 cli.add_command(graph)
+cli.add_command(worker_command)
+cli.add_command(migrate_command)
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, Token, TokenStatus
 from flowmonkey.model.flow import Flow, Step
 from flowmonkey.model.records import Task
-from flowmonkey.stores.base import Acquired, ExecutionQuery, Page, Store, TaskQuery
+from flowmonkey.stores.base import Acquired, ExecutionQuery, Lease, Page, Store, TaskQuery
 
 if TYPE_CHECKING:
     from flowmonkey.definitions.registry import FlowRegistry
@@ -73,17 +73,42 @@ class Engine:
         """Lease owner id of this engine (a worker sets its own)."""
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: dict[str, Run] = {}
-        self._suspended: set[Run] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._hooks: dict[str, dict[str, list[Hook]]] = {}
         self._ready = False
         self._builtins: dict[str, RegisteredHandler] = {}
         self.wake_signaler: Any = None
         """Optional ``WakeSignaler``: told when an execution becomes runnable."""
+        self.flows.on_register.append(self._flow_registered)
+        self.handlers.on_register.append(self._handler_registered)
         from flowmonkey.engine.builtins import builtin_handlers
 
         for builtin in builtin_handlers(self):
             self.register_builtin(builtin)
+
+    def _flow_registered(self, flow: Flow) -> None:
+        self.bus.emit(
+            [
+                Event(
+                    "flow.registered",
+                    None,
+                    self.clock.now(),
+                    {"flow_id": flow.id, "version": flow.version},
+                )
+            ]
+        )
+
+    def _handler_registered(self, handler: Any) -> None:
+        self.bus.emit(
+            [
+                Event(
+                    "handler.registered",
+                    None,
+                    self.clock.now(),
+                    {"handler_type": getattr(handler, "type", str(handler))},
+                )
+            ]
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -281,6 +306,35 @@ class Engine:
             FlowNotFound: unknown flow or version (nothing is created).
             ContextLimitError: the initial context breaks a limit (nothing is created).
         """
+        created, _ = await self._create(
+            flow_id, context, tenant_id=tenant_id, idempotency_key=idempotency_key,
+            idempotency_ttl=idempotency_ttl, metadata=metadata,
+            parent_execution_id=parent_execution_id, parent_step_id=parent_step_id,
+            correlation_id=correlation_id, user_id=user_id, version=version,
+            execution_timeout=execution_timeout, wait_timeout=wait_timeout,
+            execution_id=execution_id, lease_self=False,
+        )  # fmt: skip
+        return created
+
+    async def _create(
+        self,
+        flow_id: str,
+        context: Mapping[str, Any] | None,
+        *,
+        tenant_id: str | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl: timedelta | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        parent_execution_id: str | None = None,
+        parent_step_id: str | None = None,
+        correlation_id: str | None = None,
+        user_id: str | None = None,
+        version: str | None = None,
+        execution_timeout: timedelta | None = None,
+        wait_timeout: timedelta | None = None,
+        execution_id: str | None = None,
+        lease_self: bool,
+    ) -> tuple[CreateResult, Run | None]:
         await self._ensure_ready()
         flow = await self.get_flow(flow_id, version)
         initial = dict(context or {})
@@ -327,10 +381,22 @@ class Engine:
             1,
             tenant_id,
         )
-        stored, created = await self.store.create(execution, [created_event])
+        lease = None
+        if lease_self:
+            # ``start`` runs it right away: store it already leased and running, which
+            # saves the separate acquire transaction.
+            lease = Lease(execution_id=execution.id, owner=self.owner, token=1,
+                          expires_at=now + self.options.lease_for)  # fmt: skip
+            execution.status = ExecutionStatus.RUNNING
+            execution.started_at = now
+        stored, created = await self.store.create(execution, [created_event], lease=lease)
+        run = None
         if created:
             self.bus.emit([created_event])
-            await self.notify_runnable(stored.id)
+            if lease is not None:
+                run = Run(self, stored, lease, flow)
+            else:
+                await self.notify_runnable(stored.id)
         else:
             self.bus.emit(
                 [
@@ -348,13 +414,15 @@ class Engine:
                     )
                 ]
             )
-        return CreateResult(execution=stored, created=created)
+        return CreateResult(execution=stored, created=created), run
 
     async def start(
         self, flow_id: str, context: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> RunResult:
         """``create`` then ``run`` (an idempotency hit runs/reports the existing one)."""
-        created = await self.create(flow_id, context, **kwargs)
+        created, run = await self._create(flow_id, context, lease_self=True, **kwargs)
+        if run is not None:
+            return await self.drive(run)
         return await self.run(created.execution.id)
 
     async def notify_runnable(self, execution_id: str) -> None:
@@ -393,6 +461,17 @@ class Engine:
         execution = acquired.execution
         try:
             flow = await self.get_flow(execution.flow_id, execution.flow_version)
+        except errors.FlowNotFound as exc:
+            # Nothing can ever run it here: fail it (terminal, lease released) rather than
+            # leave it running and unclaimable.
+            placeholder = Flow(
+                id=execution.flow_id, version=execution.flow_version, initial_step_id="", steps={}
+            )
+            run = Run(self, execution, acquired.lease, placeholder)
+            from flowmonkey.engine.step import fail_execution
+
+            await fail_execution(run, exc.code, exc.message, step_id=execution.current_step_id)
+            return run
         except BaseException:
             await self.store.release(acquired.lease)
             raise
@@ -439,10 +518,13 @@ class Engine:
         *,
         max_steps: int | None = None,
         record: builtins.list[tuple[str | None, str | None, str | None]] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> RunResult:
-        """Step a leased execution until it stops (or ``max_steps`` handler steps ran)."""
+        """Step a leased execution until it stops (or ``max_steps`` handler steps ran, or
+        ``stop`` is set: then it is left ``pending`` for anyone to continue)."""
         execution = run.execution
         self._inflight[execution.id] = run
+        self._ensure_heartbeats()
         steps = 0
         waiting = ExecutionStatus.WAITING
         try:
@@ -462,9 +544,11 @@ class Engine:
                     break
                 if max_steps is not None and steps >= max_steps:
                     break
-                if (
-                    run.concurrent
-                    or sum(t.status is TokenStatus.ACTIVE for t in execution.tokens) > 1
+                if stop is not None and stop.is_set():
+                    break
+                if run.concurrent or (
+                    len(execution.tokens) > 1
+                    and sum(t.status is TokenStatus.ACTIVE for t in execution.tokens) > 1
                 ):
                     from flowmonkey.engine.parallel import run_branches
 
@@ -685,27 +769,42 @@ class Engine:
     # -- heartbeats for suspended handlers ---------------------------------------------------
 
     def track_suspended(self, run: Run) -> None:
-        """A handler suspended: keep its lease alive until it finishes."""
-        self._suspended.add(run)
-        if self._heartbeat_task is None or self._heartbeat_task.done():
-            self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeats())
+        """A handler suspended (kept for the step runner; heartbeats cover every run)."""
+        self._ensure_heartbeats()
 
     def untrack_suspended(self, run: Run) -> None:
         """The handler finished."""
-        self._suspended.discard(run)
+
+    def _ensure_heartbeats(self) -> None:
+        task = self._heartbeat_task
+        if task is None or task.done():
+            self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeats())
 
     async def _heartbeats(self) -> None:
+        """Extend the lease of every run this engine drives, every third of a lease.
+
+        Runs of many quick steps need it as much as one long handler: a lease is only
+        renewed here, not by step commits.
+        """
         interval = max(self.options.lease_for.total_seconds() / 3, 0.05)
+        failures = 0
         while True:
             await asyncio.sleep(interval)
-            for run in tuple(self._suspended):
+            for run in tuple(self._inflight.values()):
+                if run.released:
+                    continue
                 try:
                     await run.heartbeat()
+                    failures = 0
                 except errors.LeaseLost:
                     log.warning("lost the lease on %s; cancelling its step", run.execution.id)
                     run.cancel_handlers()
-                except Exception:
-                    log.exception("heartbeat for %s failed", run.execution.id)
+                except Exception as exc:
+                    failures += 1
+                    # One line per failure: the store may be briefly unreachable.
+                    log.warning(
+                        "heartbeat for %s failed (%d in a row): %s", run.execution.id, failures, exc
+                    )
 
 
 def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[str, bytes]:

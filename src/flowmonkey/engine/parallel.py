@@ -126,6 +126,9 @@ async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tup
         dropped: list[Token] = []
     else:
         dropped = [t for t in siblings if t.status is not _DONE]
+    # Every await happens before the tokens change: the branch runner must never see a
+    # half-merged fork (it would start the continuation early).
+    pending = await _pending_tasks(engine, run, dropped) if dropped else []
     parent = next((t for t in execution.tokens if t.id == (token.parent_id or "")), None)
     merged_ids = [token.id, *(t.id for t in siblings)]
     for t in [token, *siblings]:
@@ -157,36 +160,42 @@ async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tup
         },
     )
     if dropped:
-        await _drop(engine, run, dropped, now)
+        _drop(run, dropped, pending, now)
     execution.status = ExecutionStatus.RUNNING
     return await advance(
         engine, run, continuation, step, step.transitions.on_success, "success", now
     )
 
 
-async def _drop(engine: Engine, run: Run, dropped: list[Token], now: datetime) -> None:
-    """Cancel the losing branches of an ``any`` join: their handlers and pending tasks."""
+async def _pending_tasks(engine: Engine, run: Run, dropped: list[Token]) -> list[Any]:
+    """Pending user tasks of the dropped tokens: stored ones and ones still buffered."""
     ids = {t.id for t in dropped}
-    for token_id in ids:
-        task = run.token_tasks.get(token_id)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-    pending = await engine.store.list_tasks(
+    stored = await engine.store.list_tasks(
         TaskQuery(execution_id=run.execution.id, status="pending", limit=10_000)
     )
+    found = {task.id: task for task in stored if task.token_id in ids}
+    for task in run.tasks:
+        if task.token_id in ids and task.status == "pending":
+            found[task.id] = task
+    return list(found.values())
+
+
+def _drop(run: Run, dropped: list[Token], pending: list[Any], now: datetime) -> None:
+    """Cancel the losing branches of an ``any`` join: their handlers and pending tasks."""
+    for token in dropped:
+        task = run.token_tasks.get(token.id)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+    buffered = {id(t) for t in run.tasks}
     for task_record in pending:
-        if task_record.token_id in ids:
-            task_record.status = "cancelled"
+        task_record.status = "cancelled"
+        if id(task_record) not in buffered:
             run.tasks.append(task_record)
-            run.emit(
-                "task.cancelled",
-                now,
-                {
-                    "task_id": task_record.id,
-                    "step_id": task_record.step_id,
-                    "reason": "branch dropped",
-                },
-            )
+        run.emit(
+            "task.cancelled",
+            now,
+            {"task_id": task_record.id, "step_id": task_record.step_id, "reason": "branch dropped"},
+        )
 
 
 def _settle(execution: Any) -> None:
@@ -231,8 +240,11 @@ async def run_branches(engine: Engine, run: Run) -> None:
                     if exc is not None:
                         raise exc
     finally:
+        # Stop only the branches busy in a handler: one that is applying or committing a
+        # step (perhaps the one that ended the run, about to run its hooks) finishes it.
         for task in tasks.values():
-            task.cancel()
+            if task in run.handler_tasks or not execution.status.is_terminal:
+                task.cancel()
         if tasks:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
         run.token_tasks.clear()

@@ -8,8 +8,10 @@ commit; a ``LeaseLost`` discards the buffer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +64,7 @@ class Run:
         "history",
         "lease",
         "lease_lost",
+        "lock_holder",
         "new_tokens",
         "released",
         "revoke_tokens",
@@ -92,6 +95,7 @@ class Run:
         self.concurrent = False
         """Set once branches run concurrently: commits then serialise and snapshot."""
         self.commit_lock: asyncio.Lock | None = None
+        self.lock_holder: asyncio.Task[Any] | None = None
         self.cancel_requested = False
         self.lease_lost = False
         self.released = False
@@ -134,13 +138,32 @@ class Run:
         Raises:
             LeaseLost: another process took the execution over; the buffer is dropped.
         """
-        if self.concurrent:
-            if self.commit_lock is None:
-                self.commit_lock = asyncio.Lock()
-            async with self.commit_lock:
-                await self._commit(release=release, at=at)
-        else:
+        if not self.concurrent:
             await self._commit(release=release, at=at)
+        elif self.lock_holder is asyncio.current_task():
+            # Inside ``applying()``: this branch already holds the lock. A cancellation
+            # (a sibling ended the run, an ``any`` join dropped this branch) must not cut
+            # a commit that is under way.
+            await asyncio.shield(self._commit(release=release, at=at))
+        else:
+            async with self.applying():
+                await asyncio.shield(self._commit(release=release, at=at))
+
+    @contextlib.asynccontextmanager
+    async def applying(self) -> AsyncIterator[None]:
+        """Hold the run's lock while one branch applies its step and commits it, so each
+        branch step is its own commit (no-op while the run is linear)."""
+        if not self.concurrent or self.lock_holder is asyncio.current_task():
+            yield
+            return
+        if self.commit_lock is None:
+            self.commit_lock = asyncio.Lock()
+        async with self.commit_lock:
+            self.lock_holder = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self.lock_holder = None
 
     async def _commit(self, *, release: bool, at: datetime | None) -> None:
         if self.released:

@@ -154,10 +154,20 @@ async def fail_execution(
     run.finish(_FAILED, now, info)
     run.emit("execution.failed", now, {"step_id": step_id, "error": info.to_dict()})
     await run.commit(release=True)
-    await run.engine.after_terminal(run.execution)
+    await finish_terminal(run)
 
 
 _ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask"})
+
+
+async def finish_terminal(run: Run) -> None:
+    """Hooks and parent wake-up after the terminal commit. Shielded in a concurrent run:
+    the branch runner cancels the other branches once the run ends, and that must not
+    cut the hooks of the branch that ended it."""
+    if run.concurrent:
+        await asyncio.shield(run.engine.after_terminal(run.execution))
+    else:
+        await run.engine.after_terminal(run.execution)
 
 
 def move_after_wait(step: Step | None, token: Token, step_count: int = 0) -> bool:
@@ -236,9 +246,10 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
     if (step.type == "parallel" or step.type == "join") and engine.handlers.get(step.type) is None:
         from flowmonkey.engine import parallel
 
-        if step.type == "parallel":
-            return await parallel.fork(engine, run, token, step)
-        return await parallel.join_arrive(engine, run, token, step)
+        async with run.applying():
+            if step.type == "parallel":
+                return await parallel.fork(engine, run, token, step)
+            return await parallel.join_arrive(engine, run, token, step)
     handler = engine.resolve_handler(step)
     if handler is None:
         await fail_execution(
@@ -274,10 +285,30 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
     result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
-    if token.status is _DONE:
-        # The branch was dropped (an ``any`` join completed) while its handler ran.
-        return "dropped", None
-    finished = clock.now()
+    if not run.concurrent:
+        return await _apply(engine, run, token, step, result, timed_out, timeout, started, attempt)
+    async with run.applying():
+        if token.status is _DONE or run.execution.status.is_terminal:
+            # The branch was dropped (an ``any`` join), or a sibling ended the run, while
+            # its handler ran: its result is discarded.
+            return "dropped", None
+        return await _apply(engine, run, token, step, result, timed_out, timeout, started, attempt)
+
+
+async def _apply(
+    engine: Engine,
+    run: Run,
+    token: Token,
+    step: Step,
+    result: Result,
+    timed_out: bool,
+    timeout: timedelta,
+    started: datetime,
+    attempt: int,
+) -> tuple[str, str | None]:
+    """Record an attempt's outcome and commit it (under the run lock when concurrent)."""
+    execution = run.execution
+    finished = engine.clock.now()
     execution.step_count += 1
     if timed_out:
         run.emit("step.timeout", finished, {"step_id": step.id, "timeout_ms": timeout / _MS})
@@ -377,7 +408,7 @@ async def advance(
         token.status = _DONE
         if complete_if_done(run, now):
             await run.commit(release=True, at=now)
-            await engine.after_terminal(execution)
+            await finish_terminal(run)
             return outcome, None
         stop = parked(execution)
         if stop:
@@ -416,7 +447,9 @@ async def _after_wait(
     token.wait_reason = result.reason
     token.wait_kind = kind
     token.wait_started_at = now
-    wait_timeout = engine.wait_timeout_for(execution, step)
+    # The wait timeout bounds waits for something outside (a signal, resume, task or
+    # child); a timer's own wake time already bounds it.
+    wait_timeout = engine.wait_timeout_for(execution, step) if kind != "timer" else None
     token.wait_deadline_at = now + wait_timeout if wait_timeout is not None else None
     stop = parked(execution)
     if stop:
@@ -498,6 +531,6 @@ async def _after_failure(
         run.finish(_FAILED, now, info)
         run.emit("execution.failed", now, {"step_id": step.id, "error": info.to_dict()})
         await run.commit(release=True)
-        await engine.after_terminal(execution)
+        await finish_terminal(run)
         return "failure", None
     return await advance(engine, run, token, step, target, "failure", now)

@@ -158,9 +158,13 @@ class Store(Protocol):
     # -- executions -------------------------------------------------------------------
 
     async def create(
-        self, execution: Execution, events: Sequence[Event] = ()
+        self, execution: Execution, events: Sequence[Event] = (), *, lease: Lease | None = None
     ) -> tuple[Execution, bool]:
         """Insert a new execution with its initial context and events, atomically.
+
+        With ``lease`` (token 1), the new execution is stored already leased to
+        ``lease.owner`` (the engine's ``start`` saves a separate acquire this way); no
+        lease is taken on an idempotency hit.
 
         When ``execution.idempotency_key`` is set and an execution with the same
         (tenant_id, flow_id, key) exists whose ``idempotency_expires_at`` is after

@@ -159,7 +159,7 @@ class MemoryStore:
         )
 
     async def create(
-        self, execution: Execution, events: Sequence[Event] = ()
+        self, execution: Execution, events: Sequence[Event] = (), *, lease: Lease | None = None
     ) -> tuple[Execution, bool]:
         """Insert, honouring the (tenant, flow, key) idempotency window."""
         if execution.id in self._rows:
@@ -176,8 +176,14 @@ class MemoryStore:
         dumps = orjson.dumps
         row = _Row(_header_copy(execution), {k: dumps(v) for k, v in execution.context.items()})
         row.events.extend(events)
+        if lease is not None:
+            row.lease_owner = lease.owner
+            row.lease_token = lease.token
+            row.lease_expires = lease.expires_at
         self._rows[execution.id] = row
-        return self._load(row, history=False), True
+        # The caller built ``execution`` and the row holds its own copies, so handing the
+        # object back shares nothing mutable with the store.
+        return execution, True
 
     async def get(self, execution_id: str, *, history: bool = True) -> Execution | None:
         """Return a copy of the execution, or ``None``."""
@@ -222,10 +228,15 @@ class MemoryStore:
     def _grant(
         self, row: _Row, owner: str, now: datetime, lease_for: timedelta, start: bool = True
     ) -> Acquired:
+        # A running execution whose lease is being taken (expired or stolen) lost its
+        # runner, whoever that was (a worker may reclaim its own expired lease).
         recovered = (
             row.execution.status is _RUNNING
             and row.lease_owner is not None
-            and row.lease_owner != owner
+            and (
+                row.lease_owner != owner
+                or (row.lease_expires is not None and row.lease_expires <= now)
+            )
         )
         row.lease_token += 1
         row.lease_owner = owner

@@ -22,10 +22,8 @@ __all__ = [
     "VERSION_TABLE_DDL",
     "Migration",
     "MigrationTarget",
-    "AsyncMigrationTarget",
     "load_migrations",
     "migrate",
-    "migrate_async",
     "pending",
 ]
 
@@ -55,18 +53,6 @@ class MigrationTarget(Protocol):
         ...
 
     def apply(self, migration: Migration) -> None:
-        """Run ``migration.sql`` and record ``migration.version`` in ``schema_version``."""
-        ...
-
-
-class AsyncMigrationTarget(Protocol):
-    """A database as the runner sees it (asyncio drivers)."""
-
-    async def current_version(self) -> int:
-        """The highest applied version; 0 for an empty database."""
-        ...
-
-    async def apply(self, migration: Migration) -> None:
         """Run ``migration.sql`` and record ``migration.version`` in ``schema_version``."""
         ...
 
@@ -117,20 +103,10 @@ def migrate(target: MigrationTarget, migrations: Sequence[Migration], *, databas
     """Apply every pending migration; return the resulting version.
 
     Call it while holding the lock that serialises migrators (see the module docstring).
+    Drivers that are asyncio-only loop over ``pending`` themselves.
     """
     current = target.current_version()
     for migration in pending(current, migrations, database=database):
         target.apply(migration)
-        current = migration.version
-    return current
-
-
-async def migrate_async(
-    target: AsyncMigrationTarget, migrations: Sequence[Migration], *, database: str
-) -> int:
-    """``migrate`` for asyncio drivers; same contract."""
-    current = await target.current_version()
-    for migration in pending(current, migrations, database=database):
-        await target.apply(migration)
         current = migration.version
     return current

@@ -70,7 +70,7 @@ class PostgresStore(PostgresBase):
     # -- executions -------------------------------------------------------------------------
 
     async def create(
-        self, execution: Execution, events: Sequence[Event] = ()
+        self, execution: Execution, events: Sequence[Event] = (), *, lease: Lease | None = None
     ) -> tuple[Execution, bool]:
         """Insert an execution with its context and events (atomic idempotency).
 
@@ -78,7 +78,9 @@ class PostgresStore(PostgresBase):
         the holder is looked up and returned.
         """
         try:
-            (query, params), loaded = create_statement(execution, events, self._notify_channel)
+            (query, params), loaded = create_statement(
+                execution, events, self._notify_channel, lease
+            )
         except orjson.JSONEncodeError as exc:
             raise errors.StoreError(
                 f"execution {execution.id} is not JSON-serialisable: {exc}"

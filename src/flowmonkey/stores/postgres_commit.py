@@ -112,7 +112,10 @@ def _tasks(tasks: Sequence[Task]) -> Statement:
 
 
 def create_statement(
-    execution: Execution, events: Sequence[Event], channel: str | None
+    execution: Execution,
+    events: Sequence[Event],
+    channel: str | None,
+    lease: Lease | None = None,
 ) -> tuple[Statement, Execution]:
     """The one statement inserting a new execution (idempotency key, row, context,
     events, NOTIFY), and the execution as ``get`` would load it.
@@ -135,6 +138,9 @@ def create_statement(
         "wake_at": execution.wake_at, "deadline_at": execution.deadline_at,
         "wait_deadline_at": q.wait_deadline(execution), "spec": spec, "state": state,
         "checkpoint": stored_checkpoint,
+        "lease_owner": lease.owner if lease is not None else None,
+        "lease_token": lease.token if lease is not None else 0,
+        "lease_expires_at": lease.expires_at if lease is not None else None,
     }  # fmt: skip
     ctes: list[str] = []
     if execution.idempotency_key is not None:
@@ -147,7 +153,7 @@ def create_statement(
         ctes.append(q.CREATE_ROW.replace("{guard}", "TRUE"))
     _rows(params, context, (), events, ctes)
     result = q.CREATE_RESULT
-    if channel is not None and runnable_now(execution):
+    if channel is not None and lease is None and runnable_now(execution):
         result += q.CREATE_NOTIFY
         params["channel"] = channel
     loaded = q.decode_execution((

@@ -80,13 +80,15 @@ CREATE_KEY = """k AS (
 CREATE_ROW = """ins AS (
     INSERT INTO executions (id, flow_id, flow_version, status, tenant_id, correlation_id,
         parent_execution_id, created_at, updated_at, started_at, wake_at, deadline_at,
-        wait_deadline_at, spec, state, checkpoint)
+        wait_deadline_at, spec, state, checkpoint, lease_owner, lease_token,
+        lease_expires_at)
     SELECT %(id)s::text, %(flow_id)s::text, %(flow_version)s::text, %(status)s::text,
         %(tenant_id)s::text, %(correlation_id)s::text, %(parent)s::text,
         %(created_at)s::timestamptz, %(updated_at)s::timestamptz,
         %(started_at)s::timestamptz, %(wake_at)s::timestamptz,
         %(deadline_at)s::timestamptz, %(wait_deadline_at)s::timestamptz,
-        %(spec)s::bytea, %(state)s::bytea, %(checkpoint)s::bytea
+        %(spec)s::bytea, %(state)s::bytea, %(checkpoint)s::bytea, %(lease_owner)s::text,
+        %(lease_token)s::bigint, %(lease_expires_at)s::timestamptz
     WHERE {guard}
     RETURNING 1
 )"""
@@ -211,14 +213,15 @@ _GRANT = """
 # values on PostgreSQL < 18): taking a running execution from another owner is a recovery.
 ACQUIRE = f"""
 UPDATE executions e SET {_GRANT}
-FROM (SELECT id, status, lease_owner FROM executions WHERE id = %(id)s FOR UPDATE) AS old
+FROM (SELECT id, status, lease_owner, lease_expires_at FROM executions
+      WHERE id = %(id)s FOR UPDATE) AS old
 WHERE e.id = old.id
   AND e.status NOT IN ('completed', 'failed', 'cancelled')
   AND (e.lease_owner IS NULL OR e.lease_owner = %(owner)s
        OR e.lease_expires_at <= %(now)s OR %(steal)s)
 RETURNING e.lease_token,
     (old.status = 'running' AND old.lease_owner IS NOT NULL
-     AND old.lease_owner <> %(owner)s) AS recovered
+     AND (old.lease_owner <> %(owner)s OR old.lease_expires_at <= %(now)s)) AS recovered
 """
 
 # Each kind of runnable row is read from its own partial index, oldest first, locking
@@ -237,7 +240,7 @@ WITH pending AS (
     ORDER BY wake_at, id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), expired AS (
-    SELECT id, created_at, lease_owner <> %(owner)s AS recovered FROM executions
+    SELECT id, created_at, true AS recovered FROM executions
     WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= %(now)s
     ORDER BY lease_expires_at, id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

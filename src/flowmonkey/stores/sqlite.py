@@ -266,11 +266,11 @@ class SqliteStore:
     # -- executions -----------------------------------------------------------------------
 
     async def create(
-        self, execution: Execution, events: Sequence[Event] = ()
+        self, execution: Execution, events: Sequence[Event] = (), *, lease: Lease | None = None
     ) -> tuple[Execution, bool]:
         """Insert, honouring the (tenant, flow, key) idempotency window (see ``Store``)."""
         state = q.state_params(execution)
-        return await self._tx(True, ops.create, execution, events, state)
+        return await self._tx(True, ops.create, execution, events, state, lease)
 
     async def get(self, execution_id: str, *, history: bool = True) -> Execution | None:
         """Return the execution (context included; history when asked) or ``None``."""

@@ -105,6 +105,7 @@ def create(
     execution: Execution,
     events: Sequence[Event],
     state: CommitRow,
+    lease: Lease | None = None,
 ) -> tuple[Execution, bool]:
     """Insert one execution unless its idempotency key is taken and unexpired."""
     ex = execution
@@ -131,6 +132,8 @@ def create(
         )
     if events:
         conn.executemany(q.INSERT_EVENT, [q.event_params(ex.id, e) for e in events])
+    if lease is not None:
+        conn.execute(q.GRANT, (lease.owner, lease.token, q.to_us(lease.expires_at), ex.id))
     return execution, True
 
 
@@ -199,7 +202,13 @@ def _grant(
     expires = now + lease_for
     state: dict[str, Any] = _loads(row[2])
     status = state["status"]
-    recovered = status == _RUNNING and previous_owner is not None and previous_owner != owner
+    # Taking a running execution's lease (expired or stolen) means its runner is gone,
+    # whoever that was: a worker may reclaim its own expired lease after an outage.
+    recovered = (
+        status == _RUNNING
+        and previous_owner is not None
+        and (previous_owner != owner or row[6] is None or row[6] <= q.to_us(now))
+    )
     if start and status == _PENDING:
         state["status"] = _RUNNING
         if state.get("started_at") is None:

@@ -269,7 +269,7 @@ SELECT_CHILDREN = (
 # Runnable: pending or due waiting with no live lease, or running with an expired lease.
 # A running execution whose lease was released is left to ``stale`` (the reaper).
 SELECT_CLAIMABLE = f"""
-SELECT {_EXEC_COLUMNS}, lease_owner, lease_token FROM executions
+SELECT {_EXEC_COLUMNS}, lease_owner, lease_token, lease_expires_at FROM executions
 WHERE (status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now))
    OR (status = 'waiting' AND wake_at <= :now
        AND (lease_owner IS NULL OR lease_expires_at <= :now))
