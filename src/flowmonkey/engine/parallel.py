@@ -9,9 +9,12 @@ committed tokens say exactly where each branch stands.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey.engine.eager import cancel_soon
+from flowmonkey.engine.run import BRANCH
 from flowmonkey.model.execution import ExecutionStatus, StepRecord, Token, TokenStatus
 from flowmonkey.stores.base import TaskQuery
 
@@ -109,20 +112,33 @@ async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tup
     now = engine.clock.now()
     _record(run, step, token, "success", now)
     mode = step.config.get("mode") or "all"
-    siblings = [t for t in execution.tokens if t.fork_id == fork_id and t is not token]
     token.step_id = step.id
     if mode == "all":
         token.status = _WAITING
         token.wait_kind = "join"
         token.wait_reason = f"join {step.id}"
-        # Siblings that ended elsewhere (a path to ``null``) are not waited for.
-        arrived = all(
-            t.status is _DONE or (t.step_id == step.id and t.wait_kind == "join") for t in siblings
-        )
-        if not arrived:
+        # Count down instead of scanning every sibling on each arrival (quadratic for a
+        # wide fork); the count is rebuilt from the tokens when this run first sees the
+        # fork, and checked by a full scan before merging.
+        left = run.join_waits.get(fork_id)
+        if left is None:
+            left = sum(
+                1 for t in execution.tokens if t.fork_id == fork_id and not _arrived(t, step)
+            )
+        else:
+            left -= 1
+        run.join_waits[fork_id] = left
+        if left > 0 or any(
+            t.fork_id == fork_id and not _arrived(t, step) for t in execution.tokens
+        ):
+            if run.touched is not None:
+                run.touched = [token]
             _settle(execution)
             await run.commit(at=now, release=execution.status is ExecutionStatus.WAITING)
             return "wait", step.id
+    siblings = [t for t in execution.tokens if t.fork_id == fork_id and t is not token]
+    run.join_waits.pop(fork_id, None)
+    if mode == "all":
         dropped: list[Token] = []
     else:
         dropped = [t for t in siblings if t.status is not _DONE]
@@ -185,7 +201,7 @@ def _drop(run: Run, dropped: list[Token], pending: list[Any], now: datetime) -> 
     for token in dropped:
         task = run.token_tasks.get(token.id)
         if task is not None and task is not asyncio.current_task():
-            task.cancel()
+            cancel_soon(task, run.branches_started)
     buffered = {id(t) for t in run.tasks}
     for task_record in pending:
         task_record.status = "cancelled"
@@ -198,9 +214,19 @@ def _drop(run: Run, dropped: list[Token], pending: list[Any], now: datetime) -> 
         )
 
 
+def _ended(execution: Any) -> bool:
+    return bool(execution.status.is_terminal)
+
+
+def _arrived(token: Token, join: Step) -> bool:
+    """Arrived at ``join`` (or ended elsewhere, on a path to ``null``: not waited for)."""
+    return token.status is _DONE or (token.step_id == join.id and token.wait_kind == "join")
+
+
 def _settle(execution: Any) -> None:
     tokens = execution.tokens
-    if any(t.status is _ACTIVE for t in tokens):
+    # Reversed: branches tend to arrive in order, so a still-active one is near the end.
+    if any(t.status is _ACTIVE for t in reversed(tokens)):
         execution.status = ExecutionStatus.RUNNING
     elif any(t.status is _WAITING and t.wait_kind != "join" for t in tokens):
         execution.status = ExecutionStatus.WAITING
@@ -210,41 +236,76 @@ def _settle(execution: Any) -> None:
 
 async def run_branches(engine: Engine, run: Run) -> None:
     """Run every active token concurrently until none is active (or the run ends)."""
+    from flowmonkey.engine.eager import continue_in_task
     from flowmonkey.engine.step import execute_step
 
     run.concurrent = True
     execution = run.execution
     tasks: dict[str, asyncio.Task[None]] = {}
+    # Finished branches report here: O(1) per completion, where asyncio.wait over all
+    # branches would cost O(branches) each time (quadratic for a wide fork).
+    finished: asyncio.Queue[tuple[str, asyncio.Task[None]]] = asyncio.Queue()
 
     async def branch(token: Token) -> None:
         while token.status is _ACTIVE and not execution.status.is_terminal:
             await execute_step(engine, run, token)
 
+    def spawn(token: Token) -> None:
+        # Eager start: run the branch in this task until it first has to wait. Most
+        # branch steps never do (quick handlers, an in-memory store), and a task per
+        # branch would cost more than the step. At the first real wait the rest of the
+        # branch moves to its own task (see ``HANDOFF``).
+        coro = branch(token)
+        context = contextvars.copy_context()
+        context.run(BRANCH.set, object())
+        try:
+            first = context.run(coro.send, None)
+        except StopIteration:
+            return
+        task = asyncio.get_running_loop().create_task(
+            continue_in_task(coro, first, run.branches_started), context=context
+        )
+        tasks[token.id] = task
+        run.token_tasks[token.id] = task
+        token_id = token.id
+
+        def report(done: asyncio.Task[None]) -> None:
+            finished.put_nowait((token_id, done))
+
+        task.add_done_callback(report)
+
+    run.supervisor = asyncio.current_task()
     try:
         while not execution.status.is_terminal:
-            for token in execution.tokens:
+            spawned = False
+            for token in list(execution.tokens):
                 if token.status is _ACTIVE and token.id not in tasks:
-                    task = asyncio.ensure_future(branch(token))
-                    tasks[token.id] = task
-                    run.token_tasks[token.id] = task
+                    spawn(token)
+                    spawned = True
+                    if _ended(execution):  # an eager branch may have ended the run
+                        break
+            if spawned:
+                continue  # eager branches may have merged a join or forked again
             if not tasks:
                 return
-            done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
-            for token_id, task in list(tasks.items()):
-                if task in done:
-                    del tasks[token_id]
-                    run.token_tasks.pop(token_id, None)
-                    if task.cancelled():
-                        continue  # a dropped branch of an ``any`` join
-                    exc = task.exception()
-                    if exc is not None:
-                        raise exc
+            token_id, task = await finished.get()
+            if tasks.get(token_id) is task:
+                del tasks[token_id]
+                run.token_tasks.pop(token_id, None)
+            if task.cancelled():
+                continue  # a dropped branch of an ``any`` join
+            exc = task.exception()
+            if exc is not None:
+                raise exc
     finally:
         # Stop only the branches busy in a handler: one that is applying or committing a
         # step (perhaps the one that ended the run, about to run its hooks) finishes it.
+        started = run.branches_started
         for task in tasks.values():
-            if task in run.handler_tasks or not execution.status.is_terminal:
-                task.cancel()
+            if task in run.handler_tasks or task not in started or not _ended(execution):
+                cancel_soon(task, started)
         if tasks:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
         run.token_tasks.clear()
+        started.clear()
+        run.supervisor = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
+from flowmonkey.engine.eager import run_eagerly
 from flowmonkey.engine.limits import ContextSizes, plan_write
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import (
@@ -33,7 +35,20 @@ if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
     from flowmonkey.model.flow import Flow, Step
 
-__all__ = ["Run", "StepRuntime", "hash_token"]
+__all__ = ["BRANCH", "Run", "StepRuntime", "hash_token"]
+
+BRANCH: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "flowmonkey_branch", default=None
+)
+"""Identity of the parallel branch running in this context (None outside branches).
+
+A branch starts eagerly in the supervisor's task and may finish in a task of its own,
+so "the current task" does not identify it; its context does (see ``run_branches``)."""
+
+
+def _me() -> object | None:
+    return BRANCH.get() or asyncio.current_task()
+
 
 _WAITING = TokenStatus.WAITING
 _ACTIVE = TokenStatus.ACTIVE
@@ -50,6 +65,7 @@ class Run:
 
     __slots__ = (
         "_sizes",
+        "branches_started",
         "cancel_requested",
         "cancel_tasks",
         "commit_lock",
@@ -62,14 +78,17 @@ class Run:
         "flow",
         "handler_tasks",
         "history",
+        "join_waits",
         "lease",
         "lease_lost",
         "lock_holder",
         "new_tokens",
         "released",
         "revoke_tokens",
+        "supervisor",
         "tasks",
         "token_tasks",
+        "touched",
         "use_token",
     )
 
@@ -95,7 +114,14 @@ class Run:
         self.concurrent = False
         """Set once branches run concurrently: commits then serialise and snapshot."""
         self.commit_lock: asyncio.Lock | None = None
-        self.lock_holder: asyncio.Task[Any] | None = None
+        self.lock_holder: object | None = None
+        self.touched: list[Token] | None = None
+        self.supervisor: asyncio.Task[Any] | None = None
+        self.branches_started: set[asyncio.Task[Any]] = set()
+        """The task running ``run_branches`` (branches start eagerly inside it)."""
+        self.join_waits: dict[str, int] = {}
+        """Fork id -> branches not yet at their join (a cache over the tokens)."""
+        """Set when only these tokens changed since the last commit (a branch step)."""
         self.cancel_requested = False
         self.lease_lost = False
         self.released = False
@@ -140,26 +166,27 @@ class Run:
         """
         if not self.concurrent:
             await self._commit(release=release, at=at)
-        elif self.lock_holder is asyncio.current_task():
+        elif self.lock_holder is _me():
             # Inside ``applying()``: this branch already holds the lock. A cancellation
             # (a sibling ended the run, an ``any`` join dropped this branch) must not cut
             # a commit that is under way.
-            await asyncio.shield(self._commit(release=release, at=at))
+            await run_eagerly(self._commit(release=release, at=at))
         else:
             async with self.applying():
-                await asyncio.shield(self._commit(release=release, at=at))
+                await run_eagerly(self._commit(release=release, at=at))
 
     @contextlib.asynccontextmanager
     async def applying(self) -> AsyncIterator[None]:
         """Hold the run's lock while one branch applies its step and commits it, so each
         branch step is its own commit (no-op while the run is linear)."""
-        if not self.concurrent or self.lock_holder is asyncio.current_task():
+        me = _me()
+        if not self.concurrent or self.lock_holder is me:
             yield
             return
         if self.commit_lock is None:
             self.commit_lock = asyncio.Lock()
         async with self.commit_lock:
-            self.lock_holder = asyncio.current_task()
+            self.lock_holder = me
             try:
                 yield
             finally:
@@ -173,9 +200,10 @@ class Run:
         _sync_position(execution)
         release = release or execution.status.is_terminal
         commit = StepCommit(
-            # Concurrent branches keep mutating the working copy while this commit is in
-            # flight, so they commit a snapshot; a linear run commits the object itself.
-            execution=execution.clone(context={}, history=[]) if self.concurrent else execution,
+            # Stores read the header before their first await (see ``StepCommit``), so the
+            # working copy itself is passed, concurrent branches or not.
+            execution=execution,
+            changed_tokens=self.touched,
             context_set=self.dirty,
             context_delete=self.context_delete,
             history=self.history if self.engine.options.record_history else (),
@@ -187,6 +215,7 @@ class Run:
             cancel_pending_tasks=self.cancel_tasks,
             release=release,
         )
+        self.touched = None
         events = self.events
         history = self.history
         # Swap the buffers before awaiting the store: other branches may buffer more.
@@ -234,6 +263,7 @@ class Run:
 
     def finish(self, status: ExecutionStatus, at: datetime, error: ErrorInfo | None) -> None:
         """Make the execution terminal: tokens done, resume tokens revoked, tasks cancelled."""
+        self.touched = None
         execution = self.execution
         execution.status = status
         execution.finished_at = at
@@ -266,13 +296,24 @@ def _sync_position(execution: Execution) -> None:
             execution.wake_at = None
             execution.wait_reason = None
         return
-    live = [t for t in tokens if t.status is not _DONE]
-    if live:
-        execution.current_step_id = live[0].step_id
-    waiting = [t for t in live if t.status is _WAITING]
-    wakes = [t.wake_at for t in waiting if t.wake_at is not None]
-    execution.wake_at = min(wakes) if wakes else None
-    execution.wait_reason = waiting[0].wait_reason if waiting else None
+    current = wake_at = reason = None
+    found = False
+    for t in tokens:  # one pass: this runs on every commit of a wide fork
+        status = t.status
+        if status is _DONE:
+            continue
+        if not found:
+            current, found = t.step_id, True
+        if status is _WAITING:
+            if reason is None:
+                reason = t.wait_reason
+            at = t.wake_at
+            if at is not None and (wake_at is None or at < wake_at):
+                wake_at = at
+    if found:
+        execution.current_step_id = current
+    execution.wake_at = wake_at
+    execution.wait_reason = reason
 
 
 class StepRuntime:

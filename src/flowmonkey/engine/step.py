@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Coroutine, Generator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.builtins import WAIT_KINDS
+from flowmonkey.engine.eager import Resume, handoff
 from flowmonkey.engine.limits import OutputError
 from flowmonkey.engine.run import StepRuntime
 from flowmonkey.engine.selectors import SelectorError, resolve_input
@@ -52,41 +52,6 @@ class StepCancelled(Exception):
     """The running handler was cancelled because the execution was cancelled/taken over."""
 
 
-class _Resume:
-    """Continue a coroutine that already ran up to its first suspension point.
-
-    The engine starts async handlers with ``coro.send(None)`` so that a handler which
-    never suspends (most no-op and CPU-only handlers) finishes without a task or a timer.
-    Only when it does suspend do we hand the rest of it to the event loop, here.
-    """
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro = self.coro
-        to_yield = self.first
-        while True:
-            try:
-                sent = yield to_yield
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    to_yield = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    to_yield = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
 def _as_result(value: Any) -> Result:
     if isinstance(value, Result):
         return value
@@ -112,8 +77,13 @@ async def _invoke(
             return _as_result(stop.value), False
         except Exception as exc:
             return _failure_from(exc), False
-        awaitable: Any = _Resume(coro, first)
+        if run.supervisor is not None and run.supervisor is asyncio.current_task():
+            # A branch running eagerly in the supervisor: move to its own task first.
+            await handoff()
+        awaitable: Any = Resume(coro, first)
     else:
+        if run.supervisor is not None and run.supervisor is asyncio.current_task():
+            await handoff()
         loop = asyncio.get_running_loop()
         awaitable = loop.run_in_executor(engine.sync_pool, handler.fn, ctx)
     task = asyncio.current_task()
@@ -308,6 +278,8 @@ async def _apply(
 ) -> tuple[str, str | None]:
     """Record an attempt's outcome and commit it (under the run lock when concurrent)."""
     execution = run.execution
+    if run.concurrent:
+        run.touched = [token]
     finished = engine.clock.now()
     execution.step_count += 1
     if timed_out:
@@ -430,6 +402,18 @@ async def advance(
         now,
         {"from_step_id": step.id, "to_step_id": target, "outcome": outcome},
     )
+    target_step = run.flow.steps[target]
+    if (
+        target_step.type == "join"
+        and token.fork_id is not None
+        and engine.handlers.get("join") is None
+    ):
+        # Arriving at a join is only a token move: do it in this step's commit rather
+        # than in one of its own (halves the commits of a wide fork).
+        from flowmonkey.engine.parallel import join_arrive
+
+        await join_arrive(engine, run, token, target_step)
+        return outcome, target
     await run.commit(at=now)
     return outcome, target
 

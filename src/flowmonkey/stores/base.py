@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from flowmonkey.model.events import Event
-from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord
+from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token
 from flowmonkey.model.records import ResumeTokenRecord, Task
 
 __all__ = [
@@ -71,9 +71,16 @@ class StepCommit:
     (flow, tenant, metadata, idempotency, parent, timeouts) are never rewritten.
     The context is written as a delta so a step costs what it changed, not the size of
     the whole context.
+
+    A store reads ``execution`` (and everything else here) before its first ``await``:
+    the engine may change its working copy as soon as ``commit`` yields.
     """
 
     execution: Execution
+    changed_tokens: Sequence[Token] | None = None
+    """When set, only these tokens changed since the previous commit (a branch step of
+    a wide fork); ``None`` means any may have. A store may use it to avoid rewriting
+    every token."""
     context_set: dict[str, bytes] = field(default_factory=dict)
     """Top-level context key -> JSON (orjson bytes) of its complete new value."""
     context_delete: Sequence[str] = ()

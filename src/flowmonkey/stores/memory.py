@@ -19,7 +19,7 @@ import orjson
 
 from flowmonkey import errors
 from flowmonkey.model.events import Event
-from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, TokenStatus
+from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token, TokenStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores.base import (
     Acquired,
@@ -99,7 +99,9 @@ _MUTABLE = (
 _get_mutable = attrgetter(*_MUTABLE)
 
 
-def _update_header(header: Execution, execution: Execution) -> None:
+def _update_header(
+    header: Execution, execution: Execution, changed: Sequence[Token] | None = None
+) -> None:
     (
         header.status,
         header.current_step_id,
@@ -117,7 +119,19 @@ def _update_header(header: Execution, execution: Execution) -> None:
         header.checkpoint,
         header.event_seq,
     ) = _get_mutable(execution)
-    header.tokens = [t.copy() for t in execution.tokens]
+    stored = header.tokens
+    if changed is not None and len(stored) == len(execution.tokens):
+        # A branch step of a wide fork: copy the tokens it changed, not all of them.
+        for token in changed:
+            for i, old in enumerate(stored):
+                if old.id == token.id:
+                    stored[i] = token.copy()
+                    break
+            else:
+                header.tokens = [t.copy() for t in execution.tokens]
+                break
+    else:
+        header.tokens = [t.copy() for t in execution.tokens]
     header.retry_attempts = dict(execution.retry_attempts)
 
 
@@ -299,7 +313,7 @@ class MemoryStore:
                 raise errors.InvalidResumeToken(f"token is {record.status}")
             record.status = "used"
             record.used_at = execution.updated_at
-        _update_header(row.execution, execution)
+        _update_header(row.execution, execution, commit.changed_tokens)
         context = row.context
         for key in commit.context_delete:
             context.pop(key, None)
