@@ -1,7 +1,9 @@
-"""Durations as written in flow files: milliseconds, ``"1d2h30m"``, ``"500ms"``, ISO times."""
+"""Durations as written in flow files: milliseconds, ``"1d2h30m"``, ``"500ms"``, ISO-8601
+durations (``"PT5M"``, ``"P1DT2H"``), and ISO-8601 times."""
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -10,25 +12,84 @@ __all__ = ["format_duration", "parse_datetime", "parse_duration"]
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s|w)")
 _UNITS_MS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 
+_NUM = r"(\d+(?:[.,]\d+)?)"
+_ISO = re.compile(
+    rf"P(?:{_NUM}Y)?(?:{_NUM}M)?(?:{_NUM}W)?(?:{_NUM}D)?"
+    rf"(?:(T)(?:{_NUM}H)?(?:{_NUM}M)?(?:{_NUM}S)?)?"
+)
+# Group order of _ISO: Y, M, W, D, T, H, M, S.
+_ISO_MS = (None, None, 604_800_000, 86_400_000, None, 3_600_000, 60_000, 1000)
+
+_FORMS = 'use milliseconds, e.g. "1d2h30m", "500ms", or ISO-8601 like "PT5M"'
+
+
+def _from_ms(total: int | float, value: object, field: str) -> timedelta:
+    if isinstance(total, float) and not math.isfinite(total):
+        raise ValueError(f"{field}: duration must be a finite number, got {value!r}")
+    if total < 0:
+        raise ValueError(f"{field}: duration must not be negative")
+    try:
+        return timedelta(milliseconds=total)
+    except OverflowError:
+        raise ValueError(f"{field}: duration {value!r} is too large") from None
+
+
+def _parse_iso(text: str, value: str, field: str) -> timedelta:
+    """``text`` is upper-cased and starts with ``P``."""
+    match = _ISO.fullmatch(text)
+    if match is None:
+        hint = ""
+        if "T" not in text and text.endswith(("H", "S")):
+            hint = '; hours, minutes and seconds go after a "T", e.g. "PT1H"'
+        raise ValueError(
+            f'{field}: "{value}" is not an ISO-8601 duration '
+            f'(e.g. "PT5M", "P1DT2H", "PT0.5S", "P1W"){hint}'
+        )
+    groups = match.groups()
+    if groups[0] is not None or groups[1] is not None:
+        hint = ""
+        if groups[1] is not None:
+            hint = f' ("M" before "T" means months: {groups[1]} minutes is "PT{groups[1]}M")'
+        raise ValueError(
+            f'{field}: "{value}" uses years or months, which have no fixed length; '
+            f'use weeks, days or smaller units (e.g. "P30D"){hint}'
+        )
+    numbers = [(g, size) for g, size in zip(groups, _ISO_MS, strict=True) if size is not None]
+    if all(g is None for g, _ in numbers):
+        raise ValueError(f'{field}: "{value}" has no amount (e.g. "PT5M", "P1D")')
+    if groups[4] is not None and all(g is None for g in groups[5:]):
+        raise ValueError(f'{field}: "{value}" has a "T" but no hours, minutes or seconds')
+    total = sum(float(g.replace(",", ".")) * size for g, size in numbers if g is not None)
+    return _from_ms(total, value, field)
+
 
 def parse_duration(value: object, *, field: str = "duration") -> timedelta:
-    """Parse a duration: a ``timedelta``, milliseconds (int/float) or ``"1d2h30m"``.
+    """Parse a duration.
+
+    Accepted: a ``timedelta``; milliseconds as a number or a digit string (``30000``);
+    units concatenated, case-insensitive (``"1d2h30m"``, ``"1.5h"``, ``"500ms"``, ``"2w"``);
+    ISO-8601 durations (``"PT5M"``, ``"P1DT2H"``, ``"PT0.5S"``, ``"P1W"``). ISO years and
+    months (``"P1Y"``, ``"P1M"``) are rejected: they have no fixed length.
 
     Raises:
-        ValueError: the value is not a duration (the message names ``field``).
+        ValueError: the value is not a duration, is negative or is too large (the
+            message names ``field``).
     """
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
         raise ValueError(f"{field}: expected a duration, got a boolean")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"{field}: duration must not be negative")
-        return timedelta(milliseconds=value)
+        return _from_ms(value, value, field)
     if isinstance(value, str):
-        text = value.strip().lower()
+        text = value.strip()
         if text.isdigit():
-            return timedelta(milliseconds=int(text))
+            return _from_ms(int(text), value, field)
+        if text[:1] in ("P", "p"):
+            return _parse_iso(text.upper(), value, field)
+        if text.startswith("-"):
+            raise ValueError(f"{field}: duration must not be negative")
+        text = text.lower()
         pos = 0
         total = 0.0
         for match in _PART.finditer(text):
@@ -37,15 +98,14 @@ def parse_duration(value: object, *, field: str = "duration") -> timedelta:
             total += float(match.group(1)) * _UNITS_MS[match.group(2)]
             pos = match.end()
         if pos == len(text) and pos > 0:
-            return timedelta(milliseconds=total)
-        raise ValueError(
-            f'{field}: "{value}" is not a duration (use milliseconds or e.g. "1d2h30m", "500ms")'
-        )
+            return _from_ms(total, value, field)
+        raise ValueError(f'{field}: "{value}" is not a duration ({_FORMS})')
     raise ValueError(f"{field}: expected a duration, got {type(value).__name__}")
 
 
 def format_duration(delta: timedelta) -> str:
-    """Render a duration compactly (``"1d2h30m"``, ``"500ms"``); inverse of ``parse_duration``."""
+    """Render a duration compactly (``"1d2h30m"``, ``"500ms"``); inverse of ``parse_duration``
+    (to the millisecond)."""
     ms = round(delta.total_seconds() * 1000)
     if ms == 0:
         return "0ms"

@@ -9,11 +9,11 @@ from typing import Any
 from flowmonkey.definitions.registry import FlowRegistry
 from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.options import EngineOptions
-from flowmonkey.engine.results import RunResult
 from flowmonkey.handlers.registry import HandlerRegistry
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
+from flowmonkey.model.records import Task
 from flowmonkey.stores.base import Store
 from flowmonkey.stores.memory import MemoryStore
 
@@ -114,20 +114,41 @@ class TestHarness:
         result = await self.engine.start(flow_id, context, **create)
         return result.execution
 
-    async def resume(self, execution_id: str, data: Any = None) -> Execution:
-        """Resume a waiting execution."""
-        return (await self.engine.resume(execution_id, data)).execution
+    async def resume(
+        self, execution_id: str, data: Any = None, *, token: str | None = None
+    ) -> Execution:
+        """Resume a waiting execution (``token``: a resume token the step created, checked
+        like ``Engine.resume`` does)."""
+        return (await self.engine.resume(execution_id, data, token=token)).execution
 
     async def signal(self, execution_id: str, step_id: str, port: str | None = None,
                      payload: Any = None) -> Execution:  # fmt: skip
         """Signal a waiting execution."""
         return (await self.engine.signal(execution_id, step_id, port, payload)).execution
 
-    async def advance(self, delta: timedelta | float) -> list[RunResult]:
-        """Move the clock, fire due timers, and run everything that became runnable."""
+    async def complete_task(
+        self,
+        task_id: str,
+        port: str | None = None,
+        output: Any = None,
+        user_id: str | None = None,
+    ) -> Execution:
+        """Complete a user task (validated against its form) and continue its execution;
+        returns the execution (see ``Engine.complete_task``)."""
+        result = await self.engine.complete_task(task_id, port=port, output=output, user_id=user_id)
+        return result.execution
+
+    async def tasks(self, **filters: Any) -> list[Task]:
+        """User tasks, filtered like ``Engine.tasks`` (``assignee``, ``role``, ``status``
+        (default ``"pending"``), ``tenant_id``, ``execution_id``, ``limit``)."""
+        return await self.engine.tasks(**filters)
+
+    async def advance(self, delta: timedelta | float) -> int:
+        """Move the clock (a ``timedelta`` or seconds), fire due timers, and run everything
+        that became runnable; returns the number of executions driven (as
+        ``run_until_idle``)."""
         self.clock.advance(delta)
-        await self.engine.run_until_idle()
-        return []
+        return await self.engine.run_until_idle()
 
     async def run_until_idle(self) -> int:
         """Run every runnable execution (children included)."""

@@ -234,7 +234,7 @@ def test_unparseable_step_in_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(FlowValidationError) as info:
         load_flow(path)
     assert str(info.value).startswith(f"{path}: ")
-    assert info.value.issues[0].path == "steps.a"
+    assert info.value.issues[0].path == "steps.a.timeout"
 
 
 def test_load_flows_files_and_directories(tmp_path: Path) -> None:

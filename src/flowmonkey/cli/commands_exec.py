@@ -1,7 +1,8 @@
-"""Commands that drive executions: ``run``, ``resume``, ``signal``, and ``cancel``.
+"""Commands that drive executions: ``run``, ``resume``, ``signal``, ``tick`` and ``cancel``.
 
 ``run``/``resume``/``signal`` exit 0 when the execution completed, 1 when it failed or
 was cancelled, 3 when it is waiting (or otherwise unfinished), 2 on a usage error.
+``tick`` runs whatever is due or runnable once and exits 0.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ from flowmonkey.cli.state import (
 from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.results import RunResult
 from flowmonkey.errors import ExecutionNotFound
-from flowmonkey.model.execution import ExecutionStatus
+from flowmonkey.model.execution import Execution, ExecutionStatus, TokenStatus
 
-__all__ = ["cancel", "exit_code_for", "resume", "run", "signal"]
+__all__ = ["cancel", "exit_code_for", "resume", "run", "signal", "tick"]
+
+_SELF_CONTINUING_WAITS = frozenset({"timer", "retry", "child"})
+"""Waits that end without a resume or signal: a worker (or ``tick``) carries them on."""
 
 
 def exit_code_for(status: ExecutionStatus) -> int:
@@ -67,22 +71,52 @@ def finish(out: Output, state: CliState, result: RunResult) -> t.NoReturn:
         out.line("")
         out.execution(execution)
         if execution.status is ExecutionStatus.WAITING:
-            _how_to_continue(out, state, execution.id, execution.wake_at is not None)
+            _how_to_continue(out, state, execution)
     raise click.exceptions.Exit(exit_code_for(result.status))
 
 
-def _how_to_continue(out: Output, state: CliState, execution_id: str, timer: bool) -> None:
+def _wait_kinds(execution: Execution) -> set[str | None]:
+    """How the waiting tokens wait (``timer``, ``signal``, ...; joins left out)."""
+    kinds = {
+        token.wait_kind
+        for token in execution.tokens
+        if token.status is TokenStatus.WAITING and token.wait_kind != "join"
+    }
+    if not kinds:  # no token detail: judge by the wake time
+        kinds = {"timer" if execution.wake_at is not None else None}
+    return kinds
+
+
+def _command(state: CliState, *args: str, handlers: bool = True) -> str:
+    """A copy-pasteable ``flowmonkey ...`` line for this store and these handlers."""
     words = ["flowmonkey"]
     if state.store_url != DEFAULT_STORE:
         words += ["--store", state.store_url]
-    words += ["resume", execution_id]
-    for spec in state.handler_specs:
-        words += ["--handlers", spec]
-    if timer:
-        out.line("the timer is durable: resume it early with", "dim")
-    else:
+    words += args
+    if handlers:
+        for spec in state.handler_specs:
+            words += ["--handlers", spec]
+    return shlex.join(words)
+
+
+def _how_to_continue(out: Output, state: CliState, execution: Execution) -> None:
+    kinds = _wait_kinds(execution)
+    if kinds & _SELF_CONTINUING_WAITS:
+        # Once a timer is due, resume would refuse (the wake is applied first): the
+        # execution is simply runnable, and a worker or `tick` drives it.
+        if kinds & {"timer", "retry"}:
+            what = "timer" if "timer" in kinds else "retry"
+            due = f" at {format_time(execution.wake_at)}" if execution.wake_at is not None else ""
+            out.line(f"the {what} is durable: once due{due}, it continues when a worker runs:",
+                     "dim")  # fmt: skip
+        else:
+            out.line("it waits for child executions; they continue when a worker runs:", "dim")
+        out.line("  " + _command(state, "worker"), "bold")
+        out.line("or run what is due once with:", "dim")
+        out.line("  " + _command(state, "tick"), "bold")
+    if kinds - _SELF_CONTINUING_WAITS:
         out.line("to continue it, run:", "dim")
-    out.line("  " + shlex.join(words) + " --data JSON", "bold")
+        out.line("  " + _command(state, "resume", execution.id) + " --data JSON", "bold")
 
 
 def _start(state: CliState, handler_specs: tuple[str, ...]) -> tuple[Output, t.Any]:
@@ -208,6 +242,69 @@ def signal(
             return await settle(engine, result, max_wait)
 
     finish(out, state, run_async(go()))
+
+
+async def _check_due_handlers(engine: Engine, handlers: t.Any) -> None:
+    """Refuse (before changing anything) when an execution ``tick`` would drive needs a
+    handler that is not loaded: it would fail with ``HANDLER_NOT_FOUND``."""
+    now = engine.clock.now()
+    checked: set[tuple[str, str]] = set()
+    cursor: str | None = None
+    while True:
+        page = await engine.list(
+            status=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.WAITING],
+            limit=500,
+            cursor=cursor,
+        )
+        for execution in page.items:
+            key = (execution.flow_id, execution.flow_version)
+            if key in checked or not _runs_now(execution, now):
+                continue
+            checked.add(key)
+            check_handlers(await engine.get_flow(*key), handlers)
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def _runs_now(execution: Execution, now: t.Any) -> bool:
+    """Whether ``run_until_idle`` at ``now`` may run a step of ``execution``."""
+    if execution.status is not ExecutionStatus.WAITING:
+        return True
+    return any(
+        token.status is TokenStatus.WAITING
+        and any(at is not None and at <= now for at in (token.wake_at, token.wait_deadline_at))
+        for token in execution.tokens
+    )
+
+
+@click.command()
+@handlers_option
+@common_options
+def tick(handler_specs: tuple[str, ...]) -> None:
+    """Run what is due now, once: apply due timers, retries and timeouts, then drive
+    every runnable execution until none is left; print how many were driven.
+
+    A one-shot `worker` (for cron jobs and scripts): pass the --handlers the flows need
+    (a due execution whose flow needs a missing handler is refused, exit 2, before
+    anything changes). Exit 0, also when nothing was due.
+    """
+    state = get_state()
+    out, handlers = _start(state, handler_specs)
+
+    async def go() -> int:
+        async with open_engine(state, handlers, recover=True) as engine:
+            await _check_due_handlers(engine, handlers)
+            engine.on("*", ProgressPrinter(out))
+            return await engine.run_until_idle()
+
+    driven = run_async(go())
+    if out.json_mode:
+        out.document({"driven": driven})
+    elif driven:
+        out.line(f"drove {driven} execution(s)")
+    else:
+        out.line("nothing to do: no execution is runnable or due")
 
 
 @click.command()

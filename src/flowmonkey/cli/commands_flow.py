@@ -9,9 +9,8 @@ import click
 from flowmonkey.cli.errors import EXIT_FAILED, CliError
 from flowmonkey.cli.options import common_options, handlers_option
 from flowmonkey.cli.output import Output
-from flowmonkey.cli.state import get_state, load_handlers, read_flow
+from flowmonkey.cli.state import check_flow_file, get_state, load_handlers, read_flow
 from flowmonkey.definitions.mermaid import to_mermaid
-from flowmonkey.definitions.validate import validate_flow
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 
 __all__ = ["graph", "validate"]
@@ -21,14 +20,13 @@ def _check_file(path: str, handler_types: list[str] | None) -> dict[str, t.Any]:
     """Every issue of one file (a parse error is an issue too)."""
     report: dict[str, t.Any] = {"file": path, "flow_id": None, "version": None}
     try:
-        flow = read_flow(path, validate=False)
+        flow, issues = check_flow_file(path, handler_types)
     except FlowValidationError as exc:
         issues = exc.issues or [ValidationIssue("", exc.message)]
         if len(issues) == 1 and not issues[0].path:
             issues = [ValidationIssue("", exc.message)]
     else:
-        report["flow_id"], report["version"] = flow.id, flow.version
-        issues = validate_flow(flow, handler_types=handler_types)
+        report["flow_id"], report["version"] = flow.id or None, flow.version or None
     report["issues"] = [i.to_dict() for i in issues]
     report["valid"] = not any(i.severity == "error" for i in issues)
     return report
@@ -62,7 +60,8 @@ def _print_report(out: Output, report: dict[str, t.Any]) -> None:
     issues = report["issues"]
     errors = sum(1 for i in issues if i["severity"] == "error")
     warnings = len(issues) - errors
-    name = f" ({report['flow_id']}@{report['version']})" if report["flow_id"] else ""
+    flow_key = "@".join(str(p) for p in (report["flow_id"], report["version"]) if p)
+    name = f" ({flow_key})" if report["flow_id"] else ""
     if errors:
         verdict, style = f"{errors} error(s), {warnings} warning(s)", "bold red"
     elif warnings:

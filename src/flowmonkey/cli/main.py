@@ -11,7 +11,7 @@ import typing as t
 import click
 
 from flowmonkey import __version__
-from flowmonkey.cli.commands_exec import cancel, resume, run, signal
+from flowmonkey.cli.commands_exec import cancel, resume, run, signal, tick
 from flowmonkey.cli.commands_flow import graph, validate
 from flowmonkey.cli.commands_query import events, flows, history, list_executions, status
 from flowmonkey.cli.errors import CliError, to_cli_error
@@ -64,6 +64,7 @@ def cli(ctx: click.Context, store: str, json_output: bool) -> None:
 cli.add_command(run)
 cli.add_command(resume)
 cli.add_command(signal)
+cli.add_command(tick)
 cli.add_command(cancel)
 cli.add_command(status)
 cli.add_command(history)

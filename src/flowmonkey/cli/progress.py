@@ -71,10 +71,11 @@ class ProgressPrinter:
         elif kind == "step.timeout":
             self._emit("timeout", f"{step} timed out")
         elif kind == "execution.waiting":
-            reason = data.get("reason") or "waiting for resume or signal"
+            why = str(data.get("reason") or "waiting for resume or signal")
             wake = data.get("wake_at")
-            until = f" until {wake}" if wake else ""
-            self._emit("wait", f"waiting at {step}: {reason}{until}")
+            # A delay's reason already names its wake time ("delay until <time>").
+            until = f" until {wake}" if wake and str(wake) not in why else ""
+            self._emit("wait", f"waiting at {step}: {why}{until}")
         elif kind == "execution.resumed":
             reason = data.get("reason")
             self._emit("resume", f"resumed at {step}" + (f" ({reason})" if reason else ""))

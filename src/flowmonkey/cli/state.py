@@ -19,11 +19,11 @@ import click
 
 from flowmonkey.cli.errors import CliError
 from flowmonkey.definitions.builtins import BUILTIN_STEP_TYPES
-from flowmonkey.definitions.loader import load_flow, parse_flow
+from flowmonkey.definitions.loader import check_flow, load_flow, parse_flow
 from flowmonkey.definitions.registry import FlowRegistry
 from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.options import EngineOptions
-from flowmonkey.errors import FlowMonkeyError
+from flowmonkey.errors import FlowMonkeyError, ValidationIssue
 from flowmonkey.handlers.registry import HandlerRegistry
 from flowmonkey.model.flow import Flow
 from flowmonkey.stores import open_store, redact_url
@@ -31,6 +31,7 @@ from flowmonkey.stores import open_store, redact_url
 __all__ = [
     "DEFAULT_STORE",
     "CliState",
+    "check_flow_file",
     "check_handlers",
     "get_state",
     "load_handlers",
@@ -152,15 +153,32 @@ def read_flow(path: str, handlers: HandlerRegistry | None = None, *, validate: b
         CliError: the file does not exist.
         FlowValidationError: unparseable or invalid (mapped by the group).
     """
+    file = _flow_file(path)
+    if not validate:
+        return parse_flow(file)
+    types = handlers.types() if handlers is not None else None
+    return load_flow(file, handler_types=types)
+
+
+def check_flow_file(
+    path: str, handler_types: Sequence[str] | None = None
+) -> tuple[Flow, list[ValidationIssue]]:
+    """Every issue of a flow file (unparseable fields and validation problems at once).
+
+    Raises:
+        CliError: the file does not exist.
+        FlowValidationError: the file cannot be read or parsed as JSON/YAML at all.
+    """
+    return check_flow(_flow_file(path), handler_types=handler_types)
+
+
+def _flow_file(path: str) -> Path:
     file = Path(path)
     if not file.exists():
         raise CliError(f"flow file {path!r} not found", code="FLOW_FILE_NOT_FOUND")
     if file.is_dir():
         raise CliError(f"flow file {path!r} is a directory", code="FLOW_FILE_NOT_FOUND")
-    if not validate:
-        return parse_flow(file)
-    types = handlers.types() if handlers is not None else None
-    return load_flow(file, handler_types=types)
+    return file
 
 
 def missing_handler_types(flow: Flow, handlers: HandlerRegistry) -> list[str]:

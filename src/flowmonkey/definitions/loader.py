@@ -15,11 +15,18 @@ from typing import Any, Literal
 import yaml
 
 from flowmonkey.definitions.graph_import import compile_graph, is_graph
-from flowmonkey.definitions.validate import raise_for_issues, validate_flow
+from flowmonkey.definitions.validate import raise_for_issues, validate_parsed
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.model.flow import Flow
 
-__all__ = ["FLOW_FILE_SUFFIXES", "dump_flow", "load_flow", "load_flows", "parse_flow"]
+__all__ = [
+    "FLOW_FILE_SUFFIXES",
+    "check_flow",
+    "dump_flow",
+    "load_flow",
+    "load_flows",
+    "parse_flow",
+]
 
 FLOW_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -96,17 +103,55 @@ def parse_flow(source: FlowSource) -> Flow:
 
     Raises:
         FlowValidationError: unreadable file, bad JSON/YAML (file and line in the
-            message), or a definition that cannot be parsed at all.
+            message), or a definition with parts that cannot be parsed (every such
+            part is listed; ``check_flow`` also validates the rest).
     """
-    data, name = _read_source(source)
-    if not isinstance(data, Mapping):
-        raise _fail(name, "a flow definition must be an object (a mapping)")
+    data, name = _read_mapping(source)
     try:
         return compile_graph(data) if is_graph(data) else Flow.from_dict(data)
     except FlowValidationError as exc:
-        if name == "<dict>":
-            raise
-        raise FlowValidationError(exc.flow_id, exc.issues, f"{name}: {exc.message}") from None
+        raise _named(exc, name) from None
+
+
+def _read_mapping(source: FlowSource) -> tuple[Mapping[str, Any], str]:
+    data, name = _read_source(source)
+    if not isinstance(data, Mapping):
+        raise _fail(name, "a flow definition must be an object (a mapping)")
+    return data, name
+
+
+def _named(exc: FlowValidationError, name: str) -> FlowValidationError:
+    """``exc`` with the source name in its message (dicts have none)."""
+    if name == "<dict>":
+        return exc
+    return FlowValidationError(exc.flow_id, exc.issues, f"{name}: {exc.message}")
+
+
+def check_flow(
+    source: FlowSource, *, handler_types: Collection[str] | None = None
+) -> tuple[Flow, list[ValidationIssue]]:
+    """Parse a flow leniently and validate it, without raising for invalid definitions.
+
+    Every problem is returned at once: fields that cannot be parsed (a ``timeout`` that
+    is not a duration, a ``config`` that is not an object, a numeric ``version``...),
+    each at its own path, then the validation issues of the parts that did parse (see
+    ``validate_parsed``). The returned flow has unparseable parts left at their defaults;
+    use it only when no issue is an error.
+
+    Raises:
+        FlowValidationError: the source cannot be read at all (missing file, bad
+            JSON/YAML, not an object, a Vyuh graph that does not compile).
+    """
+    data, name = _read_mapping(source)
+    parse_issues: list[ValidationIssue] = []
+    if is_graph(data):
+        try:
+            flow = compile_graph(data)
+        except FlowValidationError as exc:
+            raise _named(exc, name) from None
+    else:
+        flow, parse_issues = Flow.parse(data)
+    return flow, validate_parsed(flow, parse_issues, handler_types=handler_types)
 
 
 def load_flow(source: FlowSource, *, handler_types: Collection[str] | None = None) -> Flow:
@@ -118,11 +163,12 @@ def load_flow(source: FlowSource, *, handler_types: Collection[str] | None = Non
         handler_types: when given, unknown handler types are errors too.
 
     Raises:
-        FlowValidationError: (code ``INVALID_FLOW``) with every issue in ``.issues``.
+        FlowValidationError: (code ``INVALID_FLOW``) with every issue in ``.issues``:
+            parse problems (each at its field's path) and validation problems together.
     """
-    flow = parse_flow(source)
+    flow, issues = check_flow(source, handler_types=handler_types)
     name = None if isinstance(source, Mapping) else _source_name(source)
-    raise_for_issues(flow.id, validate_flow(flow, handler_types=handler_types), source=name)
+    raise_for_issues(flow.id or None, issues, source=name)
     return flow
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -12,7 +13,13 @@ from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.model.flow import SELECTOR_TYPES, Flow, RetryPolicy, Step
 from flowmonkey.versions import is_semver
 
-__all__ = ["errors_only", "issues_by_path", "raise_for_issues", "validate_flow"]
+__all__ = [
+    "errors_only",
+    "issues_by_path",
+    "raise_for_issues",
+    "validate_flow",
+    "validate_parsed",
+]
 
 
 def validate_flow(
@@ -25,6 +32,47 @@ def validate_flow(
         handler_types: the registered handler types; when given, a step whose type is
             neither built-in nor listed is an error. ``None`` skips that check.
     """
+    return _validate(flow, handler_types, graph=True)
+
+
+def validate_parsed(
+    flow: Flow,
+    parse_issues: Collection[ValidationIssue],
+    *,
+    handler_types: Collection[str] | None = None,
+) -> list[ValidationIssue]:
+    """Every issue of a leniently parsed flow (``Flow.parse``): ``parse_issues`` first,
+    then the validation issues of the parts that did parse.
+
+    A validation issue at or under the path of a parse issue is left out (it would only
+    restate it: an unparseable ``version`` is not also "Required"). When a part that
+    defines edges failed to parse (a whole step, ``steps``, ``initialStepId``, a step's
+    ``transitions`` or ``config``), the graph checks (reachability, loops, fork/join
+    pairing) are skipped: they would report consequences of the missing edges.
+    """
+    parsed = list(parse_issues)
+    graph = not any(_affects_edges(i.path) for i in parsed)
+    found = _validate(flow, handler_types, graph=graph)
+    covered = [i.path for i in parsed]
+    return parsed + [i for i in found if not any(_under(i.path, p) for p in covered)]
+
+
+_EDGE_PARTS = re.compile(r"steps\.[^.]+(\.(transitions|config)([.\[].*)?)?")
+
+
+def _affects_edges(path: str) -> bool:
+    if path in ("", "steps", "initialStepId") or path.startswith("steps["):
+        return True
+    return _EDGE_PARTS.fullmatch(path) is not None
+
+
+def _under(path: str, parent: str) -> bool:
+    return not parent or path == parent or path.startswith((f"{parent}.", f"{parent}["))
+
+
+def _validate(
+    flow: Flow, handler_types: Collection[str] | None, *, graph: bool
+) -> list[ValidationIssue]:
     issues: list[ValidationIssue] = []
     if not flow.id:
         issues.append(_err("id", "Required"))
@@ -48,7 +96,8 @@ def validate_flow(
         issues.append(_err("initialStepId", f'Step "{flow.initial_step_id}" not found'))
     for key, step in flow.steps.items():
         issues += _check_step(key, step, flow, handler_types)
-    issues += check_graph(flow)
+    if graph:
+        issues += check_graph(flow)
     return issues
 
 

@@ -51,7 +51,7 @@ _TITLE = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 
 
 def _rt(ctx: HandlerContext) -> StepRuntime:
-    return cast("StepRuntime", ctx._runtime)
+    return cast("StepRuntime", ctx._rt())
 
 
 def task_id_for(execution_id: str, step_id: str, visit: int) -> str:

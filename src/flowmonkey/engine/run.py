@@ -14,6 +14,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
@@ -71,6 +72,7 @@ class Run:
         "commit_lock",
         "concurrent",
         "context_delete",
+        "context_view",
         "dirty",
         "engine",
         "events",
@@ -97,6 +99,8 @@ class Run:
         self.execution = execution
         self.lease = lease
         self.flow = flow
+        self.context_view = MappingProxyType(execution.context)
+        """Read-only view of the context for handlers (the dict itself never changes)."""
         self._sizes: ContextSizes | None = None
         self.dirty: dict[str, bytes] = {}
         self.context_delete: list[str] = []

@@ -11,7 +11,6 @@ from flowmonkey import errors
 from flowmonkey.engine.builtins import WAIT_KINDS
 from flowmonkey.engine.eager import Resume, handoff
 from flowmonkey.engine.limits import OutputError
-from flowmonkey.engine.run import StepRuntime
 from flowmonkey.engine.selectors import SelectorError, resolve_input
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.model.execution import (
@@ -245,13 +244,13 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
     ctx = HandlerContext(
         input=step_input,
         config=step.config,
-        context=execution.context,
+        context=run.context_view,
         step=step,
         execution_id=execution.id,
         attempt=attempt,
         run_number=execution.run_number,
         tenant_id=execution.tenant_id,
-        runtime=StepRuntime(run, step, token),
+        lazy=(run, token),
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
     result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())

@@ -53,6 +53,7 @@ class HandlerContext:
 
     __slots__ = (
         "_cancelled",
+        "_lazy",
         "_runtime",
         "_snapshot",
         "attempt",
@@ -70,17 +71,21 @@ class HandlerContext:
         *,
         input: Any,
         config: Any,
-        context: dict[str, Any],
+        context: Mapping[str, Any],
         step: Step,
         execution_id: str,
         attempt: int,
         run_number: int,
         tenant_id: str | None,
         runtime: StepRuntime | None = None,
+        lazy: tuple[Any, Any] | None = None,
     ) -> None:
         self.input: Any = input
         self.config: Any = config
-        self.context: Mapping[str, Any] = MappingProxyType(context)
+        # The engine passes one read-only view per run instead of a new one per step.
+        self.context: Mapping[str, Any] = (
+            context if isinstance(context, MappingProxyType) else MappingProxyType(context)
+        )
         self.step = step
         self.execution_id = execution_id
         self.attempt = attempt
@@ -88,6 +93,9 @@ class HandlerContext:
         self.tenant_id = tenant_id
         self._cancelled: threading.Event | None = None
         self._runtime = runtime
+        self._lazy = lazy
+        """``(run, token)``: the engine's runtime is built on first use (most steps never
+        call ``set``/``checkpoint``/``create_resume_token``)."""
         self._snapshot: Execution | None = None
 
     def replace(self, *, input: Any = None, config: Any = None) -> HandlerContext:
@@ -102,6 +110,7 @@ class HandlerContext:
             run_number=self.run_number,
             tenant_id=self.tenant_id,
             runtime=self._runtime,
+            lazy=self._lazy,
         )
         copy.context = self.context
         copy._cancelled = self.cancelled
@@ -128,9 +137,15 @@ class HandlerContext:
         return self._snapshot
 
     def _rt(self) -> StepRuntime:
-        if self._runtime is None:
-            raise RuntimeError("this HandlerContext is not attached to a running step")
-        return self._runtime
+        runtime = self._runtime
+        if runtime is None:
+            if self._lazy is None:
+                raise RuntimeError("this HandlerContext is not attached to a running step")
+            from flowmonkey.engine.run import StepRuntime as _EngineRuntime
+
+            run, token = self._lazy
+            runtime = self._runtime = _EngineRuntime(run, self.step, token)
+        return runtime
 
     def get(self, key: str, default: Any = None) -> Any:
         """Read a top-level context value."""

@@ -308,6 +308,32 @@ class Execution:
         copy.history = list(self.history) if history is None else history
         return copy
 
+    def state_dict(self) -> dict[str, Any]:
+        """The fields a step commit may change (``header_dict`` minus what is fixed at
+        create and ``checkpoint``), with datetimes left as objects for a JSON encoder
+        that handles them (orjson): stores call this on every commit."""
+        error = self.error
+        last_error = self.last_error
+        cancellation = self.cancellation
+        return {
+            "status": self.status.value,
+            "current_step_id": self.current_step_id,
+            "tokens": [t.to_dict() for t in self.tokens],
+            "wake_at": self.wake_at,
+            "wait_reason": self.wait_reason,
+            "error": error.to_dict() if error is not None else None,
+            "last_error": last_error.to_dict() if last_error is not None else None,
+            "step_count": self.step_count,
+            "run_number": self.run_number,
+            "updated_at": self.updated_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "cancellation": cancellation.to_dict() if cancellation is not None else None,
+            "retry_attempts": self.retry_attempts,
+            "deadline_at": self.deadline_at,
+            "event_seq": self.event_seq,
+        }
+
     def header_dict(self) -> dict[str, Any]:
         """Everything but ``context`` and ``history``, JSON-ready (stores use this)."""
         return {

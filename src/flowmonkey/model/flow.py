@@ -2,6 +2,8 @@
 
 The JSON/YAML shape is FlowMonkey's (camelCase); Python attributes are snake_case.
 ``Flow.from_dict`` only parses; validation lives in ``flowmonkey.definitions.validate``.
+``Flow.parse`` / ``Step.parse`` are the lenient parsers behind ``from_dict``: they collect
+one issue per unparseable field (with its precise path) and keep going.
 """
 
 from __future__ import annotations
@@ -28,6 +30,18 @@ SELECTOR_TYPES = ("key", "keys", "path", "template", "full", "static")
 _MISSING: Any = object()
 
 
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _raise_issues(issues: list[ValidationIssue]) -> None:
+    """``from_dict`` of a part: raise ``ValueError`` naming every unparseable field."""
+    if issues:
+        raise ValueError(
+            "; ".join(f"{i.path}: {i.message}" if i.path else i.message for i in issues)
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InputSelector:
     """Picks a step's input out of the execution context (see SEMANTICS.md)."""
@@ -42,7 +56,11 @@ class InputSelector:
 
     @classmethod
     def from_dict(cls, data: Any) -> InputSelector:
-        """Parse ``{"type": ..., ...}``; unknown shapes are kept for validation to report."""
+        """Parse ``{"type": ..., ...}``; unknown shapes are kept for validation to report.
+
+        Raises:
+            ValueError: ``data`` is not an object.
+        """
         if not isinstance(data, Mapping):
             raise ValueError("input must be an object like {type: key, key: name}")
         keys = data.get("keys")
@@ -83,14 +101,39 @@ class Transitions:
 
     @classmethod
     def from_dict(cls, data: Any) -> Transitions:
-        """Parse ``{"onSuccess": ..., "ports": {...}}`` (absent means ``{}``)."""
+        """Parse ``{"onSuccess": ..., "ports": {...}}`` (absent means ``{}``).
+
+        Raises:
+            ValueError: ``data`` or its ``ports`` is not an object.
+        """
+        issues: list[ValidationIssue] = []
+        out = cls._parse(data, "transitions", issues)
+        _raise_issues(issues)
+        return out
+
+    @classmethod
+    def _parse(cls, data: Any, path: str, issues: list[ValidationIssue]) -> Transitions:
+        """Lenient: an unparseable part is one issue and is left empty."""
         if data is None:
             return cls()
         if not isinstance(data, Mapping):
-            raise ValueError("transitions must be an object")
-        ports = data.get("ports") or {}
-        if not isinstance(ports, Mapping):
-            raise ValueError("transitions.ports must be an object of port -> step id")
+            issues.append(
+                ValidationIssue(
+                    path, f"must be an object like {{onSuccess: step-id}}, got {_kind(data)}"
+                )
+            )
+            return cls()
+        ports = data.get("ports")
+        if ports is None:
+            ports = {}
+        elif not isinstance(ports, Mapping):
+            issues.append(
+                ValidationIssue(
+                    _join(path, "ports"),
+                    f"must be an object of port -> step id, got {_kind(ports)}",
+                )
+            )
+            ports = {}
         return cls(
             on_success=data.get("onSuccess"),
             on_failure=data.get("onFailure"),
@@ -143,7 +186,11 @@ class RetryPolicy:
 
     @classmethod
     def from_dict(cls, data: Any) -> RetryPolicy:
-        """Parse the FlowMonkey ``retry`` object (values are checked by validation)."""
+        """Parse the FlowMonkey ``retry`` object (values are checked by validation).
+
+        Raises:
+            ValueError: ``data`` is not an object.
+        """
         if not isinstance(data, Mapping):
             raise ValueError("retry must be an object like {maxAttempts: 3}")
         retry_on = data.get("retryOn")
@@ -211,27 +258,93 @@ class Step:
 
     @classmethod
     def from_dict(cls, data: Any, *, key: str | None = None) -> Step:
-        """Parse one step; raises ``ValueError`` with a message naming the field."""
+        """Parse one step.
+
+        Raises:
+            ValueError: a field cannot be parsed; the message names every such field
+                (``Flow.from_dict`` instead reports each one with its full path).
+        """
+        step, issues = cls.parse(data, key=key)
+        _raise_issues(issues)
+        return step
+
+    @classmethod
+    def parse(
+        cls, data: Any, *, key: str | None = None, path: str = ""
+    ) -> tuple[Step, list[ValidationIssue]]:
+        """Parse one step leniently: every field that cannot be parsed (a ``timeout`` that is
+        not a duration; a ``config``, ``input``, ``retry``, ``transitions`` or
+        ``transitions.ports`` that is not an object; a non-string ``id``) becomes one issue
+        at ``<path>.<field>`` and is left at its default; parsing goes on.
+
+        Args:
+            data: the step's JSON shape.
+            key: the step's key in ``steps`` (the id when ``data`` has none).
+            path: prefix of the issue paths, e.g. ``"steps.charge"``.
+
+        Returns:
+            The step (a placeholder ``Step(id=key, type="")`` when ``data`` is not an
+            object) and the issues, in field order; no issues means a faithful parse.
+        """
+        issues: list[ValidationIssue] = []
         if not isinstance(data, Mapping):
-            raise ValueError("a step must be an object")
-        timeout = data.get("timeout")
-        retry = data.get("retry")
+            issues.append(ValidationIssue(path, f"a step must be an object, got {_kind(data)}"))
+            return cls(id=key or "", type=""), issues
+
+        def bad(name: str, message: str) -> None:
+            issues.append(ValidationIssue(_join(path, name), message))
+
+        step_id = data.get("id", key)
+        if step_id is None:
+            step_id = ""
+        elif not isinstance(step_id, str):
+            bad("id", f"must be a string, got {step_id!r} (quote it in YAML)")
+            step_id = key or ""
         config = data.get("config")
         if config is not None and not isinstance(config, Mapping):
-            raise ValueError("config must be an object")
-        return cls(
-            id=data.get("id", key) if data.get("id", key) is not None else "",
+            bad("config", f"must be an object, got {_kind(config)}")
+            config = None
+        raw_input = data.get("input")
+        selector = InputSelector()
+        if raw_input is not None:
+            if isinstance(raw_input, Mapping):
+                selector = InputSelector.from_dict(raw_input)
+            else:
+                bad(
+                    "input",
+                    f"must be an object like {{type: key, key: name}}, got {_kind(raw_input)}",
+                )
+        transitions = Transitions._parse(
+            data.get("transitions"), _join(path, "transitions"), issues
+        )
+        raw_retry = data.get("retry")
+        retry = None
+        if raw_retry is not None:
+            if isinstance(raw_retry, Mapping):
+                retry = RetryPolicy.from_dict(raw_retry)
+            else:
+                bad("retry", f"must be an object like {{maxAttempts: 3}}, got {_kind(raw_retry)}")
+        raw_timeout = data.get("timeout")
+        timeout = None
+        if raw_timeout is not None:
+            try:
+                timeout = parse_duration(raw_timeout, field="timeout")
+            except ValueError as exc:
+                bad("timeout", str(exc).removeprefix("timeout: "))
+        step = cls(
+            id=step_id,
             type=data.get("type") or "",
             config=dict(config or {}),
-            input=InputSelector.from_dict(data["input"]) if "input" in data else InputSelector(),
+            input=selector,
             output_key=data.get("outputKey"),
-            transitions=Transitions.from_dict(data.get("transitions")),
-            retry=RetryPolicy.from_dict(retry) if retry is not None else None,
-            timeout=parse_duration(timeout, field="timeout") if timeout is not None else None,
+            transitions=transitions,
+            retry=retry,
+            timeout=timeout,
             name=data.get("name"),
             description=data.get("description"),
             extra={k: v for k, v in data.items() if k not in _STEP_KEYS},
         )
+        return step, issues
 
     def to_dict(self) -> dict[str, Any]:
         """Return the FlowMonkey JSON shape."""
@@ -290,43 +403,63 @@ class Flow:
         """Parse the FlowMonkey shape (no validation beyond what parsing needs).
 
         Raises:
-            FlowValidationError: the input cannot be parsed at all; every unparseable
-                part is listed.
+            FlowValidationError: the input cannot be parsed; every unparseable part is
+                listed (see ``Flow.parse``).
+        """
+        flow, issues = cls.parse(data)
+        if issues:
+            flow_id = data.get("id") if isinstance(data, Mapping) else None
+            raise FlowValidationError(flow_id if isinstance(flow_id, str) else None, issues)
+        return flow
+
+    @classmethod
+    def parse(cls, data: Any) -> tuple[Flow, list[ValidationIssue]]:
+        """Parse leniently: every part that cannot be parsed is one issue with its path
+        (``version``, ``steps.a.timeout``, ``steps.a.transitions.ports``, ...) and is left
+        at its default (a step that is not an object becomes a placeholder with an empty
+        type); parsing goes on. ``Flow.from_dict`` raises with these issues; ``load_flow``
+        also validates what did parse and reports both.
+
+        ``id``, ``version`` and ``initialStepId`` must be strings: YAML reads an unquoted
+        ``version: 1.10`` as the number ``1.1``, so numbers are reported, not converted.
         """
         if not isinstance(data, Mapping):
-            raise FlowValidationError(
-                None, [ValidationIssue("", "a flow definition must be an object")]
-            )
+            issue = ValidationIssue("", "a flow definition must be an object")
+            return cls(id="", version="", initial_step_id="", steps={}), [issue]
         issues: list[ValidationIssue] = []
+        flow_id = _string(data, "id", issues)
+        version = _string(data, "version", issues)
+        initial_step_id = _string(data, "initialStepId", issues)
         raw_steps = data.get("steps")
-        steps: dict[str, Step] = {}
+        items: list[tuple[str, str, Any]] = []  # (key, issue path, raw step)
         if isinstance(raw_steps, Mapping):
-            items = list(raw_steps.items())
+            items = [(str(k), f"steps.{k}", v) for k, v in raw_steps.items()]
         elif isinstance(raw_steps, list):
             # Accept a list of steps (keyed by their ids) as a convenience.
-            items = [(s.get("id", "") if isinstance(s, Mapping) else "", s) for s in raw_steps]
-        elif raw_steps is None:
-            items = []
-        else:
-            items = []
+            for i, raw in enumerate(raw_steps):
+                step_id = raw.get("id") if isinstance(raw, Mapping) else None
+                if isinstance(step_id, str) and step_id:
+                    items.append((step_id, f"steps.{step_id}", raw))
+                else:
+                    issues.append(
+                        ValidationIssue(f"steps[{i}]", 'a step in a list needs an "id" string')
+                    )
+        elif raw_steps is not None:
             issues.append(ValidationIssue("steps", "steps must be an object of id -> step"))
-        for key, raw in items:
-            try:
-                steps[str(key)] = Step.from_dict(raw, key=str(key))
-            except ValueError as exc:
-                issues.append(ValidationIssue(f"steps.{key}", str(exc)))
-        version = data.get("version", "")
-        if issues:
-            raise FlowValidationError(data.get("id"), issues)
-        return cls(
-            id=str(data.get("id") or ""),
-            version=str(version) if version is not None else "",
-            initial_step_id=str(data.get("initialStepId") or ""),
+        steps: dict[str, Step] = {}
+        for key, path, raw in items:
+            steps[key], step_issues = Step.parse(raw, key=key, path=path)
+            issues += step_issues
+        flow = cls(
+            id=flow_id,
+            version=version,
+            initial_step_id=initial_step_id,
             steps=steps,
             name=data.get("name"),
             description=data.get("description"),
             extra={k: v for k, v in data.items() if k not in _FLOW_KEYS},
         )
+        return flow, issues
 
     def to_dict(self) -> dict[str, Any]:
         """Return the FlowMonkey JSON shape (``Flow.from_dict(f.to_dict()) == f``)."""
@@ -339,3 +472,46 @@ class Flow:
         out["steps"] = {key: step.to_dict() for key, step in self.steps.items()}
         out.update(self.extra)
         return out
+
+
+def _kind(value: Any) -> str:
+    """``a list``, ``the string 'x'``, ``the number 3``... for messages."""
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _string(data: Mapping[str, Any], name: str, issues: list[ValidationIssue]) -> str:
+    """A top-level string field; absent/null is ``""`` (validation says Required)."""
+    value = data.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if name == "version" and isinstance(value, float):
+        message = (
+            f"must be a string, got the number {value!r}: YAML reads an unquoted 1.10 as "
+            'the number 1.1, so quote it (version: "1.10"); semantic versions look like '
+            '"1.0.0"'
+        )
+    elif name == "version" and isinstance(value, int) and not isinstance(value, bool):
+        message = (
+            f"must be a string, got the number {value!r}: quote it in YAML and use a semantic "
+            f'version (version: "{value}.0.0")'
+        )
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        message = (
+            f'must be a string, got the number {value!r} (quote it in YAML: {name}: "{value}")'
+        )
+    else:
+        message = f"must be a string, got {_kind(value)}"
+    issues.append(ValidationIssue(name, message))
+    return ""

@@ -70,8 +70,11 @@ class _Row:
     def __init__(self, execution: Execution, context: dict[str, bytes]) -> None:
         self.execution = execution  # header only; context/history kept apart
         self.context = context
-        self.history: builtins.list[StepRecord] = []
-        self.events: builtins.list[Event] = []
+        # Tuples of atomic values, not Event/StepRecord objects: the cyclic GC stops
+        # tracking such tuples (and their payload dicts), so a store holding every event
+        # of every execution does not make each collection slower as it grows.
+        self.history: builtins.list[tuple[Any, ...]] = []
+        self.events: builtins.list[tuple[Any, ...]] = []
         self.lease_owner: str | None = None
         self.lease_token = 0
         self.lease_expires: datetime | None = None
@@ -97,6 +100,17 @@ _MUTABLE = (
     "event_seq",
 )
 _get_mutable = attrgetter(*_MUTABLE)
+
+
+_RECORD_FIELDS = (
+    "step_id", "handler_type", "attempt", "run_number", "outcome", "started_at",
+    "finished_at", "duration_ms", "error", "token_id",
+)  # fmt: skip
+_record_fields = attrgetter(*_RECORD_FIELDS)
+
+
+def _record(fields: tuple[Any, ...]) -> StepRecord:
+    return StepRecord(**dict(zip(_RECORD_FIELDS, fields, strict=True)))
 
 
 def _update_header(
@@ -169,7 +183,7 @@ class MemoryStore:
         loads = orjson.loads
         return row.execution.clone(
             context={k: loads(v) for k, v in row.context.items()},
-            history=list(row.history) if history else [],
+            history=[_record(r) for r in row.history] if history else [],
         )
 
     async def create(
@@ -189,7 +203,7 @@ class MemoryStore:
             self._idem[ikey] = execution.id
         dumps = orjson.dumps
         row = _Row(_header_copy(execution), {k: dumps(v) for k, v in execution.context.items()})
-        row.events.extend(events)
+        row.events.extend((e.type, e.timestamp, e.data, e.sequence, e.tenant_id) for e in events)
         if lease is not None:
             row.lease_owner = lease.owner
             row.lease_token = lease.token
@@ -319,9 +333,11 @@ class MemoryStore:
             context.pop(key, None)
         context.update(commit.context_set)
         if commit.history:
-            row.history.extend(commit.history)
+            row.history.extend(_record_fields(r) for r in commit.history)
         if commit.events:
-            row.events.extend(commit.events)
+            row.events.extend(
+                (e.type, e.timestamp, e.data, e.sequence, e.tenant_id) for e in commit.events
+            )
         for token in commit.resume_tokens:
             self._tokens[token.token_hash] = replace(token)
         if commit.revoke_resume_tokens:
@@ -429,7 +445,8 @@ class MemoryStore:
         row = self._rows.get(execution_id)
         if row is None:
             return []
-        return [e for e in row.events if e.sequence > after]
+        return [Event(t, execution_id, at, data, seq, tenant) for t, at, data, seq, tenant in
+                row.events if seq > after]  # fmt: skip
 
     async def get_resume_token(self, token_hash: str) -> ResumeTokenRecord | None:
         """Look up a token by hash."""

@@ -255,16 +255,32 @@ def claim(
     return [_grant(conn, row, owner, now, lease_for) for row in found]
 
 
-def commit(conn: sqlite3.Connection, lease: Lease, step: StepCommit, state: CommitRow) -> None:
-    """Write one step: the fenced header UPDATE first, then only what changed."""
+def commit(
+    conn: sqlite3.Connection,
+    lease: Lease,
+    step: StepCommit,
+    state: CommitRow,
+    narrow: bool = False,
+) -> None:
+    """Write one step: the fenced header UPDATE first, then only what changed.
+
+    ``narrow``: the caller knows status and the timer columns are what this lease holder
+    last wrote, so the UPDATE leaves them (and their indexes) alone.
+    """
     eid = lease.execution_id
     status, updated, wake, deadline, wait_deadline, state_blob, checkpoint = state
-    sql = q.COMMIT_RELEASE if step.release or status in TERMINAL else q.COMMIT_KEEP
-    cursor = conn.execute(
-        sql,
-        (status, updated, wake, deadline, wait_deadline, state_blob, checkpoint,
-         eid, lease.token, lease.owner),
-    )  # fmt: skip
+    release = step.release or status in TERMINAL
+    if narrow and not release:
+        cursor = conn.execute(
+            q.COMMIT_NARROW, (updated, state_blob, checkpoint, eid, lease.token, lease.owner)
+        )
+    else:
+        sql = q.COMMIT_RELEASE if release else q.COMMIT_KEEP
+        cursor = conn.execute(
+            sql,
+            (status, updated, wake, deadline, wait_deadline, state_blob, checkpoint,
+             eid, lease.token, lease.owner),
+        )  # fmt: skip
     if cursor.rowcount != 1:
         _raise_lost(conn, eid)
     if step.use_resume_token is not None:
