@@ -90,7 +90,7 @@ async def _due_changes(engine: Engine, run: Run) -> bool:
             kind = token.wait_kind
             step_id = token.step_id
             scheduled = token.wake_at
-            ended = move_after_wait(step, token, execution.step_count)
+            ended = move_after_wait(step, token, execution.step_count, run)
             if kind == "timer":
                 run.emit("timer.fired", now, {"step_id": step_id})
                 if step is not None and step.type == "delay" and step.output_key:
@@ -111,6 +111,8 @@ async def _wait_timed_out(
 ) -> bool:
     """Follow ``onTimeout`` or fail with ``TIMEOUT``; True when the execution ended."""
     step_id = token.step_id
+    if step_id is not None:
+        run.revoke_steps.append(step_id)
     run.emit("step.timeout", now, {"step_id": step_id, "kind": "wait"})
     if step is not None and step.type == "userTask":
         task = await engine.store.get_task(task_id_for(run.execution.id, step.id, token.visit))
@@ -248,7 +250,7 @@ async def resume(engine: Engine, execution_id: str, data: Any, *, token: str | N
             if step is not None and step.output_key:
                 _write_payload(run, step.output_key, data)
         step_id = waiting.step_id
-        ended = move_after_wait(step, waiting, run.execution.step_count)
+        ended = move_after_wait(step, waiting, run.execution.step_count, run)
         run.use_token = token_hash
         run.emit("execution.resumed", now, {"step_id": step_id, "reason": "resume"})
         if ended and complete_if_done(run, now):
@@ -354,6 +356,7 @@ async def signal(
                 },
             )
         run.emit("signal.received", now, {"step_id": step_id, "port": port})
+        run.revoke_steps.append(step_id)
         waiting.status = _ACTIVE
         waiting.wake_at = waiting.wait_reason = waiting.wait_kind = None
         waiting.wait_started_at = waiting.wait_deadline_at = None
@@ -365,7 +368,7 @@ async def signal(
         else:
             waiting.status = _WAITING
             waiting.wait_kind = "signal"
-            ended = move_after_wait(step, waiting, run.execution.step_count)
+            ended = move_after_wait(step, waiting, run.execution.step_count, run)
             if ended and complete_if_done(run, now):
                 await run.commit(release=True)
                 await engine.after_terminal(run.execution)

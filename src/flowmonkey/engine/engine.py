@@ -276,9 +276,21 @@ class Engine:
         return count
 
     async def save_flow(self, flow: Flow) -> bool:
-        """Register ``flow`` and persist it in the store (versions are immutable)."""
+        """Persist ``flow`` in the store, then register it (versions are immutable).
+
+        The store decides first: a version it refuses (a different definition under the
+        same id@version) must not end up registered in this process either.
+        """
+        from flowmonkey.definitions.validate import raise_for_issues
+
+        await self._ensure_ready()
+        raise_for_issues(flow.id, self.flows.validate(flow))
+        known = self.flows.get(flow.id, flow.version)
+        if known is not None and known.version == flow.version and known != flow:
+            self.flows.register(flow)  # raises: versions are immutable
+        saved = await self.store.save_flow(flow.to_dict(), now=self.clock.now())
         self.flows.register(flow)
-        return await self.store.save_flow(flow.to_dict(), now=self.clock.now())
+        return saved
 
     # -- create / run ----------------------------------------------------------------------
 

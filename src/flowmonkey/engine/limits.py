@@ -64,6 +64,10 @@ class ContextSizes:
             self.sizes[key] = size
             self.total += size
 
+    def remove(self, key: str) -> None:
+        """Forget ``key`` (it left the context)."""
+        self.total -= self.sizes.pop(key, 0)
+
     def update(self, key: str, encoded_len: int) -> None:
         """Record the new size of ``key``."""
         size = len(key) + 4 + encoded_len

@@ -47,6 +47,9 @@ A branch starts eagerly in the supervisor's task and may finish in a task of its
 so "the current task" does not identify it; its context does (see ``run_branches``)."""
 
 
+_MISSING: Any = object()
+
+
 def _me() -> object | None:
     return BRANCH.get() or asyncio.current_task()
 
@@ -86,6 +89,7 @@ class Run:
         "lock_holder",
         "new_tokens",
         "released",
+        "revoke_steps",
         "revoke_tokens",
         "supervisor",
         "tasks",
@@ -110,6 +114,8 @@ class Run:
         self.tasks: list[Task] = []
         self.use_token: str | None = None
         self.revoke_tokens = False
+        self.revoke_steps: list[str] = []
+        """Steps whose wait ended in this commit: their resume tokens are revoked."""
         self.cancel_tasks = False
         self.handler_tasks: set[asyncio.Task[Any]] = set()
         """Tasks currently awaiting a suspended handler (cancelled on cancel/lease loss)."""
@@ -215,6 +221,7 @@ class Run:
             resume_tokens=self.new_tokens,
             use_resume_token=self.use_token,
             revoke_resume_tokens=self.revoke_tokens,
+            revoke_step_tokens=self.revoke_steps,
             tasks=self.tasks,
             cancel_pending_tasks=self.cancel_tasks,
             release=release,
@@ -231,6 +238,7 @@ class Run:
         self.tasks = []
         self.use_token = None
         self.revoke_tokens = False
+        self.revoke_steps = []
         self.cancel_tasks = False
         try:
             await self.engine.store.commit(self.lease, commit)
@@ -323,16 +331,34 @@ def _sync_position(execution: Execution) -> None:
 class StepRuntime:
     """What a ``HandlerContext`` delegates to: one step of one token of a ``Run``."""
 
-    __slots__ = ("run", "step", "token")
+    __slots__ = ("_undo", "run", "step", "token")
 
     def __init__(self, run: Run, step: Step, token: Token) -> None:
         self.run = run
         self.step = step
         self.token = token
+        self._undo: dict[str, Any] = {}
 
     def set_context(self, key: str, value: Any) -> None:
-        """``ctx.set``: a top-level write with limit checks."""
+        """``ctx.set``: a top-level write with limit checks (undone if the attempt fails)."""
+        context = self.run.execution.context
+        if key not in self._undo:
+            self._undo[key] = context.get(key, _MISSING)
         self.run.write(key, value, literal=True)
+
+    def undo(self) -> None:
+        """Put back what this attempt's ``ctx.set`` calls changed."""
+        run = self.run
+        context = run.execution.context
+        for key, old in self._undo.items():
+            if old is _MISSING:
+                context.pop(key, None)
+                run.dirty.pop(key, None)
+                if run._sizes is not None:
+                    run._sizes.remove(key)
+            else:
+                run.write(key, old, literal=True)
+        self._undo.clear()
 
     def snapshot(self) -> Execution:
         """A copy of the execution for ``ctx.execution``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey import errors
 from flowmonkey.engine.builtins import WAIT_KINDS
@@ -24,7 +24,7 @@ from flowmonkey.model.result import UNSET, Result
 
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
-    from flowmonkey.engine.run import Run
+    from flowmonkey.engine.run import Run, StepRuntime
     from flowmonkey.handlers.registry import RegisteredHandler
     from flowmonkey.model.flow import Step
 
@@ -58,6 +58,9 @@ def _as_result(value: Any) -> Result:
 
 
 def _failure_from(exc: BaseException) -> Result:
+    if isinstance(exc, errors.ContextLimitError):
+        # Deterministic: the same write would break the same limit on every retry.
+        return Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
     if isinstance(exc, errors.FlowMonkeyError):
         return Result.failure(exc.code, exc.message, details=exc.details)
     message = str(exc) or type(exc).__name__
@@ -139,7 +142,9 @@ async def finish_terminal(run: Run) -> None:
         await run.engine.after_terminal(run.execution)
 
 
-def move_after_wait(step: Step | None, token: Token, step_count: int = 0) -> bool:
+def move_after_wait(
+    step: Step | None, token: Token, step_count: int = 0, run: Run | None = None
+) -> bool:
     """A wait is over: continue at onResume, else onSuccess, else the same step.
 
     Retry backoffs and child waits always re-run the same step (it is re-entrant). A
@@ -148,6 +153,9 @@ def move_after_wait(step: Step | None, token: Token, step_count: int = 0) -> boo
     """
     token.status = _ACTIVE
     kind = token.wait_kind
+    if run is not None and token.step_id is not None and kind not in ("retry", "child"):
+        # The wait is over: tokens minted for it must not resume a later visit.
+        run.revoke_steps.append(token.step_id)
     token.wake_at = None
     token.wait_reason = None
     token.wait_kind = None
@@ -254,6 +262,16 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
     result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
+    if result.outcome == "failure":
+        error = result.error
+        if error is not None and error.retryable and not handler.metadata.retryable:
+            # The handler declared its failures final (``@handler(retryable=False)``).
+            result = Result.failure(error.code, error.message, details=error.details,
+                                    retryable=False)  # fmt: skip
+        runtime = ctx._runtime
+        if runtime is not None:
+            # A failed attempt leaves no trace in the context: undo its ``ctx.set``s.
+            cast("StepRuntime", runtime).undo()
     if not run.concurrent:
         return await _apply(engine, run, token, step, result, timed_out, timeout, started, attempt)
     async with run.applying():
@@ -510,6 +528,8 @@ async def _after_failure(
     )
     execution.last_error = info
     target = step.transitions.on_failure
+    if error.code == "TIMEOUT" and step.transitions.on_timeout is not None:
+        target = step.transitions.on_timeout  # a timed-out step follows onTimeout
     if target is None:
         run.finish(_FAILED, now, info)
         run.emit("execution.failed", now, {"step_id": step.id, "error": info.to_dict()})

@@ -92,6 +92,9 @@ class StepCommit:
     use_resume_token: str | None = None
     """Hash of a token to mark ``used`` (fails with InvalidResumeToken if not active)."""
     revoke_resume_tokens: bool = False
+    revoke_step_tokens: Sequence[str] = ()
+    """Revoke the active resume tokens of these steps of the execution (their waits
+    ended, so a token minted for one must not resume a later visit)."""
     """Revoke every active resume token of the execution (cancel/fail/complete)."""
     tasks: Sequence[Task] = ()
     """User tasks to create (ignored when a task with the same id exists) or update."""

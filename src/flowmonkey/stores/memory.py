@@ -340,6 +340,15 @@ class MemoryStore:
             )
         for token in commit.resume_tokens:
             self._tokens[token.token_hash] = replace(token)
+        if commit.revoke_step_tokens:
+            steps = set(commit.revoke_step_tokens)
+            for record in self._tokens.values():
+                if (
+                    record.execution_id == execution.id
+                    and record.step_id in steps
+                    and record.status == "active"
+                ):
+                    record.status = "revoked"
         if commit.revoke_resume_tokens:
             for record in self._tokens.values():
                 if record.execution_id == execution.id and record.status == "active":

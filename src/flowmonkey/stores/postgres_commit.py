@@ -212,6 +212,8 @@ def commit_statements(lease: Lease, commit: StepCommit, channel: str | None) -> 
     statements: list[Statement] = [(_assemble(ctes, result, q.COMMIT_GUARD), params)]
     if commit.resume_tokens:
         statements.append(_resume_tokens(commit.resume_tokens))
+    if commit.revoke_step_tokens:
+        statements.append((q.REVOKE_STEP_TOKENS, [ident, list(commit.revoke_step_tokens)]))
     if commit.revoke_resume_tokens:
         statements.append((q.REVOKE_RESUME_TOKENS, [ident]))
     if commit.tasks:

@@ -182,6 +182,10 @@ ON CONFLICT (token_hash) DO UPDATE SET
     created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
     status = EXCLUDED.status, used_at = EXCLUDED.used_at
 """
+REVOKE_STEP_TOKENS = (
+    "UPDATE resume_tokens SET status = 'revoked'"
+    " WHERE execution_id = %s AND step_id = ANY(%s) AND status = 'active'"
+)
 REVOKE_RESUME_TOKENS = (
     "UPDATE resume_tokens SET status = 'revoked' WHERE execution_id = %s AND status = 'active'"
 )

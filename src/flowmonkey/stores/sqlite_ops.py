@@ -300,6 +300,8 @@ def commit(
         conn.executemany(
             q.INSERT_RESUME_TOKEN, [q.resume_token_params(r) for r in step.resume_tokens]
         )
+    if step.revoke_step_tokens:
+        conn.executemany(q.REVOKE_STEP_TOKENS, [(eid, s) for s in step.revoke_step_tokens])
     if step.revoke_resume_tokens:
         conn.execute(q.REVOKE_RESUME_TOKENS, (eid,))
     if step.tasks:

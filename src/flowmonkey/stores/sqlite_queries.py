@@ -406,6 +406,11 @@ SELECT token_hash, execution_id, step_id, created_at, expires_at, status, used_a
 FROM resume_tokens WHERE token_hash = ?
 """
 
+REVOKE_STEP_TOKENS = """
+UPDATE resume_tokens SET status = 'revoked'
+WHERE execution_id = ? AND step_id = ? AND status = 'active'
+"""
+
 REVOKE_RESUME_TOKENS = """
 UPDATE resume_tokens SET status = 'revoked' WHERE execution_id = ? AND status = 'active'
 """
