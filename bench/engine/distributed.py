@@ -98,13 +98,13 @@ async def _signal_round(
     for eid in ids[:n_single]:
         await asyncio.sleep(random.uniform(0, gap))
         t0 = time.monotonic()
-        await client.signal(eid, "wait")
+        await client.signal(eid, "wait", run_next=False)
         (ex,) = await _wait_all(client, [eid], _finished)
         single.append((ex.context["t_finish"] - t0) * 1e3)
     sent = {}
     for eid in ids[n_single:]:
         sent[eid] = time.monotonic()
-        await client.signal(eid, "wait")
+        await client.signal(eid, "wait", run_next=False)
     burst_ids = ids[n_single:]
     done = await _wait_all(client, burst_ids, _finished)
     burst = [(ex.context["t_finish"] - sent[ex.id]) * 1e3 for ex in done]
@@ -125,7 +125,7 @@ async def signal_latency(cfg: Config, res: BenchResult) -> None:
         schema = fx.new_schema()
         try:
             # the client creates the schema first, so the worker never races the migration
-            client = fx.build_engine(fx.pg_store(schema), cls=fx.HandoffEngine)
+            client = fx.build_engine(fx.pg_store(schema))
             async with client, worker_process(fx.pg_url(schema), work, poll=poll):
                 await _signal_round(client, 5, 5, 0.01)  # warm-up
                 p50, p99, b50, b99 = [], [], [], []
@@ -147,7 +147,7 @@ async def signal_latency(cfg: Config, res: BenchResult) -> None:
             row(f"postgres, {n_burst} back to back: p99 (info)", b99, "ms"),
         ]  # fmt: skip
     db = work / "signal.db"
-    client = fx.build_engine(fx.sqlite_store(db), cls=fx.HandoffEngine)
+    client = fx.build_engine(fx.sqlite_store(db))
     async with client, worker_process(f"sqlite:///{db}", work, poll=poll):
         await _signal_round(client, 3, 0, poll)
         s50, s99 = [], []

@@ -155,20 +155,6 @@ def build_engine(store: Any, *, options: EngineOptions | None = None, cls: type 
     return cls(store, handlers, flows, options=options or BENCH_OPTIONS)
 
 
-class HandoffEngine(Engine):
-    """A client engine that never runs steps itself: ``signal``/``resume`` commit the
-    resume, then release the execution as ``pending`` for a worker (``drive`` with
-    ``max_steps=0``, the path ``Engine.step`` uses to hand an execution back).
-
-    There is no public "signal without running" switch yet; a CLI/API client that
-    ``engine.signal``s runs the next step inline. This is how the bench makes the
-    next step start on ANOTHER process.
-    """
-
-    async def drive(self, run: Any, *, max_steps: int | None = None, record: Any = None) -> Any:
-        return await super().drive(run, max_steps=0, record=record)
-
-
 # -- stores --------------------------------------------------------------------------------
 
 

@@ -135,3 +135,42 @@ async def test_a_refused_flow_version_is_not_registered(make: MakeEngine) -> Non
         assert engine.flows.get("f", "1.0.0") == v1
         result = await engine.start("f", {})
         assert result.context == {"out": "a"}
+
+
+async def test_resume_and_signal_can_leave_the_next_steps_to_a_worker(make: MakeEngine) -> None:
+    ran: list[str] = []
+
+    @handler("park")
+    async def park(ctx: HandlerContext) -> Result:
+        return Result.wait(reason="outside")
+
+    @handler("after")
+    async def after(ctx: HandlerContext) -> Result:
+        ran.append(ctx.step.id)
+        return Result.success()
+
+    flow = (
+        FlowBuilder("h")
+        .step("w", "park", on_resume="next", ports={"go": "next"})
+        .step("next", "after", on_success=None)
+        .build()
+    )
+    async with make([park, after], [flow]) as engine:
+        for how in ("resume", "signal"):
+            started = await engine.start("h", {})
+            eid = started.execution.id
+            if how == "resume":
+                handed = await engine.resume(eid, {"x": 1}, run_next=False)
+            else:
+                handed = await engine.signal(eid, "w", port="go", payload={"x": 1}, run_next=False)
+            assert handed.status is ExecutionStatus.PENDING
+            assert ran == []
+            stored = await engine.get(eid)
+            assert stored is not None and stored.status is ExecutionStatus.PENDING
+            assert stored.current_step_id == "next"
+            # the lease is free: any worker (here run_until_idle) takes it from there
+            assert await engine.run_until_idle() == 1
+            assert ran == ["next"]
+            done = await engine.get(eid)
+            assert done is not None and done.status is ExecutionStatus.COMPLETED
+            ran.clear()

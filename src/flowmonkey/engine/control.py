@@ -225,7 +225,9 @@ async def _open_waiting(engine: Engine, execution_id: str) -> Run:
     return run
 
 
-async def resume(engine: Engine, execution_id: str, data: Any, *, token: str | None) -> RunResult:
+async def resume(
+    engine: Engine, execution_id: str, data: Any, *, token: str | None, run_next: bool = True
+) -> RunResult:
     """See ``Engine.resume``."""
     token_hash = None
     if token is not None:
@@ -258,11 +260,25 @@ async def resume(engine: Engine, execution_id: str, data: Any, *, token: str | N
             await engine.after_terminal(run.execution)
             return RunResult.of(run.execution)
         _settle_status(run.execution)
+        if not run_next:
+            return await _hand_off(engine, run)
         await run.commit()
     except BaseException:
         await _release(engine, run)
         raise
     return await engine.drive(run)
+
+
+async def _hand_off(engine: Engine, run: Run) -> RunResult:
+    """Commit the resume/signal and leave the execution runnable for a worker: one
+    transaction, and the wake-up goes to whichever worker claims it first."""
+    execution = run.execution
+    if execution.status is _RUNNING:
+        execution.status = _PENDING
+    await run.commit(release=True)
+    if execution.status is _PENDING:
+        await engine.notify_runnable(execution.id)
+    return RunResult.of(execution)
 
 
 def _write_payload(run: Run, path: str, value: Any, *, literal: bool = False) -> None:
@@ -286,12 +302,14 @@ async def _check_token(engine: Engine, token: str, execution_id: str | None) -> 
     return token_hash
 
 
-async def resume_by_token(engine: Engine, token: str, data: Any) -> RunResult:
+async def resume_by_token(
+    engine: Engine, token: str, data: Any, *, run_next: bool = True
+) -> RunResult:
     """See ``Engine.resume_by_token``."""
     record = await engine.store.get_resume_token(hash_token(token))
     if record is None:
         raise errors.InvalidResumeToken("unknown token")
-    return await resume(engine, record.execution_id, data, token=token)
+    return await resume(engine, record.execution_id, data, token=token, run_next=run_next)
 
 
 async def signal(
@@ -302,6 +320,7 @@ async def signal(
     port: str | None,
     payload: Any,
     task: Task | None = None,
+    run_next: bool = True,
 ) -> RunResult:
     """See ``Engine.signal``; ``task`` marks a user task completed in the same commit."""
     try:
@@ -364,7 +383,10 @@ async def signal(
         if port is not None:
             target: str | None = step.transitions.ports[port]
             run.execution.status = _RUNNING
-            await advance(engine, run, waiting, step, target, "success", now)
+            await advance(engine, run, waiting, step, target, "success", now,
+                          hand_off=not run_next)  # fmt: skip
+            if not run_next:
+                return RunResult.of(run.execution)
         else:
             waiting.status = _WAITING
             waiting.wait_kind = "signal"
@@ -374,6 +396,8 @@ async def signal(
                 await engine.after_terminal(run.execution)
                 return RunResult.of(run.execution)
             _settle_status(run.execution)
+            if not run_next:
+                return await _hand_off(engine, run)
             await run.commit()
     except BaseException:
         await _release(engine, run)
@@ -382,7 +406,13 @@ async def signal(
 
 
 async def complete_task(
-    engine: Engine, task_id: str, *, port: str | None, output: Any, user_id: str | None
+    engine: Engine,
+    task_id: str,
+    *,
+    port: str | None,
+    output: Any,
+    user_id: str | None,
+    run_next: bool = True,
 ) -> RunResult:
     """See ``Engine.complete_task``."""
     task = await engine.store.get_task(task_id)
@@ -401,7 +431,13 @@ async def complete_task(
             )
     task.completed_by = user_id
     return await signal(
-        engine, task.execution_id, task.step_id, port=port, payload=output, task=task
+        engine,
+        task.execution_id,
+        task.step_id,
+        port=port,
+        payload=output,
+        task=task,
+        run_next=run_next,
     )
 
 

@@ -618,28 +618,50 @@ class Engine:
     # -- waits, resume, signals, cancel, fail: see control.py -----------------------------
 
     async def resume(
-        self, execution_id: str, data: Any = None, *, token: str | None = None
+        self,
+        execution_id: str,
+        data: Any = None,
+        *,
+        token: str | None = None,
+        run_next: bool = True,
     ) -> RunResult:
         """Resume a waiting execution with ``data`` (stored at ``context["resumeData"]``).
+
+        The next steps run in this call; ``run_next=False`` commits the resume alone and
+        leaves the execution ``pending`` for a worker (one transaction; the worker is
+        woken by LISTEN/NOTIFY or Redis when configured).
 
         Raises:
             ExecutionNotFound, ExecutionNotWaiting, InvalidResumeToken,
             ResumeTokenExpired, ContextLimitError: nothing changed.
         """
         await self._ensure_ready()
-        return await control.resume(self, execution_id, data, token=token)
+        return await control.resume(self, execution_id, data, token=token, run_next=run_next)
 
-    async def resume_by_token(self, token: str, data: Any = None) -> RunResult:
-        """Resume whichever execution ``token`` belongs to."""
+    async def resume_by_token(
+        self, token: str, data: Any = None, *, run_next: bool = True
+    ) -> RunResult:
+        """Resume whichever execution ``token`` belongs to (``run_next`` as ``resume``)."""
         await self._ensure_ready()
-        return await control.resume_by_token(self, token, data)
+        return await control.resume_by_token(self, token, data, run_next=run_next)
 
     async def signal(
-        self, execution_id: str, step_id: str, port: str | None = None, payload: Any = None
+        self,
+        execution_id: str,
+        step_id: str,
+        port: str | None = None,
+        payload: Any = None,
+        *,
+        run_next: bool = True,
     ) -> RunResult:
-        """Deliver a signal to the token waiting at ``step_id`` (``InvalidSignal`` if none)."""
+        """Deliver a signal to the token waiting at ``step_id`` (``InvalidSignal`` if none).
+
+        ``run_next=False`` leaves the next steps to a worker (see ``resume``).
+        """
         await self._ensure_ready()
-        return await control.signal(self, execution_id, step_id, port=port, payload=payload)
+        return await control.signal(
+            self, execution_id, step_id, port=port, payload=payload, run_next=run_next
+        )
 
     async def complete_task(
         self,
@@ -647,10 +669,15 @@ class Engine:
         port: str | None = None,
         output: Any = None,
         user_id: str | None = None,
+        *,
+        run_next: bool = True,
     ) -> RunResult:
-        """Complete a user task (validated against its form) and continue the execution."""
+        """Complete a user task (validated against its form) and continue the execution
+        (``run_next`` as ``resume``)."""
         await self._ensure_ready()
-        return await control.complete_task(self, task_id, port=port, output=output, user_id=user_id)
+        return await control.complete_task(
+            self, task_id, port=port, output=output, user_id=user_id, run_next=run_next
+        )
 
     async def cancel(
         self, execution_id: str, source: str = "user", reason: str | None = None

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _RUNNING = ExecutionStatus.RUNNING
+_PENDING = ExecutionStatus.PENDING
 _WAITING_S = ExecutionStatus.WAITING
 _COMPLETED = ExecutionStatus.COMPLETED
 _FAILED = ExecutionStatus.FAILED
@@ -390,8 +391,14 @@ async def advance(
     target: str | None,
     outcome: str,
     now: datetime,
+    *,
+    hand_off: bool = False,
 ) -> tuple[str, str | None]:
-    """Move ``token`` from ``step`` to ``target`` (``None`` ends the token) and commit."""
+    """Move ``token`` from ``step`` to ``target`` (``None`` ends the token) and commit.
+
+    ``hand_off``: commit the move as ``pending`` and give the lease back (the caller
+    does not run the next step; a worker will).
+    """
     execution = run.execution
     if target is None:
         token.status = _DONE
@@ -430,6 +437,11 @@ async def advance(
         from flowmonkey.engine.parallel import join_arrive
 
         await join_arrive(engine, run, token, target_step)
+        return outcome, target
+    if hand_off:
+        execution.status = _PENDING
+        await run.commit(release=True, at=now)
+        await engine.notify_runnable(execution.id)
         return outcome, target
     await run.commit(at=now)
     return outcome, target
