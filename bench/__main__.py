@@ -1,5 +1,6 @@
-"""``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``
-or ``python -m bench engine [--quick] [--only NAME,...] [--profile]``."""
+"""``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``,
+``python -m bench engine [--quick] [--only NAME,...] [--profile]``, or
+``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ def main() -> int:
         print(__doc__)
         print("commands: peers   side by side with DBOS and Temporal (bench/README.md)")
         print("          engine  engine benchmarks (docs/benchmarks.md)")
+        print("          all     engine, then peers (--quick passed to both)")
         return 0
     if argv[0] == "peers":
         from bench.driver import main as peers
@@ -21,6 +23,13 @@ def main() -> int:
         from bench.engine import main as engine
 
         return engine(argv[1:])
+    if argv[0] == "all":
+        from bench.driver import main as peers
+        from bench.engine import main as engine
+
+        quick = ["--quick"] if "--quick" in argv[1:] else []
+        rc = engine(quick)
+        return peers(quick) or rc
     print(f"unknown command {argv[0]!r}", file=sys.stderr)
     return 2
 

@@ -35,6 +35,7 @@ SYSTEMS: dict[str, dict[str, Any]] = {
                  "module": "bench.runners.temporal_runner", "backends": ("sqlite",)},
 }
 PROJECT_PY = ROOT / ".venv" / "bin" / "python"
+WARMUP_WORKLOADS = ("W1", "W2")
 
 
 def pg_dsn(db: str) -> str:
@@ -135,7 +136,31 @@ def parse(argv: list[str]) -> argparse.Namespace:
                     help="measured runs per system/backend (default: 1 quick, 3 full)")
     ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/")
+    ap.add_argument("--from-jsonl", default=None, metavar="PATH",
+                    help="no runs: re-render the table and docs from a results file")
     return ap.parse_args(argv)
+
+
+def rerender(path: str, console: Any, no_docs: bool) -> int:
+    """Table + docs from an existing ``peers-<ts>.jsonl`` (its raw records and run meta)."""
+    from bench import report
+
+    raw, meta = [], {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("kind") == "raw":
+                raw.append(r)
+            elif r.get("kind") == "run":
+                meta = r
+    summary = aggregate(raw)
+    report.print_table(console, summary)
+    if not no_docs:
+        md = report.write_docs(summary, raw, meta.get("skipped", []), meta.get("commands", []),
+                               meta.get("argv", []), meta.get("mode", "?"), meta.get("runs", 0),
+                               meta.get("warm", 0), meta.get("total_s", 0.0), Path(path))
+        console.print(f"docs: {os.path.relpath(md, ROOT)}")
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -145,6 +170,8 @@ def main(argv: list[str]) -> int:
 
     args = parse(argv)
     console = Console(width=None if sys.stdout.isatty() else 200)
+    if args.from_jsonl:
+        return rerender(args.from_jsonl, console, args.no_docs)
     mode = "quick" if args.quick else "full"
     runs = args.runs or (1 if args.quick else 3)
     warm = 0 if (args.quick or args.no_warmup) else 1
@@ -214,10 +241,13 @@ def main(argv: list[str]) -> int:
                 is_warm = i < warm
                 wd = workroot / f"{s}-{be}-r{i}"
                 wd.mkdir(parents=True, exist_ok=True)
-                # the warm-up run uses the quick sizes (it only warms caches and files)
+                # the warm-up run uses the quick sizes and only W1/W2 (it only warms
+                # caches, files and the server; the rest would cost minutes for nothing)
+                wl = [w for w in workloads if w in WARMUP_WORKLOADS] or workloads
                 cmd = [str(py), "-m", spec["module"], "--backend", be,
                        "--mode", "quick" if is_warm else mode,
-                       "--workloads", ",".join(workloads), "--workdir", str(wd),
+                       "--workloads", ",".join(wl if is_warm else workloads),
+                       "--workdir", str(wd),
                        "--run", str(i)]
                 db = f"bench_{s}"
                 if be == "postgres":
@@ -243,10 +273,13 @@ def main(argv: list[str]) -> int:
                 keep(recs, is_warm)
 
     summary = aggregate(records)
+    total = time.perf_counter() - t_start
     with open(out_path, "a") as f:
         for r in summary:
             f.write(json.dumps(r, default=str) + "\n")
-    total = time.perf_counter() - t_start
+        f.write(json.dumps({"kind": "run", "argv": argv, "mode": mode, "runs": runs,
+                            "warm": warm, "total_s": total, "skipped": skipped,
+                            "commands": commands}) + "\n")
     report.print_table(console, summary)
     for s in skipped:
         console.print(f"[yellow]skipped: {s}[/]")

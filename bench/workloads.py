@@ -432,6 +432,46 @@ async def w3(a: Adapter, p: dict[str, Any]) -> list[Record]:
     return out
 
 
+async def w3x(a: Adapter, p: dict[str, Any]) -> list[Record]:
+    """W3 across processes: a worker subprocess drives the flows to their wait; this
+    process sends the signal and sees the result (only adapters with
+    ``cross_process_signal`` and ``wait_parked``)."""
+    out = []
+    await a.start_workers(1, 16, inprocess=False)
+    try:
+        n1, nb = p["single"], p["burst"]
+        hs = await gather_limited(32, [a.start("signal", {"run": uid("w3x")})
+                                       for _ in range(n1 + nb)])
+        await a.wait_parked(hs)  # type: ignore[attr-defined]
+        lat = []
+        for h in hs[:n1]:
+            t0 = time.perf_counter()
+            await a.signal(h, "go", {"v": 1})
+            await a.result(h)
+            lat.append(time.perf_counter() - t0)
+        out.append(_rec("W3", "cross-process one-at-a-time", flows=n1,
+                        signal_to_done=summary_ms(lat)))
+        sent: dict[str, float] = {}
+        lat2: list[float] = []
+
+        async def wait(h: Handle) -> None:
+            await a.result(h, timeout=300)
+            lat2.append(time.perf_counter() - sent[h.id])
+
+        burst = hs[n1:]
+        t_all = time.perf_counter()
+        for h in burst:
+            sent[h.id] = time.perf_counter()
+            await a.signal(h, "go", {"v": 1})
+        await asyncio.gather(*(wait(h) for h in burst))
+        wall = time.perf_counter() - t_all
+        out.append(_rec("W3", f"cross-process burst-{nb}", flows=nb,
+                        signal_to_done=summary_ms(lat2), wall_s=wall, flows_per_s=nb / wall))
+    finally:
+        await a.stop_workers()
+    return out
+
+
 async def w3b(a: Adapter, p: dict[str, Any]) -> Record:
     n, s = p["n"], p["sleep_s"]
     hs = await gather_limited(32, [a.start("sleep", {"run": uid("w3t"), "sleep_s": s})
@@ -549,9 +589,14 @@ async def w7(a: Adapter, p: dict[str, Any]) -> Record:
     await asyncio.gather(*(a.result(h) for h in firsts.values()))
     await asyncio.sleep(0.2)
     execs = sum([await a.executions(k) for k in keys])
+    stored = None  # executions the store holds for the W7 flow (fresh database per run)
+    if hasattr(a, "stored_executions"):
+        stored = await a.stored_executions("idem")
     return _rec("W7", f"{p['keys']}x{p['starts_per_key']}", keys=len(keys),
                 starts=len(ids), distinct_execution_ids=distinct_ids, executions=execs,
-                correct=execs == len(keys) and distinct_ids == len(keys),
+                stored_executions=stored,
+                correct=(execs == len(keys) and distinct_ids == len(keys)
+                         and stored in (None, len(keys))),
                 start_latency=summary_ms(lat), wall_s=wall)
 
 
@@ -577,6 +622,12 @@ async def run_workloads(a: Adapter, mode: str, workloads: list[str],
                 await a.start_workers(1, 16, inprocess=True)
             elif w == "W3":
                 recs = await w3(a, P["W3"])
+                if getattr(a, "cross_process_signal", False):
+                    await a.stop_workers()
+                    try:
+                        recs += await w3x(a, P["W3"])
+                    finally:
+                        await a.start_workers(1, 16, inprocess=True)
             elif w == "W3b":
                 recs = [await w3b(a, P["W3b"])]
             elif w == "W4":

@@ -1,17 +1,23 @@
 # ruff: noqa: ASYNC220, ASYNC230, ASYNC240, SIM115  (harness: spawning/killing worker processes)
 """flowmonkey runner (runs in the project venv, /work/main/.venv).
 
-Written against shared/design/API.md while the engine was being implemented: see the
-UNTESTED markers. Same flows and the same ~100 B no-op step as the peers.
+Same flows and the same ~100 B no-op step as the peers.
 
 In-process mode (W1-W3b, W7): one ``Engine`` in this process; ``start`` is
-``engine.start`` (create + run inline, like ``DBOS.start_workflow``), waits are driven
-by a ``flowmonkey.worker.Worker(engine, concurrency=C)`` task in this process (timers).
+``engine.start`` (create + run inline, like ``DBOS.start_workflow``); ``signal`` is
+``engine.signal`` (the resumed step runs inline in the caller); timers are driven by a
+``flowmonkey.worker.Worker(engine, concurrency=C)`` task in this process. Waiting for a
+result that did not come back from ``start``/``signal`` listens to the engine's
+terminal events (no polling).
 
-Worker mode (W4, W5): ``n`` subprocesses (``--worker``) each running
+Worker mode (W3 cross-process, W4, W5): ``n`` subprocesses (``--worker``) each running
 ``Worker(engine, concurrency=C).run()`` on the same store; this process only
-``engine.create``s and polls ``engine.get``. A SIGKILLed worker's executions are
-picked up again after the lease expires (``stale_after``, set to 2 s here).
+``engine.create``s, ``engine.signal(..., run_next=False)``s (the resumed step then runs
+on a worker: LISTEN/NOTIFY wakes it on Postgres, it polls on SQLite) and reads results
+with ONE shared poller (``store.get`` of the pending ids, one at a time, every 2 ms) --
+not one polling loop per handle, which would load the database more than the workers
+do. A SIGKILLed worker's executions are picked up again after the lease expires
+(``stale_after``, set to 2 s here).
 """
 
 from __future__ import annotations
@@ -68,7 +74,6 @@ def flow_defs() -> list[dict[str, Any]]:
 
 
 def build_engine(store_url: str, worker: bool = False) -> Any:
-    # UNTESTED: the engine was not importable when this was written.
     from flowmonkey import (
         Engine,
         EngineOptions,
@@ -163,6 +168,18 @@ class FlowmonkeyAdapter(Adapter):
         self.worker: Any = None
         self.worker_task: asyncio.Task[Any] | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.cross_process_signal = True  # W3 cross-process variant supported
+        self._terminal: set[str] = set()  # in-process: ids whose terminal event was seen
+        self._waiters: dict[str, asyncio.Future[None]] = {}  # in-process waits
+        self._polled: dict[str, asyncio.Future[Any]] = {}  # worker mode: shared poller
+        self._poller: asyncio.Task[None] | None = None
+
+    def _on_terminal(self, event: Any) -> None:
+        eid = event.execution_id
+        self._terminal.add(eid)
+        fut = self._waiters.pop(eid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     async def setup(self, backend: str) -> None:
         await super().setup(backend)
@@ -172,7 +189,9 @@ class FlowmonkeyAdapter(Adapter):
         else:
             self.store_url = f"sqlite:///{self.workdir / 'flowmonkey.sqlite'}"
         self.engine = build_engine(self.store_url)
-        await self.engine.__aenter__()  # UNTESTED: initialize/migrate the store
+        await self.engine.__aenter__()  # open/migrate the store
+        for ev in ("execution.completed", "execution.failed", "execution.cancelled"):
+            self.engine.on(ev, self._on_terminal)
         self.notes.update({"stale_after_s": STALE_AFTER.total_seconds(),
                            "worker": f"WorkerOptions(poll_interval={WORKER_POLL_S}, "
                                      f"lease_for={STALE_AFTER.total_seconds()}s), else defaults",
@@ -181,30 +200,92 @@ class FlowmonkeyAdapter(Adapter):
     async def start(self, flow: str, input: dict[str, Any], key: str | None = None) -> Handle:
         fid, inp = flow_id(flow, input), flow_input(flow, input)
         if self.procs:
-            # worker mode: only persist; the worker processes run it.  UNTESTED
+            # worker mode: only persist; the worker processes run it
             created = await self.engine.create(fid, inp, idempotency_key=key)
             return Handle(created.execution.id, flow)
-        rr = await self.engine.start(fid, inp, idempotency_key=key)  # UNTESTED
+        rr = await self.engine.start(fid, inp, idempotency_key=key)
         return Handle(rr.execution.id, flow, extra=rr)
 
     async def signal(self, handle: Handle, name: str, payload: Any) -> None:
-        rr = await self.engine.signal(handle.id, "wait", payload=payload)  # UNTESTED
-        handle.extra = rr
+        if self.procs:  # cross-process: commit the resume, a worker runs the next step
+            await self.engine.signal(handle.id, "wait", payload=payload, run_next=False)
+            handle.extra = None
+            return
+        handle.extra = await self.engine.signal(handle.id, "wait", payload=payload)
+
+    async def wait_parked(self, handles: list[Handle], timeout: float = 60.0) -> None:
+        """Worker mode: wait until every execution is ``waiting`` (at its signal)."""
+        end = time.time() + timeout
+        todo = [h.id for h in handles]
+        while todo:
+            ex = await self.engine.store.get(todo[-1], history=False)
+            if ex is not None and str(ex.status) == "waiting":
+                todo.pop()
+                continue
+            if time.time() > end:
+                raise TimeoutError(f"{len(todo)} executions never reached their wait")
+            await asyncio.sleep(0.01)
 
     async def result(self, handle: Handle, timeout: float = 120.0) -> Any:
         rr = handle.extra
         if rr is not None and str(rr.status) in TERMINAL:
-            return self._output(rr.execution)
-        end = time.time() + timeout
-        while True:  # UNTESTED: poll the store (a worker is driving the execution)
-            ex = await self.engine.get(handle.id)
-            if ex is not None and str(ex.status) in TERMINAL:
-                if str(ex.status) != "completed":
-                    raise RuntimeError(f"{handle.id} {ex.status}: {ex.error}")
-                return self._output(ex)
-            if time.time() > end:
-                raise TimeoutError(handle.id)
-            await asyncio.sleep(0.005)
+            return self._checked(rr.execution)
+        if self.procs:
+            return await asyncio.wait_for(self._poll(handle.id), timeout)
+        # in-process: the terminal event of this engine (the worker task or a signal
+        # drove it here); then one read for the output
+        if handle.id not in self._terminal:
+            fut = self._waiters.get(handle.id)
+            if fut is None:
+                fut = self._waiters[handle.id] = asyncio.get_running_loop().create_future()
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        ex = await self.engine.store.get(handle.id, history=False)
+        return self._checked(ex)
+
+    def _checked(self, ex: Any) -> Any:
+        if ex is None or str(ex.status) != "completed":
+            raise RuntimeError(f"{getattr(ex, 'id', '?')} {getattr(ex, 'status', 'missing')}: "
+                               f"{getattr(ex, 'error', None)}")
+        return self._output(ex)
+
+    def _poll(self, eid: str) -> asyncio.Future[Any]:
+        fut = self._polled.get(eid)
+        if fut is None:
+            fut = self._polled[eid] = asyncio.get_running_loop().create_future()
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll_loop())
+        return fut
+
+    async def _poll_loop(self) -> None:
+        """One reader for every pending result in worker mode: ``store.get`` of each
+        pending id in turn, then 2 ms of rest (10 ms when many are pending, so the
+        reader does not eat the CPU the workers need on a 2-core box)."""
+        while self._polled:
+            for eid in list(self._polled):
+                fut = self._polled.get(eid)
+                if fut is None:
+                    continue
+                if fut.done():  # cancelled (timeout)
+                    self._polled.pop(eid, None)
+                    continue
+                ex = await self.engine.store.get(eid, history=False)
+                if ex is not None and str(ex.status) in TERMINAL:
+                    self._polled.pop(eid, None)
+                    try:
+                        fut.set_result(self._checked(ex))
+                    except RuntimeError as e:
+                        fut.set_exception(e)
+            await asyncio.sleep(0.002 if len(self._polled) <= 4 else 0.01)
+
+    async def stored_executions(self, flow: str) -> int:
+        """How many executions of ``flow`` the store holds (W7 cross-check)."""
+        n, cursor = 0, None
+        while True:
+            page = await self.engine.list(flow_id=flow_id(flow, {}), limit=500, cursor=cursor)
+            n += len(page.items)
+            cursor = page.next_cursor
+            if not cursor:
+                return n
 
     @staticmethod
     def _output(ex: Any) -> Any:
@@ -245,15 +326,12 @@ class FlowmonkeyAdapter(Adapter):
     async def stop_workers(self) -> None:
         await self.kill_workers()
         if self.worker is not None:
-            stop = getattr(self.worker, "stop", None)  # UNTESTED: Worker shutdown API
-            if stop is not None:
-                res = stop()
-                if asyncio.iscoroutine(res):
-                    await res
+            res = self.worker.stop()
+            if asyncio.iscoroutine(res):
+                await res
             if self.worker_task is not None:
-                self.worker_task.cancel()
-                try:
-                    await self.worker_task
+                try:  # graceful (shutdown_grace = 1 s), else cancel
+                    await asyncio.wait_for(self.worker_task, 3.0)
                 except (asyncio.CancelledError, Exception):
                     pass
             self.worker = None
@@ -261,13 +339,15 @@ class FlowmonkeyAdapter(Adapter):
 
     async def teardown(self) -> None:
         await self.stop_workers()
+        if self._poller is not None:
+            self._poller.cancel()
         if self.engine is not None:
             await self.engine.__aexit__(None, None, None)
 
 
 async def worker_main(store_url: str, concurrency: int, ready: Path) -> None:
-    # UNTESTED: equivalent to `flowmonkey worker --store URL --concurrency N
-    # --handlers bench.runners.flowmonkey_runner`, but with the bench flows registered.
+    # equivalent to `flowmonkey --store URL worker --concurrency N --handlers MODULE`,
+    # with the bench flows registered in the engine
     engine = build_engine(store_url, worker=True)
     async with engine:
         w = make_worker(engine, concurrency)

@@ -13,6 +13,8 @@ import contextvars
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey.engine import eager
+from flowmonkey.engine import step as step_mod
 from flowmonkey.engine.eager import cancel_soon
 from flowmonkey.engine.run import BRANCH
 from flowmonkey.model.execution import ExecutionStatus, StepRecord, Token, TokenStatus
@@ -51,13 +53,11 @@ def _record(run: Run, step: Step, token: Token, outcome: str, now: datetime) -> 
 
 async def fork(engine: Engine, run: Run, token: Token, step: Step) -> tuple[str, str | None]:
     """Replace ``token`` by one token per branch and commit."""
-    from flowmonkey.engine.step import fail_execution
-
     execution = run.execution
     branches = step.config.get("branches") or []
     missing = [b for b in branches if b not in run.flow.steps]
     if not branches or missing:
-        await fail_execution(
+        await step_mod.fail_execution(
             run,
             "INVALID_TRANSITION",
             f'parallel step "{step.id}" has unknown branches {missing}',
@@ -97,12 +97,10 @@ async def fork(engine: Engine, run: Run, token: Token, step: Step) -> tuple[str,
 
 async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tuple[str, str | None]:
     """A branch token reached a ``join``: park it, or merge the fork and continue."""
-    from flowmonkey.engine.step import advance, fail_execution
-
     execution = run.execution
     fork_id = token.fork_id
     if fork_id is None:
-        await fail_execution(
+        await step_mod.fail_execution(
             run,
             "INVALID_TRANSITION",
             f'join "{step.id}" reached outside a parallel fork',
@@ -110,7 +108,6 @@ async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tup
         )
         return "error", None
     now = engine.clock.now()
-    _record(run, step, token, "success", now)
     mode = step.config.get("mode") or "all"
     token.step_id = step.id
     if mode == "all":
@@ -136,6 +133,9 @@ async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tup
             _settle(execution)
             await run.commit(at=now, release=execution.status is ExecutionStatus.WAITING)
             return "wait", step.id
+    # The merge is the join's one "step" (history record, step count); arrivals are only
+    # token moves and count for nothing.
+    _record(run, step, token, "success", now)
     siblings = [t for t in execution.tokens if t.fork_id == fork_id and t is not token]
     run.join_waits.pop(fork_id, None)
     if mode == "all":
@@ -178,7 +178,7 @@ async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tup
     if dropped:
         _drop(run, dropped, pending, now)
     execution.status = ExecutionStatus.RUNNING
-    return await advance(
+    return await step_mod.advance(
         engine, run, continuation, step, step.transitions.on_success, "success", now
     )
 
@@ -236,8 +236,6 @@ def _settle(execution: Any) -> None:
 
 async def run_branches(engine: Engine, run: Run) -> None:
     """Run every active token concurrently until none is active (or the run ends)."""
-    from flowmonkey.engine.eager import continue_in_task
-    from flowmonkey.engine.step import execute_step
 
     run.concurrent = True
     execution = run.execution
@@ -248,7 +246,7 @@ async def run_branches(engine: Engine, run: Run) -> None:
 
     async def branch(token: Token) -> None:
         while token.status is _ACTIVE and not execution.status.is_terminal:
-            await execute_step(engine, run, token)
+            await step_mod.execute_step(engine, run, token)
 
     def spawn(token: Token) -> None:
         # Eager start: run the branch in this task until it first has to wait. Most
@@ -263,7 +261,7 @@ async def run_branches(engine: Engine, run: Run) -> None:
         except StopIteration:
             return
         task = asyncio.get_running_loop().create_task(
-            continue_in_task(coro, first, run.branches_started), context=context
+            eager.continue_in_task(coro, first, run.branches_started), context=context
         )
         tasks[token.id] = task
         run.token_tasks[token.id] = task

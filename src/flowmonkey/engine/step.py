@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey import errors
+from flowmonkey.engine import parallel
 from flowmonkey.engine.builtins import WAIT_KINDS
 from flowmonkey.engine.eager import Resume, handoff
 from flowmonkey.engine.limits import OutputError
@@ -222,8 +223,6 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
         )
         return "error", None
     if (step.type == "parallel" or step.type == "join") and engine.handlers.get(step.type) is None:
-        from flowmonkey.engine import parallel
-
         async with run.applying():
             if step.type == "parallel":
                 return await parallel.fork(engine, run, token, step)
@@ -434,9 +433,7 @@ async def advance(
     ):
         # Arriving at a join is only a token move: do it in this step's commit rather
         # than in one of its own (halves the commits of a wide fork).
-        from flowmonkey.engine.parallel import join_arrive
-
-        await join_arrive(engine, run, token, target_step)
+        await parallel.join_arrive(engine, run, token, target_step)
         return outcome, target
     if hand_off:
         execution.status = _PENDING

@@ -65,6 +65,7 @@ class _Row:
         "lease_expires",
         "lease_owner",
         "lease_token",
+        "token_index",
     )
 
     def __init__(self, execution: Execution, context: dict[str, bytes]) -> None:
@@ -78,6 +79,8 @@ class _Row:
         self.lease_owner: str | None = None
         self.lease_token = 0
         self.lease_expires: datetime | None = None
+        self.token_index: dict[str, int] | None = None
+        """Position of each stored token, kept while branch steps commit token deltas."""
 
 
 # Header fields a commit may change; copied in place (cheaper than dataclasses.replace,
@@ -113,9 +116,8 @@ def _record(fields: tuple[Any, ...]) -> StepRecord:
     return StepRecord(**dict(zip(_RECORD_FIELDS, fields, strict=True)))
 
 
-def _update_header(
-    header: Execution, execution: Execution, changed: Sequence[Token] | None = None
-) -> None:
+def _update_header(row: _Row, execution: Execution, changed: Sequence[Token] | None) -> None:
+    header = row.execution
     (
         header.status,
         header.current_step_id,
@@ -134,18 +136,19 @@ def _update_header(
         header.event_seq,
     ) = _get_mutable(execution)
     stored = header.tokens
-    if changed is not None and len(stored) == len(execution.tokens):
+    index = row.token_index
+    if changed is not None and index is not None and len(stored) == len(execution.tokens):
         # A branch step of a wide fork: copy the tokens it changed, not all of them.
         for token in changed:
-            for i, old in enumerate(stored):
-                if old.id == token.id:
-                    stored[i] = token.copy()
-                    break
-            else:
-                header.tokens = [t.copy() for t in execution.tokens]
+            i = index.get(token.id)
+            if i is None or stored[i].id != token.id:
                 break
-    else:
-        header.tokens = [t.copy() for t in execution.tokens]
+            stored[i] = token.copy()
+        else:
+            header.retry_attempts = dict(execution.retry_attempts)
+            return
+    header.tokens = [t.copy() for t in execution.tokens]
+    row.token_index = {t.id: i for i, t in enumerate(header.tokens)} if changed else None
     header.retry_attempts = dict(execution.retry_attempts)
 
 
@@ -327,7 +330,7 @@ class MemoryStore:
                 raise errors.InvalidResumeToken(f"token is {record.status}")
             record.status = "used"
             record.used_at = execution.updated_at
-        _update_header(row.execution, execution, commit.changed_tokens)
+        _update_header(row, execution, commit.changed_tokens)
         context = row.context
         for key in commit.context_delete:
             context.pop(key, None)
