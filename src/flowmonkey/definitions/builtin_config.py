@@ -11,11 +11,6 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jmespath
-import jmespath.exceptions
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import validator_for
-
 from flowmonkey.definitions import builtins
 from flowmonkey.durations import parse_datetime, parse_duration
 from flowmonkey.errors import ValidationIssue
@@ -150,6 +145,9 @@ def _join(config: Mapping[str, Any], path: str) -> list[ValidationIssue]:
 
 
 def _switch(config: Mapping[str, Any], path: str) -> list[ValidationIssue]:
+    import jmespath  # lazily: only flows with expressions need it
+    import jmespath.exceptions
+
     issues: list[ValidationIssue] = []
     cases = config.get("cases")
     if cases is None:
@@ -234,6 +232,10 @@ def _user_task(config: Mapping[str, Any], path: str) -> list[ValidationIssue]:
 def _check_form(form: Any, path: str) -> list[ValidationIssue]:
     if not isinstance(form, Mapping):
         return [_err(path, "must be a JSON Schema object")]
+    # Imported here: jsonschema is heavy and only user-task forms need it.
+    from jsonschema.exceptions import SchemaError
+    from jsonschema.validators import validator_for
+
     issues: list[ValidationIssue] = []
     if "$schema" in form and not isinstance(form["$schema"], str):
         return [_err(f"{path}.$schema", "must be a meta-schema URI string")]

@@ -16,9 +16,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import jmespath
-import jmespath.exceptions
-
 from flowmonkey.definitions import builtins
 from flowmonkey.definitions.graph import fork_joins
 from flowmonkey.errors import FlowValidationError, ValidationIssue
@@ -58,6 +55,9 @@ def translate_expression(expression: str) -> str:
     Raises:
         ValueError: the expression cannot be translated into valid JMESPath.
     """
+    import jmespath  # lazily: only flows with expressions need it
+    import jmespath.exceptions
+
     out: list[str] = []
     pos = 0
     while pos < len(expression):

@@ -6,13 +6,12 @@ and a Vyuh graph (``code``, ``nodes``, ``edges``), compiled by ``graph_import``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from flowmonkey.definitions.graph_import import compile_graph, is_graph
 from flowmonkey.definitions.validate import raise_for_issues, validate_parsed
@@ -33,14 +32,22 @@ FLOW_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 FlowSource = str | os.PathLike[str] | Mapping[str, Any]
 
 
-class _FlowYamlLoader(yaml.SafeLoader):
-    """Safe YAML loader that keeps timestamps as strings (flow files are JSON-shaped)."""
+@functools.cache
+def _flow_yaml_loader() -> Any:
+    """Safe YAML loader that keeps timestamps as strings (flow files are JSON-shaped).
 
+    Built on first use, so ``import flowmonkey`` does not pay for PyYAML.
+    """
+    import yaml
 
-_FlowYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    class FlowYamlLoader(yaml.SafeLoader):
+        pass
+
+    FlowYamlLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return FlowYamlLoader
 
 
 def _fail(source: str, message: str) -> FlowValidationError:
@@ -57,8 +64,10 @@ def _parse_text(text: str, source: str, *, json_only: bool = False) -> Any:
                 where = f"{source}:{exc.lineno}:{exc.colno}"
                 raise _fail(where, f"invalid JSON: {exc.msg}") from None
             json_error = exc  # maybe YAML flow style ({id: x}); report JSON's error if not
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_FlowYamlLoader)
+        return yaml.load(text, Loader=_flow_yaml_loader())
     except yaml.YAMLError as exc:
         if json_error is not None:
             where = f"{source}:{json_error.lineno}:{json_error.colno}"
@@ -212,5 +221,7 @@ def dump_flow(flow: Flow, format: Literal["json", "yaml"] = "json") -> str:
     if format == "json":
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if format == "yaml":
+        import yaml
+
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     raise ValueError(f'format must be "json" or "yaml", got {format!r}')

@@ -15,9 +15,6 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-import jmespath
-import jmespath.exceptions
-
 from flowmonkey.durations import parse_datetime, parse_duration
 from flowmonkey.engine.selectors import get_path, render_template
 from flowmonkey.handlers.base import HandlerMetadata
@@ -73,6 +70,9 @@ async def children_of_visit(
 
 def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
     """The built-in step types as handlers bound to ``engine``."""
+    import jmespath  # only engines that run a switch pay for it (see ``compiled``)
+    import jmespath.exceptions
+
     expressions: dict[str, Any] = {}
 
     def compiled(expr: str) -> Any:

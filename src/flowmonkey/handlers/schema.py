@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from jsonschema.exceptions import ValidationError
-from jsonschema.protocols import Validator
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
 
 __all__ = [
     "SchemaValidator",
@@ -239,16 +240,23 @@ def json_schema_for(tp: Any, *, localns: Mapping[str, Any] | None = None) -> Jso
 
 # -- validation ---------------------------------------------------------------------------
 
-# Handlers see ``Mapping``s (e.g. read-only views) and tuples, not only dicts and lists.
-_TYPE_CHECKER = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
-    {
-        "object": lambda _checker, inst: isinstance(inst, Mapping),
-        "array": lambda _checker, inst: isinstance(inst, list | tuple),
-    }
-)
-_ValidatorClass = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft202012Validator, type_checker=_TYPE_CHECKER
-)
+
+@functools.cache
+def _validator_class() -> Any:
+    """The Draft 2020-12 validator, with object/array widened to ``Mapping``/tuples
+    (handlers see read-only views). Built on first use: importing jsonschema costs
+    more than the rest of flowmonkey, and most processes never validate a schema."""
+    import jsonschema
+
+    type_checker = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {
+            "object": lambda _checker, inst: isinstance(inst, Mapping),
+            "array": lambda _checker, inst: isinstance(inst, list | tuple),
+        }
+    )
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator, type_checker=type_checker
+    )
 
 
 def _format_path(parts: Iterable[str | int]) -> str:
@@ -367,12 +375,15 @@ class SchemaValidator:
         Raises:
             ValueError: the schema itself is not a valid Draft 2020-12 schema.
         """
+        import jsonschema
+
         self.schema = dict(schema)
+        validator_class = _validator_class()
         try:
-            _ValidatorClass.check_schema(self.schema)
+            validator_class.check_schema(self.schema)
         except jsonschema.SchemaError as exc:
             raise ValueError(f"invalid JSON Schema: {exc.message}") from exc
-        self._validator: Validator = _ValidatorClass(
+        self._validator: Validator = validator_class(
             self.schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
         )
 
