@@ -40,7 +40,7 @@ WORK = BENCH / ".work"
 ALL_WORKLOADS = ["W1", "W2", "W3", "W3b", "W4", "W5", "W7"]
 
 # ---------------------------------------------------------------------------
-# Parameters (quick: whole suite < 3 min on 2 cores; full: < 20 min)
+# Parameters (quick: whole suite < 3 min on 2 cores; full: < 15 min, engine + peers < 20)
 # ---------------------------------------------------------------------------
 
 PARAMS: dict[str, dict[str, Any]] = {
@@ -55,14 +55,16 @@ PARAMS: dict[str, dict[str, Any]] = {
         "W7": {"keys": 10, "starts_per_key": 100},
         "warmup_flows": 5,
     },
+    # full: sized so that `python -m bench all` (engine ~4 min + peers) stays < 20 min;
+    # Temporal's dev server (~50 ms/step) is the long pole (~2 min per measured run)
     "full": {
-        "W1": {"k_flows": {1: 50, 10: 50, 100: 5}},
-        "W2": {"n": 300, "steps": 3, "concurrency": [16, 64]},
+        "W1": {"k_flows": {1: 50, 10: 50, 100: 3}},
+        "W2": {"n": 200, "steps": 3, "concurrency": [16, 64]},
         "W3": {"single": 20, "burst": 100},
         "W3b": {"n": 100, "sleep_s": 2.0},
         "W4": {"n": 60, "steps": 10, "sleep_ms": 20, "concurrency": 16, "kill_at": 0.5,
                "restart_after_s": 1.0},
-        "W5": {"n": 300, "steps": 3, "concurrency": 16, "workers": [1, 2]},
+        "W5": {"n": 200, "steps": 3, "concurrency": 16, "workers": [1, 2]},
         "W7": {"keys": 20, "starts_per_key": 100},
         "warmup_flows": 20,
     },

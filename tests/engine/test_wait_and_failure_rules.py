@@ -174,3 +174,20 @@ async def test_resume_and_signal_can_leave_the_next_steps_to_a_worker(make: Make
             done = await engine.get(eid)
             assert done is not None and done.status is ExecutionStatus.COMPLETED
             ran.clear()
+
+
+async def test_ctx_set_is_undone_when_the_output_cannot_be_stored(make: MakeEngine) -> None:
+    @handler("writes")
+    async def writes(ctx: HandlerContext) -> Result:
+        ctx.set("side", "written")
+        return Result.success({"n": 1})
+
+    # outputKey goes through "flat", which is a string: the output cannot be stored
+    flow = FlowBuilder("f").step("s", "writes", output_key="flat.n").build()
+    async with make([writes], [flow]) as engine:
+        result = await engine.start("f", {"flat": "not an object"})
+        assert result.status is ExecutionStatus.FAILED
+        assert result.error is not None and result.error.code == "INPUT_ERROR"
+        assert result.context == {"flat": "not an object"}
+        stored = await engine.get(result.execution.id)
+        assert stored is not None and stored.context == {"flat": "not an object"}

@@ -10,7 +10,7 @@ from typing import Any
 
 from flowmonkey.model.events import Event
 
-__all__ = ["EventBus", "Listener"]
+__all__ = ["EventBus", "Listener", "call_maybe_async"]
 
 Listener = Callable[[Event], Any]
 log = logging.getLogger("flowmonkey.events")
@@ -76,3 +76,11 @@ async def _guard(awaitable: Awaitable[Any], listener: Listener, event: Event) ->
         await awaitable
     except Exception:
         log.exception("async event listener %r failed on %s", listener, event.type)
+
+
+async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a sync or async callable."""
+    out = fn(*args)
+    if inspect.isawaitable(out):
+        return await out
+    return out

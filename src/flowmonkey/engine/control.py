@@ -1,207 +1,32 @@
-"""Operations that change an execution from outside a step: due timers, resume,
-signals, user tasks, cancel, fail, recovery, lifecycle hooks."""
+"""Operations that hand data to a waiting execution from outside a step: resume (by id
+or token), signals and user tasks. Due work lives in ``timers``, cancel/fail and the
+after-terminal work in ``terminal``."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.builtins import task_id_for
+from flowmonkey.engine.leasing import release_untouched, settle_status
 from flowmonkey.engine.limits import OutputError
-from flowmonkey.engine.results import CancelResult, RunResult
+from flowmonkey.engine.results import RunResult
 from flowmonkey.engine.run import Run, hash_token
 from flowmonkey.engine.step import advance, complete_if_done, move_after_wait
-from flowmonkey.model.events import Event
-from flowmonkey.model.execution import (
-    Cancellation,
-    ErrorInfo,
-    Execution,
-    ExecutionStatus,
-    Token,
-    TokenStatus,
-)
-from flowmonkey.stores.base import TaskQuery
+from flowmonkey.engine.timers import apply_due
+from flowmonkey.model.execution import ExecutionStatus, Token, TokenStatus
 
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
-    from flowmonkey.model.flow import Step
     from flowmonkey.model.records import Task
 
-__all__ = [
-    "after_terminal",
-    "apply_due",
-    "cancel",
-    "complete_task",
-    "fail",
-    "recover_stale",
-    "resume",
-    "resume_by_token",
-    "signal",
-    "tick_timers",
-]
+__all__ = ["complete_task", "resume", "resume_by_token", "signal"]
 
 _PENDING = ExecutionStatus.PENDING
 _RUNNING = ExecutionStatus.RUNNING
 _WAITING_S = ExecutionStatus.WAITING
 _WAITING = TokenStatus.WAITING
 _ACTIVE = TokenStatus.ACTIVE
-
-
-async def _due_changes(engine: Engine, run: Run) -> bool:
-    """Apply due timeouts and wakes to the working copy. Returns True if anything changed.
-
-    Order matters: an expired execution deadline wins over everything; a wait deadline
-    wins over a wake that is due at the same time.
-    """
-    execution = run.execution
-    if execution.status.is_terminal:
-        return False
-    now = engine.clock.now()
-    if execution.deadline_at is not None and execution.deadline_at <= now:
-        info = ErrorInfo(
-            code="TIMEOUT",
-            message="execution timed out",
-            step_id=execution.current_step_id,
-            at=now,
-        )
-        execution.cancellation = Cancellation(
-            source="timeout", reason="execution timed out", at=now
-        )
-        await _note_cancelled_tasks(engine, run, now, "execution timed out")
-        run.finish(ExecutionStatus.CANCELLED, now, info)
-        run.emit("execution.cancelled", now, {"source": "timeout", "reason": "execution timed out"})
-        return True
-    changed = False
-    for token in list(execution.tokens):
-        if token.status is not _WAITING or token.wait_kind == "join":
-            continue
-        step = run.flow.steps.get(token.step_id) if token.step_id else None
-        if (
-            token.wait_kind != "retry"
-            and token.wait_deadline_at is not None
-            and token.wait_deadline_at <= now
-        ):
-            changed = True
-            if await _wait_timed_out(engine, run, token, step, now):
-                return True
-        elif token.wake_at is not None and token.wake_at <= now:
-            changed = True
-            kind = token.wait_kind
-            step_id = token.step_id
-            scheduled = token.wake_at
-            ended = move_after_wait(step, token, execution.step_count, run)
-            if kind == "timer":
-                run.emit("timer.fired", now, {"step_id": step_id})
-                if step is not None and step.type == "delay" and step.output_key:
-                    run.write(
-                        step.output_key,
-                        {"scheduledFor": scheduled.isoformat(), "firedAt": now.isoformat()},
-                    )
-            run.emit("execution.resumed", now, {"step_id": step_id, "reason": kind or "wake"})
-            if ended and complete_if_done(run, now):
-                return True
-    if changed and not execution.status.is_terminal:
-        _settle_status(execution)
-    return changed
-
-
-async def _wait_timed_out(
-    engine: Engine, run: Run, token: Token, step: Step | None, now: Any
-) -> bool:
-    """Follow ``onTimeout`` or fail with ``TIMEOUT``; True when the execution ended."""
-    step_id = token.step_id
-    if step_id is not None:
-        run.revoke_steps.append(step_id)
-    run.emit("step.timeout", now, {"step_id": step_id, "kind": "wait"})
-    if step is not None and step.type == "userTask":
-        task = await engine.store.get_task(task_id_for(run.execution.id, step.id, token.visit))
-        if task is not None and task.status == "pending":
-            task.status = "expired"
-            run.tasks.append(task)
-            run.emit(
-                "task.cancelled", now, {"task_id": task.id, "step_id": step.id, "reason": "expired"}
-            )
-    target = step.transitions.on_timeout if step is not None else None
-    token.status = _ACTIVE
-    token.wake_at = token.wait_reason = token.wait_kind = None
-    token.wait_started_at = token.wait_deadline_at = None
-    if target is not None and target in run.flow.steps:
-        token.step_id = target
-        token.visit = run.execution.step_count
-        run.emit(
-            "transition", now, {"from_step_id": step_id, "to_step_id": target, "outcome": "timeout"}
-        )
-        return False
-    info = ErrorInfo(
-        code="TIMEOUT", message=f'wait at step "{step_id}" timed out', step_id=step_id, at=now
-    )
-    run.execution.last_error = info
-    run.finish(ExecutionStatus.FAILED, now, info)
-    run.emit("execution.failed", now, {"step_id": step_id, "error": info.to_dict()})
-    return True
-
-
-def _settle_status(execution: Execution) -> None:
-    tokens = execution.tokens
-    if any(t.status is _ACTIVE for t in tokens):
-        execution.status = _RUNNING
-    elif any(t.status is _WAITING for t in tokens):
-        execution.status = _WAITING_S
-
-
-async def apply_due(engine: Engine, run: Run, *, for_tick: bool = False) -> bool:
-    """Apply due work to a leased execution and commit it (``tick_timers`` releases)."""
-    if not await _due_changes(engine, run):
-        return False
-    execution = run.execution
-    if execution.status.is_terminal:
-        await run.commit(release=True)
-        await _terminal_cleanup(engine, execution)
-    elif for_tick:
-        if execution.status is _RUNNING:
-            execution.status = _PENDING
-        await run.commit(release=True)
-        if execution.status is _PENDING:
-            await engine.notify_runnable(execution.id)
-    else:
-        await run.commit()
-    return True
-
-
-async def _terminal_cleanup(engine: Engine, execution: Execution) -> None:
-    if execution.status is ExecutionStatus.CANCELLED or execution.status is ExecutionStatus.FAILED:
-        await _cancel_children(engine, execution.id)
-    await engine.after_terminal(execution)
-
-
-async def _cancel_children(engine: Engine, execution_id: str) -> int:
-    count = 0
-    for child in await engine.store.find_children(execution_id):
-        if child.status.is_terminal:
-            continue
-        result = await cancel(engine, child.id, source="parent", reason="parent ended")
-        count += int(result.cancelled)
-    return count
-
-
-async def _open(engine: Engine, execution_id: str, *, steal: bool = False) -> Run | None:
-    acquired = await engine.acquire(execution_id, steal=steal, start=False)
-    return await engine.open_run(acquired)
-
-
-async def _release(engine: Engine, run: Run) -> None:
-    """Give the lease back without doing anything; a ``running`` execution (acquiring made
-    a pending one running) is left ``pending`` so it stays runnable for anyone."""
-    if run.released:
-        return
-    if run.execution.status is _RUNNING:
-        run.execution.status = _PENDING
-        await run.commit(release=True)
-        await engine.notify_runnable(run.execution.id)
-    else:
-        await engine.store.release(run.lease)
-        run.released = True
 
 
 def _waiting_token(run: Run, step_id: str | None) -> Token | None:
@@ -220,7 +45,7 @@ async def _open_waiting(engine: Engine, execution_id: str) -> Run:
         raise errors.ExecutionNotWaiting(execution_id, str(status))
     await apply_due(engine, run)
     if run.execution.status is not _WAITING_S:
-        await _release(engine, run)
+        await release_untouched(engine, run)
         raise errors.ExecutionNotWaiting(execution_id, str(run.execution.status))
     return run
 
@@ -259,12 +84,12 @@ async def resume(
             await run.commit(release=True)
             await engine.after_terminal(run.execution)
             return RunResult.of(run.execution)
-        _settle_status(run.execution)
+        settle_status(run.execution)
         if not run_next:
             return await _hand_off(engine, run)
         await run.commit()
     except BaseException:
-        await _release(engine, run)
+        await release_untouched(engine, run)
         raise
     return await engine.drive(run)
 
@@ -395,12 +220,12 @@ async def signal(
                 await run.commit(release=True)
                 await engine.after_terminal(run.execution)
                 return RunResult.of(run.execution)
-            _settle_status(run.execution)
+            settle_status(run.execution)
             if not run_next:
                 return await _hand_off(engine, run)
             await run.commit()
     except BaseException:
-        await _release(engine, run)
+        await release_untouched(engine, run)
         raise
     return await engine.drive(run)
 
@@ -452,198 +277,3 @@ def form_problems(form: dict[str, Any], output: Any) -> list[dict[str, str]]:
         path = ".".join(str(p) for p in err.path) or "(root)"
         out.append({"path": path, "message": err.message})
     return out
-
-
-async def cancel(
-    engine: Engine, execution_id: str, *, source: str, reason: str | None
-) -> CancelResult:
-    """See ``Engine.cancel``: one commit under a stolen lease, then the children."""
-    acquired = await engine.acquire(execution_id, steal=True, start=False)
-    previous = acquired.execution.status
-    run = await engine.open_run(acquired)
-    if run is None:
-        return CancelResult(
-            cancelled=False,
-            execution=acquired.execution,
-            previous_status=previous,
-            error=f"execution is already {previous}",
-        )
-    now = engine.clock.now()
-    execution = run.execution
-    execution.cancellation = Cancellation(source=source, reason=reason, at=now)
-    await _note_cancelled_tasks(engine, run, now, reason or "execution cancelled")
-    run.finish(ExecutionStatus.CANCELLED, now, None)
-    run.emit("execution.cancelled", now, {"source": source, "reason": reason})
-    await run.commit(release=True)
-    engine.request_cancel(execution_id)
-    children = await _cancel_children(engine, execution_id)
-    await engine.after_terminal(execution)
-    return CancelResult(
-        cancelled=True,
-        execution=execution,
-        previous_status=previous,
-        children_cancelled=children,
-    )
-
-
-async def fail(
-    engine: Engine, execution_id: str, *, message: str, step_id: str | None, code: str
-) -> RunResult:
-    """See ``Engine.fail``."""
-    acquired = await engine.acquire(execution_id, steal=True, start=False)
-    run = await engine.open_run(acquired)
-    if run is None:
-        raise errors.ExecutionTerminal(execution_id, str(acquired.execution.status))
-    now = engine.clock.now()
-    execution = run.execution
-    info = ErrorInfo(
-        code=code, message=message, step_id=step_id or execution.current_step_id, at=now
-    )
-    await _note_cancelled_tasks(engine, run, now, "execution failed")
-    run.finish(ExecutionStatus.FAILED, now, info)
-    run.emit("execution.failed", now, {"step_id": info.step_id, "error": info.to_dict()})
-    await run.commit(release=True)
-    engine.request_cancel(execution_id)
-    await _cancel_children(engine, execution_id)
-    await engine.after_terminal(execution)
-    return RunResult.of(execution)
-
-
-async def tick_timers(engine: Engine, *, limit: int) -> list[str]:
-    """See ``Engine.tick_timers``."""
-    applied = []
-    for execution_id in await engine.store.due(now=engine.clock.now(), limit=limit):
-        run = await _open(engine, execution_id)
-        if run is None:
-            continue
-        try:
-            if await apply_due(engine, run, for_tick=True):
-                applied.append(execution_id)
-        finally:
-            await _release(engine, run)
-    return applied
-
-
-async def recover_stale(engine: Engine) -> list[str]:
-    """See ``Engine.recover_stale``."""
-    now = engine.clock.now()
-    ids = await engine.store.stale(
-        now=now, updated_before=now - engine.options.stale_after, limit=1000
-    )
-    recovered = []
-    for execution_id in ids:
-        acquired = await engine.acquire(execution_id)
-        run = await engine.open_run(acquired)
-        if run is None:
-            continue
-        # open_run already counted the new run when the lease had expired; an
-        # unleased stale row (no lease to expire) is counted here.
-        if not acquired.recovered:
-            note_recovery(run)
-        if run.execution.status is _RUNNING:
-            run.execution.status = _PENDING
-        await run.commit(release=True)
-        await engine.notify_runnable(execution_id)
-        recovered.append(execution_id)
-    return recovered
-
-
-def note_recovery(run: Run) -> None:
-    """A crashed or stalled run is picked up again: ``run_number += 1``."""
-    execution = run.execution
-    execution.run_number += 1
-    run.emit(
-        "execution.recovered",
-        run.engine.clock.now(),
-        {"run_number": execution.run_number, "step_id": execution.current_step_id},
-    )
-
-
-async def after_terminal(engine: Engine, execution: Execution) -> None:
-    """Lifecycle hooks after the terminal commit; errors never undo it."""
-    hooks = engine._hooks.get(execution.flow_id)
-    if not hooks:
-        return
-    name = {
-        ExecutionStatus.COMPLETED: "on_complete",
-        ExecutionStatus.FAILED: "on_fail",
-        ExecutionStatus.CANCELLED: "on_cancel",
-    }.get(execution.status)
-    if name is None:
-        return
-    from flowmonkey.engine.engine import call_maybe_async
-
-    for hook in hooks.get(name, ()):
-        try:
-            await call_maybe_async(hook, execution)
-        except Exception as exc:
-            import logging
-
-            logging.getLogger("flowmonkey.engine").exception(
-                "%s hook for %s failed", name, execution.id
-            )
-            engine.bus.emit(
-                [
-                    Event(
-                        "error",
-                        execution.id,
-                        engine.clock.now(),
-                        {"execution_id": execution.id, "hook": name, "error": str(exc)},
-                    )
-                ]
-            )
-
-
-async def _note_cancelled_tasks(engine: Engine, run: Run, now: Any, reason: str) -> None:
-    """Emit ``task.cancelled`` for the pending tasks that ``finish`` is about to cancel."""
-    pending = await engine.store.list_tasks(
-        TaskQuery(execution_id=run.execution.id, status="pending", limit=10_000)
-    )
-    for task in pending:
-        run.emit(
-            "task.cancelled", now, {"task_id": task.id, "step_id": task.step_id, "reason": reason}
-        )
-
-
-async def wake_parent(engine: Engine, parent_id: str, step_id: str, visit: int) -> None:
-    """Make a parent waiting for children at ``step_id`` runnable once they all ended."""
-    from flowmonkey.engine.builtins import children_of_visit
-
-    children = await children_of_visit(engine, parent_id, step_id, visit)
-    if any(not c.status.is_terminal for c in children):
-        return
-    acquired = await engine.acquire(parent_id, start=False)
-    for attempt in range(40):
-        if attempt:
-            acquired = await engine.acquire(parent_id, start=False)
-        if acquired.lease is not None or acquired.execution.status.is_terminal:
-            break
-        # Busy: usually the parent itself is committing its wait; it re-checks after.
-        await asyncio.sleep(min(0.005 * (attempt + 1), 0.05))
-    run = await engine.open_run(acquired)
-    if run is None:
-        return
-    try:
-        token = next(
-            (
-                t
-                for t in run.execution.tokens
-                if t.status is _WAITING
-                and t.step_id == step_id
-                and t.wait_kind == "child"
-                and t.visit == visit
-            ),
-            None,
-        )
-        if token is None:
-            return
-        now = engine.clock.now()
-        move_after_wait(run.flow.steps.get(step_id), token, run.execution.step_count)
-        run.emit("execution.resumed", now, {"step_id": step_id, "reason": "children"})
-        _settle_status(run.execution)
-        if run.execution.status is _RUNNING:
-            run.execution.status = _PENDING
-        await run.commit(release=True)
-        await engine.notify_runnable(parent_id)
-    finally:
-        await _release(engine, run)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey import errors
 from flowmonkey.clock import Clock, SystemClock
-from flowmonkey.engine import control
+from flowmonkey.engine import control, driving, lookup, terminal, timers
 from flowmonkey.engine.bus import EventBus, Listener
-from flowmonkey.engine.limits import ContextSizes, OutputError, dump_value, plan_write
+from flowmonkey.engine.creation import create_execution
+from flowmonkey.engine.heartbeats import LeaseKeeper
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.results import (
     CancelResult,
@@ -26,12 +25,11 @@ from flowmonkey.engine.results import (
     StepResult,
 )
 from flowmonkey.engine.run import Run
-from flowmonkey.engine.step import StepCancelled, execute_step
 from flowmonkey.model.events import Event
-from flowmonkey.model.execution import Execution, ExecutionStatus, Token, TokenStatus
+from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
 from flowmonkey.model.records import Task
-from flowmonkey.stores.base import Acquired, ExecutionQuery, Lease, Page, Store, TaskQuery
+from flowmonkey.stores.base import Acquired, ExecutionQuery, Page, Store, TaskQuery
 
 if TYPE_CHECKING:
     from flowmonkey.definitions.registry import FlowRegistry
@@ -70,10 +68,11 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.bus = EventBus()
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
-        """Lease owner id of this engine (a worker sets its own)."""
+        """Lease owner prefix of this engine (a worker sets its own worker id)."""
+        self._acquisitions = 0
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: dict[str, Run] = {}
-        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._leases = LeaseKeeper(self)
         self._hooks: dict[str, dict[str, list[Hook]]] = {}
         self._ready = False
         self._builtins: dict[str, RegisteredHandler] = {}
@@ -87,28 +86,12 @@ class Engine:
             self.register_builtin(builtin)
 
     def _flow_registered(self, flow: Flow) -> None:
-        self.bus.emit(
-            [
-                Event(
-                    "flow.registered",
-                    None,
-                    self.clock.now(),
-                    {"flow_id": flow.id, "version": flow.version},
-                )
-            ]
-        )
+        data = {"flow_id": flow.id, "version": flow.version}
+        self.bus.emit([Event("flow.registered", None, self.clock.now(), data)])
 
     def _handler_registered(self, handler: Any) -> None:
-        self.bus.emit(
-            [
-                Event(
-                    "handler.registered",
-                    None,
-                    self.clock.now(),
-                    {"handler_type": getattr(handler, "type", str(handler))},
-                )
-            ]
-        )
+        data = {"handler_type": getattr(handler, "type", str(handler))}
+        self.bus.emit([Event("handler.registered", None, self.clock.now(), data)])
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -125,13 +108,7 @@ class Engine:
 
     async def close(self) -> None:
         """Stop background work, wait for async listeners, close the store."""
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            try:
-                await self._heartbeat_task
-            except asyncio.CancelledError:
-                pass
-            self._heartbeat_task = None
+        await self._leases.stop()
         await self.bus.drain()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -188,7 +165,7 @@ class Engine:
         and ``"error"`` listeners, never raised)."""
         if execution.parent_execution_id is not None and execution.parent_step_id is not None:
             try:
-                await control.wake_parent(
+                await timers.wake_parent(
                     self,
                     execution.parent_execution_id,
                     execution.parent_step_id,
@@ -196,7 +173,7 @@ class Engine:
                 )
             except Exception:
                 log.exception("waking the parent of %s failed; its poll will notice", execution.id)
-        await control.after_terminal(self, execution)
+        await terminal.after_terminal(self, execution)
 
     def register_builtin(self, handler: RegisteredHandler) -> None:
         """Register an engine-provided step type (parallel, switch, ...)."""
@@ -207,18 +184,7 @@ class Engine:
 
         In simulation mode every non-built-in type gets a passthrough handler.
         """
-        handler = self.handlers.get(step.type)
-        if handler is None:
-            handler = self._builtins.get(step.type)
-        elif self.options.mode == "simulation" and step.type not in self._builtins:
-            from flowmonkey.engine.simulation import passthrough
-
-            return passthrough(step.type)
-        if handler is None and self.options.mode == "simulation":
-            from flowmonkey.engine.simulation import passthrough
-
-            return passthrough(step.type)
-        return handler
+        return lookup.resolve_handler(self, step)
 
     def wait_timeout_for(self, execution: Execution, step: Step) -> timedelta | None:
         """How long a wait at ``step`` may last before ``onTimeout``/``TIMEOUT``.
@@ -245,35 +211,18 @@ class Engine:
         Safe to call any number of times: only a token still waiting for children at
         that step and visit is woken.
         """
-        await control.wake_parent(self, parent_id, step_id, visit)
+        await timers.wake_parent(self, parent_id, step_id, visit)
         return True
 
     # -- flows -----------------------------------------------------------------------------
 
     async def get_flow(self, flow_id: str, version: str | None = None) -> Flow:
         """A registered flow, else one saved in the store (then cached in the registry)."""
-        flow = self.flows.get(flow_id, version)
-        if flow is not None:
-            return flow
-        stored = await self.store.get_flow(flow_id, version)
-        if stored is None:
-            raise errors.FlowNotFound(flow_id, version)
-        flow = Flow.from_dict(stored.definition)
-        self.flows.register(flow)
-        return flow
+        return await lookup.get_flow(self, flow_id, version)
 
     async def load_flows_from_store(self) -> int:
         """Register every version of every flow saved in the store; returns the count."""
-        count = 0
-        for stored in await self.store.list_flows():
-            for version in await self.store.flow_versions(stored.flow_id):
-                if self.flows.get(stored.flow_id, version) is not None:
-                    continue
-                found = await self.store.get_flow(stored.flow_id, version)
-                if found is not None:
-                    self.flows.register(Flow.from_dict(found.definition))
-                    count += 1
-        return count
+        return await lookup.load_flows_from_store(self)
 
     async def save_flow(self, flow: Flow) -> bool:
         """Persist ``flow`` in the store, then register it (versions are immutable).
@@ -281,16 +230,8 @@ class Engine:
         The store decides first: a version it refuses (a different definition under the
         same id@version) must not end up registered in this process either.
         """
-        from flowmonkey.definitions.validate import raise_for_issues
-
         await self._ensure_ready()
-        raise_for_issues(flow.id, self.flows.validate(flow))
-        known = self.flows.get(flow.id, flow.version)
-        if known is not None and known.version == flow.version and known != flow:
-            self.flows.register(flow)  # raises: versions are immutable
-        saved = await self.store.save_flow(flow.to_dict(), now=self.clock.now())
-        self.flows.register(flow)
-        return saved
+        return await lookup.save_flow(self, flow)
 
     # -- create / run ----------------------------------------------------------------------
 
@@ -318,8 +259,8 @@ class Engine:
             FlowNotFound: unknown flow or version (nothing is created).
             ContextLimitError: the initial context breaks a limit (nothing is created).
         """
-        created, _ = await self._create(
-            flow_id, context, tenant_id=tenant_id, idempotency_key=idempotency_key,
+        created, _ = await create_execution(
+            self, flow_id, context, tenant_id=tenant_id, idempotency_key=idempotency_key,
             idempotency_ttl=idempotency_ttl, metadata=metadata,
             parent_execution_id=parent_execution_id, parent_step_id=parent_step_id,
             correlation_id=correlation_id, user_id=user_id, version=version,
@@ -328,111 +269,11 @@ class Engine:
         )  # fmt: skip
         return created
 
-    async def _create(
-        self,
-        flow_id: str,
-        context: Mapping[str, Any] | None,
-        *,
-        tenant_id: str | None = None,
-        idempotency_key: str | None = None,
-        idempotency_ttl: timedelta | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        parent_execution_id: str | None = None,
-        parent_step_id: str | None = None,
-        correlation_id: str | None = None,
-        user_id: str | None = None,
-        version: str | None = None,
-        execution_timeout: timedelta | None = None,
-        wait_timeout: timedelta | None = None,
-        execution_id: str | None = None,
-        lease_self: bool,
-    ) -> tuple[CreateResult, Run | None]:
-        await self._ensure_ready()
-        flow = await self.get_flow(flow_id, version)
-        initial = dict(context or {})
-        if not isinstance(context, Mapping | None):
-            raise TypeError("context must be a mapping")
-        check_context(initial, self.options)
-        now = self.clock.now()
-        ttl = idempotency_ttl if idempotency_ttl is not None else self.options.idempotency_ttl
-        ttl = min(ttl, self.options.max_idempotency_ttl)
-        ex_timeout = execution_timeout or self.options.execution_timeout
-        execution = Execution(
-            id=execution_id or str(uuid.uuid4()),
-            flow_id=flow.id,
-            flow_version=flow.version,
-            status=ExecutionStatus.PENDING,
-            current_step_id=flow.initial_step_id,
-            tokens=[Token(id="t0", step_id=flow.initial_step_id)],
-            context=initial,
-            created_at=now,
-            updated_at=now,
-            tenant_id=tenant_id,
-            metadata=dict(metadata or {}),
-            correlation_id=correlation_id,
-            user_id=user_id,
-            idempotency_key=idempotency_key,
-            idempotency_expires_at=now + ttl if idempotency_key is not None else None,
-            parent_execution_id=parent_execution_id,
-            parent_step_id=parent_step_id,
-            execution_timeout=execution_timeout,
-            wait_timeout=wait_timeout,
-            deadline_at=now + ex_timeout if ex_timeout is not None else None,
-            event_seq=1,
-        )
-        created_event = Event(
-            "execution.created",
-            execution.id,
-            now,
-            {
-                "execution_id": execution.id,
-                "flow_id": flow.id,
-                "flow_version": flow.version,
-                "parent_execution_id": parent_execution_id,
-            },
-            1,
-            tenant_id,
-        )
-        lease = None
-        if lease_self:
-            # ``start`` runs it right away: store it already leased and running, which
-            # saves the separate acquire transaction.
-            lease = Lease(execution_id=execution.id, owner=self.owner, token=1,
-                          expires_at=now + self.options.lease_for)  # fmt: skip
-            execution.status = ExecutionStatus.RUNNING
-            execution.started_at = now
-        stored, created = await self.store.create(execution, [created_event], lease=lease)
-        run = None
-        if created:
-            self.bus.emit([created_event])
-            if lease is not None:
-                run = Run(self, stored, lease, flow)
-            else:
-                await self.notify_runnable(stored.id)
-        else:
-            self.bus.emit(
-                [
-                    Event(
-                        "idempotency.hit",
-                        stored.id,
-                        now,
-                        {
-                            "execution_id": stored.id,
-                            "flow_id": flow.id,
-                            "idempotency_key": idempotency_key,
-                        },
-                        0,
-                        tenant_id,
-                    )
-                ]
-            )
-        return CreateResult(execution=stored, created=created), run
-
     async def start(
         self, flow_id: str, context: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> RunResult:
         """``create`` then ``run`` (an idempotency hit runs/reports the existing one)."""
-        created, run = await self._create(flow_id, context, lease_self=True, **kwargs)
+        created, run = await create_execution(self, flow_id, context, lease_self=True, **kwargs)
         if run is not None:
             return await self.drive(run)
         return await self.run(created.execution.id)
@@ -450,8 +291,9 @@ class Engine:
     ) -> Acquired:
         """Lease an execution to this engine (``start=False`` leaves ``pending`` as is).
 
-        An execution this engine is already driving is never handed out a second time
-        (all of this engine's leases share one owner id, so the store cannot tell).
+        Each acquisition gets its own owner id (``<engine owner>/<n>``): a store re-grants
+        a live lease to the same owner, so a shared id would let two concurrent calls of
+        this engine drive one execution at once.
         """
         await self._ensure_ready()
         inflight = self._inflight.get(execution_id)
@@ -459,38 +301,21 @@ class Engine:
             return Acquired(execution=inflight.execution.clone(), lease=None)
         return await self.store.acquire(
             execution_id,
-            owner=self.owner,
+            owner=self.lease_owner(),
             now=self.clock.now(),
             lease_for=self.options.lease_for,
             steal=steal,
             start=start,
         )
 
+    def lease_owner(self) -> str:
+        """A fresh lease owner id for one acquisition by this engine."""
+        self._acquisitions += 1
+        return f"{self.owner}/{self._acquisitions}"
+
     async def open_run(self, acquired: Acquired) -> Run | None:
         """Wrap a granted lease in a ``Run`` (None if no lease was granted)."""
-        if acquired.lease is None:
-            return None
-        execution = acquired.execution
-        try:
-            flow = await self.get_flow(execution.flow_id, execution.flow_version)
-        except errors.FlowNotFound as exc:
-            # Nothing can ever run it here: fail it (terminal, lease released) rather than
-            # leave it running and unclaimable.
-            placeholder = Flow(
-                id=execution.flow_id, version=execution.flow_version, initial_step_id="", steps={}
-            )
-            run = Run(self, execution, acquired.lease, placeholder)
-            from flowmonkey.engine.step import fail_execution
-
-            await fail_execution(run, exc.code, exc.message, step_id=execution.current_step_id)
-            return run
-        except BaseException:
-            await self.store.release(acquired.lease)
-            raise
-        run = Run(self, execution, acquired.lease, flow)
-        if acquired.recovered:
-            control.note_recovery(run)
-        return run
+        return await driving.open_run(self, acquired)
 
     async def run(self, execution_id: str) -> RunResult:
         """Drive the execution until it completes, fails, is cancelled or waits.
@@ -506,23 +331,7 @@ class Engine:
 
     async def step(self, execution_id: str) -> StepResult:
         """Run exactly one step (after applying any due wake or timeout)."""
-        acquired = await self.acquire(execution_id)
-        run = await self.open_run(acquired)
-        if run is None:
-            ex = acquired.execution
-            return StepResult(
-                step_id=None, outcome=None, next_step_id=None, status=ex.status, execution=ex
-            )
-        outcome: builtins.list[tuple[str | None, str | None, str | None]] = []
-        result = await self.drive(run, max_steps=1, record=outcome)
-        step_id, kind, next_id = outcome[0] if outcome else (None, None, None)
-        return StepResult(
-            step_id=step_id,
-            outcome=kind,
-            next_step_id=next_id,
-            status=result.status,
-            execution=result.execution,
-        )
+        return await driving.step_once(self, execution_id)
 
     async def drive(
         self,
@@ -534,61 +343,7 @@ class Engine:
     ) -> RunResult:
         """Step a leased execution until it stops (or ``max_steps`` handler steps ran, or
         ``stop`` is set: then it is left ``pending`` for anyone to continue)."""
-        execution = run.execution
-        self._inflight[execution.id] = run
-        self._ensure_heartbeats()
-        steps = 0
-        waiting = ExecutionStatus.WAITING
-        try:
-            await control.apply_due(self, run)
-            while True:
-                status = execution.status
-                if status.is_terminal or status is waiting:
-                    break
-                # Between steps only the execution deadline can fall due; the time of the
-                # last commit is a close enough "now" for that check (saves a clock read).
-                deadline = execution.deadline_at
-                if steps and deadline is not None and deadline <= execution.updated_at:
-                    await control.apply_due(self, run)
-                    continue
-                token = run.active_token()
-                if token is None:
-                    break
-                if max_steps is not None and steps >= max_steps:
-                    break
-                if stop is not None and stop.is_set():
-                    break
-                if run.concurrent or (
-                    len(execution.tokens) > 1
-                    and sum(t.status is TokenStatus.ACTIVE for t in execution.tokens) > 1
-                ):
-                    from flowmonkey.engine.parallel import run_branches
-
-                    await run_branches(self, run)
-                    steps += 1
-                    continue
-                step_id = token.step_id
-                kind, next_id = await execute_step(self, run, token)
-                steps += 1
-                if record is not None:
-                    record.append((step_id, kind if kind != "error" else None, next_id))
-            if not run.released:
-                if execution.status is ExecutionStatus.RUNNING:
-                    # Stopped between steps (``step()``): leave it runnable for anyone.
-                    execution.status = ExecutionStatus.PENDING
-                    await run.commit(release=True)
-                    await self.notify_runnable(execution.id)
-                else:
-                    await run.commit(release=True)
-        except (errors.LeaseLost, StepCancelled):
-            fresh = await self.store.get(execution.id)
-            if fresh is None:
-                raise errors.ExecutionNotFound(execution.id) from None
-            return RunResult.of(fresh)
-        finally:
-            if self._inflight.get(execution.id) is run:
-                del self._inflight[execution.id]
-        return RunResult.of(execution)
+        return await driving.drive(self, run, max_steps=max_steps, record=record, stop=stop)
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
         """Run every runnable execution (children too) until none is runnable.
@@ -596,26 +351,9 @@ class Engine:
         Due timers are applied first on each round (by the clock). Returns the number of
         executions driven.
         """
-        await self._ensure_ready()
-        driven = 0
-        for _ in range(max_rounds):
-            await self.tick_timers()
-            claimed = await self.store.claim(
-                owner=self.owner,
-                now=self.clock.now(),
-                lease_for=self.options.lease_for,
-                limit=100,
-            )
-            if not claimed:
-                return driven
-            for acquired in claimed:
-                run = await self.open_run(acquired)
-                if run is not None:
-                    await self.drive(run)
-                    driven += 1
-        return driven
+        return await driving.run_until_idle(self, max_rounds=max_rounds)
 
-    # -- waits, resume, signals, cancel, fail: see control.py -----------------------------
+    # -- waits, resume, signals (control.py); cancel, fail (terminal.py); timers ---------
 
     async def resume(
         self,
@@ -684,7 +422,7 @@ class Engine:
     ) -> CancelResult:
         """Cancel atomically (children too). Terminal executions give ``cancelled=False``."""
         await self._ensure_ready()
-        return await control.cancel(self, execution_id, source=source, reason=reason)
+        return await terminal.cancel(self, execution_id, source=source, reason=reason)
 
     async def fail(
         self,
@@ -695,7 +433,7 @@ class Engine:
     ) -> RunResult:
         """Fail a non-terminal execution with this error (same clean-up as cancel)."""
         await self._ensure_ready()
-        return await control.fail(self, execution_id, message=message, step_id=step_id, code=code)
+        return await terminal.fail(self, execution_id, message=message, step_id=step_id, code=code)
 
     def request_cancel(self, execution_id: str) -> None:
         """Cancel the handler this engine is running for ``execution_id``, if any."""
@@ -709,12 +447,12 @@ class Engine:
         Woken executions become runnable (``pending``); no step runs here.
         """
         await self._ensure_ready()
-        return await control.tick_timers(self, limit=limit)
+        return await timers.tick_timers(self, limit=limit)
 
     async def recover_stale(self) -> builtins.list[str]:
         """Make ``running`` executions with expired leases runnable again
         (``run_number += 1``, ``execution.recovered``)."""
-        return await control.recover_stale(self)
+        return await timers.recover_stale(self)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -809,82 +547,7 @@ class Engine:
 
     def track_suspended(self, run: Run) -> None:
         """A handler suspended (kept for the step runner; heartbeats cover every run)."""
-        self._ensure_heartbeats()
+        self._leases.ensure_running()
 
     def untrack_suspended(self, run: Run) -> None:
         """The handler finished."""
-
-    def _ensure_heartbeats(self) -> None:
-        task = self._heartbeat_task
-        if task is None or task.done():
-            self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeats())
-
-    async def _heartbeats(self) -> None:
-        """Extend the lease of every run this engine drives, every third of a lease.
-
-        Runs of many quick steps need it as much as one long handler: a lease is only
-        renewed here, not by step commits.
-        """
-        interval = max(self.options.lease_for.total_seconds() / 3, 0.05)
-        failures = 0
-        while True:
-            await asyncio.sleep(interval)
-            for run in tuple(self._inflight.values()):
-                if run.released:
-                    continue
-                try:
-                    await run.heartbeat()
-                    failures = 0
-                except errors.LeaseLost:
-                    log.warning("lost the lease on %s; cancelling its step", run.execution.id)
-                    run.cancel_handlers()
-                except Exception as exc:
-                    failures += 1
-                    # One line per failure: the store may be briefly unreachable.
-                    log.warning(
-                        "heartbeat for %s failed (%d in a row): %s", run.execution.id, failures, exc
-                    )
-
-
-def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[str, bytes]:
-    """Check a whole context against the limits; returns the encoded values.
-
-    Raises:
-        ContextLimitError: a limit is broken.
-        ValueError: a value is not JSON.
-    """
-    sizes = ContextSizes({})
-    probe: dict[str, Any] = {}
-    out = {}
-    for key, value in context.items():
-        if not isinstance(key, str):
-            raise ValueError(f"context keys must be strings, got {key!r}")
-        try:
-            top, new_top, encoded = plan_write(
-                probe, key, value, options.context_limits, sizes, literal=True
-            )
-        except OutputError as exc:
-            raise ValueError(str(exc)) from None
-        probe[top] = new_top
-        sizes.update(top, len(encoded))
-        out[key] = encoded
-    return out
-
-
-def dump_payload(value: Any, what: str) -> bytes:
-    """JSON-encode user data (resume/signal payloads) or raise ``ValueError``."""
-    try:
-        return dump_value(value, what=what)
-    except OutputError as exc:
-        raise ValueError(str(exc)) from None
-
-
-async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call a sync or async callable."""
-    out = fn(*args)
-    if inspect.isawaitable(out):
-        return await out
-    return out
-
-
-_ = Awaitable  # re-exported type used in annotations of callers

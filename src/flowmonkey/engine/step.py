@@ -268,18 +268,18 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
             # The handler declared its failures final (``@handler(retryable=False)``).
             result = Result.failure(error.code, error.message, details=error.details,
                                     retryable=False)  # fmt: skip
-        runtime = ctx._runtime
-        if runtime is not None:
-            # A failed attempt leaves no trace in the context: undo its ``ctx.set``s.
-            cast("StepRuntime", runtime).undo()
     if not run.concurrent:
-        return await _apply(engine, run, token, step, result, timed_out, timeout, started, attempt)
+        return await _apply(
+            engine, run, token, step, result, timed_out, timeout, started, attempt, ctx
+        )
     async with run.applying():
         if token.status is _DONE or run.execution.status.is_terminal:
             # The branch was dropped (an ``any`` join), or a sibling ended the run, while
             # its handler ran: its result is discarded.
             return "dropped", None
-        return await _apply(engine, run, token, step, result, timed_out, timeout, started, attempt)
+        return await _apply(
+            engine, run, token, step, result, timed_out, timeout, started, attempt, ctx
+        )
 
 
 async def _apply(
@@ -292,6 +292,7 @@ async def _apply(
     timeout: timedelta,
     started: datetime,
     attempt: int,
+    ctx: HandlerContext,
 ) -> tuple[str, str | None]:
     """Record an attempt's outcome and commit it (under the run lock when concurrent)."""
     execution = run.execution
@@ -315,6 +316,11 @@ async def _apply(
         except errors.ContextLimitError as exc:
             result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
             outcome = "failure"
+    runtime = ctx._runtime
+    if outcome == "failure" and runtime is not None:
+        # A failed attempt leaves no trace in the context: undo its ``ctx.set``s (also
+        # when the handler succeeded but its output could not be stored).
+        cast("StepRuntime", runtime).undo()
     error_dict = result.error.to_dict() if result.error is not None else None
     if engine.options.record_history:
         run.history.append(

@@ -101,6 +101,10 @@ class Worker:
         # Ids announced by wake signals: taken by primary key before the generic claim,
         # which scans the runnable indexes (a signalled step starts a little sooner).
         self._notified: collections.deque[str] = collections.deque(maxlen=1024)
+        # Executions this worker is driving. All its leases share one owner id, and a
+        # store re-grants a lease to its owner, so an announced id must be checked here
+        # or the worker could start a second drive of an execution it already runs.
+        self._running_ids: dict[asyncio.Task[None], str] = {}
         self._state = "new"
         self._store_ok = False
         self._last_error: str | None = None
@@ -398,6 +402,8 @@ class Worker:
         engine, started = self.engine, 0
         while self._notified and started < free and not self._stopping.is_set():
             execution_id = self._notified.popleft()
+            if execution_id in self._running_ids.values():
+                continue
             try:
                 acquired = await engine.acquire(execution_id)
             except errors.ExecutionNotFound:
@@ -416,11 +422,13 @@ class Worker:
             self._execute(acquired), name=f"flowmonkey-run:{acquired.execution.id}"
         )
         self._tasks[task] = None
+        self._running_ids[task] = acquired.execution.id
         self.started += 1
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
+        self._running_ids.pop(task, None)
         if self._maybe_more:
             self._kick.set()
 

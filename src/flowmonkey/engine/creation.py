@@ -1,0 +1,152 @@
+"""Creating an execution: limits on the initial context, idempotency, optional self-lease."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from flowmonkey.engine.limits import ContextSizes, OutputError, plan_write
+from flowmonkey.engine.options import EngineOptions
+from flowmonkey.engine.results import CreateResult
+from flowmonkey.engine.run import Run
+from flowmonkey.model.events import Event
+from flowmonkey.model.execution import Execution, ExecutionStatus, Token
+from flowmonkey.stores.base import Lease
+
+if TYPE_CHECKING:
+    from flowmonkey.engine.engine import Engine
+
+__all__ = ["check_context", "create_execution"]
+
+
+async def create_execution(
+    engine: Engine,
+    flow_id: str,
+    context: Mapping[str, Any] | None,
+    *,
+    tenant_id: str | None = None,
+    idempotency_key: str | None = None,
+    idempotency_ttl: timedelta | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    parent_execution_id: str | None = None,
+    parent_step_id: str | None = None,
+    correlation_id: str | None = None,
+    user_id: str | None = None,
+    version: str | None = None,
+    execution_timeout: timedelta | None = None,
+    wait_timeout: timedelta | None = None,
+    execution_id: str | None = None,
+    lease_self: bool,
+) -> tuple[CreateResult, Run | None]:
+    """Create an execution (see ``Engine.create``); nothing is created on an error.
+
+    ``lease_self`` stores it already leased to ``engine`` and ``running`` and also returns
+    the ``Run`` that drives it (``None`` without ``lease_self`` or on an idempotency hit).
+    """
+    await engine._ensure_ready()
+    flow = await engine.get_flow(flow_id, version)
+    initial = dict(context or {})
+    if not isinstance(context, Mapping | None):
+        raise TypeError("context must be a mapping")
+    check_context(initial, engine.options)
+    now = engine.clock.now()
+    ttl = idempotency_ttl if idempotency_ttl is not None else engine.options.idempotency_ttl
+    ttl = min(ttl, engine.options.max_idempotency_ttl)
+    ex_timeout = execution_timeout or engine.options.execution_timeout
+    execution = Execution(
+        id=execution_id or str(uuid.uuid4()),
+        flow_id=flow.id,
+        flow_version=flow.version,
+        status=ExecutionStatus.PENDING,
+        current_step_id=flow.initial_step_id,
+        tokens=[Token(id="t0", step_id=flow.initial_step_id)],
+        context=initial,
+        created_at=now,
+        updated_at=now,
+        tenant_id=tenant_id,
+        metadata=dict(metadata or {}),
+        correlation_id=correlation_id,
+        user_id=user_id,
+        idempotency_key=idempotency_key,
+        idempotency_expires_at=now + ttl if idempotency_key is not None else None,
+        parent_execution_id=parent_execution_id,
+        parent_step_id=parent_step_id,
+        execution_timeout=execution_timeout,
+        wait_timeout=wait_timeout,
+        deadline_at=now + ex_timeout if ex_timeout is not None else None,
+        event_seq=1,
+    )
+    created_event = Event(
+        "execution.created",
+        execution.id,
+        now,
+        {
+            "execution_id": execution.id,
+            "flow_id": flow.id,
+            "flow_version": flow.version,
+            "parent_execution_id": parent_execution_id,
+        },
+        1,
+        tenant_id,
+    )
+    lease = None
+    if lease_self:
+        # ``start`` runs it right away: store it already leased and running, which
+        # saves the separate acquire transaction.
+        lease = Lease(execution_id=execution.id, owner=engine.lease_owner(), token=1,
+                      expires_at=now + engine.options.lease_for)  # fmt: skip
+        execution.status = ExecutionStatus.RUNNING
+        execution.started_at = now
+    stored, created = await engine.store.create(execution, [created_event], lease=lease)
+    run = None
+    if created:
+        engine.bus.emit([created_event])
+        if lease is not None:
+            run = Run(engine, stored, lease, flow)
+        else:
+            await engine.notify_runnable(stored.id)
+    else:
+        engine.bus.emit(
+            [
+                Event(
+                    "idempotency.hit",
+                    stored.id,
+                    now,
+                    {
+                        "execution_id": stored.id,
+                        "flow_id": flow.id,
+                        "idempotency_key": idempotency_key,
+                    },
+                    0,
+                    tenant_id,
+                )
+            ]
+        )
+    return CreateResult(execution=stored, created=created), run
+
+
+def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[str, bytes]:
+    """Check a whole context against the limits; returns the encoded values.
+
+    Raises:
+        ContextLimitError: a limit is broken.
+        ValueError: a value is not JSON.
+    """
+    sizes = ContextSizes({})
+    probe: dict[str, Any] = {}
+    out = {}
+    for key, value in context.items():
+        if not isinstance(key, str):
+            raise ValueError(f"context keys must be strings, got {key!r}")
+        try:
+            top, new_top, encoded = plan_write(
+                probe, key, value, options.context_limits, sizes, literal=True
+            )
+        except OutputError as exc:
+            raise ValueError(str(exc)) from None
+        probe[top] = new_top
+        sizes.update(top, len(encoded))
+        out[key] = encoded
+    return out

@@ -1,0 +1,154 @@
+"""The run loop: wrap a granted lease in a ``Run`` and step it until it stops."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from flowmonkey import errors
+from flowmonkey.engine import timers
+from flowmonkey.engine.results import RunResult, StepResult
+from flowmonkey.engine.run import Run
+from flowmonkey.engine.step import StepCancelled, execute_step, fail_execution
+from flowmonkey.model.execution import ExecutionStatus, TokenStatus
+from flowmonkey.model.flow import Flow
+from flowmonkey.stores.base import Acquired
+
+if TYPE_CHECKING:
+    from flowmonkey.engine.engine import Engine
+
+__all__ = ["drive", "open_run", "run_until_idle", "step_once"]
+
+
+async def open_run(engine: Engine, acquired: Acquired) -> Run | None:
+    """See ``Engine.open_run``."""
+    if acquired.lease is None:
+        return None
+    execution = acquired.execution
+    try:
+        flow = await engine.get_flow(execution.flow_id, execution.flow_version)
+    except errors.FlowNotFound as exc:
+        # Nothing can ever run it here: fail it (terminal, lease released) rather than
+        # leave it running and unclaimable.
+        placeholder = Flow(
+            id=execution.flow_id, version=execution.flow_version, initial_step_id="", steps={}
+        )
+        run = Run(engine, execution, acquired.lease, placeholder)
+        await fail_execution(run, exc.code, exc.message, step_id=execution.current_step_id)
+        return run
+    except BaseException:
+        await engine.store.release(acquired.lease)
+        raise
+    run = Run(engine, execution, acquired.lease, flow)
+    if acquired.recovered:
+        timers.note_recovery(run)
+    return run
+
+
+async def step_once(engine: Engine, execution_id: str) -> StepResult:
+    """See ``Engine.step``."""
+    acquired = await engine.acquire(execution_id)
+    run = await engine.open_run(acquired)
+    if run is None:
+        ex = acquired.execution
+        return StepResult(
+            step_id=None, outcome=None, next_step_id=None, status=ex.status, execution=ex
+        )
+    outcome: list[tuple[str | None, str | None, str | None]] = []
+    result = await engine.drive(run, max_steps=1, record=outcome)
+    step_id, kind, next_id = outcome[0] if outcome else (None, None, None)
+    return StepResult(
+        step_id=step_id,
+        outcome=kind,
+        next_step_id=next_id,
+        status=result.status,
+        execution=result.execution,
+    )
+
+
+async def drive(
+    engine: Engine,
+    run: Run,
+    *,
+    max_steps: int | None = None,
+    record: list[tuple[str | None, str | None, str | None]] | None = None,
+    stop: asyncio.Event | None = None,
+) -> RunResult:
+    """See ``Engine.drive``."""
+    execution = run.execution
+    engine._inflight[execution.id] = run
+    engine._leases.ensure_running()
+    steps = 0
+    waiting = ExecutionStatus.WAITING
+    try:
+        await timers.apply_due(engine, run)
+        while True:
+            status = execution.status
+            if status.is_terminal or status is waiting:
+                break
+            # Between steps only the execution deadline can fall due; the time of the
+            # last commit is a close enough "now" for that check (saves a clock read).
+            deadline = execution.deadline_at
+            if steps and deadline is not None and deadline <= execution.updated_at:
+                await timers.apply_due(engine, run)
+                continue
+            token = run.active_token()
+            if token is None:
+                break
+            if max_steps is not None and steps >= max_steps:
+                break
+            if stop is not None and stop.is_set():
+                break
+            if run.concurrent or (
+                len(execution.tokens) > 1
+                and sum(t.status is TokenStatus.ACTIVE for t in execution.tokens) > 1
+            ):
+                from flowmonkey.engine.parallel import run_branches
+
+                await run_branches(engine, run)
+                steps += 1
+                continue
+            step_id = token.step_id
+            kind, next_id = await execute_step(engine, run, token)
+            steps += 1
+            if record is not None:
+                record.append((step_id, kind if kind != "error" else None, next_id))
+        if not run.released:
+            if execution.status is ExecutionStatus.RUNNING:
+                # Stopped between steps (``step()``): leave it runnable for anyone.
+                execution.status = ExecutionStatus.PENDING
+                await run.commit(release=True)
+                await engine.notify_runnable(execution.id)
+            else:
+                await run.commit(release=True)
+    except (errors.LeaseLost, StepCancelled):
+        fresh = await engine.store.get(execution.id)
+        if fresh is None:
+            raise errors.ExecutionNotFound(execution.id) from None
+        return RunResult.of(fresh)
+    finally:
+        if engine._inflight.get(execution.id) is run:
+            del engine._inflight[execution.id]
+    return RunResult.of(execution)
+
+
+async def run_until_idle(engine: Engine, *, max_rounds: int) -> int:
+    """See ``Engine.run_until_idle``."""
+    await engine._ensure_ready()
+    driven = 0
+    for _ in range(max_rounds):
+        await engine.tick_timers()
+        claimed = await engine.store.claim(
+            owner=engine.owner,
+            now=engine.clock.now(),
+            lease_for=engine.options.lease_for,
+            limit=100,
+        )
+        if not claimed:
+            return driven
+        for acquired in claimed:
+            run = await engine.open_run(acquired)
+            if run is not None:
+                await engine.drive(run)
+                driven += 1
+    return driven
