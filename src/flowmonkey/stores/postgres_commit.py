@@ -78,11 +78,9 @@ def _rows(
         params["ev_tenant"], params["ev_data"] = one.tenant_id, _dumps(one.data)
     elif events:
         ctes.append(q.INSERT_EVENTS)
-        params["ev_seq"] = [e.sequence for e in events]
-        params["ev_type"] = [e.type for e in events]
-        params["ev_at"] = [e.timestamp for e in events]
-        params["ev_tenant"] = [e.tenant_id for e in events]
-        params["ev_data"] = [_dumps(e.data) for e in events]
+        params["ev_json"] = _dumps(
+            [[e.sequence, e.type, e.timestamp, e.tenant_id, e.data] for e in events]
+        ).decode()
 
 
 def _resume_tokens(records: Sequence[ResumeTokenRecord]) -> Statement:
