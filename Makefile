@@ -32,7 +32,7 @@ example: $(STAMP)
 		--handlers examples/order_processing/handlers.py --input @examples/order_processing/input.json
 
 bench: $(STAMP)
-	$(BIN)/python -m bench engine
+	$(BIN)/python -m bench all
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench engine --quick

@@ -354,7 +354,8 @@ def write_docs(summary: list[dict[str, Any]], records: list[dict[str, Any]], ski
     L.append("## Side by side with the peers (DBOS Transact, Temporal)\n")
     L.append(f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by "
              f"`python -m bench peers {' '.join(argv)}` ({mode} mode: {runs} measured run(s)"
-             f" after {warm} warm-up run(s) at quick sizes per system and backend; medians; "
+             f" after {warm} warm-up run(s) of W1/W2 at quick sizes per system and backend; "
+             f"medians; "
              f"{total_s:.0f} s in all). Raw data: `{os.path.relpath(out_path, ROOT)}`.\n")
     L.append("**Machine.** " + "; ".join(f"{k}: {v}" for k, v in info.items()) + "\n")
     L.append("**Systems.** " + "; ".join(f"{s} {v}" for s, v in versions) + ". Each in its own "

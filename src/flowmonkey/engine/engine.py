@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from flowmonkey.clock import Clock, SystemClock
 from flowmonkey.engine import control, driving, lookup, terminal, timers
 from flowmonkey.engine.bus import EventBus, Listener
+from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.creation import create_execution
 from flowmonkey.engine.heartbeats import LeaseKeeper
 from flowmonkey.engine.options import EngineOptions
@@ -72,6 +73,8 @@ class Engine:
         self._acquisitions = 0
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: dict[str, Run] = {}
+        self.committer = CommitBatcher(store, busy=lambda: len(self._inflight) > 1)
+        """Groups the step commits of concurrent executions (see ``commits.py``)."""
         self._leases = LeaseKeeper(self)
         self._hooks: dict[str, dict[str, list[Hook]]] = {}
         self._ready = False
@@ -272,11 +275,16 @@ class Engine:
     async def start(
         self, flow_id: str, context: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> RunResult:
-        """``create`` then ``run`` (an idempotency hit runs/reports the existing one)."""
+        """``create`` then ``run``. On an idempotency hit the existing execution is run if it
+        is still ``pending``, else reported as it is (finished, waiting, or running
+        elsewhere: a duplicate start never queues up behind the first one)."""
         created, run = await create_execution(self, flow_id, context, lease_self=True, **kwargs)
         if run is not None:
             return await self.drive(run)
-        return await self.run(created.execution.id)
+        existing = created.execution
+        if existing.status is not ExecutionStatus.PENDING:
+            return RunResult.of(existing)
+        return await self.run(existing.id)
 
     async def notify_runnable(self, execution_id: str) -> None:
         """Tell other processes (if a wake signaler is set) that work is ready."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 
@@ -61,6 +61,8 @@ class LeaseKeeper:
                     await run.heartbeat()
                     failures = 0
                 except errors.LeaseLost:
+                    if _released(run):
+                        continue  # it released its lease while this heartbeat was out
                     log.warning("lost the lease on %s; cancelling its step", run.execution.id)
                     run.cancel_handlers()
                 except Exception as exc:
@@ -69,3 +71,8 @@ class LeaseKeeper:
                     log.warning(
                         "heartbeat for %s failed (%d in a row): %s", run.execution.id, failures, exc
                     )
+
+
+def _released(run: Any) -> bool:
+    # A function, not an inline check: the flag changes while the heartbeat awaits.
+    return bool(run.released)

@@ -228,7 +228,12 @@ class Run:
         self.revoke_steps = []
         self.cancel_tasks = False
         try:
-            await self.engine.store.commit(self.lease, commit)
+            if self.concurrent:
+                # Branches keep changing the working copy while others commit, so a
+                # branch commit must reach the store now, not in the next group.
+                await self.engine.store.commit(self.lease, commit)
+            else:
+                await self.engine.committer.commit(self.lease, commit)
         except errors.LeaseLost:
             self.lease_lost = True
             raise
