@@ -52,6 +52,8 @@ class FlowRegistry:
 
     def __init__(self, flows: Iterable[Flow] = (), *, handlers: HandlerTypes | None = None) -> None:
         self._flows: dict[str, dict[str, Flow]] = {}
+        self._latest: dict[str, Flow] = {}
+        """Latest version per flow id: ``get(id)`` runs on every create."""
         self._handlers = handlers
         self.on_register: list[Callable[[Flow], None]] = []
         """Callbacks called with each newly registered flow (not for no-op re-registers)."""
@@ -84,7 +86,11 @@ class FlowRegistry:
                     )
                 ],
             )
-        self._flows.setdefault(flow.id, {})[flow.version] = flow
+        by_version = self._flows.setdefault(flow.id, {})
+        by_version[flow.version] = flow
+        newest = versions.latest(by_version)
+        if newest is not None:
+            self._latest[flow.id] = by_version[newest]
         for callback in list(self.on_register):
             callback(flow)
         return flow
@@ -96,12 +102,11 @@ class FlowRegistry:
 
     def get(self, flow_id: str, version: str | None = None) -> Flow | None:
         """The flow with this id and version, or its latest version; ``None`` if unknown."""
+        if version is None:
+            return self._latest.get(flow_id)
         by_version = self._flows.get(flow_id)
         if not by_version:
             return None
-        if version is None:
-            newest = versions.latest(by_version)
-            return by_version[newest] if newest is not None else None
         return by_version.get(version)
 
     def has(self, flow_id: str, version: str | None = None) -> bool:

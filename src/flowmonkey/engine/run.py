@@ -217,15 +217,22 @@ class Run:
         events = self.events
         history = self.history
         # Swap the buffers before awaiting the store: other branches may buffer more.
-        self.dirty = {}
-        self.context_delete = []
+        # Empty ones are kept (stores copy what they keep): fewer allocations per step.
+        if self.dirty:
+            self.dirty = {}
+        if self.context_delete:
+            self.context_delete = []
         self.events = []
-        self.history = []
-        self.new_tokens = []
-        self.tasks = []
+        if history:
+            self.history = []
+        if self.new_tokens:
+            self.new_tokens = []
+        if self.tasks:
+            self.tasks = []
         self.use_token = None
         self.revoke_tokens = False
-        self.revoke_steps = []
+        if self.revoke_steps:
+            self.revoke_steps = []
         self.cancel_tasks = False
         try:
             if self.concurrent:

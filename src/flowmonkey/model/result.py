@@ -63,6 +63,8 @@ class Result:
         cls, output: Any = None, *, port: str | None = None, next_step: Any = UNSET
     ) -> Result:
         """The step succeeded; ``port`` or ``next_step`` can pick where to go next."""
+        if output is None and port is None and next_step is UNSET and cls is Result:
+            return _SUCCESS  # the commonest result is a constant (Results are immutable)
         return cls(outcome="success", output=output, port=port, next_step=next_step)
 
     @classmethod
@@ -93,3 +95,6 @@ class Result:
     def is_success(self) -> bool:
         """True for a success."""
         return self.outcome == "success"
+
+
+_SUCCESS = Result(outcome="success")
