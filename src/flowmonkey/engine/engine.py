@@ -550,12 +550,3 @@ class Engine:
             version=version,
             max_steps=max_steps,
         )
-
-    # -- heartbeats for suspended handlers ---------------------------------------------------
-
-    def track_suspended(self, run: Run) -> None:
-        """A handler suspended (kept for the step runner; heartbeats cover every run)."""
-        self._leases.ensure_running()
-
-    def untrack_suspended(self, run: Run) -> None:
-        """The handler finished."""

@@ -18,12 +18,16 @@ _RUNNING = ExecutionStatus.RUNNING
 
 
 def settle_status(execution: Execution) -> None:
-    """Derive ``running``/``waiting`` from the tokens after a wait ended or timed out."""
+    """Derive ``running``/``waiting`` from the tokens: waiting only when no token is active
+    and one waits for something outside (a token parked at a join does not count)."""
     tokens = execution.tokens
-    if any(t.status is TokenStatus.ACTIVE for t in tokens):
+    # Reversed: branches tend to arrive at a join in order, so an active one is near the end.
+    if any(t.status is TokenStatus.ACTIVE for t in reversed(tokens)):
         execution.status = _RUNNING
-    elif any(t.status is TokenStatus.WAITING for t in tokens):
+    elif any(t.status is TokenStatus.WAITING and t.wait_kind != "join" for t in tokens):
         execution.status = ExecutionStatus.WAITING
+    elif any(t.status is TokenStatus.WAITING for t in tokens):
+        execution.status = _RUNNING
 
 
 async def release_untouched(engine: Engine, run: Run) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flowmonkey.engine import eager
 from flowmonkey.engine import step as step_mod
 from flowmonkey.engine.eager import cancel_soon
+from flowmonkey.engine.leasing import settle_status
 from flowmonkey.engine.run import BRANCH
 from flowmonkey.model.execution import ExecutionStatus, StepRecord, Token, TokenStatus
 from flowmonkey.stores.base import TaskQuery
@@ -130,7 +131,7 @@ async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tup
         ):
             if run.touched is not None:
                 run.touched = [token]
-            _settle(execution)
+            settle_status(execution)
             await run.commit(at=now, release=execution.status is ExecutionStatus.WAITING)
             return "wait", step.id
     # The merge is the join's one "step" (history record, step count); arrivals are only
@@ -221,17 +222,6 @@ def _ended(execution: Any) -> bool:
 def _arrived(token: Token, join: Step) -> bool:
     """Arrived at ``join`` (or ended elsewhere, on a path to ``null``: not waited for)."""
     return token.status is _DONE or (token.step_id == join.id and token.wait_kind == "join")
-
-
-def _settle(execution: Any) -> None:
-    tokens = execution.tokens
-    # Reversed: branches tend to arrive in order, so a still-active one is near the end.
-    if any(t.status is _ACTIVE for t in reversed(tokens)):
-        execution.status = ExecutionStatus.RUNNING
-    elif any(t.status is _WAITING and t.wait_kind != "join" for t in tokens):
-        execution.status = ExecutionStatus.WAITING
-    else:
-        execution.status = ExecutionStatus.RUNNING
 
 
 async def run_branches(engine: Engine, run: Run) -> None:

@@ -93,7 +93,6 @@ async def _invoke(
     task = asyncio.current_task()
     assert task is not None
     run.handler_tasks.add(task)
-    engine.track_suspended(run)
     timeout_cm = asyncio.timeout(timeout)
     try:
         async with timeout_cm:
@@ -111,8 +110,6 @@ async def _invoke(
         return _failure_from(exc), False
     finally:
         run.handler_tasks.discard(task)
-        if not run.handler_tasks:
-            engine.untrack_suspended(run)
     if timeout_cm.expired():
         # The handler swallowed the cancellation; its late result is discarded.
         return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True

@@ -11,16 +11,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey import errors
-
 if TYPE_CHECKING:
     from flowmonkey.coordination.base import WakeSignaler
-    from flowmonkey.engine.engine import Engine
-    from flowmonkey.engine.run import Run
 
 __all__ = [
     "Outage",
-    "keep_leases",
     "listen_for_wakes",
     "one_line",
     "run_every",
@@ -114,41 +109,6 @@ async def run_every(
                 if batch is not None and len(ids) >= batch:
                     continue
         await wait_or_timeout(stopping, delay)
-
-
-async def keep_leases(
-    engine: Engine,
-    runs: Callable[[], list[Run]],
-    *,
-    log: logging.Logger,
-    extra: Mapping[str, Any],
-) -> None:
-    """Extend the lease of every in-flight run every third of ``lease_for``, forever
-    (cancel the task to stop it).
-
-    The engine heartbeats runs only while a handler is suspended; an execution of many
-    quick steps could otherwise outlive its lease between two handlers and be taken over
-    by another worker. A heartbeat never extends someone else's lease (it is fenced by
-    the token), so ``LeaseLost`` here only means the run will learn it at its next commit.
-    """
-    outage = Outage(log, "lease heartbeats", extra)
-    while True:
-        interval = max(engine.options.lease_for.total_seconds() / 3, 0.05)
-        await asyncio.sleep(interval)
-        for run in runs():
-            if run.released:
-                continue
-            try:
-                run.lease = await engine.store.heartbeat(
-                    run.lease, now=engine.clock.now(), lease_for=engine.options.lease_for
-                )
-            except errors.LeaseLost:
-                continue
-            except Exception as exc:
-                outage.failed(exc, interval)
-                break
-            else:
-                outage.succeeded()
 
 
 async def listen_for_wakes(
