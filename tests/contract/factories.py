@@ -137,12 +137,14 @@ def event(execution_id: str, sequence: int, type: str = "step.completed") -> Eve
     )
 
 
-def resume_token(execution_id: str, token_hash: str | None = None) -> ResumeTokenRecord:
+def resume_token(
+    execution_id: str, token_hash: str | None = None, *, step_id: str = "approve"
+) -> ResumeTokenRecord:
     """An active resume token record."""
     return ResumeTokenRecord(
         token_hash=token_hash or uuid.uuid4().hex,
         execution_id=execution_id,
-        step_id="approve",
+        step_id=step_id,
         created_at=at(1),
         expires_at=at(3600),
     )

@@ -265,6 +265,64 @@ async def test_revoke_resume_tokens(store: Store) -> None:
         await store.commit(lease, step(execution, use_resume_token=active1.token_hash))
 
 
+async def token_statuses(store: Store, *records: Any) -> list[str]:
+    statuses = []
+    for record in records:
+        stored = await store.get_resume_token(record.token_hash)
+        assert stored is not None
+        statuses.append(stored.status)
+    return statuses
+
+
+async def test_use_and_revoke_all_in_one_commit(store: Store) -> None:
+    """The token being used ends ``used``, every other active one ``revoked``."""
+    execution, lease = await started(store)
+    used, other1, other2 = (resume_token(execution.id) for _ in range(3))
+    await store.commit(lease, step(execution, resume_tokens=[used, other1, other2]))
+    done = replace(execution, status=ExecutionStatus.COMPLETED, finished_at=at(1))
+    await store.commit(
+        lease, step(done, use_resume_token=used.token_hash, revoke_resume_tokens=True,
+                    revoke_step_tokens=[used.step_id], cancel_pending_tasks=True),
+    )  # fmt: skip
+    assert await token_statuses(store, used, other1, other2) == ["used", "revoked", "revoked"]
+
+
+async def test_use_and_revoke_step_tokens_in_one_commit(store: Store) -> None:
+    execution, lease = await started(store)
+    used = resume_token(execution.id, step_id="wait")
+    same_step = resume_token(execution.id, step_id="wait")
+    elsewhere = resume_token(execution.id, step_id="other")
+    await store.commit(lease, step(execution, resume_tokens=[used, same_step, elsewhere]))
+    await store.commit(
+        lease, step(execution, use_resume_token=used.token_hash, revoke_step_tokens=["wait"])
+    )
+    statuses = await token_statuses(store, used, same_step, elsewhere)
+    assert statuses == ["used", "revoked", "active"]
+
+
+async def test_new_tokens_and_revocations_in_one_commit(store: Store) -> None:
+    """Revocations apply after this commit's own new tokens (as in the memory store)."""
+    execution, lease = await started(store)
+    old = resume_token(execution.id, step_id="wait")
+    await store.commit(lease, step(execution, resume_tokens=[old]))
+    fresh = resume_token(execution.id, step_id="wait")
+    await store.commit(lease, step(execution, resume_tokens=[fresh], revoke_step_tokens=["wait"]))
+    assert await token_statuses(store, old, fresh) == ["revoked", "revoked"]
+    kept = resume_token(execution.id, step_id="next")
+    await store.commit(lease, step(execution, resume_tokens=[kept], revoke_resume_tokens=True))
+    assert await token_statuses(store, kept) == ["revoked"]
+
+
+async def test_new_tasks_and_cancel_pending_in_one_commit(store: Store) -> None:
+    execution, lease = await started(store)
+    await commit_tasks(store, lease, execution, task(execution.id, id="old"))
+    await store.commit(
+        lease, step(execution, tasks=[task(execution.id, id="new")], cancel_pending_tasks=True)
+    )
+    statuses = [(await store.get_task(i)).status for i in ("old", "new")]  # type: ignore[union-attr]
+    assert statuses == ["cancelled", "cancelled"]
+
+
 # -- tasks ------------------------------------------------------------------------------
 
 

@@ -207,15 +207,26 @@ def commit_statements(lease: Lease, commit: StepCommit, channel: str | None) -> 
     if channel is not None and release and runnable_now(execution):
         result += q.COMMIT_NOTIFY
         params["channel"] = channel
-    statements: list[Statement] = [(_assemble(ctes, result, q.COMMIT_GUARD), params)]
+    after: list[Statement] = []
+    # Revocations ride in the main statement unless new tokens are inserted by this
+    # commit (those must exist before "revoke all active" runs): then they follow it.
     if commit.resume_tokens:
-        statements.append(_resume_tokens(commit.resume_tokens))
-    if commit.revoke_step_tokens:
-        statements.append((q.REVOKE_STEP_TOKENS, [ident, list(commit.revoke_step_tokens)]))
-    if commit.revoke_resume_tokens:
-        statements.append((q.REVOKE_RESUME_TOKENS, [ident]))
+        after.append(_resume_tokens(commit.resume_tokens))
+        if commit.revoke_step_tokens:
+            after.append((q.REVOKE_STEP_TOKENS, [ident, list(commit.revoke_step_tokens)]))
+        if commit.revoke_resume_tokens:
+            after.append((q.REVOKE_RESUME_TOKENS, [ident]))
+    else:
+        not_used = q.COMMIT_NOT_USED if commit.use_resume_token is not None else ""
+        if commit.revoke_resume_tokens:  # covers the step revocations too
+            ctes.append(q.COMMIT_REVOKE_ALL.replace("{not_used}", not_used))
+        elif commit.revoke_step_tokens:
+            ctes.append(q.COMMIT_REVOKE_STEPS.replace("{not_used}", not_used))
+            params["revoke_steps"] = list(commit.revoke_step_tokens)
     if commit.tasks:
-        statements.append(_tasks(commit.tasks))
-    if commit.cancel_pending_tasks:
-        statements.append((q.CANCEL_PENDING_TASKS, [ident]))
-    return statements
+        after.append(_tasks(commit.tasks))
+        if commit.cancel_pending_tasks:
+            after.append((q.CANCEL_PENDING_TASKS, [ident]))
+    elif commit.cancel_pending_tasks:
+        ctes.append(q.COMMIT_CANCEL_TASKS)
+    return [(_assemble(ctes, result, q.COMMIT_GUARD), params), *after]

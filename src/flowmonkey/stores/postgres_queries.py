@@ -126,6 +126,25 @@ COMMIT_TOKEN_CHECK = (
 )
 COMMIT_NOTIFY = ", pg_notify(%(channel)s, %(id)s)"
 
+# Token revocation and task cancellation as parts of the commit statement (used when the
+# same commit inserts no tokens or tasks: CTEs share one snapshot, so a CTE would not see
+# rows inserted beside it). A row must not be updated by two CTEs of one statement: the
+# token being used (``tok``) is excluded from the revocations.
+COMMIT_REVOKE_ALL = """rv AS (
+    UPDATE resume_tokens SET status = 'revoked'
+    WHERE execution_id = %(id)s AND status = 'active'{not_used} AND {guard}
+)"""
+COMMIT_REVOKE_STEPS = """rs AS (
+    UPDATE resume_tokens SET status = 'revoked'
+    WHERE execution_id = %(id)s AND step_id = ANY(%(revoke_steps)s::text[])
+      AND status = 'active'{not_used} AND {guard}
+)"""
+COMMIT_NOT_USED = " AND token_hash <> %(use_token)s"
+COMMIT_CANCEL_TASKS = """tc AS (
+    UPDATE tasks SET status = 'cancelled'
+    WHERE execution_id = %(id)s AND status = 'pending' AND {guard}
+)"""
+
 CONTEXT_DELETE = """cd AS (
     DELETE FROM execution_context
     WHERE execution_id = %(id)s AND key = ANY(%(ctx_delete)s::text[]) AND {guard}
