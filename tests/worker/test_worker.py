@@ -100,6 +100,18 @@ async def test_completes_200_flows_with_concurrency_8(backend: Backend) -> None:
     print(f"{backend.name}: 200 two-step flows in {elapsed:.2f}s")
 
 
+async def test_the_engine_gets_its_own_settings_back_after_the_worker(backend: Backend) -> None:
+    """A worker lends the engine its id and lease length only while it runs."""
+    engine = make_engine(backend, [], [], lease_for=timedelta(seconds=30))
+    async with engine:
+        before = (engine.owner, engine.options, engine.wake_signaler)
+        worker = Worker(engine, WorkerOptions(lease_for=timedelta(seconds=2), **FAST))
+        async with running(worker):
+            assert engine.owner == worker.worker_id
+            assert engine.options.lease_for == timedelta(seconds=2)
+        assert (engine.owner, engine.options, engine.wake_signaler) == before
+
+
 async def test_timers_and_wait_timeouts_fire(backend: Backend) -> None:
     """A durable delay and a signal wait that times out both resume via the worker."""
     ran: dict[str, float] = {}

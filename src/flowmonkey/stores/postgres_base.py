@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from flowmonkey import errors
@@ -41,6 +43,65 @@ from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
 __all__ = ["PostgresBase"]
 
 _Conn = AsyncConnection[Any]
+
+HOT_CONNECTION_MAX_S = 60.0
+"""How long one connection may stay the store's hot connection before it goes back to
+the pool (which then applies its lifetime and health rules to it)."""
+
+
+class _Borrowing:
+    """How the store borrows pooled connections: the pool, plus one *hot* connection.
+
+    The connection given back last is kept aside and lent first, so a single stream of
+    steps keeps using one warm server backend. (The pool hands out its idle connections
+    in turn; after a burst has opened several, each step would otherwise land on a
+    different backend, measured ~15 % slower per step.) Keeping it aside also skips the
+    pool's bookkeeping on the hottest path. Nobody starves: while any borrower waits on
+    the pool, a returned connection goes to the pool, which hands it over.
+    """
+
+    __slots__ = ("_hot", "_hot_id", "_hot_since", "_waiting", "pool")
+
+    def __init__(self, pool: AsyncConnectionPool[_Conn]) -> None:
+        self.pool = pool
+        self._hot: _Conn | None = None
+        self._hot_id = 0
+        self._hot_since = 0.0
+        self._waiting = 0
+
+    async def get(self) -> _Conn:
+        conn = self._hot
+        if conn is not None:
+            self._hot = None
+            return conn
+        self._waiting += 1
+        try:
+            return await self.pool.getconn()
+        finally:
+            self._waiting -= 1
+
+    async def put(self, conn: _Conn) -> None:
+        if (
+            self._hot is None
+            and not self._waiting
+            and not conn.closed
+            and not conn.broken
+            and conn.pgconn.transaction_status == TransactionStatus.IDLE
+        ):
+            now = time.monotonic()
+            if id(conn) != self._hot_id:
+                self._hot_id, self._hot_since = id(conn), now
+            if now - self._hot_since < HOT_CONNECTION_MAX_S:
+                self._hot = conn
+                return
+            self._hot_id = 0  # served its turn: the pool checks its age and health
+        await self.pool.putconn(conn)
+
+    async def close(self) -> None:
+        conn, self._hot = self._hot, None
+        if conn is not None:
+            await self.pool.putconn(conn)
+        await self.pool.close()
 
 
 class PostgresBase:
@@ -82,7 +143,7 @@ class PostgresBase:
         self._kwargs = connect_kwargs(
             self.schema, connect_timeout=connect_timeout, application_name=application_name
         )
-        self._pool: AsyncConnectionPool[_Conn] | None = None
+        self._pool: _Borrowing | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -148,7 +209,7 @@ class PostgresBase:
         except PoolTimeout as exc:
             await pool.close()
             raise translate_error(exc, self.dsn) from exc
-        self._pool = pool
+        self._pool = _Borrowing(pool)
 
     async def migrate(self) -> int:
         """Apply pending migrations (for ``flowmonkey migrate``); return the version reached.
@@ -189,8 +250,10 @@ class PostgresBase:
         block ends, and ``BEGIN`` and ``COMMIT`` ride along with them."""
         if self._pool is None:
             raise errors.StoreError("PostgresStore is not initialized (call initialize())")
+        borrowing = self._pool
         try:
-            async with self._pool.connection() as conn:
+            conn = await borrowing.get()
+            try:
                 try:
                     failure: psycopg.Error | None = None
                     async with conn.pipeline() as pipeline:
@@ -209,17 +272,23 @@ class PostgresBase:
                 except BaseException:
                     await _rollback_quietly(conn)
                     raise
+            finally:
+                await borrowing.put(conn)
         except (psycopg.Error, PoolTimeout) as exc:
             raise translate_error(exc, self.dsn) from exc
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[_Conn]:
-        """A connection for single-statement reads (autocommit: atomic, no BEGIN)."""
-        if self._pool is None:
+        """A connection for single statements (autocommit: atomic, no BEGIN)."""
+        borrowing = self._pool
+        if borrowing is None:
             raise errors.StoreError("PostgresStore is not initialized (call initialize())")
         try:
-            async with self._pool.connection() as conn:
+            conn = await borrowing.get()
+            try:
                 yield conn
+            finally:
+                await borrowing.put(conn)
         except (psycopg.Error, PoolTimeout) as exc:
             raise translate_error(exc, self.dsn) from exc
 

@@ -193,7 +193,11 @@ class Worker:
         self._state = "starting"
         loop = asyncio.get_running_loop()
         engine = self.engine
-        saved_owner, saved_signaler = engine.owner, engine.wake_signaler
+        saved_owner, saved_signaler, saved_options = (
+            engine.owner,
+            engine.wake_signaler,
+            engine.options,
+        )
         engine.owner = self.worker_id
         if self.options.lease_for is not None:
             # Claims and the engine's heartbeats must agree on the lease length.
@@ -232,6 +236,7 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await signaler.close()
             engine.owner, engine.wake_signaler = saved_owner, saved_signaler
+            engine.options = saved_options
             log.info("worker %s stopped", self.worker_id, extra=self._extra)
 
     # -- startup -------------------------------------------------------------------------
