@@ -86,7 +86,7 @@ class PostgresStore(PostgresBase):
                 f"execution {execution.id} is not JSON-serialisable: {exc}"
             ) from exc
         try:
-            rows = await self._fetchall(query, params)
+            rows = await self._run_one(query, params)
         except errors.StoreError as exc:
             cause = exc.__cause__
             if (
@@ -95,7 +95,7 @@ class PostgresStore(PostgresBase):
             ):
                 raise errors.StoreError(f'execution id "{execution.id}" already exists') from cause
             raise
-        if rows and rows[0][0]:
+        if rows and rows[0][0] == b"t":
             return loaded, True
         # A new statement (so a new snapshot) sees the holder that made us lose the key.
         holder = await self._fetchall(
@@ -188,8 +188,7 @@ class PostgresStore(PostgresBase):
         """Apply one step atomically, fenced by ``lease`` (one round trip)."""
         statements = self._commit_statements(lease, commit)
         if len(statements) == 1:  # the common case: one atomic statement, no BEGIN
-            async with self._read() as conn:
-                await conn.execute(*statements[0])
+            await self._run_one(*statements[0])
             return
         async with self._tx() as conn:
             for query, params in statements:

@@ -27,6 +27,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from flowmonkey import errors
+from flowmonkey.stores import postgres_fast
 from flowmonkey.stores import postgres_queries as q
 from flowmonkey.stores.postgres_conn import (
     DEFAULT_SCHEMA,
@@ -292,6 +293,14 @@ class PostgresBase:
         except (psycopg.Error, PoolTimeout) as exc:
             raise translate_error(exc, self.dsn) from exc
 
+    async def _run_one(self, query: str, params: Any) -> builtins.list[tuple[bytes | None, ...]]:
+        """One write statement on the hot path (``postgres_fast``); rows as text values."""
+        if not postgres_fast.AVAILABLE:
+            rows = await self._fetchall(query, params)
+            return [tuple(_as_text(value) for value in row) for row in rows]
+        async with self._read() as conn:
+            return await postgres_fast.run_prepared(conn, query, params)
+
     async def _fetchall(self, query: str, params: Any = None) -> builtins.list[Any]:
         async with self._read() as conn:
             cur = await conn.execute(query, params)
@@ -302,6 +311,15 @@ class PostgresBase:
     @property
     def _notify_channel(self) -> str | None:
         return self.channel if self._notify else None
+
+
+def _as_text(value: Any) -> bytes | None:
+    """A value as PostgreSQL's text output would spell it (booleans ``t``/``f``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return b"t" if value else b"f"
+    return str(value).encode()
 
 
 async def _rollback_quietly(conn: _Conn) -> None:

@@ -1,0 +1,108 @@
+"""The one-statement hot path (``postgres_fast``): it is in use, and it keeps the
+ordinary path's guarantees when the server forgets prepared statements, when a request
+is larger than the socket buffer, when a statement fails, and when a caller is cancelled
+mid-statement."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from contract.factories import make_execution, started, step
+from flowmonkey import errors
+from flowmonkey.stores import postgres_fast
+from flowmonkey.stores.postgres import PostgresStore
+
+pytestmark = pytest.mark.postgres
+
+StoreMaker = Callable[..., Awaitable[PostgresStore]]
+
+
+def test_the_fast_path_is_available_with_the_supported_psycopg() -> None:
+    assert postgres_fast.AVAILABLE
+
+
+async def backend_pids(store: PostgresStore) -> set[int]:
+    rows = await store._fetchall(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'flowmonkey'"
+        " AND datname = current_database()"
+    )
+    return {row[0] for row in rows}
+
+
+async def test_commits_survive_the_server_forgetting_prepared_statements(
+    make_store: StoreMaker,
+) -> None:
+    store = await make_store(max_size=1)
+    execution, lease = await started(store, make_execution(context={"n": 0}))
+    for n in range(1, 4):
+        execution = replace(execution, step_count=n)
+        await store.commit(lease, step(execution, context_set={"n": orjson.dumps(n)}))
+        async with store._read() as conn:  # one pooled connection: the one that committed
+            await conn.execute("DEALLOCATE ALL")
+    stored = await store.get(execution.id)
+    assert stored is not None
+    assert (stored.step_count, stored.context["n"]) == (3, 3)
+
+
+async def test_a_request_larger_than_the_socket_buffer(make_store: StoreMaker) -> None:
+    store = await make_store()
+    execution, lease = await started(store)
+    big = "x" * (8 * 1024 * 1024)  # far beyond any socket send buffer
+    await store.commit(lease, step(replace(execution, step_count=1),
+                                   context_set={"big": orjson.dumps(big)}))  # fmt: skip
+    stored = await store.get(execution.id)
+    assert stored is not None and stored.context["big"] == big
+
+
+async def test_server_errors_keep_their_meaning(make_store: StoreMaker) -> None:
+    store = await make_store()
+    execution, lease = await started(store)
+    with pytest.raises(errors.LeaseLost):
+        await store.commit(replace(lease, token=lease.token + 7), step(execution))
+    with pytest.raises(errors.StoreError, match="already exists"):
+        await store.create(make_execution(id=execution.id))
+    # the connection that reported the errors is still good
+    await store.commit(lease, step(replace(execution, step_count=1)))
+    stored = await store.get(execution.id)
+    assert stored is not None and stored.step_count == 1
+
+
+async def test_a_caller_cancelled_mid_statement_leaves_no_broken_connection(
+    make_store: StoreMaker,
+) -> None:
+    store = await make_store(max_size=2)
+    execution, lease = await started(store)
+    waiting = asyncio.Event()
+
+    async def slow_commit() -> None:
+        # A statement that holds the row: the commit below blocks on its lock.
+        async with store._tx() as conn:
+            await conn.execute("SELECT 1 FROM executions WHERE id = %s FOR UPDATE",
+                               [execution.id])  # fmt: skip
+            waiting.set()
+            await asyncio.sleep(3600)
+
+    holder = asyncio.create_task(slow_commit())
+    await waiting.wait()
+    blocked = asyncio.create_task(store.commit(lease, step(replace(execution, step_count=5))))
+    await asyncio.sleep(0)  # let it send
+    for _ in range(50):
+        if blocked.done():
+            break
+        await asyncio.sleep(0.01)
+    blocked.cancel()
+    holder.cancel()
+    for task in (blocked, holder):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # Whatever happened server-side, every later statement works and sees one truth.
+    for n in (1, 2, 3):
+        await store.commit(lease, step(replace(execution, step_count=n)))
+    stored = await store.get(execution.id)
+    assert stored is not None
+    assert stored.step_count == 3
