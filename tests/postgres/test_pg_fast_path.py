@@ -10,12 +10,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import orjson
+import psycopg
 import pytest
 
 from contract.factories import make_execution, started, step
 from flowmonkey import errors
 from flowmonkey.stores import postgres_fast
 from flowmonkey.stores.postgres import PostgresStore
+from worker.support import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -73,7 +75,7 @@ async def test_server_errors_keep_their_meaning(make_store: StoreMaker) -> None:
 
 
 async def test_a_caller_cancelled_mid_statement_leaves_no_broken_connection(
-    make_store: StoreMaker,
+    make_store: StoreMaker, postgres_dsn: str
 ) -> None:
     store = await make_store(max_size=2)
     execution, lease = await started(store)
@@ -90,11 +92,17 @@ async def test_a_caller_cancelled_mid_statement_leaves_no_broken_connection(
     holder = asyncio.create_task(slow_commit())
     await waiting.wait()
     blocked = asyncio.create_task(store.commit(lease, step(replace(execution, step_count=5))))
-    await asyncio.sleep(0)  # let it send
-    for _ in range(50):
-        if blocked.done():
-            break
-        await asyncio.sleep(0.01)
+
+    async def commit_waits_on_the_lock() -> bool:
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as watcher:
+            cur = await watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND application_name = 'flowmonkey' AND datname = current_database()"
+            )
+            row = await cur.fetchone()
+        return row is not None and row[0] > 0
+
+    await eventually(commit_waits_on_the_lock, timeout=10, what="the commit to block")
     blocked.cancel()
     holder.cancel()
     for task in (blocked, holder):

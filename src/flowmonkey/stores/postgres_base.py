@@ -249,34 +249,25 @@ class PostgresBase:
     async def _tx(self) -> AsyncIterator[_Conn]:
         """One pipelined transaction: statements queue until a result is needed or the
         block ends, and ``BEGIN`` and ``COMMIT`` ride along with them."""
-        if self._pool is None:
-            raise errors.StoreError("PostgresStore is not initialized (call initialize())")
-        borrowing = self._pool
-        try:
-            conn = await borrowing.get()
+        async with self._read() as conn:
             try:
-                try:
-                    failure: psycopg.Error | None = None
-                    async with conn.pipeline() as pipeline:
-                        try:
-                            await conn.execute(q.BEGIN)
-                            yield conn
-                            await conn.execute(q.COMMIT)
-                        except psycopg.Error as exc:
-                            # An error surfaced mid-batch: drain the aborted pipeline
-                            # here so leaving it is clean (psycopg would log it).
-                            failure = exc
-                            with contextlib.suppress(psycopg.Error):
-                                await pipeline.sync()
-                    if failure is not None:
-                        raise failure
-                except BaseException:
-                    await _rollback_quietly(conn)
-                    raise
-            finally:
-                await borrowing.put(conn)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise translate_error(exc, self.dsn) from exc
+                failure: psycopg.Error | None = None
+                async with conn.pipeline() as pipeline:
+                    try:
+                        await conn.execute(q.BEGIN)
+                        yield conn
+                        await conn.execute(q.COMMIT)
+                    except psycopg.Error as exc:
+                        # An error surfaced mid-batch: drain the aborted pipeline
+                        # here so leaving it is clean (psycopg would log it).
+                        failure = exc
+                        with contextlib.suppress(psycopg.Error):
+                            await pipeline.sync()
+                if failure is not None:
+                    raise failure
+            except BaseException:
+                await _rollback_quietly(conn)
+                raise
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[_Conn]:
