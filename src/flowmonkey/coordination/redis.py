@@ -458,7 +458,6 @@ class RedisWakeSignaler:
     async def _discard(pubsub: PubSub) -> None:
         """Close a pub/sub connection, ignoring errors from an already-broken socket."""
         try:
-            # redis-py leaves PubSub.aclose unannotated.
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
         except (RedisError, OSError) as exc:
             _log.debug("error closing wake subscription: %s", exc)
