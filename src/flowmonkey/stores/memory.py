@@ -20,6 +20,7 @@ import orjson
 from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token, TokenStatus
+from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores.base import (
     Acquired,
@@ -30,6 +31,7 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.keys import MemoryKeys
 from flowmonkey.versions import semver_key
 
 __all__ = ["MemoryStore", "encode_cursor", "decode_cursor"]
@@ -157,7 +159,7 @@ def _header_copy(execution: Execution) -> Execution:
     return execution.clone(context={}, history=[])
 
 
-class MemoryStore:
+class MemoryStore(MemoryKeys):
     """In-memory ``Store``. Single event loop; every method is atomic by construction."""
 
     def __init__(self) -> None:
@@ -166,6 +168,7 @@ class MemoryStore:
         self._tokens: dict[str, ResumeTokenRecord] = {}
         self._tasks: dict[str, Task] = {}
         self._flows: dict[tuple[str, str], StoredFlow] = {}
+        self._api_keys: dict[str, ApiKey] = {}
 
     async def initialize(self) -> None:
         """Nothing to open."""

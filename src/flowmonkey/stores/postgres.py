@@ -40,6 +40,7 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.keys import PostgresKeys
 from flowmonkey.stores.memory import decode_cursor, encode_cursor
 from flowmonkey.stores.postgres_base import PostgresBase
 from flowmonkey.stores.postgres_commit import (
@@ -53,7 +54,7 @@ from flowmonkey.versions import semver_key
 __all__ = ["PostgresStore", "PostgresWakeSignaler"]
 
 
-class PostgresStore(PostgresBase):
+class PostgresStore(PostgresBase, PostgresKeys):
     """``Store`` on PostgreSQL (psycopg 3 + psycopg_pool). See the module docstring.
 
     Args:

@@ -38,6 +38,7 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.keys import SqliteKeys
 from flowmonkey.versions import sort_versions
 
 __all__ = ["SqliteStore"]
@@ -126,7 +127,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore:
+class SqliteStore(SqliteKeys):
     """The ``Store`` protocol on a SQLite file.
 
     Args:
