@@ -14,6 +14,7 @@ from flowmonkey import __version__
 from flowmonkey.cli.commands_exec import cancel, resume, run, signal, tick
 from flowmonkey.cli.commands_flow import graph, validate
 from flowmonkey.cli.commands_query import events, flows, history, list_executions, status
+from flowmonkey.cli.commands_retry import retry
 from flowmonkey.cli.errors import CliError, to_cli_error
 from flowmonkey.cli.state import DEFAULT_STORE, CliState
 from flowmonkey.cli.worker import migrate_command, worker_command
@@ -66,6 +67,7 @@ cli.add_command(resume)
 cli.add_command(signal)
 cli.add_command(tick)
 cli.add_command(cancel)
+cli.add_command(retry)
 cli.add_command(status)
 cli.add_command(history)
 cli.add_command(list_executions)

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.clock import Clock, SystemClock
-from flowmonkey.engine import control, driving, lookup, terminal, timers
+from flowmonkey.engine import control, driving, lookup, retrying, terminal, timers
 from flowmonkey.engine.bus import EventBus, Listener
 from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.creation import create_execution
@@ -442,6 +442,21 @@ class Engine:
         """Fail a non-terminal execution with this error (same clean-up as cancel)."""
         await self._ensure_ready()
         return await terminal.fail(self, execution_id, message=message, step_id=step_id, code=code)
+
+    async def retry(self, execution_id: str, *, run_next: bool = True) -> RunResult:
+        """Continue a ``failed`` execution from the step that failed.
+
+        The step's attempts reset, the context is kept, ``run_number`` + 1 and an
+        ``execution.retried`` event is written (see ``engine/retrying.py``). The steps
+        run in this call; ``run_next=False`` leaves it ``pending`` for a worker.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            ExecutionNotFailed: it is not ``failed`` (or failed across parallel
+                branches); nothing changed.
+        """
+        await self._ensure_ready()
+        return await retrying.retry(self, execution_id, run_next=run_next)
 
     def request_cancel(self, execution_id: str) -> None:
         """Cancel the handler this engine is running for ``execution_id``, if any."""

@@ -208,8 +208,12 @@ class Store(Protocol):
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution to ``owner``.
+
+        ``failed=True`` also grants a lease on a ``failed`` execution (``Engine.retry``
+        revives it); other terminal executions are never leased.
 
         Granted when the execution is not terminal and its lease is free, expired,
         already ``owner``'s, or ``steal`` is true. Granting bumps the fencing token.

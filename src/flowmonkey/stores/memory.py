@@ -297,12 +297,14 @@ class MemoryStore(MemoryKeys):
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution (see the protocol)."""
         row = self._rows.get(execution_id)
         if row is None:
             raise errors.ExecutionNotFound(execution_id)
-        if row.execution.status.is_terminal:
+        status = row.execution.status
+        if status.is_terminal and not (failed and status is ExecutionStatus.FAILED):
             return Acquired(execution=self._load(row, history=True), lease=None)
         free = (
             row.lease_owner is None

@@ -164,11 +164,12 @@ class PostgresStore(PostgresBase, PostgresKeys):
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution (see ``Store.acquire``)."""
         expires = now + lease_for
         params = {"id": execution_id, "owner": owner, "now": now, "expires": expires,
-                  "steal": steal, "start": start}  # fmt: skip
+                  "steal": steal, "start": start, "failed": failed}  # fmt: skip
         async with self._tx() as conn:
             granted = await conn.execute(q.ACQUIRE, params)
             # Read after the UPDATE (which waited for any row lock): this snapshot holds

@@ -242,7 +242,8 @@ UPDATE executions e SET {_GRANT}
 FROM (SELECT id, status, lease_owner, lease_expires_at FROM executions
       WHERE id = %(id)s FOR UPDATE) AS old
 WHERE e.id = old.id
-  AND e.status NOT IN ('completed', 'failed', 'cancelled')
+  AND (e.status NOT IN ('completed', 'failed', 'cancelled')
+       OR (%(failed)s AND e.status = 'failed'))
   AND (e.lease_owner IS NULL OR e.lease_owner = %(owner)s
        OR e.lease_expires_at <= %(now)s OR %(steal)s)
 RETURNING e.lease_token,

@@ -329,9 +329,12 @@ class SqliteStore(SqliteKeys):
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution (see ``Store.acquire``)."""
-        return await self._tx(True, ops.acquire, execution_id, owner, now, lease_for, steal, start)
+        return await self._tx(
+            True, ops.acquire, execution_id, owner, now, lease_for, steal, start, failed
+        )
 
     async def commit(self, lease: Lease, commit: StepCommit) -> None:
         """Apply one step's changes atomically, fenced by ``lease`` (see ``Store.commit``)."""
