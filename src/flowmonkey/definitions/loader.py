@@ -22,6 +22,7 @@ __all__ = [
     "FLOW_FILE_SUFFIXES",
     "check_flow",
     "dump_flow",
+    "parse_yaml_text",
     "load_flow",
     "load_flows",
     "parse_flow",
@@ -30,6 +31,13 @@ __all__ = [
 FLOW_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
 FlowSource = str | os.PathLike[str] | Mapping[str, Any]
+
+
+def parse_yaml_text(text: str) -> Any:
+    """Parse YAML flow text safely (timestamps stay strings); ``yaml.YAMLError`` if bad."""
+    import yaml
+
+    return yaml.load(text, Loader=_flow_yaml_loader())
 
 
 @functools.cache

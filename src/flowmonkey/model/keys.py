@@ -11,10 +11,19 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["ALL_TENANTS", "KEY_PREFIX", "SCOPES", "ApiKey", "generate_key", "hash_key", "matches"]
+__all__ = [
+    "ALL_TENANTS",
+    "KEY_PREFIX",
+    "SCOPES",
+    "ApiKey",
+    "generate_key",
+    "hash_key",
+    "matches",
+    "new_api_key",
+]
 
 KEY_PREFIX = "fmk_"
 SCOPES = ("read", "write", "admin")
@@ -90,3 +99,28 @@ class ApiKey:
             "last_used_at": iso(self.last_used_at),
             "revoked_at": iso(self.revoked_at),
         }
+
+
+def new_api_key(
+    *,
+    name: str,
+    tenant: str,
+    scopes: tuple[str, ...] | list[str],
+    now: datetime,
+    expires_in: timedelta | None = None,
+) -> tuple[str, ApiKey]:
+    """A fresh key and its record (store the record; show the key once)."""
+    if not name or len(name) > 200:
+        raise ValueError("a key name must be 1-200 characters")
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise ValueError("a key's expiry must be in the future")
+    secret, digest = generate_key()
+    record = ApiKey(
+        name=name,
+        tenant=tenant,
+        scopes=tuple(scopes),
+        key_hash=digest,
+        created_at=now,
+        expires_at=None if expires_in is None else now + expires_in,
+    )
+    return secret, record
