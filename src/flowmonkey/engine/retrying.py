@@ -20,17 +20,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
-from flowmonkey.engine.leasing import release_untouched
+from flowmonkey.engine.driving import drive
+from flowmonkey.engine.leasing import acquire, open_run, release_untouched
 from flowmonkey.engine.results import RunResult
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
 
 __all__ = ["retry"]
 
 
-async def retry(engine: Engine, execution_id: str, *, run_next: bool = True) -> RunResult:
+async def retry(engine: Runtime, execution_id: str, *, run_next: bool = True) -> RunResult:
     """See ``Engine.retry``."""
     acquired = await engine.store.acquire(
         execution_id,
@@ -45,7 +46,7 @@ async def retry(engine: Engine, execution_id: str, *, run_next: bool = True) -> 
         if acquired.lease is not None:
             await engine.store.release(acquired.lease)
         raise errors.ExecutionNotFailed(execution_id, str(current.status))
-    run = await engine.open_run(acquired)
+    run = await open_run(engine, acquired)
     if run is None:  # another process holds it (a retry under way elsewhere)
         raise errors.ExecutionNotFailed(execution_id, str(current.status), "it is leased")
     try:
@@ -85,4 +86,8 @@ async def retry(engine: Engine, execution_id: str, *, run_next: bool = True) -> 
     await engine.notify_runnable(execution_id)
     if not run_next:
         return RunResult.of(execution)
-    return await engine.run(execution_id)
+    acquired = await acquire(engine, execution_id)
+    again = await open_run(engine, acquired)
+    if again is None:  # someone else picked it up first: it runs there
+        return RunResult.of(acquired.execution)
+    return await drive(engine, again)
