@@ -1,0 +1,24 @@
+-- Data tables (docs/tables.md): a table's definition never changes once created.
+CREATE TABLE data_tables (
+    name       TEXT PRIMARY KEY,
+    schema     JSONB NOT NULL,
+    indexed    TEXT[] NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+
+-- Rows of every table. `seq` is the insertion order (cursors and "newest first");
+-- `data` is JSONB so fields can be filtered and indexed on the server. Each indexed field
+-- gets a partial expression index, ((data->>'<field>')::<type>, seq) WHERE table_name =
+-- '<table>', created with the table that declares it.
+CREATE TABLE table_rows (
+    seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    table_name   TEXT NOT NULL REFERENCES data_tables (name),
+    tenant_id    TEXT,
+    execution_id TEXT,
+    step_id      TEXT,
+    created_at   TIMESTAMPTZ NOT NULL,
+    data         JSONB NOT NULL
+);
+CREATE INDEX table_rows_table ON table_rows (table_name, seq);
+CREATE INDEX table_rows_tenant ON table_rows (table_name, tenant_id, seq);
