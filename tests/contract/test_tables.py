@@ -201,9 +201,7 @@ async def test_a_commit_writes_its_rows_in_the_same_transaction(store: Store) ->
 async def test_a_commit_under_a_lost_lease_writes_no_row(store: Store) -> None:
     await store.create_table(ORDERS)
     execution, lease = await started(store)
-    taken = await store.acquire(
-        execution.id, owner="w2", now=at(100), lease_for=LEASE, steal=True
-    )
+    taken = await store.acquire(execution.id, owner="w2", now=at(100), lease_for=LEASE, steal=True)
     assert taken.lease is not None
     stale_row = TableRow(table="orders", data={"order_id": "stale"}, created_at=at(1))
     with pytest.raises(errors.LeaseLost):

@@ -9,6 +9,7 @@ from typing import Any
 from flowmonkey.definitions import builtins
 from flowmonkey.definitions.builtin_config import check_builtin_config, is_dot_path
 from flowmonkey.definitions.graph import check_graph
+from flowmonkey.definitions.pipes import check_pipes
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.model.flow import SELECTOR_TYPES, Flow, RetryPolicy, Step
 from flowmonkey.versions import is_semver
@@ -23,7 +24,10 @@ __all__ = [
 
 
 def validate_flow(
-    flow: Flow, *, handler_types: Collection[str] | None = None
+    flow: Flow,
+    *,
+    handler_types: Collection[str] | None = None,
+    tables: Collection[str] | None = None,
 ) -> list[ValidationIssue]:
     """Return every problem of ``flow`` (errors and warnings) in one list.
 
@@ -31,8 +35,11 @@ def validate_flow(
         flow: the parsed flow.
         handler_types: the registered handler types; when given, a step whose type is
             neither built-in nor listed is an error. ``None`` skips that check.
+        tables: the names of the existing data tables; when given, a pipe into any other
+            table is an error. ``None`` skips that check (the engine makes it against
+            its store before a flow with pipes is saved or started).
     """
-    return _validate(flow, handler_types, graph=True)
+    return _validate(flow, handler_types, graph=True, tables=tables)
 
 
 def validate_parsed(
@@ -40,6 +47,7 @@ def validate_parsed(
     parse_issues: Collection[ValidationIssue],
     *,
     handler_types: Collection[str] | None = None,
+    tables: Collection[str] | None = None,
 ) -> list[ValidationIssue]:
     """Every issue of a leniently parsed flow (``Flow.parse``): ``parse_issues`` first,
     then the validation issues of the parts that did parse.
@@ -52,7 +60,7 @@ def validate_parsed(
     """
     parsed = list(parse_issues)
     graph = not any(_affects_edges(i.path) for i in parsed)
-    found = _validate(flow, handler_types, graph=graph)
+    found = _validate(flow, handler_types, graph=graph, tables=tables)
     covered = [i.path for i in parsed]
     return parsed + [i for i in found if not any(_under(i.path, p) for p in covered)]
 
@@ -71,7 +79,11 @@ def _under(path: str, parent: str) -> bool:
 
 
 def _validate(
-    flow: Flow, handler_types: Collection[str] | None, *, graph: bool
+    flow: Flow,
+    handler_types: Collection[str] | None,
+    *,
+    graph: bool,
+    tables: Collection[str] | None = None,
 ) -> list[ValidationIssue]:
     issues: list[ValidationIssue] = []
     if not flow.id:
@@ -96,6 +108,8 @@ def _validate(
         issues.append(_err("initialStepId", f'Step "{flow.initial_step_id}" not found'))
     for key, step in flow.steps.items():
         issues += _check_step(key, step, flow, handler_types)
+        if step.pipes:
+            issues += check_pipes(step, f"steps.{key}.pipes", tables)
     if graph:
         issues += check_graph(flow)
     return issues

@@ -47,6 +47,7 @@ async def create_execution(
     the ``Run`` that drives it (``None`` without ``lease_self`` or on an idempotency hit).
     """
     flow = await get_flow(engine, flow_id, version)
+    await engine.tables.check_flow(flow)  # once per flow version: its pipes' tables exist
     initial = dict(context or {})
     if not isinstance(context, Mapping | None):
         raise TypeError("context must be a mapping")

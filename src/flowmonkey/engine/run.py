@@ -33,6 +33,7 @@ from flowmonkey.stores.base import Lease, StepCommit
 if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Flow, Step
+    from flowmonkey.model.tables import TableRow
 
 __all__ = ["BRANCH", "Run", "StepRuntime", "hash_token"]
 
@@ -90,6 +91,7 @@ class Run:
         "revoke_steps",
         "revoke_tokens",
         "supervisor",
+        "table_rows",
         "tasks",
         "token_tasks",
         "touched",
@@ -110,6 +112,8 @@ class Run:
         self.history: list[StepRecord] = []
         self.new_tokens: list[ResumeTokenRecord] = []
         self.tasks: list[Task] = []
+        self.table_rows: list[TableRow] = []
+        """Rows of the pipes of the step being applied (written with its commit)."""
         self.use_token: str | None = None
         self.revoke_tokens = False
         self.revoke_steps: list[str] = []
@@ -212,6 +216,7 @@ class Run:
             tasks=self.tasks,
             cancel_pending_tasks=self.cancel_tasks,
             release=release,
+            table_rows=self.table_rows,
         )
         self.touched = None
         events = self.events
@@ -229,6 +234,8 @@ class Run:
             self.new_tokens = []
         if self.tasks:
             self.tasks = []
+        if self.table_rows:
+            self.table_rows = []
         self.use_token = None
         self.revoke_tokens = False
         if self.revoke_steps:

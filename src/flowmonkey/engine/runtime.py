@@ -24,6 +24,7 @@ from flowmonkey.engine.bus import EventBus
 from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.heartbeats import LeaseKeeper
 from flowmonkey.engine.options import EngineOptions
+from flowmonkey.engine.table_cache import TableCache
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Step
 from flowmonkey.stores.base import Store
@@ -65,6 +66,7 @@ class Runtime:
         "owner",
         "ready",
         "store",
+        "tables",
         "wake_signaler",
     )
 
@@ -96,6 +98,8 @@ class Runtime:
         """Optional ``WakeSignaler``: told when an execution becomes runnable."""
         self.after_terminal: Callable[[Execution], Awaitable[None]] = _nothing_after
         """Wake the parent, then run hooks, after a terminal commit (set by ``Engine``)."""
+        self.tables = TableCache(store)
+        """Data table definitions this process has seen (see ``engine/tables.py``)."""
         self.ready = False
         self._acquisitions = 0
         self._pool: ThreadPoolExecutor | None = None

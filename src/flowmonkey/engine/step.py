@@ -14,6 +14,7 @@ from flowmonkey.engine.eager import Resume, handoff
 from flowmonkey.engine.limits import OutputError
 from flowmonkey.engine.lookup import resolve_handler
 from flowmonkey.engine.parallel import advance
+from flowmonkey.engine.pipes import PipeFailure, pipe_rows
 from flowmonkey.engine.run import StepRuntime
 from flowmonkey.engine.selectors import SelectorError, resolve_input
 from flowmonkey.engine.timers import wake_parent
@@ -21,6 +22,7 @@ from flowmonkey.engine.transitions import fail_execution, finish_terminal, parke
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.model.execution import (
     ErrorInfo,
+    Execution,
     ExecutionStatus,
     StepRecord,
     Token,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
     from flowmonkey.handlers.registry import RegisteredHandler
     from flowmonkey.model.flow import Step
+    from flowmonkey.model.tables import TableRow
 
 __all__ = ["StepCancelled", "execute_step"]
 
@@ -224,6 +227,15 @@ async def _apply(
     if outcome not in ("success", "wait", "failure"):
         result = Result.failure("HANDLER_ERROR", f"unknown result outcome {outcome!r}")
         outcome = "failure"
+    rows = None
+    if step.pipes and outcome == "success":
+        # Before the output is stored: a pipe that fails leaves no output behind.
+        try:
+            rows = await pipe_rows(engine, run, step, "success", ctx.input, result, attempt,
+                                   finished)  # fmt: skip
+        except PipeFailure as exc:
+            result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
+            outcome = "failure"
     # Store the output before deciding the outcome: a bad write turns success into failure.
     if outcome != "failure" and result.output is not None and step.output_key:
         try:
@@ -234,6 +246,16 @@ async def _apply(
         except errors.ContextLimitError as exc:
             result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
             outcome = "failure"
+    if step.pipes:
+        if outcome == "failure":
+            # Rows of success pipes are dropped with the success; failure pipes fire
+            # only on the step's final failure (no retry follows).
+            rows = None
+            if not _will_retry(execution, step, result):
+                rows, result = await _failure_rows(engine, run, step, result, attempt, ctx,
+                                                   finished)  # fmt: skip
+        if rows:
+            run.table_rows.extend(rows)
     runtime = ctx._runtime
     if outcome == "failure" and runtime is not None:
         # A failed attempt leaves no trace in the context: undo its ``ctx.set``s (also
@@ -279,6 +301,40 @@ async def _apply(
 
 
 _MS = timedelta(milliseconds=1)
+
+
+def _will_retry(execution: Execution, step: Step, result: Result) -> bool:
+    """Whether ``_after_failure`` retries this failure (the retry policy allows it)."""
+    error = result.error
+    policy = step.retry
+    return (
+        policy is not None
+        and error is not None
+        and error.retryable
+        and execution.retry_attempts.get(step.id, 0) < policy.max_attempts
+        and (policy.retry_on is None or error.code in policy.retry_on)
+    )
+
+
+async def _failure_rows(
+    engine: Runtime,
+    run: Run,
+    step: Step,
+    result: Result,
+    attempt: int,
+    ctx: HandlerContext,
+    now: datetime,
+) -> tuple[list[TableRow] | None, Result]:
+    """Rows of the failure pipes; a pipe that cannot build its row replaces the step's
+    error with its own (the original one kept in ``details.step_error``)."""
+    try:
+        return await pipe_rows(
+            engine, run, step, "failure", ctx.input, result, attempt, now
+        ), result
+    except PipeFailure as exc:
+        original = result.error.to_dict() if result.error is not None else None
+        details = {**(exc.details or {}), "step_error": original}
+        return None, Result.failure(exc.code, exc.message, details=details, retryable=False)
 
 
 async def _after_success(
@@ -358,12 +414,8 @@ async def _after_failure(
     assert error is not None
     policy = step.retry
     done = execution.retry_attempts.get(step.id, 0)
-    if (
-        policy is not None
-        and error.retryable
-        and done < policy.max_attempts
-        and (policy.retry_on is None or error.code in policy.retry_on)
-    ):
+    if _will_retry(execution, step, result):
+        assert policy is not None
         execution.retry_attempts[step.id] = done + 1
         delay_ms = _retry_delay_ms(step, done)
         run.emit(
