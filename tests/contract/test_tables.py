@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 
 from contract.factories import LEASE, at, make_execution, started, step
@@ -207,3 +208,49 @@ async def test_a_commit_under_a_lost_lease_writes_no_row(store: Store) -> None:
     with pytest.raises(errors.LeaseLost):
         await store.commit(lease, step(execution, table_rows=[stale_row]))
     assert (await store.query_rows(ORDERS, RowQuery(table="orders"))).items == []
+
+
+async def _export(store: Store, fmt: str, **query: Any) -> str:
+    chunks = store.export_rows(
+        ORDERS,
+        RowQuery(table="orders", descending=False, limit=2, **query),
+        fmt,  # type: ignore[arg-type]
+    )
+    return b"".join([c async for c in chunks]).decode()
+
+
+async def test_exports_are_the_same_text_on_every_store(store: Store) -> None:
+    await store.create_table(ORDERS)
+    first = TableRow(
+        id="r1", table="orders", tenant_id="acme", execution_id="ex-1", step_id="s",
+        created_at=at(1.5),
+        data={"order_id": "a,1", "total": 10.5, "paid": True, "note": 'say "hi"', "x": [1]},
+    )  # fmt: skip
+    second = TableRow(id="r2", table="orders", data={"order_id": "b"}, created_at=at(2))
+    third = TableRow(
+        id="r3", table="orders", tenant_id="acme", created_at=at(3),
+        data={"order_id": "c", "total": 3, "paid": False, "note": "line\nbreak"},
+    )  # fmt: skip
+    await store.insert_rows([first, second, third])
+    lines = (await _export(store, "jsonl")).splitlines()
+    assert [orjson.loads(line) for line in lines] == [
+        {"id": "r1", "data": first.data, "tenant_id": "acme", "execution_id": "ex-1",
+         "step_id": "s", "created_at": "2026-01-01T00:00:01.500000+00:00"},
+        {"id": "r2", "data": {"order_id": "b"}, "tenant_id": None, "execution_id": None,
+         "step_id": None, "created_at": "2026-01-01T00:00:02.000000+00:00"},
+        {"id": "r3", "data": third.data, "tenant_id": "acme", "execution_id": None,
+         "step_id": None, "created_at": "2026-01-01T00:00:03.000000+00:00"},
+    ]  # fmt: skip
+    table = await _export(store, "csv")
+    assert table == (
+        "id,tenant_id,execution_id,step_id,created_at,order_id,total,paid,note\n"
+        'r1,acme,ex-1,s,2026-01-01T00:00:01.500000+00:00,"a,1",10.5,true,"say ""hi"""\n'
+        "r2,,,,2026-01-01T00:00:02.000000+00:00,b,,,\n"
+        'r3,acme,,,2026-01-01T00:00:03.000000+00:00,c,3,false,"line\nbreak"\n'
+    )
+    mine = await _export(
+        store, "csv", tenant_id="acme", filters=[RowFilter(field="total", op="gt", value=5)]
+    )
+    assert mine.splitlines()[1:] == [table.splitlines()[1]]
+    newest = await _export(store, "jsonl", order_by="total")
+    assert [orjson.loads(x)["id"] for x in newest.splitlines()] == ["r2", "r3", "r1"]

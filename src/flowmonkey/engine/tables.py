@@ -8,12 +8,8 @@ the first pipe into a table costs a store read.
 from __future__ import annotations
 
 import builtins
-import csv
-import io
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
-
-import orjson
 
 from flowmonkey.engine.table_cache import TableCache, check_row
 from flowmonkey.errors import ValidationIssue
@@ -32,7 +28,6 @@ from flowmonkey.stores.base import Page
 
 if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
-    from flowmonkey.stores.base import Store
 
 __all__ = ["Tables"]
 
@@ -168,81 +163,15 @@ class Tables:
         order: str | None = "created_at",
         tenant_id: str | None = None,
     ) -> AsyncIterator[bytes]:
-        """Stream every matching row as JSON Lines (one ``TableRow.to_dict`` per line) or
-        CSV (``id, tenant_id, execution_id, step_id, created_at`` then the schema's
-        properties; objects and arrays as JSON). Reads ``EXPORT_BATCH`` rows at a time,
-        so memory stays flat however many rows there are.
+        """Stream every matching row (oldest first by default) as JSON Lines (one
+        ``TableRow.to_dict()`` per line) or CSV (``id, tenant_id, execution_id, step_id,
+        created_at`` then one column per schema property; see ``stores/table_export.py``).
+        Reads ``EXPORT_BATCH`` rows at a time, so memory stays flat however many rows
+        there are.
 
         Raises:
             TableNotFound, InvalidTable: before the first chunk.
         """
         table = await self.get(name)
         query = self.query(table, where, order, tenant_id, EXPORT_BATCH)
-        return _export(self._runtime.store, table, query, format)
-
-
-async def _export(
-    store: Store, table: TableDef, query: RowQuery, format: str
-) -> AsyncIterator[bytes]:
-    fields = list(table.schema.get("properties") or {})
-    if format == "csv":
-        yield _csv_line(["id", "tenant_id", "execution_id", "step_id", "created_at", *fields])
-    cursor = None
-    while True:
-        page = await store.query_rows(table, _with_cursor(query, cursor))
-        if format == "csv":
-            yield b"".join(_csv_row(row, fields) for row in page.items)
-        else:
-            yield b"".join(_jsonl_row(row) for row in page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            return
-
-
-def _with_cursor(query: RowQuery, cursor: str | None) -> RowQuery:
-    return RowQuery(
-        table=query.table, tenant_id=query.tenant_id, filters=query.filters,
-        order_by=query.order_by, descending=query.descending, limit=query.limit, cursor=cursor,
-    )  # fmt: skip
-
-
-def _jsonl_row(row: TableRow) -> bytes:
-    return orjson.dumps(
-        {
-            "id": row.id,
-            "data": row.data,
-            "tenant_id": row.tenant_id,
-            "execution_id": row.execution_id,
-            "step_id": row.step_id,
-            "created_at": row.created_at,
-        },
-        option=orjson.OPT_APPEND_NEWLINE,
-    )
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else value
-
-
-def _csv_line(values: Sequence[Any]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(values)
-    return out.getvalue().encode()
-
-
-def _csv_row(row: TableRow, fields: Sequence[str]) -> bytes:
-    data = row.data
-    return _csv_line(
-        [
-            row.id,
-            row.tenant_id or "",
-            row.execution_id or "",
-            row.step_id or "",
-            row.created_at.isoformat(),
-            *(_cell(data.get(f)) for f in fields),
-        ]
-    )
+        return self._runtime.store.export_rows(table, query, format)

@@ -179,9 +179,12 @@ def new_row_id() -> str:
     return "row_" + uuid.uuid4().hex
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class TableRow:
-    """One row: ``data`` matches its table's schema; ``tenant_id`` is who owns it."""
+    """One row: ``data`` matches its table's schema; ``tenant_id`` is who owns it.
+
+    Not frozen: an export builds a million of these, and a frozen dataclass's
+    ``__init__`` costs several times more. Treat rows as read-only."""
 
     id: str = field(default_factory=new_row_id)
     table: str

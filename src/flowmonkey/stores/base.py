@@ -14,7 +14,7 @@ never overwrite the work of the worker that took over (it gets ``LeaseLost``).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -24,6 +24,7 @@ from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, T
 from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.model.tables import RowQuery, TableDef, TableRow
+from flowmonkey.stores.table_export import ExportFormat
 
 __all__ = [
     "Acquired",
@@ -377,4 +378,12 @@ class Store(Protocol):
         Raises:
             InvalidTable: the cursor is malformed (code BAD_CURSOR).
         """
+        ...
+
+    def export_rows(
+        self, table: TableDef, query: RowQuery, format: ExportFormat
+    ) -> AsyncIterator[bytes]:
+        """Every row matching ``query``, in its order, as JSON Lines or CSV chunks
+        (``stores/table_export.py`` defines both shapes); reads ``query.limit`` rows at a
+        time, so memory stays flat however many rows there are."""
         ...

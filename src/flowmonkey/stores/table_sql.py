@@ -92,8 +92,16 @@ def index_statements(dialect: Dialect, table: TableDef) -> list[str]:
     return out
 
 
-def row_query(dialect: Dialect, table: TableDef, query: RowQuery) -> tuple[str, list[Any]]:
-    """``SELECT`` of one page (``limit + 1`` rows: the extra one says a next page exists).
+def row_query(
+    dialect: Dialect,
+    table: TableDef,
+    query: RowQuery,
+    *,
+    paged: bool = True,
+    columns: str = ROW_COLUMNS,
+) -> tuple[str, list[Any]]:
+    """``SELECT`` of one page (``limit + 1`` rows: the extra one says a next page exists),
+    or of every matching row when not ``paged`` (an export's cursor).
 
     Raises:
         InvalidTable: the cursor is malformed (BAD_CURSOR).
@@ -141,11 +149,10 @@ def row_query(dialect: Dialect, table: TableDef, query: RowQuery) -> tuple[str, 
                 tail = f" OR {expr} IS NULL" if desc else ""
                 where.append(f"({expr} {cmp} {vp} OR ({expr} = {vp} AND seq {cmp} {ph}){tail})")
                 params += [value, value, seq]
-    sql = (
-        f"SELECT {ROW_COLUMNS} FROM table_rows WHERE {' AND '.join(where)} "
-        f"ORDER BY {order} LIMIT {ph}"
-    )
-    params.append(query.limit + 1)
+    sql = f"SELECT {columns} FROM table_rows WHERE {' AND '.join(where)} ORDER BY {order}"
+    if paged:
+        sql += f" LIMIT {ph}"
+        params.append(query.limit + 1)
     return sql, params
 
 

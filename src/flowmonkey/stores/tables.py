@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +28,15 @@ from flowmonkey.model.tables import (
     encode_row_cursor,
 )
 from flowmonkey.stores import sqlite_queries as q
-from flowmonkey.stores import table_sql
+from flowmonkey.stores import table_export, table_sql
 from flowmonkey.stores.base import Page
+from flowmonkey.stores.table_export import ExportFormat, python_export
 
 __all__ = [
     "MemoryTables",
     "PostgresTables",
     "SqliteTables",
+    "keyset_batches",
     "page_of",
     "pg_rows_json",
     "sqlite_row_params",
@@ -51,6 +54,21 @@ def page_of(rows: builtins.list[TableRow], query: RowQuery) -> Page[TableRow]:
     last = rows[-1]
     value = last.data.get(query.order_by) if query.order_by is not None else None
     return Page(items=rows, next_cursor=encode_row_cursor(value, last.seq))
+
+
+async def keyset_batches(
+    store: Any, table: TableDef, query: RowQuery
+) -> AsyncIterator[builtins.list[TableRow]]:
+    """Every row matching ``query`` in batches of ``query.limit``, page after page (each
+    page its own read: rows are append-only, so the cursor never skips or repeats one)."""
+    cursor = query.cursor
+    while True:
+        page = await store.query_rows(table, replace(query, cursor=cursor))
+        if page.items:
+            yield page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return
 
 
 def _check_new(existing: TableDef | None, table: TableDef) -> bool:
@@ -127,6 +145,12 @@ class MemoryTables:
             else:
                 found = [r for r in found if table_sql.sort_key(r.data, r.seq, field) > after]
         return page_of(found[: query.limit + 1], query)
+
+    def export_rows(
+        self, table: TableDef, query: RowQuery, format: ExportFormat
+    ) -> AsyncIterator[bytes]:
+        """Every matching row as JSON Lines or CSV (see ``Store.export_rows``)."""
+        return python_export(keyset_batches(self, table, query), table, format)
 
 
 # -- SQLite -------------------------------------------------------------------------------
@@ -230,9 +254,47 @@ class SqliteTables:
         page: Page[TableRow] = await self._tx(False, _sq_query, table, query)
         return page
 
+    async def export_rows(
+        self, table: TableDef, query: RowQuery, format: ExportFormat
+    ) -> AsyncIterator[bytes]:
+        """Every matching row as JSON Lines or CSV, formatted by SQLite, one keyset page
+        (``query.limit`` rows) per short read transaction: a long export neither blocks
+        the event loop nor holds SQLite's WAL back."""
+        if format == "csv":
+            yield table_export.csv_header(table)
+            columns = table_export.sqlite_csv_columns(table)
+        else:
+            columns = table_export.sqlite_jsonl_column()
+        sort = table_sql.field_expr("sqlite", table, query.order_by) if query.order_by else "NULL"
+        cursor = query.cursor
+        while True:
+            page = replace(query, cursor=cursor)
+            sql, params = table_sql.row_query(
+                "sqlite", table, page, columns=f"seq, {sort}, {columns}"
+            )
+            found = await self._tx(False, ops_rows, sql, params)
+            more = len(found) > query.limit
+            found = found[: query.limit]
+            if found:
+                if format == "csv":
+                    yield table_export.csv_chunk([r[2:] for r in found])
+                else:
+                    yield "\n".join([r[2] for r in found]).encode() + b"\n"
+            if not more:
+                return
+            last = found[-1]
+            cursor = encode_row_cursor(last[1], last[0])
+
+
+def ops_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> builtins.list[Any]:
+    """All rows of one query."""
+    return conn.execute(sql, params).fetchall()
+
 
 # -- PostgreSQL ---------------------------------------------------------------------------
 
+_COPY_CHUNK = 256 * 1024
+"""Bytes of CSV collected from COPY before a chunk is handed on."""
 _PG_TABLE_COLUMNS = "name, schema::text, indexed, created_at"
 _PG_INSERT_TABLE = (
     "INSERT INTO data_tables (name, schema, indexed, created_at) "
@@ -325,3 +387,41 @@ class PostgresTables:
         sql, params = table_sql.row_query("postgres", table, query)
         sql = sql.replace(", data FROM", ", data::text FROM", 1)
         return page_of([_pg_row(r) for r in await self._fetchall(sql, params)], query)
+
+    async def export_rows(
+        self, table: TableDef, query: RowQuery, format: ExportFormat
+    ) -> AsyncIterator[bytes]:
+        """Every matching row as JSON Lines or CSV from ONE statement (one snapshot, one
+        scan): CSV through ``COPY ... TO STDOUT``, JSON Lines through a server-side cursor
+        read ``query.limit`` rows at a time. The server formats each row."""
+        if format == "csv":
+            columns = table_export.pg_csv_columns(table)
+        else:
+            columns = table_export.pg_jsonl_column()
+        sql, params = table_sql.row_query("postgres", table, query, paged=False, columns=columns)
+        if format == "csv":
+            yield table_export.csv_header(table)
+            async with self._read() as conn:
+                cur = conn.cursor()
+                async with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                    # COPY sends one message per row: hand them on in chunks.
+                    buffer = bytearray()
+                    async for data in copy:
+                        buffer += data
+                        if len(buffer) >= _COPY_CHUNK:
+                            yield bytes(buffer)
+                            buffer.clear()
+                    if buffer:
+                        yield bytes(buffer)
+            return
+        async with (
+            self._read() as conn,
+            conn.transaction(),
+            conn.cursor(name="flowmonkey_export") as cur,
+        ):
+            await cur.execute(sql, params)
+            while True:
+                found = await cur.fetchmany(query.limit)
+                if not found:
+                    return
+                yield "\n".join([r[0] for r in found]).encode() + b"\n"
