@@ -160,9 +160,12 @@ _SQ_INSERT_TABLE = "INSERT INTO data_tables (name, definition, created_at) VALUE
 _SQ_GET_TABLE = f"SELECT {_SQ_TABLE_COLUMNS} FROM data_tables WHERE name = ?"
 _SQ_LIST_TABLES = f"SELECT {_SQ_TABLE_COLUMNS} FROM data_tables ORDER BY name"
 SQLITE_INSERT_ROW = (
-    "INSERT INTO table_rows (id, table_name, tenant_id, execution_id, step_id, created_at, "
-    "data) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO table_rows (id, table_name, seq, tenant_id, execution_id, step_id, "
+    "created_at, data) VALUES (?1, ?2, "
+    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM table_rows WHERE table_name = ?2), "
+    "?3, ?4, ?5, ?6, ?7)"
 )
+"""One row; its ``seq`` is the next in its table (writers are serialised by SQLite)."""
 
 
 def _sq_table(row: tuple[Any, ...]) -> TableDef:

@@ -5,19 +5,23 @@ CREATE TABLE data_tables (
     created_at INTEGER NOT NULL
 );
 
--- Rows of every table. `seq` is the insertion order (cursors and "newest first");
--- `data` is the row as JSON text, read with SQLite's JSON functions. Each indexed field
--- gets an expression index (table_name, json_extract(data, '$.<field>'), seq), created
--- with the table that declares it.
+-- Rows of every table, clustered by (table_name, seq): `seq` is the insertion order within
+-- the table (cursors, "newest first"), assigned as MAX(seq) + 1 by the insert itself (SQLite
+-- serialises writers). WITHOUT ROWID and no AUTOINCREMENT on purpose: a pipe row is written
+-- in every piped step's commit, and each extra B-tree (a rowid table beside this order, the
+-- sqlite_sequence row, a unique index on `id`) is one more page per commit to write and
+-- fsync. `data` is the row as JSON text, read with SQLite's JSON functions; each indexed field
+-- gets an expression index (table_name, json_extract(data, '$.<field>'), seq), created with
+-- the table that declares it.
 CREATE TABLE table_rows (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    id           TEXT NOT NULL UNIQUE,
     table_name   TEXT NOT NULL REFERENCES data_tables (name),
+    seq          INTEGER NOT NULL,
+    id           TEXT NOT NULL,
     tenant_id    TEXT,
     execution_id TEXT,
     step_id      TEXT,
     created_at   INTEGER NOT NULL,
-    data         TEXT NOT NULL
-);
-CREATE INDEX table_rows_table ON table_rows (table_name, seq);
+    data         TEXT NOT NULL,
+    PRIMARY KEY (table_name, seq)
+) WITHOUT ROWID;
 CREATE INDEX table_rows_tenant ON table_rows (table_name, tenant_id, seq);
