@@ -147,7 +147,7 @@ async def _fill(engine: Any, n: int) -> float:
                     },
                 )
                 for i in range(start, min(start + 10_000, n))
-            ]  # fmt: skip
+            ]
         )
     return n / (time.perf_counter() - t0)
 
