@@ -7,7 +7,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["format_duration", "parse_datetime", "parse_duration"]
+__all__ = ["MAX_DURATION", "MAX_DURATION_MS", "format_duration", "parse_datetime", "parse_duration"]
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s|w)")
 _UNITS_MS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
@@ -132,3 +132,9 @@ def parse_datetime(value: object, *, field: str = "time") -> datetime:
             raise ValueError(f'{field}: "{value}" is not an ISO-8601 time') from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise ValueError(f"{field}: expected an ISO-8601 time, got {type(value).__name__}")
+
+
+MAX_DURATION = timedelta(days=3650)
+"""The longest duration flowmonkey accepts anywhere (timeouts, delays, waits, backoffs): ten years."""
+MAX_DURATION_MS = 3650 * 24 * 3600 * 1000
+"""``MAX_DURATION`` in milliseconds."""

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
 from flowmonkey.engine import timers
+from flowmonkey.engine.recording import CommitFailed
+from flowmonkey.engine.result_check import invalid
 from flowmonkey.engine.results import RunResult, StepResult
 from flowmonkey.engine.run import Run
-from flowmonkey.engine.step import StepCancelled, execute_step, fail_execution
+from flowmonkey.engine.step import StepCancelled, apply_result, execute_step, fail_execution
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
 from flowmonkey.model.flow import Flow
 from flowmonkey.stores.base import Acquired
@@ -17,7 +21,9 @@ from flowmonkey.stores.base import Acquired
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
 
-__all__ = ["drive", "open_run", "run_until_idle", "step_once"]
+__all__ = ["drive", "open_run", "record_unrecordable", "run_until_idle", "step_once"]
+
+log = logging.getLogger("flowmonkey.engine")
 
 
 async def open_run(engine: Engine, acquired: Acquired) -> Run | None:
@@ -41,8 +47,49 @@ async def open_run(engine: Engine, acquired: Acquired) -> Run | None:
         raise
     run = Run(engine, execution, acquired.lease, flow)
     if acquired.recovered:
-        timers.note_recovery(run)
+        await timers.recover(run)
     return run
+
+
+async def record_unrecordable(engine: Engine, run: Run, failed: CommitFailed) -> None:
+    """The commit of a step failed because of what it held: reload the execution as last
+    committed and record the step as a non-retryable ``INVALID_RESULT`` failure, which
+    follows the step's usual failure route (``onFailure``, else the execution fails).
+
+    Raises:
+        ExecutionNotFound: the execution vanished.
+        Whatever the second commit raises (the error then escapes as it used to, and
+        ``POISONED_STEP`` bounds the re-runs).
+    """
+    execution = run.execution
+    stored = await engine.store.get(execution.id)
+    if stored is None:
+        raise errors.ExecutionNotFound(execution.id) from None
+    run.reload(stored)
+    token = next(
+        (
+            t
+            for t in execution.tokens
+            if t.id == failed.token_id
+            and t.status is TokenStatus.ACTIVE
+            and t.step_id == failed.step_id
+        ),
+        None,
+    )
+    step = run.flow.steps.get(failed.step_id)
+    if token is None or step is None or execution.status.is_terminal:
+        return  # nothing of that step is pending any more
+    log.warning(
+        'the outcome of step "%s" of %s could not be recorded; it fails with INVALID_RESULT: %s',
+        failed.step_id, execution.id, failed.cause,
+        extra={"execution_id": execution.id, "step": failed.step_id},
+    )  # fmt: skip
+    message = f"the step's outcome could not be recorded: {failed.cause}"
+    result = invalid(message)
+    await apply_result(
+        engine, run, token, step, result, False, timedelta(0), failed.started,
+        failed.attempt, None,
+    )  # fmt: skip
 
 
 async def step_once(engine: Engine, execution_id: str) -> StepResult:
@@ -105,11 +152,18 @@ async def drive(
             ):
                 from flowmonkey.engine.parallel import run_branches
 
-                await run_branches(engine, run)
+                try:
+                    await run_branches(engine, run)
+                except CommitFailed as failed:
+                    await record_unrecordable(engine, run, failed)
                 steps += 1
                 continue
             step_id = token.step_id
-            kind, next_id = await execute_step(engine, run, token)
+            try:
+                kind, next_id = await execute_step(engine, run, token)
+            except CommitFailed as failed:
+                await record_unrecordable(engine, run, failed)
+                kind, next_id = "failure", None
             steps += 1
             if record is not None:
                 record.append((step_id, kind if kind != "error" else None, next_id))

@@ -26,6 +26,7 @@ from flowmonkey.engine.results import (
     StepResult,
 )
 from flowmonkey.engine.run import Run
+from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
@@ -71,7 +72,7 @@ class Engine:
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
         """Lease owner prefix of this engine (a worker sets its own worker id)."""
         self._acquisitions = 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: SyncPool | None = None
         self._inflight: dict[str, Run] = {}
         self.committer = CommitBatcher(store, busy=lambda: len(self._inflight) > 1)
         """Groups the step commits of concurrent executions (see ``commits.py``)."""
@@ -114,7 +115,7 @@ class Engine:
         await self._leases.stop()
         await self.bus.drain()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
         await self.store.close()
         self._ready = False
@@ -133,10 +134,13 @@ class Engine:
     @property
     def sync_pool(self) -> ThreadPoolExecutor:
         """The bounded thread pool that runs sync handlers."""
+        return self.sync_handlers.executor
+
+    @property
+    def sync_handlers(self) -> SyncPool:
+        """The sync-handler pool with its accounting (busy threads, queued steps)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.options.sync_handler_threads, thread_name_prefix="flowmonkey"
-            )
+            self._pool = SyncPool(self.options.sync_handler_threads)
         return self._pool
 
     # -- registration and events ---------------------------------------------------------

@@ -263,6 +263,32 @@ class Run:
         for task in tuple(self.handler_tasks):
             task.cancel()
 
+    def reload(self, stored: Execution) -> None:
+        """Start over from ``stored`` (the execution as last committed), dropping every
+        buffered change. The working copy keeps its identity (the driver and the
+        handlers' context view hold it)."""
+        execution = self.execution
+        context = execution.context
+        for name in _EXECUTION_FIELDS:
+            setattr(execution, name, getattr(stored, name))
+        context.clear()
+        context.update(stored.context)
+        execution.context = context
+        self._sizes = None
+        self.dirty = {}
+        self.context_delete = []
+        self.events = []
+        self.history = []
+        self.new_tokens = []
+        self.tasks = []
+        self.use_token = None
+        self.revoke_tokens = False
+        self.revoke_steps = []
+        self.cancel_tasks = False
+        self.touched = None
+        self.join_waits = {}
+        self.concurrent = False
+
     # -- position helpers --------------------------------------------------------------
 
     def active_token(self) -> Token | None:
@@ -291,6 +317,9 @@ class Run:
                 token.wait_deadline_at = None
         self.revoke_tokens = True
         self.cancel_tasks = True
+
+
+_EXECUTION_FIELDS = tuple(Execution.__slots__)
 
 
 def _sync_position(execution: Execution) -> None:

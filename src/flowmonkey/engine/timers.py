@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey.engine.builtins import children_of_visit, task_id_for
 from flowmonkey.engine.leasing import release_untouched, settle_status
-from flowmonkey.engine.step import complete_if_done, move_after_wait
+from flowmonkey.engine.step import complete_if_done, fail_execution, move_after_wait
 from flowmonkey.engine.terminal import note_cancelled_tasks, terminal_cleanup
 from flowmonkey.model.execution import Cancellation, ErrorInfo, ExecutionStatus, Token, TokenStatus
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from flowmonkey.engine.run import Run
     from flowmonkey.model.flow import Step
 
-__all__ = ["apply_due", "note_recovery", "recover_stale", "tick_timers", "wake_parent"]
+__all__ = ["apply_due", "note_recovery", "recover", "recover_stale", "tick_timers", "wake_parent"]
 
 _PENDING = ExecutionStatus.PENDING
 _RUNNING = ExecutionStatus.RUNNING
@@ -173,7 +173,7 @@ async def recover_stale(engine: Engine) -> list[str]:
         # open_run already counted the new run when the lease had expired; an
         # unleased stale row (no lease to expire) is counted here.
         if not acquired.recovered:
-            note_recovery(run)
+            await recover(run)
         if run.execution.status is _RUNNING:
             run.execution.status = _PENDING
         await run.commit(release=True)
@@ -182,8 +182,31 @@ async def recover_stale(engine: Engine) -> list[str]:
     return recovered
 
 
-def note_recovery(run: Run) -> None:
-    """A crashed or stalled run is picked up again: ``run_number += 1``."""
+async def recover(run: Run) -> None:
+    """The execution lost its runner and is picked up again: count the new run and
+    commit that at once (a step that can never commit must not reset the count), or
+    fail the execution with ``POISONED_STEP`` once its step was re-claimed
+    ``max_step_recoveries`` times without committing anything."""
+    poisoned = note_recovery(run)
+    if poisoned is None:
+        await run.commit()
+        return
+    limit = run.engine.options.max_step_recoveries
+    await fail_execution(
+        run,
+        "POISONED_STEP",
+        f'step "{poisoned.step_id}" was re-claimed {poisoned.recoveries} times without its '
+        f"outcome ever being recorded (limit {limit}); it is not run again",
+        step_id=poisoned.step_id,
+        details={"recoveries": poisoned.recoveries, "run_number": run.execution.run_number},
+    )
+
+
+def note_recovery(run: Run) -> Token | None:
+    """A crashed or stalled run is picked up again: ``run_number += 1``, and each active
+    token counts one more recovery of its step. Returns the first token whose step has
+    now been re-claimed ``max_step_recoveries`` times without committing (the caller
+    fails the execution with ``POISONED_STEP``), else None."""
     execution = run.execution
     execution.run_number += 1
     run.emit(
@@ -191,6 +214,14 @@ def note_recovery(run: Run) -> None:
         run.engine.clock.now(),
         {"run_number": execution.run_number, "step_id": execution.current_step_id},
     )
+    limit = run.engine.options.max_step_recoveries
+    poisoned = None
+    for token in execution.tokens:
+        if token.status is _ACTIVE:
+            token.recoveries += 1
+            if poisoned is None and token.recoveries >= limit:
+                poisoned = token
+    return poisoned
 
 
 async def wake_parent(engine: Engine, parent_id: str, step_id: str, visit: int) -> None:
