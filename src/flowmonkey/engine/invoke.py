@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.eager import Resume, handoff
+from flowmonkey.engine.sync_pool import Raised
 from flowmonkey.model.result import Result
 
 if TYPE_CHECKING:
@@ -115,4 +116,6 @@ async def invoke(
     if timeout_cm.expired():
         # The handler swallowed the cancellation; its late result is discarded.
         return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
+    if type(value) is Raised:
+        return _failure_from(value.exc), False
     return _as_result(value), False

@@ -17,12 +17,30 @@ from typing import Any
 
 from flowmonkey.model.result import Result
 
-__all__ = ["HANDLER_QUEUE_TIMEOUT", "SyncPool"]
+__all__ = ["HANDLER_QUEUE_TIMEOUT", "Raised", "SyncPool"]
 
 log = logging.getLogger("flowmonkey.engine")
 
 HANDLER_QUEUE_TIMEOUT = "HANDLER_QUEUE_TIMEOUT"
 """Failure code of a step whose sync handler found no free thread in time (retryable)."""
+
+
+class Raised:
+    """What a handler raised in its thread, handed back as a value: a ``GeneratorExit``
+    (or any BaseException) set on a future would be thrown into the awaiting coroutine
+    stack, where generator-based awaitables take it for a request to close."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _guarded(fn: Callable[[Any], Any], arg: Any) -> Any:
+    try:
+        return fn(arg)
+    except BaseException as exc:  # SystemExit from a handler must not end the thread's work
+        return Raised(exc)
 
 
 class SyncPool:
@@ -57,17 +75,18 @@ class SyncPool:
             self.busy -= 1
 
     def submit(self, fn: Callable[[Any], Any], arg: Any) -> Future[Any]:
-        """Run ``fn(arg)`` on a pool thread."""
+        """Run ``fn(arg)`` on a pool thread; what it raises comes back as a ``Raised``."""
         with self._lock:
             self.busy += 1
-        future = self.executor.submit(fn, arg)
+        future = self.executor.submit(_guarded, fn, arg)
         future.add_done_callback(self._finished)
         return future
 
     async def start(
         self, fn: Callable[[Any], Any], arg: Any, *, queue_timeout: float, what: str
     ) -> asyncio.Future[Any] | Result:
-        """Submit ``fn(arg)`` and return once it has started (the future of its value),
+        """Submit ``fn(arg)`` and return once it has started (the future of its value, or
+        of a ``Raised``),
         or a ``HANDLER_QUEUE_TIMEOUT`` failure when no thread took it within
         ``queue_timeout`` seconds (it then never runs)."""
         if self.busy < self.threads:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from flowmonkey.durations import MAX_DURATION
 
@@ -101,7 +101,11 @@ class Result:
             and abs(delay) <= _MAX_SECONDS  # False for NaN: the engine refuses it then
         ):
             delay = timedelta(seconds=delay)
-        return cls(outcome="wait", wake_at=wake_at, delay=delay, reason=reason, output=output)
+        # A number that is no duration (NaN, 1e300 s) is kept as given: the engine
+        # then fails the step with a clear INVALID_RESULT rather than the handler dying
+        # in timedelta().
+        kept = cast("timedelta | None", delay)
+        return cls(outcome="wait", wake_at=wake_at, delay=kept, reason=reason, output=output)
 
     @property
     def is_success(self) -> bool:
