@@ -21,9 +21,7 @@ from flowmonkey.testing import FakeClock, make_engine
 MakeEngine = Callable[..., Engine]
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A fresh, not yet initialised store (the engine opens and closes it)."""
     if request.param == "memory":

@@ -23,7 +23,7 @@ from flowmonkey.stores.base import Store
 from flowmonkey.testing import FakeClock
 from reliability.conftest import MakeEngine
 
-NAIVE = datetime(2030, 1, 1, 12, 0)  # noqa: DTZ001 - the point of the test
+NAIVE = datetime(2030, 1, 1, 12, 0)
 
 BAD_RESULTS: dict[str, Callable[[], Result]] = {
     "details-a-set": lambda: Result.failure("X", "x", details={"ids": {1, 2}}),
