@@ -279,3 +279,53 @@ async def test_options_document_the_defaults() -> None:
     options = EngineOptions()
     assert options.max_step_recoveries == 5
     assert options.sync_queue_timeout == timedelta(minutes=5)
+
+
+async def test_a_refused_branch_commit_fails_that_branch_once(
+    make: MakeEngine, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a parallel run the refused commit of one branch step is recorded as that
+    step's INVALID_RESULT failure; its onFailure route runs, the other branch is kept."""
+    calls: dict[str, int] = {"good": 0, "bad": 0}
+
+    @handler("work")
+    async def work(ctx: Any) -> Result:
+        calls[ctx.step.id] += 1
+        await asyncio.sleep(0)  # both branches are in flight together
+        return Result.success(ctx.step.id)
+
+    real_commit = store.commit
+
+    async def commit(lease: Any, delta: Any) -> None:
+        if any(e.type == "step.completed" and e.data["step_id"] == "bad" for e in delta.events):
+            raise ValueError("cannot encode the output of bad")
+        await real_commit(lease, delta)
+
+    monkeypatch.setattr(store, "commit", commit)
+    monkeypatch.setattr(store, "commit_many", None, raising=False)
+    flow = (
+        FlowBuilder("par")
+        .parallel("fork", ["good", "bad"])
+        .step("good", "work", output_key="good", on_success="join")
+        .step("bad", "work", output_key="bad", on_success="join", on_failure="handled")
+        .step("handled", "work2", on_success="join")
+        .join("join")
+        .build()
+    )
+
+    @handler("work2")
+    async def work2(ctx: Any) -> Result:
+        return Result.success()
+
+    async with make([work, work2], [flow]) as engine:
+        result = await engine.start("par", {})
+        assert result.status is ExecutionStatus.COMPLETED, result.error
+        stored = await engine.get(result.execution.id)
+        assert stored is not None
+        assert stored.context.get("good") == "good" and "bad" not in stored.context
+        bad = [h for h in stored.history if h.step_id == "bad"]
+        assert [(h.outcome, (h.error or {}).get("code")) for h in bad] == [
+            ("failure", "INVALID_RESULT")
+        ]
+        assert calls["bad"] == 1
+        assert calls["good"] in (1, 2)  # good ran again only if its commit was cut

@@ -154,7 +154,13 @@ async def drive(
 
                 try:
                     await run_branches(engine, run)
-                except CommitFailed as failed:
+                except (CommitFailed, StepCancelled):
+                    if run.failed_commit is None:
+                        raise  # a real cancellation
+                if run.failed_commit is not None:
+                    # A branch's commit failed (the others were stopped, and the run
+                    # may look finished in memory): record it from the stored state.
+                    failed, run.failed_commit = run.failed_commit, None
                     await record_unrecordable(engine, run, failed)
                 steps += 1
                 continue
@@ -162,6 +168,7 @@ async def drive(
             try:
                 kind, next_id = await execute_step(engine, run, token)
             except CommitFailed as failed:
+                run.failed_commit = None
                 await record_unrecordable(engine, run, failed)
                 kind, next_id = "failure", None
             steps += 1

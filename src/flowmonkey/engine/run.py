@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.eager import run_eagerly
+from flowmonkey.engine.invoke import StepCancelled
 from flowmonkey.engine.limits import ContextSizes, plan_write
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import (
@@ -32,6 +33,7 @@ from flowmonkey.stores.base import Lease, StepCommit
 
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.recording import CommitFailed
     from flowmonkey.model.flow import Flow, Step
 
 __all__ = ["BRANCH", "Run", "StepRuntime", "hash_token"]
@@ -78,6 +80,7 @@ class Run:
         "engine",
         "events",
         "execution",
+        "failed_commit",
         "flow",
         "handler_tasks",
         "history",
@@ -133,6 +136,10 @@ class Run:
         self.cancel_requested = False
         self.lease_lost = False
         self.released = False
+        self.failed_commit: CommitFailed | None = None
+        """Set when a step's commit failed because of its values: the working copy then
+        holds changes the store never got, so no other branch may commit until the
+        driver has reloaded it and recorded the failure."""
 
     # -- buffered changes ------------------------------------------------------------
 
@@ -192,6 +199,8 @@ class Run:
     async def _commit(self, *, release: bool, at: datetime | None) -> None:
         if self.released:
             return
+        if self.failed_commit is not None:
+            raise StepCancelled()  # a sibling branch's commit failed: see failed_commit
         execution = self.execution
         execution.updated_at = at if at is not None else self.engine.clock.now()
         _sync_position(execution)

@@ -295,7 +295,9 @@ async def apply_result(
             raise
         # Nothing of this step reached the store; the driver reloads the execution and
         # records the step as failed instead (see ``recording.record_unrecordable``).
-        raise CommitFailed(token.id, step.id, attempt, started, exc) from exc
+        failed = CommitFailed(token.id, step.id, attempt, started, exc)
+        run.failed_commit = failed  # concurrent branches stop committing (see Run._commit)
+        raise failed from exc
 
 
 async def _route(
