@@ -9,100 +9,34 @@ from typing import TYPE_CHECKING
 
 from flowmonkey import errors
 from flowmonkey.engine import timers
+from flowmonkey.engine.branches import run_branches
+from flowmonkey.engine.leasing import acquire, open_run
 from flowmonkey.engine.recording import CommitFailed
 from flowmonkey.engine.result_check import invalid
 from flowmonkey.engine.results import RunResult, StepResult
-from flowmonkey.engine.run import Run
-from flowmonkey.engine.step import StepCancelled, apply_result, execute_step, fail_execution
+from flowmonkey.engine.step import StepCancelled, apply_result, execute_step
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
-from flowmonkey.model.flow import Flow
-from flowmonkey.stores.base import Acquired
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.run import Run
+    from flowmonkey.engine.runtime import Runtime
 
-__all__ = ["drive", "open_run", "record_unrecordable", "run_until_idle", "step_once"]
+__all__ = ["drive", "record_unrecordable", "run_until_idle", "step_once"]
 
 log = logging.getLogger("flowmonkey.engine")
 
 
-async def open_run(engine: Engine, acquired: Acquired) -> Run | None:
-    """See ``Engine.open_run``."""
-    if acquired.lease is None:
-        return None
-    execution = acquired.execution
-    try:
-        flow = await engine.get_flow(execution.flow_id, execution.flow_version)
-    except errors.FlowNotFound as exc:
-        # Nothing can ever run it here: fail it (terminal, lease released) rather than
-        # leave it running and unclaimable.
-        placeholder = Flow(
-            id=execution.flow_id, version=execution.flow_version, initial_step_id="", steps={}
-        )
-        run = Run(engine, execution, acquired.lease, placeholder)
-        await fail_execution(run, exc.code, exc.message, step_id=execution.current_step_id)
-        return run
-    except BaseException:
-        await engine.store.release(acquired.lease)
-        raise
-    run = Run(engine, execution, acquired.lease, flow)
-    if acquired.recovered:
-        await timers.recover(run)
-    return run
-
-
-async def record_unrecordable(engine: Engine, run: Run, failed: CommitFailed) -> None:
-    """The commit of a step failed because of what it held: reload the execution as last
-    committed and record the step as a non-retryable ``INVALID_RESULT`` failure, which
-    follows the step's usual failure route (``onFailure``, else the execution fails).
-
-    Raises:
-        ExecutionNotFound: the execution vanished.
-        Whatever the second commit raises (the error then escapes as it used to, and
-        ``POISONED_STEP`` bounds the re-runs).
-    """
-    execution = run.execution
-    stored = await engine.store.get(execution.id)
-    if stored is None:
-        raise errors.ExecutionNotFound(execution.id) from None
-    run.reload(stored)
-    token = next(
-        (
-            t
-            for t in execution.tokens
-            if t.id == failed.token_id
-            and t.status is TokenStatus.ACTIVE
-            and t.step_id == failed.step_id
-        ),
-        None,
-    )
-    step = run.flow.steps.get(failed.step_id)
-    if token is None or step is None or execution.status.is_terminal:
-        return  # nothing of that step is pending any more
-    log.warning(
-        'the outcome of step "%s" of %s could not be recorded; it fails with INVALID_RESULT: %s',
-        failed.step_id, execution.id, failed.cause,
-        extra={"execution_id": execution.id, "step": failed.step_id},
-    )  # fmt: skip
-    message = f"the step's outcome could not be recorded: {failed.cause}"
-    result = invalid(message)
-    await apply_result(
-        engine, run, token, step, result, False, timedelta(0), failed.started,
-        failed.attempt, None,
-    )  # fmt: skip
-
-
-async def step_once(engine: Engine, execution_id: str) -> StepResult:
+async def step_once(engine: Runtime, execution_id: str) -> StepResult:
     """See ``Engine.step``."""
-    acquired = await engine.acquire(execution_id)
-    run = await engine.open_run(acquired)
+    acquired = await acquire(engine, execution_id)
+    run = await open_run(engine, acquired)
     if run is None:
         ex = acquired.execution
         return StepResult(
             step_id=None, outcome=None, next_step_id=None, status=ex.status, execution=ex
         )
     outcome: list[tuple[str | None, str | None, str | None]] = []
-    result = await engine.drive(run, max_steps=1, record=outcome)
+    result = await drive(engine, run, max_steps=1, record=outcome)
     step_id, kind, next_id = outcome[0] if outcome else (None, None, None)
     return StepResult(
         step_id=step_id,
@@ -114,7 +48,7 @@ async def step_once(engine: Engine, execution_id: str) -> StepResult:
 
 
 async def drive(
-    engine: Engine,
+    engine: Runtime,
     run: Run,
     *,
     max_steps: int | None = None,
@@ -123,8 +57,8 @@ async def drive(
 ) -> RunResult:
     """See ``Engine.drive``."""
     execution = run.execution
-    engine._inflight[execution.id] = run
-    engine._leases.ensure_running()
+    engine.inflight[execution.id] = run
+    engine.leases.ensure_running()
     steps = 0
     waiting = ExecutionStatus.WAITING
     try:
@@ -150,8 +84,6 @@ async def drive(
                 len(execution.tokens) > 1
                 and sum(t.status is TokenStatus.ACTIVE for t in execution.tokens) > 1
             ):
-                from flowmonkey.engine.parallel import run_branches
-
                 try:
                     await run_branches(engine, run)
                 except (CommitFailed, StepCancelled):
@@ -160,15 +92,13 @@ async def drive(
                 if run.failed_commit is not None:
                     # A branch's commit failed (the others were stopped, and the run
                     # may look finished in memory): record it from the stored state.
-                    failed, run.failed_commit = run.failed_commit, None
-                    await record_unrecordable(engine, run, failed)
+                    await record_unrecordable(engine, run, run.failed_commit)
                 steps += 1
                 continue
             step_id = token.step_id
             try:
                 kind, next_id = await execute_step(engine, run, token)
             except CommitFailed as failed:
-                run.failed_commit = None
                 await record_unrecordable(engine, run, failed)
                 kind, next_id = "failure", None
             steps += 1
@@ -188,17 +118,56 @@ async def drive(
             raise errors.ExecutionNotFound(execution.id) from None
         return RunResult.of(fresh)
     finally:
-        if engine._inflight.get(execution.id) is run:
-            del engine._inflight[execution.id]
+        if engine.inflight.get(execution.id) is run:
+            del engine.inflight[execution.id]
     return RunResult.of(execution)
 
 
-async def run_until_idle(engine: Engine, *, max_rounds: int) -> int:
+async def record_unrecordable(engine: Runtime, run: Run, failed: CommitFailed) -> None:
+    """The commit of a step failed because of what it held: reload the execution as last
+    committed and record the step as a non-retryable ``INVALID_RESULT`` failure, which
+    follows the step's usual failure route (``onFailure``, else the execution fails).
+
+    Raises:
+        ExecutionNotFound: the execution vanished.
+        Whatever the second commit raises (the error then escapes as it used to, and
+        ``POISONED_STEP`` bounds the re-runs).
+    """
+    execution = run.execution
+    stored = await engine.store.get(execution.id)
+    if stored is None:
+        raise errors.ExecutionNotFound(execution.id) from None
+    run.reload(stored)  # also clears run.failed_commit
+    token = next(
+        (
+            t
+            for t in execution.tokens
+            if t.id == failed.token_id
+            and t.status is TokenStatus.ACTIVE
+            and t.step_id == failed.step_id
+        ),
+        None,
+    )
+    step = run.flow.steps.get(failed.step_id)
+    if token is None or step is None or execution.status.is_terminal:
+        return  # nothing of that step is pending any more
+    log.warning(
+        'the outcome of step "%s" of %s could not be recorded; it fails with INVALID_RESULT: %s',
+        failed.step_id, execution.id, failed.cause,
+        extra={"execution_id": execution.id, "step": failed.step_id},
+    )  # fmt: skip
+    message = f"the step's outcome could not be recorded: {failed.cause}"
+    await apply_result(
+        engine, run, token, step, invalid(message), False, timedelta(0), failed.started,
+        failed.attempt, None,
+    )  # fmt: skip
+
+
+async def run_until_idle(engine: Runtime, *, max_rounds: int) -> int:
     """See ``Engine.run_until_idle``."""
-    await engine._ensure_ready()
     driven = 0
     for _ in range(max_rounds):
-        await engine.tick_timers()
+        await timers.tick_timers(engine, limit=1000)
         claimed = await engine.store.claim(
             owner=engine.owner,
             now=engine.clock.now(),
@@ -208,8 +177,8 @@ async def run_until_idle(engine: Engine, *, max_rounds: int) -> int:
         if not claimed:
             return driven
         for acquired in claimed:
-            run = await engine.open_run(acquired)
+            run = await open_run(engine, acquired)
             if run is not None:
-                await engine.drive(run)
+                await drive(engine, run)
                 driven += 1
     return driven

@@ -13,20 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.eager import Resume, handoff
+from flowmonkey.engine.recording import StepCancelled
 from flowmonkey.engine.sync_pool import Raised
 from flowmonkey.model.result import Result
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
     from flowmonkey.engine.run import Run
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.handlers.context import HandlerContext
     from flowmonkey.handlers.registry import RegisteredHandler
 
 __all__ = ["StepCancelled", "invoke"]
-
-
-class StepCancelled(Exception):
-    """The running handler was cancelled because the execution was cancelled/taken over."""
 
 
 def _as_result(value: Any) -> Result:
@@ -60,7 +57,7 @@ def _failure_from(exc: BaseException) -> Result:
 
 
 async def invoke(
-    engine: Engine, run: Run, handler: RegisteredHandler, ctx: HandlerContext, timeout: float
+    engine: Runtime, run: Run, handler: RegisteredHandler, ctx: HandlerContext, timeout: float
 ) -> tuple[Result, bool]:
     """Call the handler; returns ``(result, timed_out)``. Never raises for anything the
     handler raises (``SystemExit`` and ``KeyboardInterrupt`` included); only a real

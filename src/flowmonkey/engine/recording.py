@@ -13,7 +13,12 @@ from datetime import datetime
 
 from flowmonkey import errors
 
-__all__ = ["CommitFailed", "unrecordable"]
+__all__ = ["CommitFailed", "StepCancelled", "unrecordable"]
+
+
+class StepCancelled(Exception):
+    """The running handler was cancelled because the execution was cancelled/taken over
+    (or a sibling branch's commit failed): nothing of the step is recorded by this run."""
 
 
 class CommitFailed(Exception):

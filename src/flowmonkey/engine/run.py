@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.eager import run_eagerly
-from flowmonkey.engine.invoke import StepCancelled
 from flowmonkey.engine.limits import ContextSizes, plan_write
+from flowmonkey.engine.recording import CommitFailed, StepCancelled
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import (
     ErrorInfo,
@@ -32,8 +32,7 @@ from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores.base import Lease, StepCommit
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
-    from flowmonkey.engine.recording import CommitFailed
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Flow, Step
 
 __all__ = ["BRANCH", "Run", "StepRuntime", "hash_token"]
@@ -99,7 +98,7 @@ class Run:
         "use_token",
     )
 
-    def __init__(self, engine: Engine, execution: Execution, lease: Lease, flow: Flow) -> None:
+    def __init__(self, engine: Runtime, execution: Execution, lease: Lease, flow: Flow) -> None:
         self.engine = engine
         self.execution = execution
         self.lease = lease
@@ -297,6 +296,7 @@ class Run:
         self.touched = None
         self.join_waits = {}
         self.concurrent = False
+        self.failed_commit = None
 
     # -- position helpers --------------------------------------------------------------
 
