@@ -216,6 +216,9 @@ def test_check_result_normalises_a_message_and_keeps_good_results() -> None:
     fixed = check_result(odd, now)
     assert fixed.error is not None and fixed.error.message == "42"
     assert fixed.error.code == "X"
+    repaired = check_result(Result.failure("X", "a\x00b\ud800"), now)
+    assert repaired.error is not None and repaired.error.code == "X"
+    assert repaired.error.message == "a\ufffdb?"
 
 
 def test_clamp_delay_ms() -> None:

@@ -114,5 +114,9 @@ async def invoke(
         # The handler swallowed the cancellation; its late result is discarded.
         return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
     if type(value) is Raised:
+        if isinstance(value.exc, TimeoutError):
+            # As for an async handler: a TimeoutError it raises counts as its timeout.
+            ctx.cancelled.set()
+            return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
         return _failure_from(value.exc), False
     return _as_result(value), False

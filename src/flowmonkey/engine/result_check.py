@@ -90,6 +90,18 @@ def _text(value: Any, what: str, *, optional: bool = True) -> str | None:
     return value
 
 
+def _readable(text: str) -> str:
+    """``text`` with what no store can hold replaced (a NUL, a lone surrogate): a
+    message is for people, so it is repaired rather than refused."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def _check_delay(delay: Any) -> timedelta | None:
     if delay is None:
         return None
@@ -143,7 +155,7 @@ def _check_error(error: Any) -> StepError:
     message: Any = error.message
     if not isinstance(message, str):
         message = str(message)  # normalised: a message is only for people
-    _text(message, "Result.failure message", optional=False)
+    message = _readable(message)
     if error.details is not None:
         check_value(error.details, "Result.failure details")
     retryable = error.retryable
