@@ -147,3 +147,27 @@ async def test_recover_stale_counts_toward_the_limit(make: MakeEngine, clock: Fa
         assert stored is not None and stored.error is not None
         assert stored.error.code == "POISONED_STEP"
         assert calls == 2
+
+
+async def test_operations_that_run_no_step_count_but_never_poison(
+    make: MakeEngine, clock: FakeClock
+) -> None:
+    """A cancel that takes over an abandoned execution counts the recovery but does
+    what it was asked (POISONED_STEP is only decided where the step would run)."""
+
+    @handler("charge")
+    async def charge(ctx: Any) -> Result:
+        await crash_here()
+        return Result.success()
+
+    flow = FlowBuilder("f").step("charge", "charge").build()
+    options = EngineOptions(max_step_recoveries=1)
+    async with make([charge], [flow], options=options) as engine:
+        execution_id = (await engine.create("f", {})).execution.id
+        await survive(engine.run(execution_id))
+        clock.advance(engine.options.lease_for + timedelta(seconds=1))
+        cancelled = await engine.cancel(execution_id, reason="stuck")
+        assert cancelled.cancelled, cancelled.error
+        stored = await engine.get(execution_id)
+        assert stored is not None and stored.status is ExecutionStatus.CANCELLED
+        assert stored.run_number == 2

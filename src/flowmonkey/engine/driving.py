@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 from flowmonkey import errors
 from flowmonkey.engine import timers
 from flowmonkey.engine.branches import run_branches
-from flowmonkey.engine.leasing import acquire, open_run
+from flowmonkey.engine.leasing import acquire, open_run, poisoned
 from flowmonkey.engine.recording import CommitFailed
 from flowmonkey.engine.result_check import invalid
 from flowmonkey.engine.results import RunResult, StepResult
 from flowmonkey.engine.step import StepCancelled, apply_result, execute_step
+from flowmonkey.engine.transitions import fail_execution
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ async def drive(
     waiting = ExecutionStatus.WAITING
     try:
         await timers.apply_due(engine, run)
+        await _fail_if_poisoned(run)
         while True:
             status = execution.status
             if status.is_terminal or status is waiting:
@@ -121,6 +123,24 @@ async def drive(
         if engine.inflight.get(execution.id) is run:
             del engine.inflight[execution.id]
     return RunResult.of(execution)
+
+
+async def _fail_if_poisoned(run: Run) -> None:
+    """The last line of defence: a step re-claimed ``max_step_recoveries`` times without
+    ever committing (its handler crashes the process, or its outcome can never be
+    written) fails the execution with ``POISONED_STEP`` instead of running again."""
+    token = poisoned(run)
+    if token is None:
+        return
+    limit = run.engine.options.max_step_recoveries
+    await fail_execution(
+        run,
+        "POISONED_STEP",
+        f'step "{token.step_id}" was re-claimed {token.recoveries} times without its '
+        f"outcome ever being recorded (limit {limit}); it is not run again",
+        step_id=token.step_id,
+        details={"recoveries": token.recoveries, "run_number": run.execution.run_number},
+    )
 
 
 async def record_unrecordable(engine: Runtime, run: Run, failed: CommitFailed) -> None:

@@ -16,7 +16,7 @@ from flowmonkey.stores.base import Acquired
 if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
 
-__all__ = ["acquire", "note_recovery", "open_run", "recover", "release_untouched"]
+__all__ = ["acquire", "note_recovery", "open_run", "poisoned", "recover", "release_untouched"]
 
 _PENDING = ExecutionStatus.PENDING
 _RUNNING = ExecutionStatus.RUNNING
@@ -67,30 +67,27 @@ async def open_run(engine: Runtime, acquired: Acquired) -> Run | None:
 
 
 async def recover(run: Run) -> None:
-    """The execution lost its runner and is picked up again: count the new run and
-    commit that at once (a step that can never commit must not reset the count), or
-    fail the execution with ``POISONED_STEP`` once its step was re-claimed
-    ``max_step_recoveries`` times without committing anything."""
-    poisoned = note_recovery(run)
-    if poisoned is None:
-        await run.commit()
-        return
+    """The execution lost its runner and is picked up again: count the new run (and one
+    more recovery of each active token's step) and commit that at once, before anything
+    runs again. A step that never gets to commit must not reset the count: the driver
+    fails the execution with ``POISONED_STEP`` once it is reached (``poisoned``)."""
+    note_recovery(run)
+    await run.commit()
+
+
+def poisoned(run: Run) -> Token | None:
+    """The first active token whose step has been re-claimed
+    ``EngineOptions.max_step_recoveries`` times without committing, if any."""
     limit = run.engine.options.max_step_recoveries
-    await fail_execution(
-        run,
-        "POISONED_STEP",
-        f'step "{poisoned.step_id}" was re-claimed {poisoned.recoveries} times without its '
-        f"outcome ever being recorded (limit {limit}); it is not run again",
-        step_id=poisoned.step_id,
-        details={"recoveries": poisoned.recoveries, "run_number": run.execution.run_number},
-    )
+    for token in run.execution.tokens:
+        if token.recoveries >= limit and token.status is TokenStatus.ACTIVE:
+            return token
+    return None
 
 
-def note_recovery(run: Run) -> Token | None:
+def note_recovery(run: Run) -> None:
     """A crashed or stalled run is picked up again: ``run_number += 1``, and each active
-    token counts one more recovery of its step. Returns the first token whose step has
-    now been re-claimed ``max_step_recoveries`` times without committing (the caller
-    fails the execution with ``POISONED_STEP``), else None."""
+    token counts one more recovery of its step (reset when the step commits)."""
     execution = run.execution
     execution.run_number += 1
     run.emit(
@@ -98,14 +95,9 @@ def note_recovery(run: Run) -> Token | None:
         run.engine.clock.now(),
         {"run_number": execution.run_number, "step_id": execution.current_step_id},
     )
-    limit = run.engine.options.max_step_recoveries
-    poisoned = None
     for token in execution.tokens:
         if token.status is TokenStatus.ACTIVE:
             token.recoveries += 1
-            if poisoned is None and token.recoveries >= limit:
-                poisoned = token
-    return poisoned
 
 
 async def release_untouched(engine: Runtime, run: Run) -> None:
