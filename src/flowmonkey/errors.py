@@ -20,6 +20,8 @@ __all__ = [
     "FlowValidationError",
     "HandlerNotFound",
     "IdempotencyConflict",
+    "InvalidCursor",
+    "InvalidDuration",
     "InvalidResumeToken",
     "InvalidSignal",
     "LeaseLost",
@@ -164,6 +166,31 @@ class IdempotencyConflict(FlowMonkeyError):
     """An idempotency key is already used with different, incompatible arguments."""
 
     code = "IDEMPOTENCY_CONFLICT"
+
+
+class InvalidCursor(FlowMonkeyError, ValueError):
+    """A listing cursor is not one a previous page returned (garbled, truncated, forged).
+
+    Also a ``ValueError``, which stores raised for bad cursors before it existed.
+    """
+
+    code = "INVALID_CURSOR"
+
+    def __init__(self, cursor: str) -> None:
+        self.cursor = cursor
+        shown = cursor if len(cursor) <= 60 else cursor[:60] + "..."
+        super().__init__(
+            f"Invalid cursor {shown!r}: pass the next_cursor of a previous page unchanged"
+        )
+
+
+class InvalidDuration(FlowMonkeyError, ValueError):
+    """A duration cannot be parsed, is negative, or is longer than ``MAX_DURATION``.
+
+    Also a ``ValueError``, which ``parse_duration`` raised before it existed.
+    """
+
+    code = "INVALID_DURATION"
 
 
 class HandlerNotFound(FlowMonkeyError):
