@@ -54,6 +54,16 @@ class FlowMonkeyError(Exception):
         return out
 
 
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates escaped: a definition may contain them (JSON allows
+    ``"\\ud800"``), and printing them to a UTF-8 terminal would raise."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class ValidationIssue:
     """One problem found in a flow definition."""
@@ -64,6 +74,10 @@ class ValidationIssue:
     """What is wrong, in one sentence."""
     severity: str = "error"
     """``error`` (the flow is rejected) or ``warning`` (reported, accepted)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _printable(self.path))
+        object.__setattr__(self, "message", _printable(self.message))
 
     def to_dict(self) -> dict[str, str]:
         """Return the issue as a JSON-ready dict."""
@@ -91,7 +105,7 @@ class FlowValidationError(FlowMonkeyError):
             listed = "; ".join(f"{i.path}: {i.message}" for i in errors)
             name = f'Flow "{flow_id}"' if flow_id else "Flow"
             message = f"{name} is invalid ({len(errors)} problem(s)): {listed}"
-        super().__init__(message, details=[i.to_dict() for i in self.issues])
+        super().__init__(_printable(message), details=[i.to_dict() for i in self.issues])
 
 
 class FlowNotFound(FlowMonkeyError):

@@ -18,6 +18,7 @@ from typing import Any
 
 from flowmonkey.definitions import builtins
 from flowmonkey.definitions.graph import fork_joins
+from flowmonkey.definitions.expressions import expression_problem
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.model.flow import Flow, Step, Transitions
 
@@ -55,9 +56,6 @@ def translate_expression(expression: str) -> str:
     Raises:
         ValueError: the expression cannot be translated into valid JMESPath.
     """
-    import jmespath  # lazily: only flows with expressions need it
-    import jmespath.exceptions
-
     out: list[str] = []
     pos = 0
     while pos < len(expression):
@@ -85,10 +83,9 @@ def translate_expression(expression: str) -> str:
         else:
             out.append(text)
     result = "".join(out)
-    try:
-        jmespath.compile(result)
-    except jmespath.exceptions.JMESPathError as exc:
-        raise ValueError(f"not translatable to JMESPath ({' '.join(str(exc).split())})") from None
+    problem = expression_problem(result)
+    if problem is not None:
+        raise ValueError(f"not translatable to JMESPath ({problem})")
     return result
 
 
