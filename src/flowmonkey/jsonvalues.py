@@ -110,8 +110,10 @@ def json_problems(
         item, path, depth = stack.pop()
         if isinstance(item, Mapping | list | tuple):
             if depth + 1 > max_depth:
+                # The full path of the 65th level says nothing more than its start.
+                shown = path if len(path) <= 60 else path[:60] + "..."
                 problems.append(
-                    JsonProblem(path, f"nested deeper than {max_depth} levels", fatal=True)
+                    JsonProblem(shown, f"nested deeper than {max_depth} levels", fatal=True)
                 )
                 continue
             size += 1 + max(1, len(item))  # brackets and commas
