@@ -9,14 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from flowmonkey.errors import InvalidDuration
 
-__all__ = [
-    "MAX_DURATION",
-    "MAX_DURATION_MS",
-    "InvalidDuration",
-    "format_duration",
-    "parse_datetime",
-    "parse_duration",
-]
+__all__ = ["MAX_DURATION", "MAX_DURATION_MS", "format_duration", "parse_datetime", "parse_duration"]
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s|w)")
 _UNITS_MS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}

@@ -93,9 +93,7 @@ def _scalar_problem(value: Any) -> tuple[str | None, int]:
     return f"a value of type {type(value).__name__} is not JSON", 1
 
 
-def json_problems(
-    value: Any, *, max_depth: int, max_bytes: int | None = None
-) -> list[JsonProblem]:
+def json_problems(value: Any, *, max_depth: int, max_bytes: int | None = None) -> list[JsonProblem]:
     """Every place where ``value`` is not plain, storable JSON (at most 20 are listed).
 
     Plain JSON: ``dict`` (any ``Mapping``) with string keys, ``list``/``tuple``, ``str``

@@ -73,9 +73,7 @@ def test_bad_cursor_is_a_user_error(invoke: Invoke, cursor: str) -> None:
     assert json_out(result)["error"]["code"] == "INVALID_CURSOR"
 
 
-def test_flow_file_with_duplicate_step_ids_is_a_user_error(
-    invoke: Invoke, tmp_path: Path
-) -> None:
+def test_flow_file_with_duplicate_step_ids_is_a_user_error(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text(
         "id: dup\nversion: 1.0.0\ninitialStepId: a\nsteps:\n"

@@ -121,9 +121,7 @@ def test_python_flows_are_bounded_too() -> None:
 @pytest.mark.parametrize("form", ["json", "yaml"])
 def test_deeply_nested_text_is_an_invalid_flow(form: str) -> None:
     deep = "[" * 100_000 + "]" * 100_000
-    text = (
-        '{"id": "f", "x": ' + deep + "}" if form == "json" else HEAD + "x: " + deep + "\n"
-    )
+    text = '{"id": "f", "x": ' + deep + "}" if form == "json" else HEAD + "x: " + deep + "\n"
     assert "nested too deeply" in issues_of(text)[""]
 
 
@@ -204,9 +202,10 @@ def test_lone_surrogates_in_ids() -> None:
 def test_nan_and_infinity_are_not_json() -> None:
     issues = issues_of(HEAD + "steps: {a: {type: noop, retry: {maxAttempts: 1, backoffMs: .nan}}}")
     assert "not valid JSON" in issues["steps.a.retry.backoffMs"]
-    assert "not valid JSON" in issues_of(flow_dict(type="noop", config={"x": float("inf")}))[
-        "steps.a.config.x"
-    ]
+    assert (
+        "not valid JSON"
+        in issues_of(flow_dict(type="noop", config={"x": float("inf")}))["steps.a.config.x"]
+    )
 
 
 def test_non_json_values_in_a_python_flow() -> None:

@@ -64,7 +64,9 @@ SCALARS = (
 )
 VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 TARGETS = st.sampled_from([*STEP_IDS, None])
@@ -89,10 +91,14 @@ def _config(step_type: str) -> st.SearchStrategy[dict[str, Any]]:
         ),
         "parallel": st.fixed_dictionaries({"branches": st.lists(st.sampled_from(STEP_IDS))}),
         "join": st.fixed_dictionaries({}, optional={"mode": st.sampled_from(["all", "any"])}),
-        "waitForSignal": st.fixed_dictionaries({"signal": st.just("go")}, optional={"timeout": DURATIONS}),
+        "waitForSignal": st.fixed_dictionaries(
+            {"signal": st.just("go")}, optional={"timeout": DURATIONS}
+        ),
         "delay": st.fixed_dictionaries({"duration": DURATIONS}),
         "userTask": st.fixed_dictionaries({"title": st.just("t")}, optional={"dueIn": DURATIONS}),
-        "subflow": st.fixed_dictionaries({"flowId": st.just("f")}, optional={"wait": st.booleans()}),
+        "subflow": st.fixed_dictionaries(
+            {"flowId": st.just("f")}, optional={"wait": st.booleans()}
+        ),
         "forEach": st.fixed_dictionaries({"items": st.just("xs"), "flow": st.just("f")}),
     }
     return configs.get(step_type, st.fixed_dictionaries({}, optional={"x": VALUES}))

@@ -65,7 +65,7 @@ _TRANSITION_LABELS = {
 }
 
 
-def is_builtin(step_type: str) -> bool:
+def is_builtin(step_type: object) -> bool:
     """True when ``step_type`` is run by the engine itself."""
     return isinstance(step_type, str) and step_type in BUILTIN_STEP_TYPES
 

@@ -45,7 +45,7 @@ def expression_problem(expression: str) -> str | None:
 def _tree_problem(tree: dict[str, Any]) -> str | None:
     from jmespath.functions import Functions
 
-    table: dict[str, Any] = Functions.FUNCTION_TABLE  # type: ignore[attr-defined]
+    table: dict[str, Any] = Functions.FUNCTION_TABLE
     stack: list[tuple[Any, int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowmonkey.definitions import builtins
-from flowmonkey.definitions.graph import fork_joins
 from flowmonkey.definitions.expressions import expression_problem
+from flowmonkey.definitions.graph import fork_joins
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.model.flow import Flow, Step, Transitions
 
