@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.retention import keep_latest
 from bench.workloads import ALL_WORKLOADS, BENCH, ROOT, WORK
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -288,6 +289,7 @@ def main(argv: list[str]) -> int:
         md = report.write_docs(summary, records, skipped, commands, argv, mode, runs, warm,
                                total, out_path)
         console.print(f"docs: {os.path.relpath(md, ROOT)}")
+        keep_latest(out_path)
     return 0
 
 
