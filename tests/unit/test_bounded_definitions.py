@@ -364,3 +364,16 @@ def test_retry_delay_cannot_overflow() -> None:
     policy = RetryPolicy(max_attempts=500, backoff_ms=1000, backoff_multiplier=1000.0)
     assert policy.delay_ms(400) == 60_000  # past the float range: the cap
     assert RetryPolicy(max_attempts=1).delay_ms(3) == 0.0
+
+
+async def test_engine_save_flow_refuses_what_the_store_cannot_write() -> None:
+    from flowmonkey.testing import make_engine
+
+    step = Step(id="a", type="delay", config={"duration": "1s", "n": 2**64})
+    flow = Flow(id="f", version="1.0.0", initial_step_id="a", steps={"a": step})
+    engine = make_engine()
+    async with engine:
+        with pytest.raises(FlowValidationError) as info:
+            await engine.save_flow(flow)  # the store's orjson would raise a TypeError
+        assert [i.path for i in info.value.issues] == ["steps.a.config.n"]
+        assert await engine.store.get_flow("f") is None
