@@ -11,6 +11,7 @@ Deterministic (``derandomize``) and bounded (a fixed number of examples).
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from typing import Any
 
@@ -36,6 +37,14 @@ TYPES = [
     "delay",
 ]
 
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 HOSTILE = st.sampled_from(
     [
         2**64,
@@ -51,6 +60,11 @@ HOSTILE = st.sampled_from(
         "a[::0]",
         "(" * 1500 + "a" + ")" * 1500,
         "nope(a)",
+        _nested(70),
+        {"\ud800": 1},
+        {1: "integer key"},
+        {"a": {1, 2}},
+        b"bytes",
     ]
 )
 SCALARS = (
@@ -156,7 +170,7 @@ def _flows(draw: st.DrawFn) -> dict[str, Any]:
         data["steps"] = [{"id": step_id, **step} for step_id, step in steps.items()]
     for _ in range(draw(st.integers(0, 2))):
         target = draw(st.sampled_from(_containers(data)))
-        value = draw(VALUES)
+        value = copy.deepcopy(draw(VALUES))  # sampled values are shared: never mutate them
         if isinstance(target, dict):
             target[draw(KEYS)] = value
         elif target:
@@ -229,3 +243,66 @@ def test_arbitrary_text_is_a_flow_or_an_invalid_flow(text: str) -> None:
         load_flow(text)
     except FlowValidationError:
         pass
+
+
+NODE_IDS = ["s", "t", "u", "e"]
+
+
+@st.composite
+def _graphs(draw: st.DrawFn) -> dict[str, Any]:
+    """A plausible Vyuh graph (start -> activities/gateways -> end), then mutations."""
+    kinds = st.sampled_from(
+        [
+            {"type": "task", "config": {"schemaType": "echo"}},
+            {"type": "userTask", "config": {"title": "t"}},
+            {"type": "signalWait", "config": {"signal": "go"}},
+            {"type": "timerEvent", "config": {"duration": "1s"}},
+            {"type": "subflow", "config": {"flowId": "g"}},
+            {"type": "oneOf"},
+            {"type": "allOf"},
+        ]
+    )
+    nodes = [
+        {"id": "s", "type": "start"},
+        {"id": "t", **draw(kinds)},
+        {"id": "u", **draw(kinds)},
+        {"id": "e", "type": "end"},
+    ]
+    pairs = st.tuples(st.sampled_from(NODE_IDS), st.sampled_from(NODE_IDS))
+    chain = [("s", "t"), ("t", "u"), ("u", "e")]
+    extra = draw(st.lists(pairs, max_size=2))
+    edges = [
+        {"id": f"x{i}", "sourceNodeId": a, "targetNodeId": b}
+        for i, (a, b) in enumerate(chain + extra)
+    ]
+    for edge in edges:
+        if draw(st.integers(0, 3)) == 0:
+            edge["condition"] = {"schemaType": "expression", "expression": draw(EXPRESSIONS)}
+    data: dict[str, Any] = {"code": "g", "version": 1, "nodes": nodes, "edges": edges}
+    for _ in range(draw(st.integers(0, 2))):
+        target = draw(st.sampled_from(_containers(data)))
+        value = copy.deepcopy(draw(VALUES))  # sampled values are shared: never mutate them
+        if isinstance(target, dict):
+            target[draw(KEYS | st.sampled_from(["sourceNodeId", "targetNodeId", "condition"]))] = (
+                value
+            )
+        elif target:
+            target[draw(st.integers(0, len(target) - 1))] = value
+    return data
+
+
+@settings(
+    max_examples=150,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(_graphs())
+def test_vyuh_graphs_give_only_typed_errors(data: dict[str, Any]) -> None:
+    for source in _as_texts(data):
+        try:
+            flow = load_flow(source, handler_types={"echo"})
+        except FlowValidationError:
+            continue
+        asyncio.run(_save_and_run(flow))

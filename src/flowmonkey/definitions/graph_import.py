@@ -144,7 +144,7 @@ class _Compiler:
             ok = True
             for end in ("sourceNodeId", "targetNodeId"):
                 ref = edge.get(end)
-                if ref not in self.nodes:
+                if not isinstance(ref, str) or ref not in self.nodes:
                     self.error(f"edges[{i}].{end}", f'edge "{name}": unknown node {ref!r}')
                     ok = False
             if ok:
