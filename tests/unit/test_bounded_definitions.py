@@ -377,3 +377,14 @@ async def test_engine_save_flow_refuses_what_the_store_cannot_write() -> None:
             await engine.save_flow(flow)  # the store's orjson would raise a TypeError
         assert [i.path for i in info.value.issues] == ["steps.a.config.n"]
         assert await engine.store.get_flow("f") is None
+
+
+def test_vyuh_edge_endpoint_that_is_not_a_string() -> None:
+    graph = {
+        "code": "g",
+        "nodes": [{"id": "s", "type": "start"}, {"id": "e", "type": "end"}],
+        "edges": [{"id": "x", "sourceNodeId": ["s"], "targetNodeId": "e"}],
+    }
+    with pytest.raises(FlowValidationError) as info:
+        load_flow(graph)
+    assert "edges[0].sourceNodeId" in {i.path for i in info.value.issues}
