@@ -101,10 +101,10 @@ def json_problems(value: Any, *, max_depth: int, max_bytes: int | None = None) -
     nested at most ``max_depth`` levels (``{}`` and ``[]`` count 1); with ``max_bytes``,
     at most that many bytes as compact UTF-8 JSON. A size problem stops the walk.
     """
-    problems: list[JsonProblem] = []
+    problems = _Problems()
     size = 0
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
-    while stack and len(problems) < _MAX_PROBLEMS:
+    while stack and not problems.done:
         item, path, depth = stack.pop()
         if isinstance(item, Mapping | list | tuple):
             if depth + 1 > max_depth:
@@ -144,14 +144,34 @@ def json_problems(value: Any, *, max_depth: int, max_bytes: int | None = None) -
                 problems.append(JsonProblem(path, message, fatal=fatal))
         if max_bytes is not None and size > max_bytes:
             return [_too_large(max_bytes)]
-    if max_bytes is not None and not problems:
+    if max_bytes is not None and not problems.found:
         # The walk bounded the work; now the exact size (strings may take more bytes).
         encoded = json.dumps(
             value, ensure_ascii=False, separators=(",", ":"), default=dict, allow_nan=False
         ).encode("utf-8")
         if len(encoded) > max_bytes:
             return [_too_large(max_bytes)]
-    return problems
+    return problems.found
+
+
+class _Problems:
+    """The problems found so far: at most ``_MAX_PROBLEMS`` are kept, but the walk goes
+    on until one is fatal, so a fatal problem is never hidden behind many small ones."""
+
+    __slots__ = ("found",)
+
+    def __init__(self) -> None:
+        self.found: list[JsonProblem] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.found) >= _MAX_PROBLEMS and any(p.fatal for p in self.found)
+
+    def append(self, problem: JsonProblem) -> None:
+        if len(self.found) < _MAX_PROBLEMS:
+            self.found.append(problem)
+        elif problem.fatal:
+            self.found[-1] = problem  # the last slot goes to the first fatal problem
 
 
 def _too_large(max_bytes: int) -> JsonProblem:

@@ -20,7 +20,13 @@ from flowmonkey.definitions.expressions import MAX_EXPRESSION_DEPTH
 from flowmonkey.definitions.loader import check_flow
 from flowmonkey.durations import MAX_DURATION, MAX_DURATION_MS
 from flowmonkey.errors import FlowValidationError
-from flowmonkey.jsonvalues import INT_MAX, INT_MIN, MAX_DEFINITION_BYTES, MAX_DEFINITION_DEPTH
+from flowmonkey.jsonvalues import (
+    INT_MAX,
+    INT_MIN,
+    MAX_DEFINITION_BYTES,
+    MAX_DEFINITION_DEPTH,
+    json_problems,
+)
 from flowmonkey.model.flow import Flow, RetryPolicy, Step
 from flowmonkey.stores.memory import MemoryStore
 from flowmonkey.stores.sqlite import SqliteStore
@@ -388,3 +394,16 @@ def test_vyuh_edge_endpoint_that_is_not_a_string() -> None:
     with pytest.raises(FlowValidationError) as info:
         load_flow(graph)
     assert "edges[0].sourceNodeId" in {i.path for i in info.value.issues}
+
+
+def test_a_fatal_problem_is_not_hidden_behind_many_small_ones() -> None:
+    # 30 huge integers first (only 20 problems are listed), then a structure too deep to
+    # check further: the depth must still be found, or later checks would recurse on it.
+    config = {f"n{i:02d}": 2**64 for i in range(30)}
+    config["z"] = nested(MAX_DEFINITION_DEPTH)
+    problems = json_problems(flow_dict(type="noop", config=config), max_depth=MAX_DEFINITION_DEPTH)
+    assert len(problems) == 20
+    assert problems[-1].fatal and problems[-1].path.startswith("steps.a.config.z")
+    # The loader stops at the fatal problem, before anything walks the deep value.
+    (path,) = issues_of(flow_dict(type="noop", config=config))
+    assert path.startswith("steps.a.config.z")
