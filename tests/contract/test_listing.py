@@ -199,3 +199,31 @@ async def test_engine_list_with_a_garbled_cursor_raises_invalid_cursor(store: St
     assert [e.id for e in good.items] == ["e1"]
     with pytest.raises(errors.InvalidCursor):
         await engine.list(cursor="garbage")
+
+
+async def test_every_store_holds_the_largest_definition_validation_accepts(store: Store) -> None:
+    # The definition limits (flowmonkey.jsonvalues) are meant to be what every store can
+    # write: the deepest nesting, the extreme integers and 1 MiB all round-trip.
+    import json
+
+    from flowmonkey.definitions import load_flow
+    from flowmonkey.jsonvalues import INT_MAX, INT_MIN, MAX_DEFINITION_BYTES, MAX_DEFINITION_DEPTH
+
+    deep: Any = []
+    for _ in range(MAX_DEFINITION_DEPTH - 5):  # flow 1, steps 2, a 3, config 4, c 5...
+        deep = [deep]
+    config = {"c": deep, "hi": INT_MAX, "lo": INT_MIN, "text": "é€😀"}
+    base = {
+        "id": "big",
+        "version": "1.0.0",
+        "initialStepId": "a",
+        "steps": {"a": {"id": "a", "type": "noop", "config": config}},
+        "blob": "",
+    }
+    used = len(json.dumps(load_flow(base).to_dict(), separators=(",", ":")).encode())
+    base["blob"] = "x" * (MAX_DEFINITION_BYTES - used)
+    definition = load_flow(base).to_dict()
+    assert await store.save_flow(definition, now=at(1))
+    stored = await store.get_flow("big", "1.0.0")
+    assert stored is not None
+    assert stored.definition == definition
