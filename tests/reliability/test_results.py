@@ -181,26 +181,41 @@ async def test_a_commit_the_store_refuses_fails_the_step_once(
         assert calls == 1
 
 
-@pytest.mark.parametrize("backoff", [1.0e300, float("inf")])
-async def test_a_huge_backoff_is_clamped_at_run_time(
-    make: MakeEngine, clock: FakeClock, backoff: float
-) -> None:
-    """A policy that slipped past validation cannot overflow datetime arithmetic."""
+async def test_a_huge_backoff_is_clamped_at_run_time(make: MakeEngine, clock: FakeClock) -> None:
+    """A policy validation accepts can still compute a backoff beyond any datetime
+    (``1e300 ** 2`` overflows): it is clamped to MAX_DURATION instead of crashing."""
 
     @handler("pay")
     async def pay(ctx: Any) -> Result:
         return Result.failure("DECLINED", "declined")
 
-    flow = _flow(retry={"maxAttempts": 2, "backoffMs": backoff, "maxBackoffMs": backoff})
-    async with make([pay, noop], [flow]) as engine:
+    retry = {
+        "maxAttempts": 3, "backoffMs": 1, "backoffMultiplier": 1e300,
+        "maxBackoffMs": MAX_DURATION_MS,
+    }  # fmt: skip
+    options = EngineOptions(execution_timeout=None)
+    async with make([pay, noop], [_flow(retry=retry)], options=options) as engine:
         result = await engine.start("f", {})
-        assert result.status is ExecutionStatus.WAITING
-        assert result.wake_at == clock.now() + MAX_DURATION
+        execution_id = result.execution.id
+        waits = []
+        for _ in range(3):
+            assert result.status is ExecutionStatus.WAITING, result.error
+            assert result.wake_at is not None
+            waits.append(result.wake_at - clock.now())
+            clock.advance(result.wake_at - clock.now())
+            await engine.tick_timers()
+            result = await engine.run(execution_id)
+        assert waits == [timedelta(milliseconds=1), MAX_DURATION, MAX_DURATION]
+        assert result.status is ExecutionStatus.FAILED
+        assert result.error is not None and result.error.code == "DECLINED"
 
 
 async def test_a_huge_wait_timeout_is_clamped(make: MakeEngine, clock: FakeClock) -> None:
-    flow = FlowBuilder("f").step("w", "waitForSignal", config={"timeout": "9999999d"}).build()
-    async with make([], [flow]) as engine:
+    """EngineOptions are not validated like flows: a wait timeout beyond any datetime
+    is clamped to MAX_DURATION when the wait starts."""
+    flow = FlowBuilder("f").step("w", "waitForSignal").build()
+    options = EngineOptions(wait_timeout=timedelta(days=10**6), execution_timeout=None)
+    async with make([], [flow], options=options) as engine:
         result = await engine.start("f", {})
         assert result.status is ExecutionStatus.WAITING
         stored = await engine.get(result.execution.id)
