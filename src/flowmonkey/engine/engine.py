@@ -39,6 +39,7 @@ from flowmonkey.engine.results import (
 )
 from flowmonkey.engine.run import Run
 from flowmonkey.engine.runtime import Hook, Runtime
+from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.engine.table_cache import TableCache
 from flowmonkey.engine.tables import Tables
 from flowmonkey.model.events import Event
@@ -213,6 +214,12 @@ class Engine:
     def sync_pool(self) -> ThreadPoolExecutor:
         """The bounded thread pool that runs sync handlers."""
         return self.runtime.sync_pool
+
+    @property
+    def sync_handlers(self) -> SyncPool:
+        """The sync-handler pool's accounting: busy threads, steps queued for a thread
+        (``stats()``), queue waits and ``HANDLER_QUEUE_TIMEOUT`` failures."""
+        return self.runtime.sync_handlers
 
     # -- registration and events ---------------------------------------------------------
 

@@ -24,6 +24,7 @@ from flowmonkey.engine.bus import EventBus
 from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.heartbeats import LeaseKeeper
 from flowmonkey.engine.options import EngineOptions
+from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.engine.table_cache import TableCache
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Step
@@ -102,21 +103,24 @@ class Runtime:
         """Data table definitions this process has seen (see ``engine/tables.py``)."""
         self.ready = False
         self._acquisitions = 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: SyncPool | None = None
 
     @property
     def sync_pool(self) -> ThreadPoolExecutor:
         """The bounded thread pool that runs sync handlers (created on first use)."""
+        return self.sync_handlers.executor
+
+    @property
+    def sync_handlers(self) -> SyncPool:
+        """The sync-handler pool with its accounting (busy threads, queued steps)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.options.sync_handler_threads, thread_name_prefix="flowmonkey"
-            )
+            self._pool = SyncPool(self.options.sync_handler_threads)
         return self._pool
 
     def close_pool(self) -> None:
         """Shut the sync-handler pool down without waiting for running handlers."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
 
     def lease_owner(self) -> str:
