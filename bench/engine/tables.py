@@ -152,18 +152,20 @@ async def _fill(engine: Any, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def _export(engine: Any, fmt: str) -> tuple[float, float, int]:
-    """``(rows/s, RSS growth MiB, bytes)`` of one full export, read as a client would."""
+async def _export(engine: Any, fmt: str) -> tuple[float, float, float, int]:
+    """``(rows/s, rows per CPU-second of this process, RSS growth MiB, bytes)`` of one
+    full export, read as a client would."""
     gc.collect()
     base = peak = _rss_mib()
     lines = size = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     async for chunk in await engine.tables.export("orders", fmt):
         lines += chunk.count(b"\n")
         size += len(chunk)
         peak = max(peak, _rss_mib())
-    wall = time.perf_counter() - t0
-    return (lines - (fmt == "csv")) / wall, peak - base, size
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rows = lines - (fmt == "csv")
+    return rows / wall, rows / cpu, peak - base, size
 
 
 @benchmark("table-export", "streamed export of a 1,000,000-row table (JSON Lines, CSV)")
@@ -183,14 +185,17 @@ async def table_export(cfg: Config, res: BenchResult) -> None:
                 res.notes.append(f"{label}: filled {n:,} rows at {fill_rate:,.0f} rows/s "
                                  "(insert_rows, 10,000 per call)")  # fmt: skip
                 for fmt in ("jsonl", "csv"):
-                    rates, growth = [], []
+                    rates, per_cpu, growth = [], [], []
                     for _ in range(runs):
-                        rate, grown, size = await _export(engine, fmt)
+                        rate, cpu_rate, grown, size = await _export(engine, fmt)
                         rates.append(rate)
+                        per_cpu.append(cpu_rate)
                         growth.append(grown)
                     res.rows.append(row(f"{label} {fmt}: rows/s", rates, "rows/s",
                                         target=">= 100,000",
                                         check=lambda v: v >= 100_000, on="value"))  # fmt: skip
+                    res.rows.append(row(f"{label} {fmt}: rows per CPU-second (info)", per_cpu,
+                                        "rows/s"))  # fmt: skip
                     res.rows.append(row(f"{label} {fmt}: RSS growth during export", growth,
                                         "MiB", target="flat (< 64 MiB)",
                                         check=lambda v: v < 64, on="value"))  # fmt: skip
@@ -201,5 +206,7 @@ async def table_export(cfg: Config, res: BenchResult) -> None:
         await asyncio.sleep(0)
     res.notes.append(
         "engine.tables.export consumed chunk by chunk in the same process; RSS sampled "
-        "after each chunk (/proc/self/statm), growth = peak - RSS before the export"
+        "after each chunk (/proc/self/statm), growth = peak - RSS before the export; rows "
+        "per CPU-second counts this process only (PostgreSQL formats rows in the server), "
+        "a figure the other tenants of the machine disturb less than wall time"
     )

@@ -165,5 +165,5 @@ def create_app(
     app.include_router(routes_flows.router, prefix="/api/v1")
     app.include_router(routes_executions.router, prefix="/api/v1")
     app.include_router(routes_tasks.router, prefix="/api/v1")
-    app.include_router(routes_tables.router, prefix="/api/v1")
+    app.include_router(routes_tables.router)  # its own /api/v1 prefix
     return app

@@ -18,7 +18,7 @@ from flowmonkey.model.tables import TableDef
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["tables"])
+router = APIRouter(prefix="/api/v1", tags=["tables"])
 
 T = TypeVar("T")
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import orjson
 
-from flowmonkey.model.tables import TableDef, TableRow
+from flowmonkey.model.tables import TableDef, TableRow, field_type
 
 __all__ = [
     "ExportFormat",
@@ -125,6 +125,10 @@ def sqlite_csv_columns(table: TableDef) -> str:
             cols.append("NULL")
             continue
         path = f"'$.{name}'"
+        if field_type(table, name) in ("string", "number", "integer", "object", "array"):
+            # Rows were validated: no boolean here, so one JSON lookup is enough.
+            cols.append(f"json_extract(data, {path})")
+            continue
         cols.append(
             f"CASE json_type(data, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
             f"ELSE json_extract(data, {path}) END"
