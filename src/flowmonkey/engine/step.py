@@ -173,13 +173,13 @@ async def apply_result(
     if outcome not in ("success", "wait", "failure"):
         result = Result.failure("HANDLER_ERROR", f"unknown result outcome {outcome!r}")
         outcome = "failure"
+    pipes = step.pipes  # a step without pipes pays for these two tests only
     rows = None
-    step_input = ctx.input if ctx is not None else None
-    if step.pipes and outcome == "success":
+    if pipes and outcome == "success":
         # Before the output is stored: a pipe that fails leaves no output behind.
         try:
-            rows = await pipe_rows(engine, run, step, "success", step_input, result, attempt,
-                                   finished)  # fmt: skip
+            rows = await pipe_rows(engine, run, step, "success", _input_of(ctx), result,
+                                   attempt, finished)  # fmt: skip
         except PipeFailure as exc:
             result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
             outcome = "failure"
@@ -193,14 +193,14 @@ async def apply_result(
         except errors.ContextLimitError as exc:
             result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
             outcome = "failure"
-    if step.pipes:
+    if pipes:
         if outcome == "failure":
             # Rows of success pipes are dropped with the success; failure pipes fire
             # only on the step's final failure (no retry follows).
             rows = None
             if not _will_retry(execution, step, result):
                 rows, result = await _failure_rows(engine, run, step, result, attempt,
-                                                   step_input, finished)  # fmt: skip
+                                                   _input_of(ctx), finished)  # fmt: skip
         if rows:
             run.table_rows.extend(rows)
     runtime = ctx._runtime if ctx is not None else None
@@ -273,6 +273,10 @@ async def _route(
 
 
 _MS = timedelta(milliseconds=1)
+
+
+def _input_of(ctx: HandlerContext | None) -> Any:
+    return ctx.input if ctx is not None else None
 
 
 def _will_retry(execution: Execution, step: Step, result: Result) -> bool:
