@@ -254,3 +254,23 @@ async def test_exports_are_the_same_text_on_every_store(store: Store) -> None:
     assert mine.splitlines()[1:] == [table.splitlines()[1]]
     newest = await _export(store, "jsonl", order_by="total")
     assert [orjson.loads(x)["id"] for x in newest.splitlines()] == ["r2", "r3", "r1"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        RowQuery(table="orders", filters=[RowFilter(field="x'); DROP TABLE t; --", value=1)]),
+        RowQuery(table="orders", filters=[RowFilter(field="note", op="gt", value="a")]),
+        RowQuery(table="orders", filters=[RowFilter(field="total", op="like", value=1)]),  # type: ignore[arg-type]
+        RowQuery(table="orders", order_by="note"),
+        RowQuery(table="orders", limit=0),
+    ],
+)
+async def test_hand_built_queries_the_stores_cannot_answer_are_refused(
+    store: Store, query: RowQuery
+) -> None:
+    await store.create_table(ORDERS)
+    await store.insert_rows([row({"order_id": "a", "total": 1})])
+    with pytest.raises(InvalidTable):
+        await store.query_rows(ORDERS, query)
+    assert len((await store.query_rows(ORDERS, RowQuery(table="orders"))).items) == 1

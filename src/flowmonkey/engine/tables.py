@@ -21,6 +21,7 @@ from flowmonkey.model.tables import (
     TableDef,
     TableNotFound,
     TableRow,
+    check_query,
     parse_order,
     parse_where,
 )
@@ -144,15 +145,15 @@ class Tables:
         cursor: str | None = None,
     ) -> RowQuery:
         """The ``RowQuery`` of :meth:`rows` (parses ``where`` and ``order``)."""
-        if not 1 <= limit <= 10_000:
-            raise InvalidTable(f"limit must be between 1 and 10000, got {limit}")
         texts = [w for w in where if isinstance(w, str)]
         filters = [w for w in where if isinstance(w, RowFilter)] + parse_where(table, texts)
         order_by, descending = parse_order(table, order)
-        return RowQuery(
+        query = RowQuery(
             table=table.name, tenant_id=tenant_id, filters=filters, order_by=order_by,
             descending=descending, limit=limit, cursor=cursor,
         )  # fmt: skip
+        check_query(table, query)
+        return query
 
     async def export(
         self,

@@ -34,6 +34,7 @@ __all__ = [
     "TableDef",
     "TableNotFound",
     "TableRow",
+    "check_query",
     "decode_row_cursor",
     "encode_row_cursor",
     "field_type",
@@ -311,6 +312,31 @@ def parse_where(table: TableDef, clauses: Sequence[str]) -> list[RowFilter]:
     if issues:
         raise InvalidTable("; ".join(i.message for i in issues), issues)
     return out
+
+
+def check_query(table: TableDef, query: RowQuery) -> None:
+    """Refuse a query the stores cannot answer safely: field names that are not plain
+    names (they are put into SQL text), unknown operators, comparisons or ordering on a
+    field that is not indexed. ``parse_where``/``parse_order`` only produce good ones;
+    this guards ``RowFilter``/``RowQuery`` built by hand.
+
+    Raises:
+        InvalidTable: naming the first problem.
+    """
+    for flt in query.filters:
+        name: Any = flt.field
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise InvalidTable(f"{name!r} is not a valid field name")
+        if flt.op not in OPERATORS:
+            raise InvalidTable(f"unknown operator {flt.op!r}; use one of {', '.join(OPERATORS)}")
+        if flt.op != "eq" and name not in table.indexed:
+            raise InvalidTable(f'"{flt.op}" needs an indexed field; "{name}" is not indexed')
+        if isinstance(flt.value, dict | list):
+            raise InvalidTable(f'filter on "{name}": compare with a string, number or boolean')
+    if query.order_by is not None and query.order_by not in table.indexed:
+        raise InvalidTable(f'cannot order by "{query.order_by}": it is not an indexed field')
+    if not 1 <= query.limit <= 10_000:
+        raise InvalidTable(f"limit must be between 1 and 10000, got {query.limit}")
 
 
 def parse_order(table: TableDef, order: str | None) -> tuple[str | None, bool]:

@@ -18,7 +18,14 @@ from typing import Any, Literal
 
 import orjson
 
-from flowmonkey.model.tables import RowFilter, RowQuery, TableDef, decode_row_cursor, field_type
+from flowmonkey.model.tables import (
+    RowFilter,
+    RowQuery,
+    TableDef,
+    check_query,
+    decode_row_cursor,
+    field_type,
+)
 
 __all__ = [
     "Dialect",
@@ -104,8 +111,10 @@ def row_query(
     or of every matching row when not ``paged`` (an export's cursor).
 
     Raises:
-        InvalidTable: the cursor is malformed (BAD_CURSOR).
+        InvalidTable: the cursor is malformed (BAD_CURSOR), or the query names a field
+            or operator it may not (see ``check_query``).
     """
+    check_query(table, query)  # names below go into the SQL text
     ph = "?" if dialect == "sqlite" else "%s"
     params: list[Any] = []
     if dialect == "sqlite":

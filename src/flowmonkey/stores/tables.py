@@ -24,6 +24,7 @@ from flowmonkey.model.tables import (
     TableDef,
     TableNotFound,
     TableRow,
+    check_query,
     decode_row_cursor,
     encode_row_cursor,
 )
@@ -128,6 +129,7 @@ class MemoryTables:
 
     async def query_rows(self, table: TableDef, query: RowQuery) -> Page[TableRow]:
         """One page of rows (see ``RowQuery``)."""
+        check_query(table, query)  # the same refusals as the SQL stores
         rows = self._table_rows.get(table.name, [])
         field = query.order_by
         found = [
