@@ -185,3 +185,21 @@ steps:
     good = load_flow(text.split('      - {table: orders, map: "{a: "')[0])
     assert good.steps["s"].pipes[0].table == "orders"
     assert Flow.from_dict(good.to_dict()) == good
+
+
+async def test_a_row_over_the_context_value_limit_is_refused(make: MakeEngine) -> None:
+    from flowmonkey import ContextLimits, EngineOptions
+
+    @handler("big")
+    async def big(ctx: Any) -> Result:
+        return Result.success({"blob": "x" * 500})
+
+    flow = FlowBuilder("f").step("s", "big").pipe("audit", "{blob: output.blob}").build()
+    options = EngineOptions(context_limits=ContextLimits(max_value_bytes=200))
+    async with make([big], [flow], options=options) as engine:
+        await engine.tables.create("audit", {"type": "object"})
+        result = await engine.start("f", {})
+        error = result.execution.error
+        assert error is not None and error.code == "PIPE_ROW_INVALID"
+        assert "limit is 200" in error.message
+        assert await rows(engine, "audit") == []
