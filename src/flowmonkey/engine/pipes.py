@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey.engine.fastpaths import compile_map
 from flowmonkey.engine.table_cache import check_row
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.model.tables import InvalidTable, TableRow
@@ -32,13 +33,15 @@ class PipeFailure(FlowMonkeyError):
 
 
 def _search(runtime: Runtime, expression: str, data: dict[str, Any]) -> Any:
-    import jmespath  # lazily: only engines running pipes pay for it
-
     cache = runtime.tables.expressions
-    compiled = cache.get(expression)
-    if compiled is None:
-        compiled = cache[expression] = jmespath.compile(expression)
-    return compiled.search(data)
+    evaluate = cache.get(expression)
+    if evaluate is None:
+        import jmespath  # lazily: only engines running pipes pay for it
+
+        compiled = jmespath.compile(expression)
+        # The usual map, {a: output.id, b: 'paid'}, is read directly (fastpaths.py).
+        evaluate = cache[expression] = compile_map(compiled) or compiled.search
+    return evaluate(data)
 
 
 def _scope(run: Run, step: Step, step_input: Any, result: Result, attempt: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from flowmonkey.engine.fastpaths import compile_schema
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.handlers.schema import SchemaValidator
 from flowmonkey.model.tables import InvalidTable, TableDef
@@ -25,14 +26,19 @@ __all__ = ["CompiledTable", "TableCache", "check_row"]
 class CompiledTable:
     """A table definition with its compiled row validator."""
 
-    __slots__ = ("table", "validator")
+    __slots__ = ("fast", "table", "validator")
 
     def __init__(self, table: TableDef) -> None:
         self.table = table
         self.validator = SchemaValidator(table.schema)
+        self.fast = compile_schema(table.schema)
+        """A plain-Python check for simple schemas (True: valid for sure)."""
 
     def problems(self, data: Any) -> list[dict[str, str]]:
         """``[{"path", "message"}]`` for a row's data (empty when it is valid)."""
+        fast = self.fast
+        if fast is not None and fast(data):
+            return []
         return self.validator.errors(data)
 
 
@@ -46,7 +52,7 @@ class TableCache:
         self._tables: dict[str, CompiledTable] = {}
         self._checked: set[str] = set()
         self.expressions: dict[str, Any] = {}
-        """Compiled JMESPath of pipe maps, by expression."""
+        """The evaluator of each pipe map, by expression (``pipes._search``)."""
 
     def remember(self, table: TableDef) -> CompiledTable:
         """Cache a definition just read or written."""

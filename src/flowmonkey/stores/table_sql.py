@@ -94,7 +94,8 @@ def index_statements(dialect: Dialect, table: TableDef) -> list[str]:
             )
             out.append(
                 f"CREATE INDEX IF NOT EXISTS {index}_t ON table_rows "
-                f"(tenant_id, {expr} NULLS FIRST, seq) WHERE table_name = '{table.name}'"
+                f"(tenant_id, {expr} NULLS FIRST, seq) "
+                f"WHERE table_name = '{table.name}' AND tenant_id IS NOT NULL"
             )
     return out
 

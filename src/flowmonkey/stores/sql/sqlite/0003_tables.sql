@@ -24,4 +24,7 @@ CREATE TABLE table_rows (
     data         TEXT NOT NULL,
     PRIMARY KEY (table_name, seq)
 ) WITHOUT ROWID;
-CREATE INDEX table_rows_tenant ON table_rows (table_name, tenant_id, seq);
+-- Partial: rows without a tenant (the usual embedded case) cost no index write, and a
+-- query with tenant_id = ? implies tenant_id IS NOT NULL, so it still uses the index.
+CREATE INDEX table_rows_tenant ON table_rows (table_name, tenant_id, seq)
+    WHERE tenant_id IS NOT NULL;
