@@ -46,23 +46,30 @@ def _search(runtime: Runtime, expression: str, data: dict[str, Any]) -> Any:
 
 def _scope(run: Run, step: Step, step_input: Any, result: Result, attempt: int) -> dict[str, Any]:
     execution = run.execution
+    fixed = run.pipe_scope
+    if fixed is None:
+        # What does not change while this process drives the execution, built once.
+        fixed = run.pipe_scope = {
+            "id": execution.id,
+            "flow_id": execution.flow_id,
+            "flow_version": execution.flow_version,
+            "tenant_id": execution.tenant_id,
+            "correlation_id": execution.correlation_id,
+            "created_at": execution.created_at.isoformat(),
+        }
+    started = execution.started_at
     return {
         "input": step_input,
         "output": result.output if result.outcome == "success" else None,
         "error": result.error.to_dict() if result.error is not None else None,
         "context": dict(execution.context),
         "execution": {
-            "id": execution.id,
-            "flow_id": execution.flow_id,
-            "flow_version": execution.flow_version,
-            "tenant_id": execution.tenant_id,
-            "correlation_id": execution.correlation_id,
+            **fixed,
             "metadata": dict(execution.metadata),
             "step_id": step.id,
             "attempt": attempt,
             "run_number": execution.run_number,
-            "created_at": execution.created_at.isoformat(),
-            "started_at": execution.started_at.isoformat() if execution.started_at else None,
+            "started_at": started.isoformat() if started is not None else None,
         },
     }
 

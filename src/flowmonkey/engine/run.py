@@ -89,6 +89,7 @@ class Run:
         "lease_lost",
         "lock_holder",
         "new_tokens",
+        "pipe_scope",
         "released",
         "revoke_steps",
         "revoke_tokens",
@@ -116,6 +117,8 @@ class Run:
         self.tasks: list[Task] = []
         self.table_rows: list[TableRow] = []
         """Rows of the pipes of the step being applied (written with its commit)."""
+        self.pipe_scope: dict[str, Any] | None = None
+        """The fixed part of the ``execution`` a pipe map sees (``engine/pipes.py``)."""
         self.use_token: str | None = None
         self.revoke_tokens = False
         self.revoke_steps: list[str] = []
