@@ -15,7 +15,7 @@ from flowmonkey import ExecutionStatus, FlowBuilder
 from flowmonkey.model.tables import TableRow
 
 COMPLETED = ExecutionStatus.COMPLETED
-CHUNKS = 5
+CHUNKS = 10
 """Plain and piped slices alternate this many times per run (drift hits both alike)."""
 STEPS = 5
 
@@ -70,7 +70,7 @@ async def _pipe_cost(store: Any, n: int, indexed: list[str]) -> tuple[float, flo
 
 @benchmark("pipe-cost", "a step with one pipe vs the same step without (SQLite FULL, PostgreSQL)")
 async def pipe_cost(cfg: Config, res: BenchResult) -> None:
-    n = cfg.size(200, 100)
+    n = cfg.size(300, 100)
     res.params = {"executions": n, "steps": STEPS, "slices": CHUNKS, "pipe": PIPE_MAP,
                   "table": "3 properties, 0 or 1 indexed"}  # fmt: skip
     work = fx.fresh_dir("pipes")

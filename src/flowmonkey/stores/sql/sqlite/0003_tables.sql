@@ -10,11 +10,12 @@ CREATE TABLE data_tables (
 -- serialises writers). WITHOUT ROWID and no AUTOINCREMENT on purpose: a pipe row is written
 -- in every piped step's commit, and each extra B-tree (a rowid table beside this order, the
 -- sqlite_sequence row, a unique index on `id`) is one more page per commit to write and
--- fsync. `data` is the row as JSON text, read with SQLite's JSON functions; each indexed field
+-- fsync. No foreign key to data_tables either: the engine checks the table exists before
+-- the commit (and insert_rows before inserting), and tables are never dropped. `data` is the row as JSON text, read with SQLite's JSON functions; each indexed field
 -- gets an expression index (table_name, json_extract(data, '$.<field>'), seq), created with
 -- the table that declares it.
 CREATE TABLE table_rows (
-    table_name   TEXT NOT NULL REFERENCES data_tables (name),
+    table_name   TEXT NOT NULL,
     seq          INTEGER NOT NULL,
     id           TEXT NOT NULL,
     tenant_id    TEXT,
