@@ -74,17 +74,17 @@ def _value(dialect: Dialect, table: TableDef, name: str, value: Any) -> Any:
 def index_statements(dialect: Dialect, table: TableDef) -> list[str]:
     """``CREATE INDEX`` statements for the table's indexed fields.
 
-    SQLite: one index per field name over every table, ``(table_name,
-    json_extract(data, '$.f'), seq)`` (its expressions are untyped). PostgreSQL: one
-    partial index per table and field on the typed expression.
+    Partial indexes, one per table and field: SQLite's on ``json_extract(data, '$.f')``
+    (untyped), PostgreSQL's on the typed expression (plus one led by ``tenant_id``).
+    Rows of other tables never touch them.
     """
     out = []
     for name in table.indexed:
         expr = field_expr(dialect, table, name)
         if dialect == "sqlite":
             out.append(
-                f"CREATE INDEX IF NOT EXISTS {_index_name('sqlite', name)} "
-                f"ON table_rows (table_name, {expr}, seq)"
+                f"CREATE INDEX IF NOT EXISTS {_index_name('sqlite', table.name, name)} "
+                f"ON table_rows ({expr}, seq) WHERE table_name = '{table.name}'"
             )
         else:
             index = _index_name("postgres", table.name, name)
@@ -118,11 +118,9 @@ def row_query(
     check_query(table, query)  # names below go into the SQL text
     ph = "?" if dialect == "sqlite" else "%s"
     params: list[Any] = []
-    if dialect == "sqlite":
-        where = ["table_name = ?"]
-        params.append(table.name)
-    else:
-        where = [f"table_name = '{table.name}'"]
+    # The table's name is written out (it is a checked name): the planners can only match
+    # a partial index's ``WHERE table_name = '...'`` against a literal.
+    where = [f"table_name = '{table.name}'"]
     if query.tenant_id is not None:
         where.append(f"tenant_id = {ph}")
         params.append(query.tenant_id)

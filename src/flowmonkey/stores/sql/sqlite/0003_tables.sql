@@ -12,8 +12,8 @@ CREATE TABLE data_tables (
 -- sqlite_sequence row, a unique index on `id`) is one more page per commit to write and
 -- fsync. No foreign key to data_tables either: the engine checks the table exists before
 -- the commit (and insert_rows before inserting), and tables are never dropped. `data` is the row as JSON text, read with SQLite's JSON functions; each indexed field
--- gets an expression index (table_name, json_extract(data, '$.<field>'), seq), created with
--- the table that declares it.
+-- gets a partial expression index (json_extract(data, '$.<field>'), seq) WHERE table_name =
+-- '<table>', created with the table that declares it.
 CREATE TABLE table_rows (
     table_name   TEXT NOT NULL,
     seq          INTEGER NOT NULL,
