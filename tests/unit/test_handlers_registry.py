@@ -157,7 +157,7 @@ def test_decorator_reads_async_timeout_and_docstring() -> None:
 
 
 def test_decorator_does_not_register_anywhere() -> None:
-    assert len(HandlerRegistry()) == 0
+    assert len(HandlerRegistry(standard=False)) == 0
 
 
 def test_decorator_misuse_is_a_clear_error() -> None:
@@ -203,7 +203,7 @@ def test_bad_timeouts_are_rejected(spec: Any) -> None:
 
 
 async def test_sync_and_async_functions_are_stored_unwrapped() -> None:
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     rh = registry.register(greet)
     assert rh is registry.get("greet")
     assert rh.fn is greet  # hot path: no wrapper
@@ -220,7 +220,7 @@ async def test_plain_function_with_type_kwarg() -> None:
     async def raw(ctx: HandlerContext) -> int:
         return 1
 
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     rh = registry.register(raw, type="raw")
     assert rh.fn is raw
     assert rh.is_async is True
@@ -247,7 +247,7 @@ def test_callable_object_with_async_call_counts_as_async() -> None:
         async def __call__(self, ctx: HandlerContext) -> int:
             return 2
 
-    rh = HandlerRegistry().register(Callable(), type="obj")
+    rh = HandlerRegistry(standard=False).register(Callable(), type="obj")
     assert rh.is_async is True
 
 
@@ -255,7 +255,7 @@ def test_callable_object_with_async_call_counts_as_async() -> None:
 
 
 async def test_class_is_instantiated_once_and_fn_is_bound_execute() -> None:
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     rh = registry.register(Plain)
     assert rh.is_async is False
     assert inspect.ismethod(rh.fn)
@@ -309,7 +309,7 @@ def test_bad_classes_are_rejected() -> None:
 
         def execute(self, ctx: HandlerContext) -> None: ...
 
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     with pytest.raises(TypeError, match="NoType must set `type`"):
         registry.register(NoType)
     with pytest.raises(TypeError, match="abstract"):
@@ -504,7 +504,7 @@ def test_registered_handler_can_be_copied_between_registries() -> None:
 
 
 def test_on_register_callbacks() -> None:
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     got: list[str] = []
     registry.on_register.append(lambda rh: got.append(rh.type))
     registry.register(greet)
@@ -591,7 +591,7 @@ MODULE_SOURCE = textwrap.dedent(
         return "renamed"
 
 
-    handlers = HandlerRegistry()
+    handlers = HandlerRegistry(standard=False)
     handlers.register(renamed, type="mod-registry")
     handlers.register(ModClass)  # also defined above: registered once
     """
@@ -601,7 +601,7 @@ MODULE_SOURCE = textwrap.dedent(
 def test_register_module_from_file(tmp_path: Path) -> None:
     path = tmp_path / "my_handlers.py"
     path.write_text(MODULE_SOURCE)
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     added = registry.register_module(str(path))
     assert sorted(added) == ["mod-class", "mod-fn", "mod-registry", "mod-typed"]
     assert sorted(registry.types()) == sorted(added)
@@ -611,7 +611,7 @@ def test_register_module_from_file(tmp_path: Path) -> None:
     result = asyncio.run(call(registry.get("mod-class"), make_ctx()))  # type: ignore[arg-type]
     assert result == Result.success("ok")
     # Loading the same file again in another registry works (Path objects too).
-    assert sorted(HandlerRegistry().register_module(path)) == sorted(added)
+    assert sorted(HandlerRegistry(standard=False).register_module(path)) == sorted(added)
 
 
 def test_register_module_by_dotted_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -620,7 +620,7 @@ def test_register_module_by_dotted_name(tmp_path: Path, monkeypatch: pytest.Monk
     (package / "__init__.py").write_text("")
     (package / "steps.py").write_text(MODULE_SOURCE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     added = registry.register_module("fm_test_pkg_handlers.steps")
     assert "mod-fn" in added and "mod-class" in added
     assert registry.get("mod-fn").metadata.type == "mod-fn"  # type: ignore[union-attr]
@@ -629,7 +629,7 @@ def test_register_module_by_dotted_name(tmp_path: Path, monkeypatch: pytest.Monk
 def test_register_module_is_all_or_nothing(tmp_path: Path) -> None:
     path = tmp_path / "dupes.py"
     path.write_text(MODULE_SOURCE)
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
 
     @handler("mod-typed")
     def clash(ctx: HandlerContext) -> None: ...
@@ -650,7 +650,7 @@ def test_register_module_is_all_or_nothing(tmp_path: Path) -> None:
 )
 def test_bad_module_is_a_clear_error(target: str, message: str) -> None:
     with pytest.raises(FlowMonkeyError) as info:
-        HandlerRegistry().register_module(target)
+        HandlerRegistry(standard=False).register_module(target)
     assert info.value.code == HANDLERS_NOT_LOADED
     assert message in str(info.value)
 
@@ -659,10 +659,10 @@ def test_broken_module_file_is_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("def oops(:\n")
     with pytest.raises(FlowMonkeyError, match=r"broken.py\" failed to load: SyntaxError") as info:
-        HandlerRegistry().register_module(broken)
+        HandlerRegistry(standard=False).register_module(broken)
     assert info.value.code == HANDLERS_NOT_LOADED
     needs = tmp_path / "needs_dep.py"
     needs.write_text("import no_such_dependency_xyz\n")
     with pytest.raises(FlowMonkeyError, match="no_such_dependency_xyz") as info:
-        HandlerRegistry().register_module(needs)
+        HandlerRegistry(standard=False).register_module(needs)
     assert info.value.code == HANDLERS_NOT_LOADED

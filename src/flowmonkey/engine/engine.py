@@ -79,6 +79,17 @@ class Engine:
         self._hooks: dict[str, dict[str, list[Hook]]] = {}
         self._ready = False
         self._builtins: dict[str, RegisteredHandler] = {}
+        from flowmonkey.stdlib.services import StandardServices
+
+        opts = self.options
+        self.services = StandardServices(
+            http_allow=opts.http_allow,
+            base_url=opts.base_url,
+            secrets=opts.secrets,
+            resolver=opts.http_resolver,
+        )
+        """Shared by the standard handlers (one HTTP client per engine, secrets)."""
+        self._secret_steps: dict[tuple[str, str, str], bool] = {}
         self.wake_signaler: Any = None
         """Optional ``WakeSignaler``: told when an execution becomes runnable."""
         self.flows.on_register.append(self._flow_registered)
@@ -103,6 +114,7 @@ class Engine:
         if self._ready:
             return
         await self.store.initialize()
+        self.services.reopen()
         self._ready = True
         if self.options.load_flows_from_store:
             await self.load_flows_from_store()
@@ -116,6 +128,7 @@ class Engine:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        await self.services.aclose()
         await self.store.close()
         self._ready = False
 
@@ -182,6 +195,16 @@ class Engine:
         """Register an engine-provided step type (parallel, switch, ...)."""
         self._builtins[handler.type] = handler
 
+    def uses_secrets(self, flow: Flow, step: Step) -> bool:
+        """True when ``step``'s config references ``{{ secrets.NAME }}`` (cached)."""
+        key = (flow.id, flow.version, step.id)
+        found = self._secret_steps.get(key)
+        if found is None:
+            from flowmonkey.stdlib.secrets import has_secret_refs
+
+            found = self._secret_steps[key] = has_secret_refs(step.config)
+        return found
+
     def resolve_handler(self, step: Step) -> RegisteredHandler | None:
         """The handler for a step: user handlers first, then built-in step types.
 
@@ -200,7 +223,7 @@ class Engine:
         own = None
         if step.type == "userTask":
             own = step.config.get("dueIn")
-        elif step.type == "waitForSignal":
+        elif step.type in ("waitForSignal", "webhook"):
             own = step.config.get("timeout")
         if own is not None:
             return parse_duration(own)

@@ -12,6 +12,7 @@ from flowmonkey.engine import parallel
 from flowmonkey.engine.builtins import WAIT_KINDS
 from flowmonkey.engine.eager import Resume, handoff
 from flowmonkey.engine.limits import OutputError
+from flowmonkey.engine.secret_use import redact_attempt, resolve_step_config
 from flowmonkey.engine.selectors import SelectorError, resolve_input
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.model.execution import (
@@ -128,7 +129,7 @@ async def fail_execution(
     await finish_terminal(run)
 
 
-_ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask"})
+_ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask", "webhook"})
 
 
 async def finish_terminal(run: Run) -> None:
@@ -246,9 +247,15 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
         started,
         {"step_id": step.id, "handler_type": step.type, "attempt": attempt},
     )
+    config: Any = step.config
+    prepared: tuple[Any, tuple[str, ...]] | Result | None = None
+    if engine.uses_secrets(flow, step):
+        prepared = await resolve_step_config(engine, step)
+        if not isinstance(prepared, Result):
+            config = prepared[0]
     ctx = HandlerContext(
         input=step_input,
-        config=step.config,
+        config=config,
         context=run.context_view,
         step=step,
         execution_id=execution.id,
@@ -258,7 +265,14 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
         lazy=(run, token),
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
-    result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
+    if isinstance(prepared, Result):
+        result, timed_out = prepared, False  # a missing secret: the handler never runs
+    else:
+        if prepared is not None:
+            ctx._secrets = prepared[1]
+        result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
+        if ctx._secrets:
+            result = redact_attempt(result, ctx)
     if result.outcome == "failure":
         error = result.error
         if error is not None and error.retryable and not handler.metadata.retryable:
@@ -507,6 +521,9 @@ async def _after_failure(
     ):
         execution.retry_attempts[step.id] = done + 1
         delay_ms = _retry_delay_ms(step, done)
+        if result.delay is not None:
+            # The server said when to come back (``Retry-After``); the policy caps it.
+            delay_ms = min(result.delay / _MS, float(policy.max_backoff_ms))
         run.emit(
             "step.retry",
             now,

@@ -15,6 +15,7 @@ import inspect
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -171,10 +172,20 @@ class HandlerRegistry:
     ``RegisteredHandler``; the engine uses this to emit ``handler.registered``.
     """
 
-    def __init__(self, handlers: Iterable[Any] = ()) -> None:
-        """Register each of ``handlers`` (anything ``register`` accepts)."""
+    def __init__(self, handlers: Iterable[Any] = (), *, standard: bool = True) -> None:
+        """Register the standard handlers (unless ``standard=False``), then each of
+        ``handlers`` (anything ``register`` accepts)."""
         self._entries: dict[str, _Entry] = {}
+        self._standard: set[str] = set()
+        """Types still served by a standard handler (a user handler may replace them)."""
         self.on_register: list[Callable[[RegisteredHandler], Any]] = []
+        if standard:
+            from flowmonkey.stdlib import standard_handlers
+
+            for std in standard_handlers():
+                entry = self._build(std, None)
+                self._entries[entry.registered.type] = entry
+                self._standard.add(entry.registered.type)
         for h in handlers:
             self.register(h)
 
@@ -249,19 +260,33 @@ class HandlerRegistry:
         seen: set[str] = set()
         for entry in entries:
             t = entry.registered.type
-            if t in seen or (t in self._entries and not replace):
+            taken = t in self._entries and t not in self._standard
+            if t in seen or (taken and not replace):
                 raise ValueError(
                     f'Handler "{t}" already registered (pass replace=True to override)'
                 )
             seen.add(t)
         for entry in entries:
-            self._entries[entry.registered.type] = entry
+            t = entry.registered.type
+            if t in self._standard:
+                self._standard.discard(t)
+                warnings.warn(
+                    f'handler "{t}" replaces the standard handler of that type',
+                    UserWarning,
+                    stacklevel=4,
+                )
+            self._entries[t] = entry
             for callback in list(self.on_register):
                 callback(entry.registered)
 
     def unregister(self, type: str) -> bool:
         """Remove the handler of ``type``; False if there was none."""
+        self._standard.discard(type)
         return self._entries.pop(type, None) is not None
+
+    def is_standard(self, type: str) -> bool:
+        """True when ``type`` is served by a standard handler (see flowmonkey.stdlib)."""
+        return type in self._standard
 
     def register_module(self, module: ModuleType | str | os.PathLike[str]) -> list[str]:
         """Register every handler a module defines; return their types.

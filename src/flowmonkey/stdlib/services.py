@@ -1,0 +1,82 @@
+"""``StandardServices``: what the standard handlers of one engine share.
+
+One per ``Engine`` (``engine.services``), created with it and closed by
+``Engine.close()``: the one httpx ``AsyncClient`` (HTTP/1.1 keep-alive, behind the SSRF
+guard), the secret provider, the allowlist and the public base URL for callbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from flowmonkey.stdlib.secrets import EnvSecretProvider, SecretProvider
+from flowmonkey.stdlib.ssrf import HttpAllow, Resolver, guarded_transport, parse_http_allow
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["StandardServices"]
+
+
+class StandardServices:
+    """Engine-wide resources of the standard handlers; the HTTP client is made lazily."""
+
+    def __init__(
+        self,
+        *,
+        http_allow: Iterable[str] = (),
+        base_url: str | None = None,
+        secrets: SecretProvider | None = None,
+        resolver: Resolver | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        self.allow: HttpAllow = parse_http_allow(http_allow)
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.secrets: SecretProvider = secrets if secrets is not None else EnvSecretProvider()
+        self.resolver = resolver
+        self.max_connections = max_connections
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The shared ``AsyncClient`` (needs the ``http`` extra: ``pip install
+        flowmonkey[http]``). Redirects are followed by the handler, not the client,
+        so each hop is checked."""
+        if self._client is None:
+            if self._closed:
+                raise RuntimeError("the engine is closed")
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                transport=guarded_transport(self.allow, self.resolver),
+                limits=httpx.Limits(
+                    max_connections=self.max_connections,
+                    max_keepalive_connections=self.max_connections,
+                ),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._client
+
+    @property
+    def has_client(self) -> bool:
+        """True once the HTTP client exists (tests check that close releases it)."""
+        return self._client is not None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (its keep-alive connections)."""
+        client, self._client = self._client, None
+        self._closed = True
+        if client is not None:
+            await client.aclose()
+
+    def reopen(self) -> None:
+        """Allow a new client after ``aclose`` (an engine can be initialized again)."""
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"StandardServices(base_url={self.base_url!r}, secrets={self.secrets!r})"
+
+
