@@ -23,7 +23,7 @@ from flowmonkey.definitions.loader import check_flow, load_flow, parse_flow
 from flowmonkey.definitions.registry import FlowRegistry
 from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.options import EngineOptions
-from flowmonkey.errors import FlowMonkeyError, ValidationIssue
+from flowmonkey.errors import FlowMonkeyError, FlowValidationError, ValidationIssue
 from flowmonkey.handlers.registry import HandlerRegistry
 from flowmonkey.model.flow import Flow
 from flowmonkey.stores import open_store, redact_url
@@ -57,6 +57,10 @@ class CliState:
     json_output: bool = False
     handler_specs: list[str] = field(default_factory=list)
     """The ``--handlers`` values of the running command (to print a resume command)."""
+    http_allow: tuple[str, ...] = ()
+    """``--http-allow`` / ``FLOWMONKEY_HTTP_ALLOW`` (``EngineOptions.http_allow``)."""
+    base_url: str | None = None
+    """``--base-url`` / ``FLOWMONKEY_BASE_URL`` (``EngineOptions.base_url``)."""
 
 
 def get_state() -> CliState:
@@ -157,7 +161,12 @@ def read_flow(path: str, handlers: HandlerRegistry | None = None, *, validate: b
     if not validate:
         return parse_flow(file)
     types = handlers.types() if handlers is not None else None
-    return load_flow(file, handler_types=types)
+    flow = load_flow(file, handler_types=types)
+    if handlers is not None:
+        issues = handlers.check_flow_configs(flow)
+        if issues:
+            raise FlowValidationError(flow.id, issues)
+    return flow
 
 
 def check_flow_file(
@@ -222,7 +231,9 @@ async def open_engine(
         raise CliError(f"--store {redact_url(state.store_url)}: {exc}", code="BAD_STORE_URL")
     except FlowMonkeyError as exc:
         raise CliError(f"--store: {exc.message}", code=exc.code)
-    options = EngineOptions(automatic_recovery=recover)
+    options = EngineOptions(
+        automatic_recovery=recover, http_allow=state.http_allow, base_url=state.base_url
+    )
     engine = Engine(store, handlers, FlowRegistry(), options=options)
     async with engine:
         yield engine

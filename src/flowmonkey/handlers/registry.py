@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from flowmonkey.errors import FlowMonkeyError, HandlerNotFound
+from flowmonkey.errors import FlowMonkeyError, HandlerNotFound, ValidationIssue
 from flowmonkey.handlers.base import (
     METADATA_ATTR,
     Handler,
@@ -36,6 +36,7 @@ from flowmonkey.handlers.base import (
 )
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.handlers.schema import Converter, Issue, SchemaValidator, converter_for
+from flowmonkey.model.flow import Flow
 from flowmonkey.model.result import Result
 
 __all__ = ["HANDLERS_NOT_LOADED", "INPUT_VALIDATION_FAILED", "HandlerRegistry", "RegisteredHandler"]
@@ -365,6 +366,22 @@ class HandlerRegistry:
         except Exception as exc:
             # A crashing hook must not crash flow validation; report it as a problem.
             return [f"validate_config raised {type_name(exc)}: {exc}"]
+
+    def check_flow_configs(self, flow: Flow) -> list[ValidationIssue]:
+        """The config problems of every step of ``flow`` whose type is registered here
+        (``flowmonkey validate`` and the API reject a flow with any, before it runs)."""
+        issues: list[ValidationIssue] = []
+        for key, step in flow.steps.items():
+            if step.type not in self._entries:
+                continue
+            config = step.config if isinstance(step.config, Mapping) else {}
+            for problem in self.validate_config(step.type, config):
+                where, sep, message = problem.partition(": ")
+                if not sep:
+                    where, message = "$", problem
+                suffix = "" if where == "$" else ("" if where.startswith("[") else ".") + where
+                issues.append(ValidationIssue(f"steps.{key}.config{suffix}", message))
+        return issues
 
     def __contains__(self, type: object) -> bool:
         return type in self._entries

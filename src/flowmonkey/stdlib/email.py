@@ -11,7 +11,7 @@ import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, ClassVar
 
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.model.result import Result
@@ -133,7 +133,7 @@ class EmailHandler(StandardHandler):
     """Send an email through an SMTP server (aiosmtplib)."""
 
     type = "email"
-    config_schema = {
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             "host": {"type": "string", "minLength": 1},
@@ -218,5 +218,3 @@ def _rejected(message: str) -> Result:
 
 def _unavailable(message: str) -> Result:
     return Result.failure(EMAIL_UNAVAILABLE, message)
-
-

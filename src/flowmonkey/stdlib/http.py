@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -232,7 +232,8 @@ async def perform(ctx: HandlerContext, spec: RequestSpec) -> Result:
     except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         return _bad(f"cannot send the request: {exc}")
     except httpx.TransportError as exc:
-        return Result.failure(HTTP_CONNECT, f"{type(exc).__name__}: {str(exc) or 'connection failed'}")
+        reason = str(exc) or "connection failed"
+        return Result.failure(HTTP_CONNECT, f"{type(exc).__name__}: {reason}")
 
 
 async def _exchange(client: httpx.AsyncClient, spec: RequestSpec) -> Result:
@@ -389,7 +390,7 @@ class HttpHandler(StandardHandler):
     """Send one HTTP request (httpx, shared keep-alive client, SSRF guard)."""
 
     type = "http"
-    config_schema = {
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": REQUEST_PROPERTIES,
         "required": ["url"],

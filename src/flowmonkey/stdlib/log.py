@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.model.result import Result
@@ -49,7 +49,7 @@ class LogHandler(StandardHandler):
 
     type = "log"
     retryable = False
-    config_schema = {
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             "message": {"type": "string"},

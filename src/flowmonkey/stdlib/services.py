@@ -78,5 +78,3 @@ class StandardServices:
 
     def __repr__(self) -> str:
         return f"StandardServices(base_url={self.base_url!r}, secrets={self.secrets!r})"
-
-

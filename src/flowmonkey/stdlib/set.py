@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -33,7 +33,7 @@ class SetHandler(StandardHandler):
 
     type = "set"
     retryable = False
-    config_schema = {
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {"values": {"type": "object"}},
         "required": ["values"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import jmespath
 import jmespath.exceptions
@@ -36,7 +36,7 @@ class TransformHandler(StandardHandler):
 
     type = "transform"
     retryable = False
-    config_schema = {
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {"expression": {"type": "string", "minLength": 1}},
         "required": ["expression"],

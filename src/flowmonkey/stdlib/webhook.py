@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from flowmonkey.durations import parse_duration
 from flowmonkey.handlers.context import HandlerContext
@@ -68,7 +68,7 @@ class WebhookHandler(StandardHandler):
     """Wait for a callback; expose (and optionally POST) the URL that resumes the step."""
 
     type = "webhook"
-    config_schema = {
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             **_PROPS,
@@ -106,9 +106,7 @@ class WebhookHandler(StandardHandler):
             announced = await self._announce(ctx, cfg, callback_url)
             if announced is not None:
                 return announced
-        return Result.wait(
-            reason="waiting for a callback", output={"callback_url": callback_url}
-        )
+        return Result.wait(reason="waiting for a callback", output={"callback_url": callback_url})
 
     async def _announce(
         self, ctx: HandlerContext, cfg: WebhookConfig, callback_url: str
