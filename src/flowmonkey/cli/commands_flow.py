@@ -44,8 +44,8 @@ def validate(flow_files: tuple[str, ...], handler_specs: tuple[str, ...]) -> Non
     """Check flow files and print every issue (path, message, severity).
 
     Step configs are checked against their handler's schema (the standard handlers
-    and --handlers). With --handlers, step types without a handler are errors too. Exit 0 when no file
-    has errors (warnings are fine), 1 otherwise.
+    and --handlers). With --handlers, step types without a handler are errors too.
+    Exit 0 when no file has errors (warnings are fine), 1 otherwise.
     """
     state = get_state()
     out = Output(json_mode=state.json_output)
