@@ -374,8 +374,7 @@ class HandlerRegistry:
         for key, step in flow.steps.items():
             if step.type not in self._entries:
                 continue
-            config = step.config if isinstance(step.config, Mapping) else {}
-            for problem in self.validate_config(step.type, config):
+            for problem in self.validate_config(step.type, step.config):
                 where, sep, message = problem.partition(": ")
                 if not sep:
                     where, message = "$", problem
