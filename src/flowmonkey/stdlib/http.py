@@ -10,6 +10,8 @@ and the request fails with ``HTTP_TOO_LARGE`` as soon as it passes
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -66,6 +68,7 @@ _RETRYABLE = frozenset({408, 429})
 _TEXT_TYPES = ("text/", "application/xml", "application/x-www-form-urlencoded")
 _JSON_SUFFIX = ("application/json", "+json")
 
+_HOST = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$")
 _SCALAR = {"type": ["string", "number", "boolean"]}
 REQUEST_PROPERTIES: dict[str, Any] = {
     "method": {"enum": [*METHODS, *(m.lower() for m in METHODS)]},
@@ -205,9 +208,22 @@ def check_url(url: str) -> Result | None:
             f"only http and https URLs are allowed, got scheme {parsed.scheme or '(none)'!r}",
             retryable=False,
         )
-    if not parsed.host:
-        return _bad(f"URL has no host: {url}")
+    host = parsed.host
+    if not host:
+        return _bad(f"invalid URL (no host): {url}")
+    if not (_HOST.match(host) or (":" in host and _is_ip(host))):
+        return _bad(f"invalid URL (bad host {host!r}): {url}")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        return _bad(f"invalid URL (port {parsed.port}): {url}")
     return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _bad(message: str) -> Result:
