@@ -21,8 +21,13 @@ def http_flow(config: dict[str, Any], *, flow_id: str = "f", **step: Any) -> Any
     return FlowBuilder(flow_id).step("call", "http", config=config, **step).build()
 
 
+ENGINE_OPTIONS = ("http_allow", "http_resolver", "base_url", "secrets")
+
+
 async def run_one(make: MakeEngine, config: dict[str, Any], context: Any = None, **kw: Any) -> Any:
-    engine = make([http_flow(config, **kw)])
+    """Run a one-step http flow; engine options and step fields may both be given."""
+    options = {k: kw.pop(k) for k in ENGINE_OPTIONS if k in kw}
+    engine = make([http_flow(config, **kw)], **options)
     async with engine:
         return await engine.start("f", context or {})
 

@@ -94,11 +94,12 @@ def blocked_reason(address: IPAddress) -> str | None:
         if mapped is not None:
             return blocked_reason(mapped)
     checks = (
+        # Most specific first: 0.0.0.0 and 169.254.x.x are also "private" to Python.
         ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("private", address.is_private),
-        ("multicast", address.is_multicast),
         ("unspecified", address.is_unspecified),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
         ("reserved", address.is_reserved),
     )
     for name, hit in checks:
@@ -185,11 +186,16 @@ class GuardedBackend:
         await self._auto.sleep(seconds)
 
 
-def guarded_transport(allow: HttpAllow, resolver: Resolver | None = None) -> Any:
-    """An ``httpx.AsyncHTTPTransport`` whose connections go through ``GuardedBackend``."""
+def guarded_transport(
+    allow: HttpAllow, resolver: Resolver | None = None, *, verify: Any = True
+) -> Any:
+    """An ``httpx.AsyncHTTPTransport`` whose connections go through ``GuardedBackend``.
+
+    ``verify`` is httpx's (``True``, or an ``ssl.SSLContext`` trusting other CAs).
+    """
     import httpx
 
-    transport = httpx.AsyncHTTPTransport(http1=True, http2=False, trust_env=False)
+    transport = httpx.AsyncHTTPTransport(verify=verify, http1=True, http2=False, trust_env=False)
     backend = GuardedBackend(allow, resolver)
     # httpx does not take a network backend; its pool (httpcore) does. Set it on the pool
     # it built so that TLS, limits and keep-alive stay httpx's defaults.
