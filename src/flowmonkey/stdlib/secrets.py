@@ -161,7 +161,7 @@ async def resolve_secrets(config: Any, provider: SecretProvider) -> tuple[Any, l
             return [sub(v) for v in item]
         return item
 
-    return sub(config), [v for v in values.values() if v]
+    return sub(config), sorted({v for v in values.values() if v})
 
 
 def redact(value: Any, secrets: Iterable[str]) -> Any:
