@@ -13,6 +13,7 @@ from flowmonkey.engine.engine import Engine
 from flowmonkey.stores.memory import MemoryStore
 from flowmonkey.stores.sqlite import SqliteStore
 from flowmonkey.testing import FakeClock, make_engine
+
 from .servers import DemoApp, Served, serve
 
 

@@ -51,17 +51,27 @@ class DemoApp:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.hits[path] = self.hits.get(path, 0) + 1
         self.requests.append(
-            {"path": path, "method": scope["method"], "headers": headers, "query": query,
-             "body": body.decode(errors="replace")}
+            {
+                "path": path,
+                "method": scope["method"],
+                "headers": headers,
+                "query": query,
+                "body": body.decode(errors="replace"),
+            }
         )
         route = path.strip("/").split("/")
         name = route[0]
         if name == "json":
-            await _send(send, 200, orjson.dumps({"hello": "world", "items": [1, 2, 3]}),
-                        "application/json")
+            await _send(
+                send, 200, orjson.dumps({"hello": "world", "items": [1, 2, 3]}), "application/json"
+            )
         elif name == "echo":
-            data = {"method": scope["method"], "query": query, "headers": headers,
-                    "body": body.decode(errors="replace")}
+            data = {
+                "method": scope["method"],
+                "query": query,
+                "headers": headers,
+                "body": body.decode(errors="replace"),
+            }
             await _send(send, 200, orjson.dumps(data), "application/json")
         elif name == "text":
             await _send(send, 200, "plain text é".encode(), "text/plain; charset=utf-8")
@@ -86,8 +96,13 @@ class DemoApp:
             await _send(send, 302, b"", "text/plain", [(b"location", query["to"].encode())])
         elif name == "stream":
             # No Content-Length: the client can only count.
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/plain")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
             chunk = b"x" * int(query.get("size", "1024"))
             for _ in range(int(query.get("chunks", "10"))):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -110,12 +125,23 @@ class DemoApp:
 
 
 async def _send(
-    send: Send, status: int, body: bytes, content_type: str,
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()),
-                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -63,12 +63,15 @@ async def test_sends_with_each_tls_mode(
         sent = result.context["sent"]
         assert sent["accepted"] == ["ann@example.com", "bob@example.com"]
         assert sent["message_id"].startswith("<") and sent["message_id"].endswith("@example.com>")
-        (rcpts, message), = inbox.messages
+        ((rcpts, message),) = inbox.messages
         assert rcpts == ["ann@example.com", "bob@example.com"]
         assert message["Subject"] == "Order A-1"
         assert message["Message-ID"] == sent["message_id"]
-        parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in
-                 message.walk() if not p.is_multipart()}
+        parts = {
+            p.get_content_type(): p.get_payload(decode=True).decode()
+            for p in message.walk()
+            if not p.is_multipart()
+        }
         assert parts["text/plain"].strip() == "Hello Bob"
         assert "<b>Bob</b>" in parts["text/html"]
 
@@ -90,7 +93,7 @@ async def test_bad_credentials_are_rejected(make: MakeEngine) -> None:
 
 
 async def test_refused_recipients(make: MakeEngine) -> None:
-    with smtp_server("none") as (inbox, port):
+    with smtp_server("none") as (_inbox, port):
         every = await send(make, mail_config(port, to="reject@example.com"))
         assert every.error.code == "EMAIL_REJECTED"
         later = await send(make, mail_config(port, to="later@example.com"))

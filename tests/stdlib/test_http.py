@@ -76,8 +76,8 @@ async def test_text_body_is_sent_as_is(make: MakeEngine, server: Served) -> None
 
 
 @pytest.mark.parametrize(
-    ("status", "retryable"), [(404, False), (400, False), (408, True), (429, True), (500, True),
-                              (503, True)]
+    ("status", "retryable"),
+    [(404, False), (400, False), (408, True), (429, True), (500, True), (503, True)],
 )
 async def test_status_errors_and_retryability(
     make: MakeEngine, server: Served, status: int, retryable: bool
@@ -119,8 +119,12 @@ async def test_4xx_is_not_retried(make: MakeEngine, server: Served) -> None:
 async def test_retry_after_is_the_next_backoff(make: MakeEngine, server: Served) -> None:
     clock = FakeClock()
     engine = make(
-        [http_flow({"url": server.url("/status/429?retry_after=7")},
-                   retry={"maxAttempts": 2, "backoffMs": 100})],
+        [
+            http_flow(
+                {"url": server.url("/status/429?retry_after=7")},
+                retry={"maxAttempts": 2, "backoffMs": 100},
+            )
+        ],
         clock=clock,
     )
     async with engine:
@@ -132,8 +136,12 @@ async def test_retry_after_is_the_next_backoff(make: MakeEngine, server: Served)
 async def test_retry_after_is_capped_by_the_policy(make: MakeEngine, server: Served) -> None:
     clock = FakeClock()
     engine = make(
-        [http_flow({"url": server.url("/status/503?retry_after=3600")},
-                   retry={"maxAttempts": 2, "backoffMs": 100, "maxBackoffMs": 2000})],
+        [
+            http_flow(
+                {"url": server.url("/status/503?retry_after=3600")},
+                retry={"maxAttempts": 2, "backoffMs": 100, "maxBackoffMs": 2000},
+            )
+        ],
         clock=clock,
     )
     async with engine:
@@ -224,10 +232,16 @@ async def test_connect_error(make: MakeEngine) -> None:
         ({"url": "http://exa mple.com:99999/"}, "INPUT_ERROR", "invalid URL"),
         ({"url": "ftp://example.com/x"}, "HTTP_BLOCKED", "only http and https"),
         ({"url": "file:///etc/passwd"}, "HTTP_BLOCKED", "only http and https"),
-        ({"url": "http://127.0.0.1/", "headers": {"X-A": "a\r\nX-Injected: 1"}}, "INPUT_ERROR",
-         "line break"),
-        ({"url": "http://127.0.0.1/", "headers": {"X-A": "${context.evil}"}}, "INPUT_ERROR",
-         "line break"),
+        (
+            {"url": "http://127.0.0.1/", "headers": {"X-A": "a\r\nX-Injected: 1"}},
+            "INPUT_ERROR",
+            "line break",
+        ),
+        (
+            {"url": "http://127.0.0.1/", "headers": {"X-A": "${context.evil}"}},
+            "INPUT_ERROR",
+            "line break",
+        ),
     ],
 )
 async def test_bad_input_fails_the_step_cleanly(

@@ -64,11 +64,20 @@ def test_dict_provider_from_files(tmp_path: Path) -> None:
         DictSecretProvider.from_file(bad)
 
 
-async def test_env_provider_is_the_default(make: MakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_env_provider_is_the_default(
+    make: MakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLOWMONKEY_SECRET_GREETING", "hush")
-    flow = FlowBuilder("f").step(
-        "s", "set", config={"values": {"g": "{{ secrets.GREETING }}!", "n": 1}}, output_key="out"
-    ).build()
+    flow = (
+        FlowBuilder("f")
+        .step(
+            "s",
+            "set",
+            config={"values": {"g": "{{ secrets.GREETING }}!", "n": 1}},
+            output_key="out",
+        )
+        .build()
+    )
     seen: list[Any] = []
 
     @handler("spy")
@@ -93,9 +102,11 @@ async def test_unknown_secret_fails_without_running_the_handler(make: MakeEngine
     async def spy(ctx: Any) -> Any:
         calls.append(ctx)
 
-    flow = FlowBuilder("f").step(
-        "s", "spy", config={"k": "{{ secrets.NOPE }}"}, retry={"maxAttempts": 3}
-    ).build()
+    flow = (
+        FlowBuilder("f")
+        .step("s", "spy", config={"k": "{{ secrets.NOPE }}"}, retry={"maxAttempts": 3})
+        .build()
+    )
     engine = make([flow], [spy], secrets=DictSecretProvider({}))
     async with engine:
         result = await engine.start("f", {})
@@ -113,10 +124,17 @@ async def test_user_handler_leaks_are_redacted(make: MakeEngine) -> None:
             raise RuntimeError(f"could not use {ctx.config['token']}")
         return {"echo": ctx.config["token"]}
 
-    flow = FlowBuilder("f").step(
-        "s", "leaky", config={"token": "{{ secrets.API_TOKEN }}"}, output_key="out",
-        retry={"maxAttempts": 1},
-    ).build()
+    flow = (
+        FlowBuilder("f")
+        .step(
+            "s",
+            "leaky",
+            config={"token": "{{ secrets.API_TOKEN }}"},
+            output_key="out",
+            retry={"maxAttempts": 1},
+        )
+        .build()
+    )
     engine = make([flow], [leaky], secrets=SECRETS)
     async with engine:
         result = await engine.start("f", {})
@@ -174,7 +192,7 @@ async def run_leaky_flow(engine: Engine, caplog: pytest.LogCaptureFixture) -> st
         assert ctx["transform"] == "***-y"
         assert ctx["log"]["message"] == "using ***"
         assert ctx["mail"]["accepted"] == ["to@example.com"]
-        fail = [r for r in waiting.execution.history if r.step_id == "fail"][0]
+        fail = next(r for r in waiting.execution.history if r.step_id == "fail")
         assert "key=***" in fail.error["message"]
         token = ctx["hook"]["callback_url"].rsplit("/", 1)[1]
         done = await engine.resume_by_token(token, {"ok": True})
@@ -193,7 +211,9 @@ async def test_no_secret_in_sqlite_rows(
     db = tmp_path / "leak.db"
     with smtp_server("none") as (inbox, port):
         engine = make_engine(
-            [], [all_handlers_flow(server, port)], store=SqliteStore(db),
+            [],
+            [all_handlers_flow(server, port)],
+            store=SqliteStore(db),
             options=EngineOptions(http_allow=("127.0.0.1",), base_url="http://x", secrets=SECRETS),
         )
         await run_leaky_flow(engine, caplog)
@@ -213,7 +233,7 @@ async def test_no_secret_in_sqlite_rows(
         assert rows > 10  # the grep looked at real data
     finally:
         conn.close()
-    for file in tmp_path.glob("leak.db*"):  # the file and its WAL, byte for byte
+    for file in tmp_path.glob("leak.db*"):  # noqa: ASYNC240 - the file and its WAL, raw
         for leak in LEAKS:
             assert leak.encode() not in file.read_bytes()
 
@@ -258,10 +278,19 @@ async def test_no_secret_in_postgres_rows(
 
 
 async def test_log_line_is_redacted(make: MakeEngine, caplog: pytest.LogCaptureFixture) -> None:
-    flow = FlowBuilder("f").step(
-        "s", "log", config={"message": "t={{ secrets.API_TOKEN }}", "level": "warning",
-                            "fields": {"k": "{{ secrets.API_TOKEN }}"}}
-    ).build()
+    flow = (
+        FlowBuilder("f")
+        .step(
+            "s",
+            "log",
+            config={
+                "message": "t={{ secrets.API_TOKEN }}",
+                "level": "warning",
+                "fields": {"k": "{{ secrets.API_TOKEN }}"},
+            },
+        )
+        .build()
+    )
     engine = make([flow], secrets=SECRETS)
     async with engine:
         with caplog.at_level(logging.INFO, logger="flowmonkey"):
@@ -270,5 +299,3 @@ async def test_log_line_is_redacted(make: MakeEngine, caplog: pytest.LogCaptureF
     assert record.getMessage() == "t=***"
     assert record.levelno == logging.WARNING
     assert record.fields == {"k": "***"}  # type: ignore[attr-defined]
-
-

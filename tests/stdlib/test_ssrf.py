@@ -69,7 +69,7 @@ async def test_loopback_is_blocked_by_default(make: MakeEngine, server: Served) 
 
 async def test_ipv6_loopback(make: MakeEngine) -> None:
     app = DemoApp()
-    with serve(app, "::1") as (host, port):
+    with serve(app, "::1") as (_host, port):
         url = f"http://[::1]:{port}/json"
         blocked = await run_one(make, {"url": url}, http_allow=("127.0.0.1",))
         assert blocked.error.code == "HTTP_BLOCKED"
@@ -109,9 +109,7 @@ async def test_the_checked_address_is_the_one_connected_to(
     calls: list[str] = []
     resolver = resolver_for({"svc.test": ["127.0.0.1"]}, calls)
     url = f"http://svc.test:{server.port}/echo"
-    result = await run_one(
-        make, {"url": url}, http_allow=("127.0.0.1",), http_resolver=resolver
-    )
+    result = await run_one(make, {"url": url}, http_allow=("127.0.0.1",), http_resolver=resolver)
     assert result.status is ExecutionStatus.COMPLETED, result.error
     assert calls == ["svc.test"]  # resolved once
     assert result.context["resp"]["body"]["headers"]["host"] == f"svc.test:{server.port}"
@@ -124,9 +122,7 @@ async def test_an_allowed_host_name(make: MakeEngine, server: Served) -> None:
     assert result.status is ExecutionStatus.COMPLETED, result.error
 
 
-async def test_redirect_to_a_blocked_address_is_refused(
-    make: MakeEngine, server: Served
-) -> None:
+async def test_redirect_to_a_blocked_address_is_refused(make: MakeEngine, server: Served) -> None:
     # 127.0.0.1 is allowed, 127.0.0.2 (also loopback) is not: the redirect is re-checked.
     target = f"http://127.0.0.2:{server.port}/json"
     result = await run_one(
@@ -194,7 +190,7 @@ async def test_tls_keeps_server_name_checks(tls_files: tuple[Path, Path]) -> Non
     uvicorn.Config.__init__ = with_tls  # type: ignore[method-assign]
     try:
         context = serve(app, "127.0.0.1")
-        host, port = context.__enter__()
+        _host, port = context.__enter__()
     finally:
         uvicorn.Config.__init__ = original  # type: ignore[method-assign]
     try:
@@ -206,7 +202,7 @@ async def test_tls_keeps_server_name_checks(tls_files: tuple[Path, Path]) -> Non
         async with httpx.AsyncClient(transport=transport) as client:
             ok = await client.get(f"https://svc.test:{port}/json")
             assert ok.json()["hello"] == "world"
-            with pytest.raises(httpx.ConnectError, match="hostname|match"):
+            with pytest.raises(httpx.ConnectError, match=r"hostname|match"):
                 await client.get(f"https://other.test:{port}/json")
     finally:
         context.__exit__(None, None, None)

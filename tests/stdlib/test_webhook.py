@@ -21,8 +21,13 @@ def webhook_flow(config: dict[str, Any] | None = None, **step: Any) -> Any:
     return (
         FlowBuilder("f")
         .step("hook", "webhook", config=config or {}, output_key="reply", **step)
-        .step("after", "set", config={"values": {"got": "${context.reply}"}}, output_key="after",
-              on_success=None)
+        .step(
+            "after",
+            "set",
+            config={"values": {"got": "${context.reply}"}},
+            output_key="after",
+            on_success=None,
+        )
         .step("late", "set", config={"values": {"late": True}}, output_key="late", on_success=None)
         .build()
     )
@@ -57,8 +62,7 @@ async def test_resume_by_token_alone(make: MakeEngine) -> None:
 
 async def test_timeout_follows_on_timeout(make: MakeEngine) -> None:
     clock = FakeClock()
-    engine = make([webhook_flow({"timeout": "1h"}, on_timeout="late")], base_url=BASE,
-                  clock=clock)
+    engine = make([webhook_flow({"timeout": "1h"}, on_timeout="late")], base_url=BASE, clock=clock)
     async with engine:
         waiting = await engine.start("f", {})
         assert waiting.status is ExecutionStatus.WAITING
@@ -85,8 +89,11 @@ async def test_timeout_without_on_timeout_fails(make: MakeEngine) -> None:
 
 
 async def test_announces_the_callback_url(make: MakeEngine, server: Served) -> None:
-    config = {"url": server.url("/echo"), "headers": {"X-Id": "${context.id}"},
-              "json": {"order": "${context.id}"}}
+    config = {
+        "url": server.url("/echo"),
+        "headers": {"X-Id": "${context.id}"},
+        "json": {"order": "${context.id}"},
+    }
     engine = make([webhook_flow(config)], base_url=BASE)
     async with engine:
         waiting = await engine.start("f", {"id": "A-1"})

@@ -161,12 +161,7 @@ def read_flow(path: str, handlers: HandlerRegistry | None = None, *, validate: b
     if not validate:
         return parse_flow(file)
     types = handlers.types() if handlers is not None else None
-    flow = load_flow(file, handler_types=types)
-    if handlers is not None:
-        issues = handlers.check_flow_configs(flow)
-        if issues:
-            raise FlowValidationError(flow.id, issues)
-    return flow
+    return load_flow(file, handler_types=types)
 
 
 def check_flow_file(
@@ -197,10 +192,12 @@ def missing_handler_types(flow: Flow, handlers: HandlerRegistry) -> list[str]:
 
 
 def check_handlers(flow: Flow, handlers: HandlerRegistry) -> None:
-    """Refuse to drive ``flow`` when a step type has no handler (it would fail the run).
+    """Refuse to drive ``flow`` when a step type has no handler or a step's config does
+    not fit its handler (either would fail the run).
 
     Raises:
         CliError: naming the missing types.
+        FlowValidationError: step configs that do not fit their handler.
     """
     missing = missing_handler_types(flow, handlers)
     if missing:
@@ -209,6 +206,9 @@ def check_handlers(flow: Flow, handlers: HandlerRegistry) -> None:
             f'flow "{flow.key}" needs handlers for {names}: pass --handlers MODULE',
             code="HANDLER_NOT_FOUND",
         )
+    issues = handlers.check_flow_configs(flow)
+    if issues:
+        raise FlowValidationError(flow.id, issues)
 
 
 # -- engine ------------------------------------------------------------------------------
