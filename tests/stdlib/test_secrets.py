@@ -299,3 +299,21 @@ async def test_log_line_is_redacted(make: MakeEngine, caplog: pytest.LogCaptureF
     assert record.getMessage() == "t=***"
     assert record.levelno == logging.WARNING
     assert record.fields == {"k": "***"}  # type: ignore[attr-defined]
+
+
+async def test_library_logs_are_redacted(
+    make: MakeEngine, server: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    # httpx logs every request URL at INFO: a secret in the query must not show there.
+    flow = FlowBuilder("f").step(
+        "s", "http", config={"url": server.url("/json?key={{ secrets.API_TOKEN }}")}
+    ).build()
+    engine = make([flow], secrets=SECRETS)
+    async with engine:
+        with caplog.at_level(logging.DEBUG):
+            result = await engine.start("f", {})
+    assert result.status is ExecutionStatus.COMPLETED
+    assert server.app.requests[-1]["query"] == {"key": TOKEN}  # it was sent
+    assert any("key=***" in r.getMessage() for r in caplog.records if r.name == "httpx")
+    assert TOKEN not in caplog.text
+    assert not engine.services.log_filter.live  # nothing stays live after the step

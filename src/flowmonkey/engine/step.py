@@ -270,7 +270,12 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
     else:
         if prepared is not None:
             ctx._secrets = prepared[1]
-        result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
+            engine.services.secrets_in_use(ctx._secrets)
+        try:
+            result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
+        finally:
+            if ctx._secrets:
+                engine.services.secrets_done(ctx._secrets)
         if ctx._secrets:
             result = redact_attempt(result, ctx)
     if result.outcome == "failure":

@@ -7,16 +7,39 @@ guard), the secret provider, the allowlist and the public base URL for callbacks
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from flowmonkey.stdlib.secrets import EnvSecretProvider, SecretProvider
+from flowmonkey.stdlib.secrets import EnvSecretProvider, SecretProvider, redact
 from flowmonkey.stdlib.ssrf import HttpAllow, Resolver, guarded_transport, parse_http_allow
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["StandardServices"]
+__all__ = ["LIBRARY_LOGGERS", "SecretLogFilter", "StandardServices"]
+
+LIBRARY_LOGGERS = ("httpx", "httpcore", "aiosmtplib")
+"""Loggers of the libraries the handlers use; they log URLs and SMTP exchanges, so the
+values of the secrets in use are redacted from their records."""
+
+
+class SecretLogFilter(logging.Filter):
+    """Redacts the secret values currently in use from library log records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message when it holds a live secret; never drops one."""
+        if self.live:
+            message = record.getMessage()
+            cleaned = redact(message, list(self.live))
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+        return True
 
 
 class StandardServices:
@@ -38,6 +61,21 @@ class StandardServices:
         self.max_connections = max_connections
         self._client: httpx.AsyncClient | None = None
         self._closed = False
+        self.log_filter = SecretLogFilter()
+        self._filtering = False
+
+    def secrets_in_use(self, values: Iterable[str]) -> None:
+        """The engine resolved ``values`` for a running step: redact them from logs."""
+        if not self._filtering:
+            for name in LIBRARY_LOGGERS:
+                logging.getLogger(name).addFilter(self.log_filter)
+            self._filtering = True
+        self.log_filter.live.update(values)
+
+    def secrets_done(self, values: Iterable[str]) -> None:
+        """The step that used ``values`` finished."""
+        self.log_filter.live.subtract(values)
+        self.log_filter.live = +self.log_filter.live  # drop the zero counts
 
     @property
     def http_client(self) -> httpx.AsyncClient:
@@ -69,6 +107,10 @@ class StandardServices:
         """Close the HTTP client (its keep-alive connections)."""
         client, self._client = self._client, None
         self._closed = True
+        if self._filtering:
+            for name in LIBRARY_LOGGERS:
+                logging.getLogger(name).removeFilter(self.log_filter)
+            self._filtering = False
         if client is not None:
             await client.aclose()
 
