@@ -23,6 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import orjson
+
 from flowmonkey.errors import FlowMonkeyError, HandlerNotFound, ValidationIssue
 from flowmonkey.handlers.base import (
     METADATA_ATTR,
@@ -74,7 +76,13 @@ class _Entry:
 class _Gate:
     """Checks (and converts) ``ctx.config``/``ctx.input`` before a handler runs."""
 
-    __slots__ = ("config_convert", "config_validator", "input_convert", "input_validator")
+    __slots__ = (
+        "config_convert",
+        "config_validator",
+        "input_convert",
+        "input_validator",
+        "valid_configs",
+    )
 
     def __init__(self, meta: HandlerMetadata, localns: Mapping[str, Any] | None) -> None:
         def compile_schema(schema: dict[str, Any] | None, what: str) -> SchemaValidator | None:
@@ -88,6 +96,9 @@ class _Gate:
         def convert(tp: type[Any] | None) -> Converter | None:
             return None if tp is None else converter_for(tp, localns=localns)
 
+        self.valid_configs: set[bytes] = set()
+        """Configs (as canonical JSON) already found valid: a step's config is the same on
+        every run, and a schema check costs more than the JSON encoding."""
         self.config_validator = compile_schema(meta.config_schema, "config_schema")
         self.input_validator = compile_schema(meta.input_schema, "input_schema")
         self.config_convert = convert(meta.config_type)
@@ -101,7 +112,12 @@ class _Gate:
         """The context to call the handler with, or the failure to return instead."""
         issues: list[Issue] = []
         if self.config_validator is not None:
-            issues += [{**i, "source": "config"} for i in self.config_validator.errors(ctx.config)]
+            key = _config_key(ctx.config)
+            if key is None or key not in self.valid_configs:
+                found = self.config_validator.errors(ctx.config)
+                issues += [{**i, "source": "config"} for i in found]
+                if not found and key is not None and len(self.valid_configs) < _MAX_VALID_CONFIGS:
+                    self.valid_configs.add(key)
         if self.input_validator is not None:
             issues += [{**i, "source": "input"} for i in self.input_validator.errors(ctx.input)]
         if issues:
@@ -122,6 +138,17 @@ class _Gate:
         # The copy shares the runtime and the cancellation event with the engine's context
         # while leaving the engine's own ``config``/``input`` untouched.
         return ctx.replace(input=changes.get("input"), config=changes.get("config"))
+
+
+_MAX_VALID_CONFIGS = 4096
+
+
+def _config_key(config: Any) -> bytes | None:
+    """``config`` as canonical JSON, or ``None`` when it is not JSON data."""
+    try:
+        return orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
 
 
 def _validation_failure(issues: list[Issue]) -> Result:

@@ -144,7 +144,8 @@ class RequestSpec:
     """A rendered request, ready to send."""
 
     method: str
-    url: str
+    url: Any
+    """An ``httpx.URL`` (parsed and checked once)."""
     headers: dict[str, str]
     query: dict[str, Any]
     content: bytes | None
@@ -188,14 +189,20 @@ def build_request(cfg: HttpConfig, ctx: HandlerContext) -> RequestSpec | Result:
     elif cfg.body is not None:
         body = render(cfg.body, ctx, data)
         content = (body if isinstance(body, str) else orjson.dumps(body).decode()).encode()
-    problem = check_url(url)
-    if problem is not None:
-        return problem
-    return RequestSpec(cfg.method, url, headers, query, content, cfg)
+    parsed = services_of(ctx).parsed_url(url, parse_url)
+    if isinstance(parsed, Result):
+        return parsed
+    return RequestSpec(cfg.method, parsed, headers, query, content, cfg)
 
 
 def check_url(url: str) -> Result | None:
     """A failure for a URL that is malformed or not http(s), else ``None``."""
+    parsed = parse_url(url)
+    return parsed if isinstance(parsed, Result) else None
+
+
+def parse_url(url: str) -> httpx.URL | Result:
+    """The parsed URL, or the failure for a URL that is malformed or not http(s)."""
     import httpx
 
     try:
@@ -215,7 +222,7 @@ def check_url(url: str) -> Result | None:
         return _bad(f"invalid URL (bad host {host!r}): {url}")
     if parsed.port is not None and not 0 < parsed.port < 65536:
         return _bad(f"invalid URL (port {parsed.port}): {url}")
-    return None
+    return parsed
 
 
 def _is_ip(host: str) -> bool:

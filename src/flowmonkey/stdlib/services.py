@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from flowmonkey.stdlib.secrets import EnvSecretProvider, SecretProvider, redact
 from flowmonkey.stdlib.ssrf import HttpAllow, Resolver, guarded_transport, parse_http_allow
@@ -61,8 +61,19 @@ class StandardServices:
         self.max_connections = max_connections
         self._client: httpx.AsyncClient | None = None
         self._closed = False
+        self._urls: dict[str, Any] = {}
         self.log_filter = SecretLogFilter()
         self._filtering = False
+
+    def parsed_url(self, url: str, parse: Callable[[str], Any]) -> Any:
+        """``parse(url)``, remembered: most steps call the same few URLs."""
+        found = self._urls.get(url)
+        if found is None:
+            found = parse(url)
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            self._urls[url] = found
+        return found
 
     def secrets_in_use(self, values: Iterable[str]) -> None:
         """The engine resolved ``values`` for a running step: redact them from logs."""
