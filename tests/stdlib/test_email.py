@@ -140,3 +140,24 @@ async def test_password_is_not_in_the_error(make: MakeEngine) -> None:
         result = await send(make, mail_config(port, password="{{ secrets.SMTP_PASSWORD }}x"))
         assert result.error.code == "EMAIL_REJECTED"
         assert PASSWORD not in repr(result.execution)
+
+
+async def test_step_timeout_follows_on_timeout(make: MakeEngine) -> None:
+    # The server never answers; the step's own timeout (shorter than the SMTP timeout)
+    # cancels the send and the flow follows onTimeout.
+    server = await asyncio.start_server(lambda r, w: asyncio.sleep(30), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    flow = (
+        FlowBuilder("f")
+        .step("mail", "email", config=mail_config(port, timeout="30s"), output_key="sent",
+              timeout="300ms", on_timeout="fallback")
+        .step("fallback", "set", config={"values": {"queued": True}}, output_key="fallback",
+              on_success=None)
+        .build()
+    )  # fmt: skip
+    engine = make([flow], secrets=SECRETS)
+    async with server, engine:
+        result = await engine.start("f", {"customer": {"email": "b@example.com", "name": "B"}})
+    assert result.status is ExecutionStatus.COMPLETED, result.error
+    assert result.context["fallback"] == {"queued": True}
+    assert result.execution.history[0].error["code"] == "TIMEOUT"

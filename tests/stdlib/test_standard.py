@@ -218,3 +218,21 @@ def test_cli_run_refuses_a_bad_config_before_running(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "steps.s.config.expression" in result.stderr
     assert "invalid JMESPath" in result.stderr
+
+
+def test_cli_run_base_url_for_webhooks(tmp_path: Path) -> None:
+    flow = {"id": "hook", "version": "1.0.0", "initialStepId": "w",
+            "steps": {"w": {"type": "webhook", "outputKey": "reply",
+                            "transitions": {"onSuccess": None}}}}  # fmt: skip
+    path = tmp_path / "hook.yaml"
+    path.write_text(yaml.safe_dump(flow))
+    args = ["--store", f"sqlite:///{tmp_path}/x.db", "--json", "run", str(path)]
+    result = CliRunner().invoke(cli, [*args, "--base-url", "https://flows.example.com/"])
+    assert result.exit_code == 3, result.output
+    url = json.loads(result.stdout)["context"]["reply"]["callback_url"]
+    assert url.startswith("https://flows.example.com/api/v1/resume/")
+    env = {"FLOWMONKEY_BASE_URL": "https://env.example.com"}
+    result = CliRunner().invoke(cli, args, env=env)
+    assert json.loads(result.stdout)["context"]["reply"]["callback_url"].startswith(
+        "https://env.example.com/api/v1/resume/"
+    )
