@@ -79,7 +79,7 @@ class Engine:
         self._hooks: dict[str, dict[str, list[Hook]]] = {}
         self._ready = False
         self._builtins: dict[str, RegisteredHandler] = {}
-        from flowmonkey.stdlib.services import StandardServices
+        from flowmonkey.handlers.standard.services import StandardServices
 
         opts = self.options
         self.services = StandardServices(
@@ -200,7 +200,7 @@ class Engine:
         key = (flow.id, flow.version, step.id)
         found = self._secret_steps.get(key)
         if found is None:
-            from flowmonkey.stdlib.secrets import has_secret_refs
+            from flowmonkey.handlers.secrets import has_secret_refs
 
             found = self._secret_steps[key] = has_secret_refs(step.config)
         return found

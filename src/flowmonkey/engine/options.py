@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flowmonkey.stdlib.secrets import SecretProvider
-    from flowmonkey.stdlib.ssrf import Resolver
+    from flowmonkey.handlers.secrets import SecretProvider
+    from flowmonkey.handlers.standard.ssrf import Resolver
 
 __all__ = ["ContextLimits", "EngineOptions"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
+from flowmonkey.handlers.secrets import SECRET_NOT_FOUND, SecretNotFound, redact, resolve_secrets
 from flowmonkey.model.result import Result, StepError
-from flowmonkey.stdlib.secrets import SECRET_NOT_FOUND, SecretNotFound, redact, resolve_secrets
 
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine

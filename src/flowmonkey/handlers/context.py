@@ -171,7 +171,7 @@ class HandlerContext:
         """
         if not self._secrets:
             return value
-        from flowmonkey.stdlib.secrets import redact
+        from flowmonkey.handlers.secrets import redact
 
         return redact(value, self._secrets)
 

@@ -208,7 +208,7 @@ class HandlerRegistry:
         """Types still served by a standard handler (a user handler may replace them)."""
         self.on_register: list[Callable[[RegisteredHandler], Any]] = []
         if standard:
-            from flowmonkey.stdlib import standard_handlers
+            from flowmonkey.handlers.standard import standard_handlers
 
             for std in standard_handlers():
                 entry = self._build(std, None)
@@ -313,7 +313,7 @@ class HandlerRegistry:
         return self._entries.pop(type, None) is not None
 
     def is_standard(self, type: str) -> bool:
-        """True when ``type`` is served by a standard handler (see flowmonkey.stdlib)."""
+        """True when ``type`` is served by a standard handler (see flowmonkey.handlers.standard)."""
         return type in self._standard
 
     def register_module(self, module: ModuleType | str | os.PathLike[str]) -> list[str]:

@@ -14,8 +14,7 @@ from email.message import EmailMessage
 from typing import Any, ClassVar
 
 from flowmonkey.handlers.context import HandlerContext
-from flowmonkey.model.result import Result
-from flowmonkey.stdlib.common import (
+from flowmonkey.handlers.standard.common import (
     DURATION_SCHEMA,
     INPUT_ERROR,
     StandardHandler,
@@ -23,6 +22,7 @@ from flowmonkey.stdlib.common import (
     render,
     seconds,
 )
+from flowmonkey.model.result import Result
 
 __all__ = ["EMAIL_REJECTED", "EMAIL_UNAVAILABLE", "EmailConfig", "EmailHandler"]
 

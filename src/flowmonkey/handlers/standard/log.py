@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from flowmonkey.handlers.context import HandlerContext
+from flowmonkey.handlers.standard.common import StandardHandler, render
 from flowmonkey.model.result import Result
-from flowmonkey.stdlib.common import StandardHandler, render
 
 __all__ = ["LEVELS", "LogConfig", "LogHandler"]
 

@@ -11,14 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.stdlib.ssrf import (
+from flowmonkey.handlers.standard.ssrf import (
     AddressBlocked,
     GuardedBackend,
     blocked_reason,
     guarded_transport,
     parse_http_allow,
 )
+from flowmonkey.model.execution import ExecutionStatus
 
 from .conftest import MakeEngine
 from .servers import DemoApp, Served, serve

@@ -9,19 +9,19 @@ docs/handlers/ for one page per handler.
 from __future__ import annotations
 
 from flowmonkey.handlers.base import Handler
-from flowmonkey.stdlib.email import EmailConfig, EmailHandler
-from flowmonkey.stdlib.http import HttpConfig, HttpHandler
-from flowmonkey.stdlib.log import LogConfig, LogHandler
-from flowmonkey.stdlib.secrets import (
+from flowmonkey.handlers.secrets import (
     DictSecretProvider,
     EnvSecretProvider,
     SecretNotFound,
     SecretProvider,
 )
-from flowmonkey.stdlib.services import StandardServices
-from flowmonkey.stdlib.set import SetConfig, SetHandler
-from flowmonkey.stdlib.transform import TransformConfig, TransformHandler
-from flowmonkey.stdlib.webhook import WebhookConfig, WebhookHandler
+from flowmonkey.handlers.standard.email import EmailConfig, EmailHandler
+from flowmonkey.handlers.standard.http import HttpConfig, HttpHandler
+from flowmonkey.handlers.standard.log import LogConfig, LogHandler
+from flowmonkey.handlers.standard.services import StandardServices
+from flowmonkey.handlers.standard.set import SetConfig, SetHandler
+from flowmonkey.handlers.standard.transform import TransformConfig, TransformHandler
+from flowmonkey.handlers.standard.webhook import WebhookConfig, WebhookHandler
 
 __all__ = [
     "STANDARD_TYPES",

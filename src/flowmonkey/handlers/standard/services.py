@@ -12,8 +12,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.stdlib.secrets import EnvSecretProvider, SecretProvider, redact
-from flowmonkey.stdlib.ssrf import HttpAllow, Resolver, guarded_transport, parse_http_allow
+from flowmonkey.handlers.secrets import EnvSecretProvider, SecretProvider, redact
+from flowmonkey.handlers.standard.ssrf import (
+    HttpAllow,
+    Resolver,
+    guarded_transport,
+    parse_http_allow,
+)
 
 if TYPE_CHECKING:
     import httpx

@@ -10,8 +10,8 @@ import jmespath
 import jmespath.exceptions
 
 from flowmonkey.handlers.context import HandlerContext
+from flowmonkey.handlers.standard.common import StandardHandler, scope
 from flowmonkey.model.result import Result
-from flowmonkey.stdlib.common import StandardHandler, scope
 
 __all__ = ["TRANSFORM_ERROR", "TransformConfig", "TransformHandler"]
 

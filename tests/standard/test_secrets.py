@@ -19,13 +19,13 @@ from psycopg import sql
 from flowmonkey import Flow, FlowBuilder, handler
 from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.options import EngineOptions
-from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.stdlib.secrets import (
+from flowmonkey.handlers.secrets import (
     DictSecretProvider,
     EnvSecretProvider,
     redact,
     resolve_secrets,
 )
+from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.stores.sqlite import SqliteStore
 from flowmonkey.testing import make_engine
 

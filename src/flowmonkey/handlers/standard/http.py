@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from flowmonkey.handlers.context import HandlerContext
-from flowmonkey.model.result import Result
-from flowmonkey.stdlib.common import (
+from flowmonkey.handlers.standard.common import (
     DURATION_SCHEMA,
     INPUT_ERROR,
     StandardHandler,
@@ -32,7 +31,8 @@ from flowmonkey.stdlib.common import (
     seconds,
     services_of,
 )
-from flowmonkey.stdlib.ssrf import HTTP_BLOCKED, AddressBlocked
+from flowmonkey.handlers.standard.ssrf import HTTP_BLOCKED, AddressBlocked
+from flowmonkey.model.result import Result
 
 if TYPE_CHECKING:
     import httpx

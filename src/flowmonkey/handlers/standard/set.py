@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import orjson
 
 from flowmonkey.handlers.context import HandlerContext
+from flowmonkey.handlers.standard.common import INPUT_ERROR, StandardHandler, render
 from flowmonkey.model.result import Result
-from flowmonkey.stdlib.common import INPUT_ERROR, StandardHandler, render
 
 __all__ = ["SetConfig", "SetHandler"]
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from flowmonkey import FlowBuilder, HandlerRegistry, handler
 from flowmonkey.cli import cli
-from flowmonkey.stdlib import STANDARD_TYPES
+from flowmonkey.handlers.standard import STANDARD_TYPES
 
 from .conftest import MakeEngine
 from .servers import Served

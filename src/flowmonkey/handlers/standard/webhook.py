@@ -16,16 +16,16 @@ from typing import Any, ClassVar
 
 from flowmonkey.durations import parse_duration
 from flowmonkey.handlers.context import HandlerContext
-from flowmonkey.model.result import Result
-from flowmonkey.stdlib.common import DURATION_SCHEMA, StandardHandler, duration_problems
-from flowmonkey.stdlib.common import services_of as _services
-from flowmonkey.stdlib.http import (
+from flowmonkey.handlers.standard.common import DURATION_SCHEMA, StandardHandler, duration_problems
+from flowmonkey.handlers.standard.common import services_of as _services
+from flowmonkey.handlers.standard.http import (
     REQUEST_PROPERTIES,
     HttpConfig,
     build_request,
     perform,
     request_problems,
 )
+from flowmonkey.model.result import Result
 
 __all__ = ["RESUME_PATH", "WEBHOOK_NO_BASE_URL", "WebhookConfig", "WebhookHandler"]
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from flowmonkey import FlowBuilder
+from flowmonkey.handlers.secrets import DictSecretProvider
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.stdlib.secrets import DictSecretProvider
 
 from .conftest import MakeEngine
 from .smtp import PASSWORD, USER, make_cert, smtp_server

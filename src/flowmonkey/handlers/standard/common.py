@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 from flowmonkey.durations import parse_duration
 from flowmonkey.handlers.base import Handler, HandlerMetadata
 from flowmonkey.handlers.context import HandlerContext
+from flowmonkey.handlers.standard.services import StandardServices
 from flowmonkey.model.templates import render_template
-from flowmonkey.stdlib.services import StandardServices
 
 __all__ = [
     "DURATION_SCHEMA",
