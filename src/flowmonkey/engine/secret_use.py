@@ -15,8 +15,8 @@ from flowmonkey.handlers.secrets import SECRET_NOT_FOUND, SecretNotFound, redact
 from flowmonkey.model.result import Result, StepError
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
     from flowmonkey.engine.run import StepRuntime
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.handlers.context import HandlerContext
     from flowmonkey.model.flow import Step
 
@@ -26,7 +26,7 @@ SECRET_PROVIDER_ERROR = "SECRET_PROVIDER_ERROR"
 """The provider itself failed (a vault was down): retryable."""
 
 
-async def resolve_step_config(engine: Engine, step: Step) -> tuple[Any, tuple[str, ...]] | Result:
+async def resolve_step_config(engine: Runtime, step: Step) -> tuple[Any, tuple[str, ...]] | Result:
     """``(config with values, the values)`` or the failure of the attempt."""
     try:
         config, values = await resolve_secrets(step.config, engine.services.secrets)
