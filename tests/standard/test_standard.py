@@ -236,3 +236,13 @@ def test_cli_run_base_url_for_webhooks(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["context"]["reply"]["callback_url"].startswith(
         "https://env.example.com/api/v1/resume/"
     )
+
+
+def test_standard_schemas_are_valid_json_schemas() -> None:
+    # The registry compiles them without the metaschema check (see HandlerRegistry).
+    import jsonschema
+
+    for t in STANDARD_TYPES:
+        meta = HandlerRegistry().metadata(t)
+        assert meta is not None and meta.config_schema is not None
+        jsonschema.Draft202012Validator.check_schema(meta.config_schema)
