@@ -6,6 +6,7 @@ The last tests run every standard handler with a secret and grep the store's raw
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import uuid
@@ -317,3 +318,31 @@ async def test_library_logs_are_redacted(
     assert any("key=***" in r.getMessage() for r in caplog.records if r.name == "httpx")
     assert TOKEN not in caplog.text
     assert not engine.services.log_filter.live  # nothing stays live after the step
+
+
+def test_cli_output_never_shows_a_secret(tmp_path: Path) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from flowmonkey.cli import cli
+
+    flow = {"id": "s", "version": "1.0.0", "initialStepId": "a", "steps": {
+        "a": {"type": "set", "config": {"values": {"t": "{{ secrets.CLI_TOKEN }}"}},
+              "outputKey": "out", "transitions": {"onSuccess": "b"}},
+        "b": {"type": "log", "config": {"message": "t={{ secrets.CLI_TOKEN }}"},
+              "transitions": {"onSuccess": None}}}}  # fmt: skip
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(flow))
+    env = {"FLOWMONKEY_SECRET_CLI_TOKEN": "cli-s3cret-value"}
+    store = f"sqlite:///{tmp_path}/x.db"
+    runner = CliRunner()
+    for args in (["run", str(path)], ["--json", "run", str(path)]):
+        result = runner.invoke(cli, ["--store", store, *args], env=env)
+        assert result.exit_code == 0, result.output
+        assert "cli-s3cret-value" not in result.output + result.stderr
+        assert "***" in result.output
+    listed = runner.invoke(cli, ["--store", store, "--json", "list"], env=env)
+    execution_id = json.loads(listed.stdout)["items"][0]["id"]
+    for args in (["status", execution_id], ["events", execution_id], ["history", execution_id]):
+        shown = runner.invoke(cli, ["--store", store, "--json", *args], env=env)
+        assert "cli-s3cret-value" not in shown.output + shown.stderr, args
