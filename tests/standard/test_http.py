@@ -264,3 +264,28 @@ async def test_one_shared_client_closed_with_the_engine(make: MakeEngine, server
         assert not client.is_closed
     assert client.is_closed
     assert not engine.services.has_client
+
+
+def test_retry_after_forms() -> None:
+    from datetime import UTC, datetime
+    from email.utils import format_datetime
+
+    from flowmonkey.handlers.standard.http import _retry_after
+
+    assert _retry_after("7") == timedelta(seconds=7)
+    assert _retry_after(None) is None
+    assert _retry_after("soon") is None
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    delay = _retry_after(later)
+    assert delay is not None and timedelta(seconds=100) < delay <= timedelta(seconds=120)
+    past = format_datetime(datetime(2000, 1, 1, tzinfo=UTC), usegmt=True)
+    assert _retry_after(past) == timedelta(0)
+
+
+async def test_too_many_redirects(make: MakeEngine, server: Served) -> None:
+    loop = server.url("/redirect?to=" + server.url("/redirect?to=" + server.url("/json")))
+    result = await run_one(make, {"url": loop, "follow_redirects": True, "max_redirects": 1})
+    assert result.error.code == "HTTP_STATUS"
+    assert "more than 1 redirects" in result.error.message
+    ok = await run_one(make, {"url": loop, "follow_redirects": True, "max_redirects": 2})
+    assert ok.context["resp"]["body"]["hello"] == "world"
