@@ -289,3 +289,19 @@ async def test_too_many_redirects(make: MakeEngine, server: Served) -> None:
     assert "more than 1 redirects" in result.error.message
     ok = await run_one(make, {"url": loop, "follow_redirects": True, "max_redirects": 2})
     assert ok.context["resp"]["body"]["hello"] == "world"
+
+
+async def test_missing_values_leave_headers_and_query_out(make: MakeEngine, server: Served) -> None:
+    config = {
+        "url": server.url("/echo"),
+        "headers": {"X-Present": "${context.a}", "X-Missing": "${context.nope}"},
+        "query": {"a": "${context.a}", "gone": "${context.nope}", "flag": True},
+    }
+    result = await run_one(make, config, {"a": "1"})
+    seen = server.app.requests[-1]
+    assert seen["headers"]["x-present"] == "1" and "x-missing" not in seen["headers"]
+    assert seen["query"] == {"a": "1", "flag": "true"}
+    bad = await run_one(make, {"url": server.url("/echo"), "query": {"q": "${context.o}"}},
+                        {"o": {"nested": 1}})
+    assert bad.error.code == "INPUT_ERROR"
+    assert result.status is ExecutionStatus.COMPLETED

@@ -173,11 +173,20 @@ def build_request(cfg: HttpConfig, ctx: HandlerContext) -> RequestSpec | Result:
         return _bad(f"url must render to a string, got {type(url).__name__}")
     headers: dict[str, str] = {}
     for name, value in render(cfg.headers, ctx, data).items():
+        if value is None:
+            continue  # a placeholder for a missing value leaves the header out
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         if any(c in name or c in text for c in "\r\n\0"):
             return _bad(f'header "{name.strip()}" holds a line break or NUL')
         headers[name] = text
-    query = render(cfg.query, ctx, data)
+    query: dict[str, Any] = {}
+    for name, value in render(cfg.query, ctx, data).items():
+        if value is None:
+            continue  # as for headers
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str | int | float) for v in items):
+            return _bad(f'query "{name}" must render to text, a number or a list of them')
+        query[name] = value
     content: bytes | None = None
     if cfg.has_json:
         try:
