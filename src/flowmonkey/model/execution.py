@@ -82,6 +82,9 @@ class Token:
     wait_deadline_at: datetime | None = None
     visit: int = 0
     """Step count when the token entered its step (identifies one visit of a step)."""
+    recoveries: int = 0
+    """Times the execution was re-claimed after losing its runner while this token was
+    active, since the token's step last committed (``POISONED_STEP`` bounds it)."""
 
     def copy(self) -> Token:
         """A copy (tokens are mutable; stores keep their own)."""
@@ -98,6 +101,7 @@ class Token:
         token.wait_started_at = self.wait_started_at
         token.wait_deadline_at = self.wait_deadline_at
         token.visit = self.visit
+        token.recoveries = self.recoveries
         return token
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +117,8 @@ class Token:
                 out[name] = value.isoformat()
         if self.visit:
             out["visit"] = self.visit
+        if self.recoveries:
+            out["recoveries"] = self.recoveries
         return out
 
     @classmethod
@@ -131,6 +137,7 @@ class Token:
             wait_started_at=_dt(data.get("wait_started_at")),
             wait_deadline_at=_dt(data.get("wait_deadline_at")),
             visit=data.get("visit", 0),
+            recoveries=data.get("recoveries", 0),
         )
 
 

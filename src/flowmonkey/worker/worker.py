@@ -169,6 +169,8 @@ class Worker:
             "concurrency": self.options.concurrency,
             "last_claim_at": _iso(self.last_claim_at),
             "last_poll_at": _iso(self.last_poll_at),
+            # Steps queued for a sync-handler thread (their timeouts have not started).
+            "sync_handlers": self.engine.sync_handlers.stats(),
         }
         if not healthy and self._last_error:
             body["error"] = self._last_error
