@@ -40,6 +40,7 @@ from flowmonkey.stores.base import Acquired, ExecutionQuery, Page, Store, TaskQu
 if TYPE_CHECKING:
     from flowmonkey.definitions.registry import FlowRegistry
     from flowmonkey.handlers.registry import HandlerRegistry, RegisteredHandler
+    from flowmonkey.handlers.standard.services import StandardServices
     from flowmonkey.model.result import Result
 
 __all__ = ["Engine"]
@@ -149,6 +150,12 @@ class Engine:
         self.runtime.wake_signaler = value
 
     @property
+    def services(self) -> StandardServices:
+        """What the standard handlers share: one HTTP client (closed with the engine),
+        the secret provider, ``base_url`` (see docs/handlers/README.md)."""
+        return self.runtime.services
+
+    @property
     def committer(self) -> CommitBatcher:
         """Groups the step commits of concurrent executions (see ``commits.py``)."""
         return self.runtime.committer
@@ -168,6 +175,7 @@ class Engine:
         if self.runtime.ready:
             return
         await self.store.initialize()
+        self.runtime.services.reopen()
         self.runtime.ready = True
         if self.options.load_flows_from_store:
             await self.load_flows_from_store()
@@ -179,6 +187,7 @@ class Engine:
         await self.runtime.leases.stop()
         await self.bus.drain()
         self.runtime.close_pool()
+        await self.runtime.services.aclose()
         await self.store.close()
         self.runtime.ready = False
 

@@ -450,6 +450,11 @@ class StepRuntime:
         """Extend the lease now (long handlers call this through ``ctx.heartbeat``)."""
         await self.run.heartbeat()
 
+    @property
+    def services(self) -> Any:
+        """The engine's ``StandardServices``."""
+        return self.run.engine.services
+
     def create_resume_token(self, expires_in: timedelta) -> str:
         """A 256-bit random token; only its hash is stored, with this step's commit."""
         run = self.run

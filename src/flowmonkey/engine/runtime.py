@@ -25,8 +25,9 @@ from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.heartbeats import LeaseKeeper
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.sync_pool import SyncPool
+from flowmonkey.handlers.secrets import has_secret_refs
 from flowmonkey.model.execution import Execution
-from flowmonkey.model.flow import Step
+from flowmonkey.model.flow import Flow, Step
 from flowmonkey.stores.base import Store
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class Runtime:
         "options",
         "owner",
         "ready",
+        "secret_steps",
+        "services",
         "store",
         "wake_signaler",
     )
@@ -98,6 +101,16 @@ class Runtime:
         self.after_terminal: Callable[[Execution], Awaitable[None]] = _nothing_after
         """Wake the parent, then run hooks, after a terminal commit (set by ``Engine``)."""
         self.ready = False
+        from flowmonkey.handlers.standard.services import StandardServices
+
+        self.services = StandardServices(
+            http_allow=options.http_allow,
+            base_url=options.base_url,
+            secrets=options.secrets,
+            resolver=options.http_resolver,
+        )
+        """What the standard handlers share: one HTTP client per engine, the secrets."""
+        self.secret_steps: dict[tuple[str, str, str], bool] = {}
         self._acquisitions = 0
         self._pool: SyncPool | None = None
 
@@ -118,6 +131,14 @@ class Runtime:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+    def uses_secrets(self, flow: Flow, step: Step) -> bool:
+        """True when ``step``'s config references ``{{ secrets.NAME }}`` (cached per step)."""
+        key = (flow.id, flow.version, step.id)
+        found = self.secret_steps.get(key)
+        if found is None:
+            found = self.secret_steps[key] = has_secret_refs(step.config)
+        return found
 
     def lease_owner(self) -> str:
         """A fresh lease owner id for one acquisition by this engine.
@@ -152,7 +173,7 @@ class Runtime:
         own = None
         if step.type == "userTask":
             own = step.config.get("dueIn")
-        elif step.type == "waitForSignal":
+        elif step.type in ("waitForSignal", "webhook"):
             own = step.config.get("timeout")
         if own is not None:
             return parse_duration(own)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey import errors
 from flowmonkey.durations import MAX_DURATION_MS
@@ -17,6 +17,7 @@ from flowmonkey.engine.parallel import advance
 from flowmonkey.engine.recording import CommitFailed, StepCancelled, unrecordable
 from flowmonkey.engine.result_check import check_result, clamp_delay_ms, clamp_duration
 from flowmonkey.engine.run import StepRuntime
+from flowmonkey.engine.secret_use import redact_attempt, resolve_step_config
 from flowmonkey.engine.selectors import SelectorError, resolve_input
 from flowmonkey.engine.timers import wake_parent
 from flowmonkey.engine.transitions import fail_execution, finish_terminal, parked
@@ -106,9 +107,15 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
         started,
         {"step_id": step.id, "handler_type": step.type, "attempt": attempt},
     )
+    config: Any = step.config
+    prepared: tuple[Any, tuple[str, ...]] | Result | None = None
+    if engine.uses_secrets(flow, step):
+        prepared = await resolve_step_config(engine, step)
+        if not isinstance(prepared, Result):
+            config = prepared[0]
     ctx = HandlerContext(
         input=step_input,
-        config=step.config,
+        config=config,
         context=run.context_view,
         step=step,
         execution_id=execution.id,
@@ -118,7 +125,20 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
         lazy=(StepRuntime, run, token),
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
-    result, timed_out = await invoke(engine, run, handler, ctx, timeout.total_seconds())
+    if isinstance(prepared, Result):
+        result, timed_out = prepared, False  # a missing secret: the handler never runs
+    else:
+        if prepared is not None:
+            ctx._secrets = prepared[1]
+            engine.services.secrets_in_use(ctx._secrets)
+        try:
+            result, timed_out = await invoke(engine, run, handler, ctx, timeout.total_seconds())
+        finally:
+            if ctx._secrets:
+                engine.services.secrets_done(ctx._secrets)
+        if ctx._secrets:
+            # Before the checks: a message about a bad result must not quote a value.
+            result = redact_attempt(result, ctx)
     result = check_result(result, started)
     if result.outcome == "failure":
         error = result.error
@@ -339,6 +359,9 @@ async def _after_failure(
     ):
         execution.retry_attempts[step.id] = done + 1
         delay_ms = _retry_delay_ms(step, done)
+        if isinstance(result.delay, timedelta):
+            # The server said when to come back (``Retry-After``); the policy caps it.
+            delay_ms = clamp_delay_ms(min(result.delay / _MS, float(policy.max_backoff_ms)))
         run.emit(
             "step.retry",
             now,

@@ -57,7 +57,7 @@ async def fail_execution(
     await finish_terminal(run)
 
 
-_ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask"})
+_ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask", "webhook"})
 
 
 async def finish_terminal(run: Run) -> None:
