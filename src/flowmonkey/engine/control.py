@@ -18,6 +18,7 @@ from flowmonkey.model.execution import ExecutionStatus, Token, TokenStatus
 
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
+    from flowmonkey.model.flow import Step
     from flowmonkey.model.records import Task
 
 __all__ = ["complete_task", "resume", "resume_by_token", "signal"]
@@ -36,18 +37,34 @@ def _waiting_token(run: Run, step_id: str | None) -> Token | None:
     return None
 
 
-async def _open_waiting(engine: Engine, execution_id: str) -> Run:
-    """Lease a waiting execution (after applying due work) or raise ExecutionNotWaiting."""
+async def _open_waiting(engine: Engine, execution_id: str, *, run_next: bool) -> Run:
+    """Lease a waiting execution (after applying due work) or raise ExecutionNotWaiting.
+
+    Without the flow in this process only a hand-off (``run_next=False``) can proceed;
+    otherwise ``FlowNotFound`` is raised and nothing changes.
+    """
     acquired = await engine.acquire(execution_id, start=False)
-    run = await engine.open_run(acquired)
+    run = await engine.open_run(acquired, need_flow=False)
     if run is None:
         status = acquired.execution.status
         raise errors.ExecutionNotWaiting(execution_id, str(status))
+    if run_next and not run.flow_known:
+        await release_untouched(engine, run)
+        raise errors.FlowNotFound(run.execution.flow_id, run.execution.flow_version)
     await apply_due(engine, run)
     if run.execution.status is not _WAITING_S:
         await release_untouched(engine, run)
         raise errors.ExecutionNotWaiting(execution_id, str(run.execution.status))
     return run
+
+
+def _step_of(run: Run, token: Token) -> Step | None:
+    """The step a waiting token is at; ``FlowNotFound`` when this process lacks the flow
+    and the wait predates ``Token.wait_step`` (nothing to go on: nothing may change)."""
+    step = run.waiting_step(token)
+    if step is None and not run.flow_known:
+        raise errors.FlowNotFound(run.execution.flow_id, run.execution.flow_version)
+    return step
 
 
 async def resume(
@@ -57,7 +74,7 @@ async def resume(
     token_hash = None
     if token is not None:
         token_hash = await _check_token(engine, token, execution_id)
-    run = await _open_waiting(engine, execution_id)
+    run = await _open_waiting(engine, execution_id, run_next=run_next)
     try:
         if token_hash is not None:
             record = await engine.store.get_resume_token(token_hash)
@@ -70,7 +87,7 @@ async def resume(
         else:
             waiting = _waiting_token(run, None)
         assert waiting is not None
-        step = run.flow.steps.get(waiting.step_id) if waiting.step_id else None
+        step = _step_of(run, waiting)
         now = engine.clock.now()
         if data is not None:
             _write_payload(run, "resumeData", data, literal=True)
@@ -149,7 +166,7 @@ async def signal(
 ) -> RunResult:
     """See ``Engine.signal``; ``task`` marks a user task completed in the same commit."""
     try:
-        run = await _open_waiting(engine, execution_id)
+        run = await _open_waiting(engine, execution_id, run_next=run_next)
     except errors.ExecutionNotWaiting as exc:
         raise errors.InvalidSignal(
             f'Execution "{execution_id}" is not waiting at step "{step_id}" (status: {exc.status})'
@@ -160,7 +177,7 @@ async def signal(
             raise errors.InvalidSignal(
                 f'Execution "{execution_id}" is not waiting at step "{step_id}"'
             )
-        step = run.flow.steps.get(step_id)
+        step = _step_of(run, waiting)
         if step is None:
             raise errors.InvalidSignal(f'Step "{step_id}" does not exist in the flow')
         if port is not None and port not in step.transitions.ports:
@@ -206,6 +223,7 @@ async def signal(
         waiting.wait_started_at = waiting.wait_deadline_at = None
         run.emit("execution.resumed", now, {"step_id": step_id, "reason": "signal"})
         if port is not None:
+            waiting.wait_step = None
             target: str | None = step.transitions.ports[port]
             run.execution.status = _RUNNING
             await advance(engine, run, waiting, step, target, "success", now,

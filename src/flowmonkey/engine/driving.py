@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
 from flowmonkey.engine import timers
+from flowmonkey.engine.leasing import release_untouched
 from flowmonkey.engine.results import RunResult, StepResult
 from flowmonkey.engine.run import Run
-from flowmonkey.engine.step import StepCancelled, execute_step, fail_execution
+from flowmonkey.engine.step import StepCancelled, execute_step
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
 from flowmonkey.model.flow import Flow
 from flowmonkey.stores.base import Acquired
@@ -17,32 +20,74 @@ from flowmonkey.stores.base import Acquired
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
 
-__all__ = ["drive", "open_run", "run_until_idle", "step_once"]
+__all__ = ["drive", "give_back", "open_run", "refuse_unrunnable", "run_until_idle", "step_once"]
 
 
-async def open_run(engine: Engine, acquired: Acquired) -> Run | None:
+async def open_run(engine: Engine, acquired: Acquired, *, need_flow: bool = True) -> Run | None:
     """See ``Engine.open_run``."""
     if acquired.lease is None:
         return None
     execution = acquired.execution
     try:
         flow = await engine.get_flow(execution.flow_id, execution.flow_version)
-    except errors.FlowNotFound as exc:
-        # Nothing can ever run it here: fail it (terminal, lease released) rather than
-        # leave it running and unclaimable.
+    except errors.FlowNotFound:
         placeholder = Flow(
             id=execution.flow_id, version=execution.flow_version, initial_step_id="", steps={}
         )
         run = Run(engine, execution, acquired.lease, placeholder)
-        await fail_execution(run, exc.code, exc.message, step_id=execution.current_step_id)
-        return run
+        run.flow_known = False
+        if need_flow:
+            # This process cannot run a step of it; another one may: give it back as it
+            # was (never fail it for what this process lacks).
+            await give_back(engine, run, recovered=acquired.recovered)
+            raise
     except BaseException:
         await engine.store.release(acquired.lease)
         raise
-    run = Run(engine, execution, acquired.lease, flow)
+    else:
+        run = Run(engine, execution, acquired.lease, flow)
     if acquired.recovered:
         timers.note_recovery(run)
     return run
+
+
+async def give_back(engine: Engine, run: Run, *, recovered: bool) -> None:
+    """Return an execution this process leased but cannot run, leaving it as it was.
+
+    A run taken over from a crashed holder keeps its ``running`` status under an expired
+    lease (so whoever takes it next counts the new run); one this acquisition made
+    ``running`` goes back to ``pending`` (and unstarted if it never ran a step).
+    """
+    execution = run.execution
+    if recovered:
+        with contextlib.suppress(errors.LeaseLost):
+            await engine.store.heartbeat(run.lease, now=engine.clock.now(), lease_for=_EXPIRED)
+        run.released = True
+        return
+    if execution.status is ExecutionStatus.RUNNING and execution.step_count == 0:
+        execution.started_at = None
+    await release_untouched(engine, run)
+
+
+_EXPIRED = timedelta(0)
+
+
+async def refuse_unrunnable(engine: Engine, run: Run) -> None:
+    """Raise ``HandlerNotFound`` (giving the execution back untouched) when a step it is
+    about to run has no handler in this process: another process may have it."""
+    for token in run.execution.tokens:
+        if token.status is not TokenStatus.ACTIVE or token.step_id is None:
+            continue
+        step = run.flow.steps.get(token.step_id)
+        if step is None or step.type in _ENGINE_STEPS:
+            continue
+        if engine.resolve_handler(step) is None:
+            await give_back(engine, run, recovered=False)
+            raise errors.HandlerNotFound(step.type)
+
+
+# Built-in step types the engine runs itself even without a registered handler.
+_ENGINE_STEPS = frozenset({"parallel", "join"})
 
 
 async def step_once(engine: Engine, execution_id: str) -> StepResult:
@@ -55,7 +100,7 @@ async def step_once(engine: Engine, execution_id: str) -> StepResult:
             step_id=None, outcome=None, next_step_id=None, status=ex.status, execution=ex
         )
     outcome: list[tuple[str | None, str | None, str | None]] = []
-    result = await engine.drive(run, max_steps=1, record=outcome)
+    result = await engine.drive(run, max_steps=1, record=outcome, check_handlers=True)
     step_id, kind, next_id = outcome[0] if outcome else (None, None, None)
     return StepResult(
         step_id=step_id,
@@ -73,6 +118,7 @@ async def drive(
     max_steps: int | None = None,
     record: list[tuple[str | None, str | None, str | None]] | None = None,
     stop: asyncio.Event | None = None,
+    check_handlers: bool = False,
 ) -> RunResult:
     """See ``Engine.drive``."""
     execution = run.execution
@@ -82,6 +128,8 @@ async def drive(
     waiting = ExecutionStatus.WAITING
     try:
         await timers.apply_due(engine, run)
+        if check_handlers and not run.released:
+            await refuse_unrunnable(engine, run)
         while True:
             status = execution.status
             if status.is_terminal or status is waiting:
@@ -147,8 +195,11 @@ async def run_until_idle(engine: Engine, *, max_rounds: int) -> int:
         if not claimed:
             return driven
         for acquired in claimed:
-            run = await engine.open_run(acquired)
-            if run is not None:
-                await engine.drive(run)
-                driven += 1
+            try:
+                run = await engine.open_run(acquired)
+                if run is not None:
+                    await engine.drive(run, check_handlers=True)
+                    driven += 1
+            except (errors.FlowNotFound, errors.HandlerNotFound):
+                continue  # left as it was for a process that has what it needs
     return driven

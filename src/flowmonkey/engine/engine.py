@@ -321,21 +321,34 @@ class Engine:
         self._acquisitions += 1
         return f"{self.owner}/{self._acquisitions}"
 
-    async def open_run(self, acquired: Acquired) -> Run | None:
-        """Wrap a granted lease in a ``Run`` (None if no lease was granted)."""
-        return await driving.open_run(self, acquired)
+    async def open_run(self, acquired: Acquired, *, need_flow: bool = True) -> Run | None:
+        """Wrap a granted lease in a ``Run`` (None if no lease was granted).
+
+        Raises:
+            FlowNotFound: this process lacks the flow and ``need_flow`` is set; the
+                execution was given back as it was. Without ``need_flow`` the run gets an
+                empty placeholder flow (``run.flow_known`` is False): enough for operations
+                that run no step.
+        """
+        return await driving.open_run(self, acquired, need_flow=need_flow)
 
     async def run(self, execution_id: str) -> RunResult:
         """Drive the execution until it completes, fails, is cancelled or waits.
 
         Never sleeps until a wake time: a waiting execution returns at once.
-        Raises ``ExecutionNotFound`` for an unknown id.
+
+        Raises:
+            ExecutionNotFound: unknown id.
+            FlowNotFound, HandlerNotFound: this process lacks the flow, or the handler of
+                the step the execution is at; the execution is left as it was (a process
+                that has them runs it). A step reached later in this call without a handler
+                fails the execution with ``HANDLER_NOT_FOUND``.
         """
         acquired = await self.acquire(execution_id)
         run = await self.open_run(acquired)
         if run is None:
             return RunResult.of(acquired.execution)
-        return await self.drive(run)
+        return await self.drive(run, check_handlers=True)
 
     async def step(self, execution_id: str) -> StepResult:
         """Run exactly one step (after applying any due wake or timeout)."""
@@ -348,10 +361,18 @@ class Engine:
         max_steps: int | None = None,
         record: builtins.list[tuple[str | None, str | None, str | None]] | None = None,
         stop: asyncio.Event | None = None,
+        check_handlers: bool = False,
     ) -> RunResult:
         """Step a leased execution until it stops (or ``max_steps`` handler steps ran, or
-        ``stop`` is set: then it is left ``pending`` for anyone to continue)."""
-        return await driving.drive(self, run, max_steps=max_steps, record=record, stop=stop)
+        ``stop`` is set: then it is left ``pending`` for anyone to continue).
+
+        ``check_handlers``: raise ``HandlerNotFound`` (execution given back untouched)
+        instead of failing it when the step it is at has no handler here.
+        """
+        return await driving.drive(
+            self, run, max_steps=max_steps, record=record, stop=stop,
+            check_handlers=check_handlers,
+        )  # fmt: skip
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
         """Run every runnable execution (children too) until none is runnable.

@@ -79,6 +79,7 @@ class Run:
         "events",
         "execution",
         "flow",
+        "flow_known",
         "handler_tasks",
         "history",
         "join_waits",
@@ -101,6 +102,10 @@ class Run:
         self.execution = execution
         self.lease = lease
         self.flow = flow
+        self.flow_known = True
+        """False when this process lacks the flow (``flow`` is an empty placeholder): only
+        operations that run no step (cancel, fail, resume/signal handed to a worker, due
+        timers) may use such a run; they read the waiting step from its token."""
         self.context_view = MappingProxyType(execution.context)
         """Read-only view of the context for handlers (the dict itself never changes)."""
         self._sizes: ContextSizes | None = None
@@ -272,6 +277,24 @@ class Run:
                 return token
         return None
 
+    def waiting_step(self, token: Token) -> Step | None:
+        """The step ``token`` is at: from the flow, else (when this process lacks the flow)
+        from what its wait recorded (``Token.wait_step``)."""
+        step_id = token.step_id
+        if step_id is None:
+            return None
+        step = self.flow.steps.get(step_id)
+        if step is None and not self.flow_known and token.wait_step is not None:
+            from flowmonkey.model.flow import Step
+
+            step = Step.from_dict({**token.wait_step, "id": step_id})
+        return step
+
+    def has_step(self, step_id: str) -> bool:
+        """True when ``step_id`` may be moved to: a step of the flow, or any id when this
+        process lacks the flow (validation checked every target when it was saved)."""
+        return not self.flow_known or step_id in self.flow.steps
+
     def finish(self, status: ExecutionStatus, at: datetime, error: ErrorInfo | None) -> None:
         """Make the execution terminal: tokens done, resume tokens revoked, tasks cancelled."""
         self.touched = None
@@ -289,6 +312,7 @@ class Run:
                 token.wait_reason = None
                 token.wait_kind = None
                 token.wait_deadline_at = None
+                token.wait_step = None
         self.revoke_tokens = True
         self.cancel_tasks = True
 

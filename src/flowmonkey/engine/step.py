@@ -37,6 +37,7 @@ __all__ = [
     "fail_execution",
     "move_after_wait",
     "parked",
+    "wait_snapshot",
 ]
 
 _RUNNING = ExecutionStatus.RUNNING
@@ -160,6 +161,7 @@ def move_after_wait(
     token.wait_kind = None
     token.wait_started_at = None
     token.wait_deadline_at = None
+    token.wait_step = None
     if step is None or kind in ("retry", "child"):
         return False
     target = step.transitions.on_resume or step.transitions.on_success
@@ -171,6 +173,18 @@ def move_after_wait(
         token.status = _DONE
         return True
     return False
+
+
+def wait_snapshot(step: Step) -> dict[str, Any]:
+    """What ending a wait at ``step`` needs (``Token.wait_step``): its type, ``outputKey``
+    and transitions, so resume, signal and timeouts work without the flow definition."""
+    out: dict[str, Any] = {"type": step.type}
+    if step.output_key is not None:
+        out["outputKey"] = step.output_key
+    transitions = step.transitions.to_dict()
+    if transitions:
+        out["transitions"] = transitions
+    return out
 
 
 def complete_if_done(run: Run, now: datetime) -> bool:
@@ -413,7 +427,7 @@ async def advance(
             execution.status = _WAITING_S
         await run.commit(release=stop, at=now)
         return outcome, None
-    if target not in run.flow.steps:
+    if not run.has_step(target):
         await fail_execution(
             run,
             "INVALID_TRANSITION",
@@ -428,9 +442,10 @@ async def advance(
         now,
         {"from_step_id": step.id, "to_step_id": target, "outcome": outcome},
     )
-    target_step = run.flow.steps[target]
+    target_step = run.flow.steps.get(target)
     if (
-        target_step.type == "join"
+        target_step is not None
+        and target_step.type == "join"
         and token.fork_id is not None
         and engine.handlers.get("join") is None
     ):
@@ -460,6 +475,7 @@ async def _after_wait(
     token.wait_reason = result.reason
     token.wait_kind = kind
     token.wait_started_at = now
+    token.wait_step = wait_snapshot(step)
     # The wait timeout bounds waits for something outside (a signal, resume, task or
     # child); a timer's own wake time already bounds it.
     wait_timeout = engine.wait_timeout_for(execution, step) if kind != "timer" else None

@@ -26,7 +26,8 @@ async def cancel(
     """See ``Engine.cancel``: one commit under a stolen lease, then the children."""
     acquired = await engine.acquire(execution_id, steal=True, start=False)
     previous = acquired.execution.status
-    run = await engine.open_run(acquired)
+    # Cancelling runs no step: it must work in a process that lacks the flow.
+    run = await engine.open_run(acquired, need_flow=False)
     if run is None:
         return CancelResult(
             cancelled=False,
@@ -57,7 +58,7 @@ async def fail(
 ) -> RunResult:
     """See ``Engine.fail``."""
     acquired = await engine.acquire(execution_id, steal=True, start=False)
-    run = await engine.open_run(acquired)
+    run = await engine.open_run(acquired, need_flow=False)
     if run is None:
         raise errors.ExecutionTerminal(execution_id, str(acquired.execution.status))
     now = engine.clock.now()

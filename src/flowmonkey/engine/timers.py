@@ -53,7 +53,7 @@ async def _due_changes(engine: Engine, run: Run) -> bool:
     for token in list(execution.tokens):
         if token.status is not _WAITING or token.wait_kind == "join":
             continue
-        step = run.flow.steps.get(token.step_id) if token.step_id else None
+        step = run.waiting_step(token)
         if (
             token.wait_kind != "retry"
             and token.wait_deadline_at is not None
@@ -103,7 +103,8 @@ async def _wait_timed_out(
     token.status = _ACTIVE
     token.wake_at = token.wait_reason = token.wait_kind = None
     token.wait_started_at = token.wait_deadline_at = None
-    if target is not None and target in run.flow.steps:
+    token.wait_step = None
+    if target is not None and run.has_step(target):
         token.step_id = target
         token.visit = run.execution.step_count
         run.emit(
@@ -140,7 +141,7 @@ async def apply_due(engine: Engine, run: Run, *, for_tick: bool = False) -> bool
 
 async def _open(engine: Engine, execution_id: str, *, steal: bool = False) -> Run | None:
     acquired = await engine.acquire(execution_id, steal=steal, start=False)
-    return await engine.open_run(acquired)
+    return await engine.open_run(acquired, need_flow=False)
 
 
 async def tick_timers(engine: Engine, *, limit: int) -> list[str]:
@@ -167,7 +168,7 @@ async def recover_stale(engine: Engine) -> list[str]:
     recovered = []
     for execution_id in ids:
         acquired = await engine.acquire(execution_id)
-        run = await engine.open_run(acquired)
+        run = await engine.open_run(acquired, need_flow=False)
         if run is None:
             continue
         # open_run already counted the new run when the lease had expired; an
@@ -206,7 +207,7 @@ async def wake_parent(engine: Engine, parent_id: str, step_id: str, visit: int) 
             break
         # Busy: usually the parent itself is committing its wait; it re-checks after.
         await asyncio.sleep(min(0.005 * (attempt + 1), 0.05))
-    run = await engine.open_run(acquired)
+    run = await engine.open_run(acquired, need_flow=False)
     if run is None:
         return
     try:
@@ -224,7 +225,7 @@ async def wake_parent(engine: Engine, parent_id: str, step_id: str, visit: int) 
         if token is None:
             return
         now = engine.clock.now()
-        move_after_wait(run.flow.steps.get(step_id), token, run.execution.step_count)
+        move_after_wait(run.waiting_step(token), token, run.execution.step_count)
         run.emit("execution.resumed", now, {"step_id": step_id, "reason": "children"})
         settle_status(run.execution)
         if run.execution.status is _RUNNING:

@@ -82,6 +82,10 @@ class Token:
     wait_deadline_at: datetime | None = None
     visit: int = 0
     """Step count when the token entered its step (identifies one visit of a step)."""
+    wait_step: dict[str, Any] | None = None
+    """What ending this wait needs from the waiting step (its ``type``, ``outputKey`` and
+    ``transitions``, in the flow's JSON shape), recorded when the wait starts: resume,
+    signal, timeouts and wakes then work in a process that lacks the flow definition."""
 
     def copy(self) -> Token:
         """A copy (tokens are mutable; stores keep their own)."""
@@ -98,6 +102,7 @@ class Token:
         token.wait_started_at = self.wait_started_at
         token.wait_deadline_at = self.wait_deadline_at
         token.visit = self.visit
+        token.wait_step = self.wait_step
         return token
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +118,8 @@ class Token:
                 out[name] = value.isoformat()
         if self.visit:
             out["visit"] = self.visit
+        if self.wait_step is not None:
+            out["wait_step"] = self.wait_step
         return out
 
     @classmethod
@@ -131,6 +138,7 @@ class Token:
             wait_started_at=_dt(data.get("wait_started_at")),
             wait_deadline_at=_dt(data.get("wait_deadline_at")),
             visit=data.get("visit", 0),
+            wait_step=data.get("wait_step"),
         )
 
 
