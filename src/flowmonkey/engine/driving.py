@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from flowmonkey import errors
 from flowmonkey.engine import timers
 from flowmonkey.engine.leasing import release_untouched
+from flowmonkey.engine.lookup import TOKEN_MOVES
 from flowmonkey.engine.results import RunResult, StepResult
 from flowmonkey.engine.run import Run
 from flowmonkey.engine.step import StepCancelled, execute_step
@@ -79,15 +80,11 @@ async def refuse_unrunnable(engine: Engine, run: Run) -> None:
         if token.status is not TokenStatus.ACTIVE or token.step_id is None:
             continue
         step = run.flow.steps.get(token.step_id)
-        if step is None or step.type in _ENGINE_STEPS:
+        if step is None or step.type in TOKEN_MOVES:
             continue
         if engine.resolve_handler(step) is None:
             await give_back(engine, run, recovered=False)
             raise errors.HandlerNotFound(step.type)
-
-
-# Built-in step types the engine runs itself even without a registered handler.
-_ENGINE_STEPS = frozenset({"parallel", "join"})
 
 
 async def step_once(engine: Engine, execution_id: str) -> StepResult:
@@ -183,6 +180,9 @@ async def drive(
 async def run_until_idle(engine: Engine, *, max_rounds: int) -> int:
     """See ``Engine.run_until_idle``."""
     await engine._ensure_ready()
+    # Claim only what this process can run (flows saved by other processes included):
+    # the rest stays untouched for a process that has its flow and handlers.
+    await engine.load_flows_from_store()
     driven = 0
     for _ in range(max_rounds):
         await engine.tick_timers()
@@ -191,6 +191,7 @@ async def run_until_idle(engine: Engine, *, max_rounds: int) -> int:
             now=engine.clock.now(),
             lease_for=engine.options.lease_for,
             limit=100,
+            flows=engine.runnable_flows(),
         )
         if not claimed:
             return driven

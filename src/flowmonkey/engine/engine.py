@@ -79,6 +79,7 @@ class Engine:
         self._hooks: dict[str, dict[str, list[Hook]]] = {}
         self._ready = False
         self._builtins: dict[str, RegisteredHandler] = {}
+        self._runnable: frozenset[tuple[str, str]] | None = None
         self.wake_signaler: Any = None
         """Optional ``WakeSignaler``: told when an execution becomes runnable."""
         self.flows.on_register.append(self._flow_registered)
@@ -89,10 +90,12 @@ class Engine:
             self.register_builtin(builtin)
 
     def _flow_registered(self, flow: Flow) -> None:
+        self._runnable = None
         data = {"flow_id": flow.id, "version": flow.version}
         self.bus.emit([Event("flow.registered", None, self.clock.now(), data)])
 
     def _handler_registered(self, handler: Any) -> None:
+        self._runnable = None
         data = {"handler_type": getattr(handler, "type", str(handler))}
         self.bus.emit([Event("handler.registered", None, self.clock.now(), data)])
 
@@ -181,6 +184,15 @@ class Engine:
     def register_builtin(self, handler: RegisteredHandler) -> None:
         """Register an engine-provided step type (parallel, switch, ...)."""
         self._builtins[handler.type] = handler
+        self._runnable = None
+
+    def runnable_flows(self) -> frozenset[tuple[str, str]]:
+        """``(flow_id, version)`` of every registered flow this engine has a handler for
+        every step of: what a worker (and ``run_until_idle``) claims. Cached until a
+        flow or handler is registered."""
+        if self._runnable is None:
+            self._runnable = lookup.runnable_flows(self)
+        return self._runnable
 
     def resolve_handler(self, step: Step) -> RegisteredHandler | None:
         """The handler for a step: user handlers first, then built-in step types.

@@ -11,7 +11,18 @@ if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
     from flowmonkey.handlers.registry import RegisteredHandler
 
-__all__ = ["get_flow", "load_flows_from_store", "resolve_handler", "save_flow"]
+__all__ = [
+    "TOKEN_MOVES",
+    "get_flow",
+    "load_flows_from_store",
+    "missing_handlers",
+    "resolve_handler",
+    "runnable_flows",
+    "save_flow",
+]
+
+TOKEN_MOVES = frozenset({"parallel", "join"})
+"""Step types the engine moves tokens for itself (no handler needed)."""
 
 
 async def get_flow(engine: Engine, flow_id: str, version: str | None) -> Flow:
@@ -52,6 +63,26 @@ async def save_flow(engine: Engine, flow: Flow) -> bool:
     saved = await engine.store.save_flow(flow.to_dict(), now=engine.clock.now())
     engine.flows.register(flow)
     return saved
+
+
+def missing_handlers(engine: Engine, flow: Flow) -> list[str]:
+    """Step types of ``flow`` this engine has no handler for (sorted)."""
+    return sorted(
+        {
+            step.type
+            for step in flow.steps.values()
+            if step.type not in TOKEN_MOVES and resolve_handler(engine, step) is None
+        }
+    )
+
+
+def runnable_flows(engine: Engine) -> frozenset[tuple[str, str]]:
+    """See ``Engine.runnable_flows``."""
+    return frozenset(
+        (flow.id, flow.version)
+        for flow in engine.flows.flows()
+        if not missing_handlers(engine, flow)
+    )
 
 
 def resolve_handler(engine: Engine, step: Step) -> RegisteredHandler | None:

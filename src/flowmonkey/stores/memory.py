@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -398,12 +398,30 @@ class MemoryStore:
         return header.status is _RUNNING and row.lease_owner is not None
 
     async def claim(
-        self, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        limit: int,
+        flows: Collection[tuple[str, str]] | None = None,
     ) -> builtins.list[Acquired]:
-        """Lease up to ``limit`` runnable executions, oldest first."""
+        """Lease up to ``limit`` runnable executions (of ``flows`` if given), oldest first."""
         rows = [r for r in self._rows.values() if self._runnable(r, now)]
+        if flows is not None:
+            keys = set(flows)
+            rows = [r for r in rows if (r.execution.flow_id, r.execution.flow_version) in keys]
         rows.sort(key=lambda r: (r.execution.created_at, r.execution.id))
         return [self._grant(r, owner, now, lease_for) for r in rows[:limit]]
+
+    async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
+        """Runnable executions per ``(flow_id, flow_version)``."""
+        out: dict[tuple[str, str], int] = {}
+        for row in self._rows.values():
+            if self._runnable(row, now):
+                key = (row.execution.flow_id, row.execution.flow_version)
+                out[key] = out.get(key, 0) + 1
+        return out
 
     async def due(self, *, now: datetime, limit: int) -> builtins.list[str]:
         """Unleased executions with a due wake, deadline or wait deadline."""

@@ -19,7 +19,7 @@ Layout and costs (schema in ``sql/postgres/``):
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -280,15 +280,28 @@ class PostgresStore(PostgresBase):
             raise errors.LeaseLost(lease.execution_id)
 
     async def claim(
-        self, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        limit: int,
+        flows: Collection[tuple[str, str]] | None = None,
     ) -> builtins.list[Acquired]:
         """Lease up to ``limit`` runnable executions, oldest first (SKIP LOCKED)."""
-        if limit <= 0:
+        if limit <= 0 or (flows is not None and not flows):
             return []
         expires = now + lease_for
-        params = {"owner": owner, "now": now, "expires": expires, "limit": limit, "start": True}
+        params: dict[str, Any] = {
+            "owner": owner, "now": now, "expires": expires, "limit": limit, "start": True
+        }  # fmt: skip
+        sql = q.CLAIM
+        if flows is not None:
+            sql = q.CLAIM_OF_FLOWS
+            params["flow_ids"] = [k[0] for k in flows]
+            params["flow_versions"] = [k[1] for k in flows]
         async with self._tx() as conn:
-            cur = await conn.execute(q.CLAIM, params)
+            cur = await conn.execute(sql, params)
             granted = {
                 ident: (token, recovered) for ident, token, recovered in await cur.fetchall()
             }
@@ -304,6 +317,11 @@ class PostgresStore(PostgresBase):
             lease = Lease(execution_id=execution.id, owner=owner, token=token, expires_at=expires)
             out.append(Acquired(execution=execution, lease=lease, recovered=recovered))
         return out
+
+    async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
+        """Runnable executions per ``(flow_id, flow_version)``."""
+        rows = await self._fetchall(q.RUNNABLE_BY_FLOW, {"now": now})
+        return {(flow_id, version): count for flow_id, version, count in rows}
 
     async def due(self, *, now: datetime, limit: int) -> builtins.list[str]:
         """Unleased executions with a due wake, deadline or wait deadline."""

@@ -244,14 +244,22 @@ def acquire(
 
 
 def claim(
-    conn: sqlite3.Connection, owner: str, now: datetime, lease_for: timedelta, limit: int
+    conn: sqlite3.Connection,
+    owner: str,
+    now: datetime,
+    lease_for: timedelta,
+    limit: int,
+    flows: str | None = None,
 ) -> list[Acquired]:
-    """Lease up to ``limit`` runnable executions, oldest first.
+    """Lease up to ``limit`` runnable executions, oldest first (``flows``: a JSON list of
+    ``[flow_id, version]`` pairs to restrict the claim to).
 
     The caller's BEGIN IMMEDIATE holds the write lock from this SELECT to the UPDATEs,
     so a claimer in another process cannot pick the same rows in between.
     """
-    found = conn.execute(q.SELECT_CLAIMABLE, {"now": q.to_us(now), "limit": limit}).fetchall()
+    params = {"now": q.to_us(now), "limit": limit, "flows": flows}
+    sql = q.SELECT_CLAIMABLE if flows is None else q.SELECT_CLAIMABLE_OF_FLOWS
+    found = conn.execute(sql, params).fetchall()
     return [_grant(conn, row, owner, now, lease_for) for row in found]
 
 

@@ -270,15 +270,30 @@ SELECT_CHILDREN = (
 
 # Runnable: pending or due waiting with no live lease, or running with an expired lease.
 # A running execution whose lease was released is left to ``stale`` (the reaper).
-SELECT_CLAIMABLE = f"""
+_CLAIMABLE = f"""
 SELECT {_EXEC_COLUMNS}, lease_owner, lease_token, lease_expires_at FROM executions
+WHERE ((status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now))
+   OR (status = 'waiting' AND wake_at <= :now
+       AND (lease_owner IS NULL OR lease_expires_at <= :now))
+   OR (status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= :now)){{flows}}
+ORDER BY created_at, id
+LIMIT :limit
+"""
+SELECT_CLAIMABLE = _CLAIMABLE.format(flows="")
+RUNNABLE_BY_FLOW = """
+SELECT flow_id, flow_version, COUNT(*) FROM executions
 WHERE (status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now))
    OR (status = 'waiting' AND wake_at <= :now
        AND (lease_owner IS NULL OR lease_expires_at <= :now))
    OR (status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= :now)
-ORDER BY created_at, id
-LIMIT :limit
+GROUP BY flow_id, flow_version
 """
+# Only the flows a worker can run (``:flows`` is a JSON list of [flow_id, version]).
+SELECT_CLAIMABLE_OF_FLOWS = _CLAIMABLE.format(
+    flows="""
+  AND (flow_id, flow_version) IN (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:flows))"""
+)
 
 GRANT = "UPDATE executions SET lease_owner = ?, lease_token = ?, lease_expires_at = ? WHERE id = ?"
 
