@@ -108,21 +108,13 @@ async def create_execution(
         else:
             await engine.notify_runnable(stored.id)
     else:
-        engine.bus.emit(
-            [
-                Event(
-                    "idempotency.hit",
-                    stored.id,
-                    now,
-                    {
-                        "execution_id": stored.id,
-                        "flow_id": flow.id,
-                        "idempotency_key": idempotency_key,
-                    },
-                    0,
-                    tenant_id,
-                )
-            ]
+        # Persisted on the existing execution's log like every event (API.md).
+        await engine.late_events.record(
+            stored.id,
+            "idempotency.hit",
+            {"flow_id": flow.id, "idempotency_key": idempotency_key},
+            now,
+            stored.tenant_id,
         )
     return CreateResult(execution=stored, created=created), run
 

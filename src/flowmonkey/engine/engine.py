@@ -17,6 +17,7 @@ from flowmonkey.engine.bus import EventBus, Listener
 from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.creation import create_execution
 from flowmonkey.engine.heartbeats import LeaseKeeper
+from flowmonkey.engine.late_events import LateEvents
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.results import (
     CancelResult,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["Engine"]
 
 log = logging.getLogger("flowmonkey.engine")
+_LATE_EVENT_GRACE = 2.0
+"""Seconds ``close()`` waits for events still waiting on another run's lease."""
 Hook = Callable[[Execution], Any]
 
 
@@ -76,6 +79,8 @@ class Engine:
         self.committer = CommitBatcher(store, busy=lambda: len(self._inflight) > 1)
         """Groups the step commits of concurrent executions (see ``commits.py``)."""
         self._leases = LeaseKeeper(self)
+        self.late_events = LateEvents(self)
+        """Events about an execution from outside its steps (``idempotency.hit``)."""
         self._hooks: dict[str, dict[str, list[Hook]]] = {}
         self._ready = False
         self._builtins: dict[str, RegisteredHandler] = {}
@@ -115,6 +120,7 @@ class Engine:
     async def close(self) -> None:
         """Stop background work, wait for async listeners, close the store."""
         await self._leases.stop()
+        await self.late_events.close(grace=_LATE_EVENT_GRACE)
         await self.bus.drain()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -537,6 +543,11 @@ class Engine:
         """The persisted event log of an execution, in order."""
         await self._ensure_ready()
         return await self.store.events(execution_id, after=after)
+
+    async def settle_events(self, timeout: float | None = None) -> bool:
+        """Wait until events that waited for another run's lease (an ``idempotency.hit``
+        on an execution being run) are in the log. False if ``timeout`` came first."""
+        return await self.late_events.settle(timeout)
 
     async def tasks(
         self,

@@ -285,6 +285,24 @@ class Store(Protocol):
 
     # -- events, resume tokens, tasks -------------------------------------------------------
 
+    async def append_event(
+        self, execution_id: str, type: str, data: dict[str, Any], *, at: datetime, now: datetime
+    ) -> Event | None:
+        """Append one event to an execution's log with its next sequence, atomically.
+
+        Done only while no process holds a live lease on it (a terminal execution, or one
+        unleased or whose lease expired at ``now``): a lease holder's commits number the
+        events themselves. An expired lease is fenced (its token bumped, as a takeover
+        does) so its stalled holder cannot commit a clashing sequence later.
+
+        Returns:
+            The stored event, or ``None`` (a live lease is held: nothing written).
+
+        Raises:
+            ExecutionNotFound: no such execution.
+        """
+        ...
+
     async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
         """Persisted events of one execution with ``sequence > after``, in order."""
         ...

@@ -470,6 +470,23 @@ class MemoryStore:
 
     # -- events, tokens, tasks ----------------------------------------------------------
 
+    async def append_event(
+        self, execution_id: str, type: str, data: dict[str, Any], *, at: datetime, now: datetime
+    ) -> Event | None:
+        """Append one event unless a live lease is held (see ``Store.append_event``)."""
+        row = self._rows.get(execution_id)
+        if row is None:
+            raise errors.ExecutionNotFound(execution_id)
+        header = row.execution
+        if not header.status.is_terminal and row.lease_owner is not None:
+            if row.lease_expires is None or row.lease_expires > now:
+                return None
+            row.lease_token += 1  # fence the stalled holder
+        data = orjson.loads(orjson.dumps(data))
+        header.event_seq += 1
+        row.events.append((type, at, data, header.event_seq, header.tenant_id))
+        return Event(type, execution_id, at, data, header.event_seq, header.tenant_id)
+
     async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
         """Persisted events after ``after``."""
         row = self._rows.get(execution_id)

@@ -50,6 +50,8 @@ from flowmonkey.stores.postgres_commit import (
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
 from flowmonkey.versions import semver_key
 
+_TERMINAL = frozenset(("completed", "failed", "cancelled"))
+
 __all__ = ["PostgresStore", "PostgresWakeSignaler"]
 
 
@@ -336,6 +338,33 @@ class PostgresStore(PostgresBase):
         return [r[0] for r in rows]
 
     # -- events, resume tokens, tasks -----------------------------------------------------
+
+    async def append_event(
+        self, execution_id: str, type: str, data: dict[str, Any], *, at: datetime, now: datetime
+    ) -> Event | None:
+        """Append one event unless a live lease is held (see ``Store.append_event``)."""
+        async with self._tx() as conn:
+            cur = await conn.execute(q.SELECT_FOR_APPEND, [execution_id])
+            row = await cur.fetchone()
+            if row is None:
+                raise errors.ExecutionNotFound(execution_id)
+            status, state_blob, owner, expires, tenant_id = row
+            fence = False
+            if status not in _TERMINAL and owner is not None:
+                if expires is None or expires > now:
+                    return None
+                fence = True  # the lease expired: its stalled holder must not commit later
+            state = orjson.loads(state_blob)
+            state["event_seq"] = sequence = int(state.get("event_seq") or 0) + 1
+            await conn.execute(
+                q.UPDATE_STATE_FENCED if fence else q.UPDATE_STATE,
+                [orjson.dumps(state), execution_id],
+            )
+            await conn.execute(
+                q.INSERT_EVENT_ROW,
+                [execution_id, sequence, type, at, tenant_id, orjson.dumps(data)],
+            )
+        return Event(type, execution_id, at, orjson.loads(orjson.dumps(data)), sequence, tenant_id)
 
     async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
         """Persisted events with ``sequence > after``, in order."""

@@ -340,6 +340,18 @@ EVENTS = """
 SELECT sequence, type, at, tenant_id, data FROM events
 WHERE execution_id = %s AND sequence > %s ORDER BY sequence
 """
+SELECT_FOR_APPEND = """
+SELECT status, state, lease_owner, lease_expires_at, tenant_id FROM executions
+WHERE id = %s FOR UPDATE
+"""
+UPDATE_STATE = "UPDATE executions SET state = %s WHERE id = %s"
+UPDATE_STATE_FENCED = (
+    "UPDATE executions SET state = %s, lease_token = lease_token + 1 WHERE id = %s"
+)
+INSERT_EVENT_ROW = """
+INSERT INTO events (execution_id, sequence, type, at, tenant_id, data)
+VALUES (%s, %s, %s, %s, %s, %s)
+"""
 GET_RESUME_TOKEN = """
 SELECT token_hash, execution_id, step_id, created_at, expires_at, status, used_at
 FROM resume_tokens WHERE token_hash = %s

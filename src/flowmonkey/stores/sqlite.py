@@ -400,6 +400,13 @@ class SqliteStore:
 
     # -- events, resume tokens, tasks -----------------------------------------------------
 
+    async def append_event(
+        self, execution_id: str, type: str, data: dict[str, Any], *, at: datetime, now: datetime
+    ) -> Event | None:
+        """Append one event unless a live lease is held (see ``Store.append_event``)."""
+        event = Event(type, execution_id, at, data, 0)
+        return await self._tx(True, ops.append_event, event, q.to_us(now))
+
     async def events(self, execution_id: str, *, after: int = 0) -> list[Event]:
         """Persisted events of one execution with ``sequence > after``, in order."""
         # max(): history rows share the table with negative sequences.

@@ -295,6 +295,12 @@ SELECT_CLAIMABLE_OF_FLOWS = _CLAIMABLE.format(
     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:flows))"""
 )
 
+SELECT_FOR_APPEND = """
+SELECT status, state, lease_owner, lease_expires_at, tenant_id FROM executions WHERE id = ?
+"""
+UPDATE_STATE = "UPDATE executions SET state = ? WHERE id = ?"
+UPDATE_STATE_FENCED = "UPDATE executions SET state = ?, lease_token = lease_token + 1 WHERE id = ?"
+
 GRANT = "UPDATE executions SET lease_owner = ?, lease_token = ?, lease_expires_at = ? WHERE id = ?"
 
 GRANT_START = """
