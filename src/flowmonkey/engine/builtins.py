@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey.durations import parse_datetime, parse_duration
+from flowmonkey.engine.creation import create_execution
 from flowmonkey.engine.selectors import get_path, render_template
 from flowmonkey.handlers.base import HandlerMetadata
 from flowmonkey.handlers.context import HandlerContext
@@ -165,6 +166,9 @@ def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
         children = await children_of_visit(engine, rt.run.execution.id, rt.step.id, rt.token.visit)
         child = children[0] if children else None
         if child is None:
+            too_deep = _depth_exceeded(engine, rt)
+            if too_deep is not None:
+                return too_deep
             child_input = ctx.input if isinstance(ctx.input, Mapping) else {}
             child = await _start_child(
                 engine, rt, flow_id, config.get("version"), child_input, index=0
@@ -188,6 +192,10 @@ def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
         if not items:
             return Result.success([])
         children = await children_of_visit(engine, rt.run.execution.id, rt.step.id, rt.token.visit)
+        if not children:
+            too_deep = _depth_exceeded(engine, rt)
+            if too_deep is not None:
+                return too_deep
         by_index = {int(c.metadata.get("index", 0)): c for c in children}
         failed = [
             c
@@ -255,6 +263,19 @@ def _render_title(template: str, context: Mapping[str, Any]) -> str:
     return _TITLE.sub(sub, template)
 
 
+def _depth_exceeded(engine: Engine, rt: StepRuntime) -> Result | None:
+    """The failure of a step that would start a child beyond ``max_subflow_depth``."""
+    limit = engine.options.max_subflow_depth
+    if rt.run.execution.depth < limit:
+        return None
+    return Result.failure(
+        "SUBFLOW_DEPTH_EXCEEDED",
+        f"starting a child here would nest sub-flows deeper than max_subflow_depth ({limit})",
+        details={"depth": rt.run.execution.depth, "max_subflow_depth": limit},
+        retryable=False,
+    )
+
+
 async def _start_child(
     engine: Engine,
     rt: StepRuntime,
@@ -266,9 +287,12 @@ async def _start_child(
 ) -> Execution:
     run, step, token = rt.run, rt.step, rt.token
     parent = run.execution
-    created = await engine.create(
+    created, _ = await create_execution(
+        engine,
         flow_id,
         dict(child_input),
+        depth=parent.depth + 1,
+        lease_self=False,
         version=str(version) if version is not None else None,
         tenant_id=parent.tenant_id,
         parent_execution_id=parent.id,

@@ -38,6 +38,7 @@ async def create_execution(
     execution_timeout: timedelta | None = None,
     wait_timeout: timedelta | None = None,
     execution_id: str | None = None,
+    depth: int = 0,
     lease_self: bool,
 ) -> tuple[CreateResult, Run | None]:
     """Create an execution (see ``Engine.create``); nothing is created on an error.
@@ -73,6 +74,7 @@ async def create_execution(
         idempotency_expires_at=now + ttl if idempotency_key is not None else None,
         parent_execution_id=parent_execution_id,
         parent_step_id=parent_step_id,
+        depth=depth,
         execution_timeout=execution_timeout,
         wait_timeout=wait_timeout,
         deadline_at=now + ex_timeout if ex_timeout is not None else None,

@@ -52,3 +52,7 @@ class EngineOptions:
     max_idempotency_ttl: timedelta = timedelta(days=7)
     load_flows_from_store: bool = False
     """On ``initialize``, register every flow version saved in the store."""
+    max_subflow_depth: int = 32
+    """Deepest sub-flow nesting: a ``subflow``/``forEach`` step of an execution at this
+    depth fails with ``SUBFLOW_DEPTH_EXCEEDED`` instead of starting a child (bounds a flow
+    that starts itself)."""

@@ -285,6 +285,9 @@ class Execution:
     parent_execution_id: str | None = None
     parent_step_id: str | None = None
     """The parent's step (a ``subflow``/``forEach`` step) that started this child."""
+    depth: int = 0
+    """Sub-flow nesting: 0 for an execution started directly, its parent's + 1 for a
+    child (bounded by ``EngineOptions.max_subflow_depth``)."""
     cancellation: Cancellation | None = None
     retry_attempts: dict[str, int] = field(default_factory=dict)
     execution_timeout: timedelta | None = None
@@ -369,6 +372,7 @@ class Execution:
             "idempotency_expires_at": _iso(self.idempotency_expires_at),
             "parent_execution_id": self.parent_execution_id,
             "parent_step_id": self.parent_step_id,
+            "depth": self.depth,
             "cancellation": self.cancellation.to_dict() if self.cancellation else None,
             "retry_attempts": self.retry_attempts,
             "execution_timeout_ms": _ms(self.execution_timeout),
@@ -417,6 +421,7 @@ class Execution:
             idempotency_expires_at=_dt(data.get("idempotency_expires_at")),
             parent_execution_id=data.get("parent_execution_id"),
             parent_step_id=data.get("parent_step_id"),
+            depth=data.get("depth") or 0,
             cancellation=Cancellation.from_dict(data.get("cancellation")),
             retry_attempts=dict(data.get("retry_attempts") or {}),
             execution_timeout=_td(data.get("execution_timeout_ms")),

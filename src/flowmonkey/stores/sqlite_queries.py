@@ -45,6 +45,7 @@ INFO_KEYS = frozenset({
     "id", "flow_id", "flow_version", "created_at", "tenant_id", "metadata",
     "correlation_id", "user_id", "idempotency_key", "idempotency_expires_at",
     "parent_execution_id", "parent_step_id", "execution_timeout_ms", "wait_timeout_ms",
+    "depth",
 })  # fmt: skip
 """Header keys fixed at create: stored once in ``info`` and never rewritten by a commit.
 Every other ``header_dict`` key (except ``checkpoint``, which has its own column) is
