@@ -127,7 +127,7 @@ def _write_payload(run: Run, path: str, value: Any, *, literal: bool = False) ->
     try:
         run.write(path, value, literal=literal)
     except OutputError as exc:
-        raise ValueError(str(exc)) from None
+        raise errors.InvalidValue(str(exc)) from None
 
 
 async def _check_token(engine: Engine, token: str, execution_id: str | None) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey import errors
 from flowmonkey.engine.limits import ContextSizes, OutputError, plan_write
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.results import CreateResult
@@ -47,6 +48,12 @@ async def create_execution(
     the ``Run`` that drives it (``None`` without ``lease_self`` or on an idempotency hit).
     """
     await engine._ensure_ready()
+    tenant: Any = tenant_id  # typed str | None, but callers pass anything at run time
+    if tenant is not None and (not isinstance(tenant, str) or not tenant):
+        # "" would share the no-tenant idempotency scope (stores key on tenant or "").
+        raise errors.InvalidValue(
+            f"tenant_id must be a non-empty string or None, got {tenant_id!r}"
+        )
     flow = await engine.get_flow(flow_id, version)
     initial = dict(context or {})
     if not isinstance(context, Mapping | None):
@@ -126,7 +133,7 @@ def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[st
 
     Raises:
         ContextLimitError: a limit is broken.
-        ValueError: a value is not JSON.
+        InvalidValue: a value is not JSON (a ``ValueError``; NaN/Infinity included).
     """
     sizes = ContextSizes({})
     probe: dict[str, Any] = {}
@@ -139,7 +146,7 @@ def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[st
                 probe, key, value, options.context_limits, sizes, literal=True
             )
         except OutputError as exc:
-            raise ValueError(str(exc)) from None
+            raise errors.InvalidValue(str(exc)) from None
         probe[top] = new_top
         sizes.update(top, len(encoded))
         out[key] = encoded

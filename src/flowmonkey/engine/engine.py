@@ -279,6 +279,8 @@ class Engine:
         Raises:
             FlowNotFound: unknown flow or version (nothing is created).
             ContextLimitError: the initial context breaks a limit (nothing is created).
+            InvalidValue: a context value is not JSON or holds NaN/Infinity, or
+                ``tenant_id`` is ``""`` (nothing is created).
         """
         created, _ = await create_execution(
             self, flow_id, context, tenant_id=tenant_id, idempotency_key=idempotency_key,
@@ -418,7 +420,10 @@ class Engine:
 
         Raises:
             ExecutionNotFound, ExecutionNotWaiting, InvalidResumeToken,
-            ResumeTokenExpired, ContextLimitError: nothing changed.
+            ResumeTokenExpired, ContextLimitError, InvalidValue (not JSON, NaN/Infinity):
+            nothing changed.
+            FlowNotFound: this process lacks the flow and ``run_next`` is set (nothing
+            changed; ``run_next=False`` works without it).
         """
         await self._ensure_ready()
         return await control.resume(self, execution_id, data, token=token, run_next=run_next)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.eager import run_eagerly
-from flowmonkey.engine.limits import ContextSizes, plan_write
+from flowmonkey.engine.limits import ContextSizes, dump_value, plan_write
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import (
     ErrorInfo,
@@ -421,6 +421,10 @@ class StepRuntime:
     async def save_checkpoint(self, data: Any) -> None:
         """Persist checkpoint data for the running step now."""
         run = self.run
+        try:
+            dump_value(data, what="checkpoint data")
+        except ValueError as exc:  # not JSON, or NaN/Infinity (it would come back as null)
+            raise errors.InvalidValue(str(exc)) from None
         checkpoint = {"step_id": self.step.id, "data": data}
         await run.engine.store.save_checkpoint(run.lease, checkpoint)
         run.execution.checkpoint = checkpoint
