@@ -258,3 +258,32 @@ async def test_due_timers_apply_without_the_flow(
             assert ex.current_step_id == "wake"
             assert set(ex.context["nap"]) == {"scheduledFor", "firedAt"}
         assert (await a.run(execution_id)).status is ExecutionStatus.COMPLETED
+
+
+async def test_a_due_wait_that_recorded_nothing_waits_for_a_process_with_the_flow(
+    make: MakeEngine, open_store: OpenStore, clock: Any
+) -> None:
+    """Waits committed before ``Token.wait_step`` existed carry no step snapshot: a
+    process without the flow leaves them alone instead of guessing."""
+    flow = (
+        FlowBuilder("later")
+        .step("nap", "delay", config={"duration": "1h"})
+        .step("wake", "noop", on_success=None)
+        .build()
+    )
+    async with make([noop], [flow]) as a:
+        execution_id = await _waiting(a, "later")
+        acquired = await a.acquire(execution_id, start=False)
+        run = await a.open_run(acquired)
+        assert run is not None
+        run.execution.tokens[0].wait_step = None  # as an older version stored it
+        await run.commit(release=True)
+        clock.advance(3601)
+        async with make(store=open_store()) as b:
+            before = await snapshot(b, execution_id)
+            assert await b.tick_timers() == []
+            with pytest.raises(errors.FlowNotFound):
+                await b.resume(execution_id, {}, run_next=False)
+            assert await snapshot(b, execution_id) == before
+        assert await a.tick_timers() == [execution_id]
+        assert (await a.run(execution_id)).status is ExecutionStatus.COMPLETED

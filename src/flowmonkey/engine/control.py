@@ -51,7 +51,11 @@ async def _open_waiting(engine: Engine, execution_id: str, *, run_next: bool) ->
     if run_next and not run.flow_known:
         await release_untouched(engine, run)
         raise errors.FlowNotFound(run.execution.flow_id, run.execution.flow_version)
-    await apply_due(engine, run)
+    try:
+        await apply_due(engine, run)
+    except BaseException:
+        await release_untouched(engine, run)
+        raise
     if run.execution.status is not _WAITING_S:
         await release_untouched(engine, run)
         raise errors.ExecutionNotWaiting(execution_id, str(run.execution.status))

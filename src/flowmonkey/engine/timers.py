@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey import errors
 from flowmonkey.engine.builtins import children_of_visit, task_id_for
 from flowmonkey.engine.leasing import release_untouched, settle_status
 from flowmonkey.engine.step import complete_if_done, move_after_wait
@@ -49,6 +50,8 @@ async def _due_changes(engine: Engine, run: Run) -> bool:
         run.finish(ExecutionStatus.CANCELLED, now, info)
         run.emit("execution.cancelled", now, {"source": "timeout", "reason": "execution timed out"})
         return True
+    if not run.flow_known:
+        _refuse_blind_waits(run, now)
     changed = False
     for token in list(execution.tokens):
         if token.status is not _WAITING or token.wait_kind == "join":
@@ -81,6 +84,21 @@ async def _due_changes(engine: Engine, run: Run) -> bool:
     if changed and not execution.status.is_terminal:
         settle_status(execution)
     return changed
+
+
+def _refuse_blind_waits(run: Run, now: Any) -> None:
+    """Without the flow, a due wait is applied from what it recorded (``wait_step``); a
+    wait that recorded nothing (it began before waits did) needs the flow: raise
+    ``FlowNotFound`` so that nothing changes here."""
+    for token in run.execution.tokens:
+        if (
+            token.status is _WAITING
+            and token.wait_step is None
+            and token.wait_kind not in ("join", "retry", "child")
+            and any(at is not None and at <= now for at in (token.wake_at, token.wait_deadline_at))
+        ):
+            execution = run.execution
+            raise errors.FlowNotFound(execution.flow_id, execution.flow_version)
 
 
 async def _wait_timed_out(
@@ -154,6 +172,8 @@ async def tick_timers(engine: Engine, *, limit: int) -> list[str]:
         try:
             if await apply_due(engine, run, for_tick=True):
                 applied.append(execution_id)
+        except errors.FlowNotFound:
+            continue  # left for a process that has the flow (released below)
         finally:
             await release_untouched(engine, run)
     return applied
