@@ -438,6 +438,19 @@ async def test_claims_only_executions_whose_flow_and_handlers_it_has(
 
                 await eventually(surveyed, timeout=10, what="the survey of unrunnable work")
                 assert worker.health()[1]["unrunnable"] == 2
+                # Announced while it listens (PostgreSQL NOTIFY): taken by id, found
+                # unrunnable, given back once, and not taken again on its own re-announce.
+                late = (await creator.create("no-handler", {})).execution.id
+
+                async def counted() -> bool:
+                    return worker.unrunnable == 3
+
+                await eventually(counted, timeout=10, what="the survey to count it")
+                assert worker.started == 3  # never started driving it
+        late_ex = await creator.get(late)
+        assert late_ex is not None and late_ex.status is ExecutionStatus.PENDING
+        assert late_ex.error is None and late_ex.history == []
+        assert late_ex.started_at is None
         for execution_id in ours:
             got = await creator.get(execution_id)
             assert got is not None and got.status is ExecutionStatus.COMPLETED
@@ -455,4 +468,4 @@ async def test_claims_only_executions_whose_flow_and_handlers_it_has(
         # A worker that has them runs them.
         worker = Worker(creator, WorkerOptions(concurrency=4, **FAST))
         async with running(worker):
-            await wait_all_done(creator.store, 5, timeout=30)
+            await wait_all_done(creator.store, 6, timeout=30)

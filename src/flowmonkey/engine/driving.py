@@ -21,7 +21,15 @@ from flowmonkey.stores.base import Acquired
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
 
-__all__ = ["drive", "give_back", "open_run", "refuse_unrunnable", "run_until_idle", "step_once"]
+__all__ = [
+    "drive",
+    "give_back",
+    "give_back_acquired",
+    "open_run",
+    "refuse_unrunnable",
+    "run_until_idle",
+    "step_once",
+]
 
 
 async def open_run(engine: Engine, acquired: Acquired, *, need_flow: bool = True) -> Run | None:
@@ -32,11 +40,7 @@ async def open_run(engine: Engine, acquired: Acquired, *, need_flow: bool = True
     try:
         flow = await engine.get_flow(execution.flow_id, execution.flow_version)
     except errors.FlowNotFound:
-        placeholder = Flow(
-            id=execution.flow_id, version=execution.flow_version, initial_step_id="", steps={}
-        )
-        run = Run(engine, execution, acquired.lease, placeholder)
-        run.flow_known = False
+        run = _blind_run(engine, acquired)
         if need_flow:
             # This process cannot run a step of it; another one may: give it back as it
             # was (never fail it for what this process lacks).
@@ -50,6 +54,24 @@ async def open_run(engine: Engine, acquired: Acquired, *, need_flow: bool = True
     if acquired.recovered:
         timers.note_recovery(run)
     return run
+
+
+def _blind_run(engine: Engine, acquired: Acquired) -> Run:
+    """A run over an empty placeholder flow (``flow_known`` False)."""
+    execution = acquired.execution
+    assert acquired.lease is not None
+    placeholder = Flow(
+        id=execution.flow_id, version=execution.flow_version, initial_step_id="", steps={}
+    )
+    run = Run(engine, execution, acquired.lease, placeholder)
+    run.flow_known = False
+    return run
+
+
+async def give_back_acquired(engine: Engine, acquired: Acquired) -> None:
+    """See ``Engine.give_back``."""
+    if acquired.lease is not None:
+        await give_back(engine, _blind_run(engine, acquired), recovered=acquired.recovered)
 
 
 async def give_back(engine: Engine, run: Run, *, recovered: bool) -> None:

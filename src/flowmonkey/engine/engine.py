@@ -352,6 +352,11 @@ class Engine:
         """
         return await driving.open_run(self, acquired, need_flow=need_flow)
 
+    async def give_back(self, acquired: Acquired) -> None:
+        """Return a lease this process took but will not use, leaving the execution as
+        it was (a ``pending`` one ``pending`` again, a recovered one recoverable)."""
+        await driving.give_back_acquired(self, acquired)
+
     async def run(self, execution_id: str) -> RunResult:
         """Drive the execution until it completes, fails, is cancelled or waits.
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Coverage"]
 
+_MAX_LEFT = 10_000
+
 
 class Coverage:
     """The survey of runnable work this worker cannot take (see the module docstring)."""
@@ -30,12 +32,25 @@ class Coverage:
         self.unrunnable = 0
         """Runnable executions (at the last survey) whose flow or handlers this lacks."""
         self._reported: dict[tuple[str, str], int] = {}
+        # Announced ids given back (their flow or a handler is missing here): giving one
+        # back announces it again, so they are skipped until the next survey.
+        self._left: set[str] = set()
+
+    def gave_back(self, execution_id: str) -> None:
+        """An execution announced by id could not be run here and was given back."""
+        if len(self._left) < _MAX_LEFT:
+            self._left.add(execution_id)
+
+    def left(self, execution_id: str) -> bool:
+        """True when this worker gave ``execution_id`` back since the last survey."""
+        return execution_id in self._left
 
     async def survey(self) -> list[str]:
         """Pick up flows saved in the store since the last call, then count (and warn
         about) runnable executions this worker cannot run. Returns no ids (for
         ``run_every``)."""
         engine = self.engine
+        self._left.clear()
         await engine.load_flows_from_store()
         counts = await engine.store.runnable_by_flow(now=engine.clock.now())
         known = engine.runnable_flows()

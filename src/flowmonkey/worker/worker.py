@@ -424,7 +424,7 @@ class Worker:
         engine, started = self.engine, 0
         while self._notified and started < free and not self._stopping.is_set():
             execution_id = self._notified.popleft()
-            if execution_id in self._running_ids.values():
+            if execution_id in self._running_ids.values() or self._coverage.left(execution_id):
                 continue
             try:
                 acquired = await engine.acquire(execution_id)
@@ -435,6 +435,13 @@ class Worker:
                 break
             if acquired.lease is None:
                 continue  # another worker got it first, or it is already finished
+            ex = acquired.execution
+            if (ex.flow_id, ex.flow_version) not in engine.runnable_flows():
+                # Announced by id, not claimed by flow: this worker lacks the flow or a
+                # handler of it. Leave it as it was for a worker that has them.
+                self._coverage.gave_back(execution_id)
+                await engine.give_back(acquired)
+                continue
             self._start(acquired)
             started += 1
         return started
@@ -479,6 +486,7 @@ class Worker:
                       extra={**extra, "status": result.status.value})  # fmt: skip
         except (errors.FlowNotFound, errors.HandlerNotFound) as exc:
             # Announced by id (a wake signal), not claimed by flow: given back untouched.
+            self._coverage.gave_back(execution.id)
             log.warning("left %s for another worker: %s", execution.id, exc.message,
                         extra={**extra, "error": exc.message})  # fmt: skip
         except errors.StoreUnavailable as exc:
