@@ -222,7 +222,4 @@ def check_graph(flow: Flow) -> list[ValidationIssue]:
                 )
     issues += _stuck_cycles(flow)
     issues += _fork_join_issues(flow)
-    from flowmonkey.definitions.cycles import loop_warnings  # it builds on this module
-
-    issues += loop_warnings(flow)
     return issues

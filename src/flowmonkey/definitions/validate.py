@@ -8,6 +8,7 @@ from typing import Any
 
 from flowmonkey.definitions import builtins
 from flowmonkey.definitions.builtin_config import check_builtin_config, is_dot_path
+from flowmonkey.definitions.cycles import loop_warnings
 from flowmonkey.definitions.graph import check_graph
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.model.flow import SELECTOR_TYPES, Flow, RetryPolicy, Step
@@ -98,6 +99,7 @@ def _validate(
         issues += _check_step(key, step, flow, handler_types)
     if graph:
         issues += check_graph(flow)
+        issues += loop_warnings(flow)  # cycles with no way out, self-recursion
     return issues
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from flowmonkey.durations import parse_datetime, parse_duration
 from flowmonkey.engine.creation import create_execution
 from flowmonkey.engine.selectors import get_path, render_template
+from flowmonkey.engine.terminal import cancel
 from flowmonkey.handlers.base import HandlerMetadata
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.handlers.registry import RegisteredHandler
@@ -26,8 +27,8 @@ from flowmonkey.model.records import Task
 from flowmonkey.model.result import Result
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
     from flowmonkey.engine.run import StepRuntime
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Step
 
 __all__ = ["CHILD_POLL", "WAIT_KINDS", "builtin_handlers", "children_of_visit", "task_id_for"]
@@ -59,7 +60,7 @@ def task_id_for(execution_id: str, step_id: str, visit: int) -> str:
 
 
 async def children_of_visit(
-    engine: Engine, parent_id: str, step_id: str, visit: int
+    engine: Runtime, parent_id: str, step_id: str, visit: int
 ) -> list[Execution]:
     """Child executions started by one visit of a ``subflow``/``forEach`` step."""
     return [
@@ -69,7 +70,7 @@ async def children_of_visit(
     ]
 
 
-def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
+def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
     """The built-in step types as handlers bound to ``engine``."""
     import jmespath  # only engines that run a switch pay for it (see ``compiled``)
     import jmespath.exceptions
@@ -205,7 +206,7 @@ def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
         if failed:
             for c in children:
                 if not c.status.is_terminal:
-                    await engine.cancel(c.id, source="parent", reason="a sibling failed")
+                    await cancel(engine, c.id, source="parent", reason="a sibling failed")
             return _child_outcome(rt, failed, None, single=True)
         running = sum(1 for c in children if not c.status.is_terminal)
         concurrency = int(config.get("concurrency") or 10)
@@ -263,7 +264,7 @@ def _render_title(template: str, context: Mapping[str, Any]) -> str:
     return _TITLE.sub(sub, template)
 
 
-def _depth_exceeded(engine: Engine, rt: StepRuntime) -> Result | None:
+def _depth_exceeded(engine: Runtime, rt: StepRuntime) -> Result | None:
     """The failure of a step that would start a child beyond ``max_subflow_depth``."""
     limit = engine.options.max_subflow_depth
     if rt.run.execution.depth < limit:
@@ -277,7 +278,7 @@ def _depth_exceeded(engine: Engine, rt: StepRuntime) -> Result | None:
 
 
 async def _start_child(
-    engine: Engine,
+    engine: Runtime,
     rt: StepRuntime,
     flow_id: str,
     version: Any,

@@ -3,123 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
 from flowmonkey.engine import timers
-from flowmonkey.engine.leasing import release_untouched
-from flowmonkey.engine.lookup import TOKEN_MOVES
+from flowmonkey.engine.branches import run_branches
+from flowmonkey.engine.leasing import acquire, give_back, open_run
+from flowmonkey.engine.lookup import (
+    TOKEN_MOVES,
+    load_flows_from_store,
+    resolve_handler,
+    runnable_flows,
+)
 from flowmonkey.engine.results import RunResult, StepResult
-from flowmonkey.engine.run import Run
 from flowmonkey.engine.step import StepCancelled, execute_step
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
-from flowmonkey.model.flow import Flow
-from flowmonkey.stores.base import Acquired
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.run import Run
+    from flowmonkey.engine.runtime import Runtime
 
-__all__ = [
-    "drive",
-    "give_back",
-    "give_back_acquired",
-    "open_run",
-    "refuse_unrunnable",
-    "run_until_idle",
-    "step_once",
-]
+__all__ = ["drive", "refuse_unrunnable", "run_until_idle", "step_once"]
 
 
-async def open_run(engine: Engine, acquired: Acquired, *, need_flow: bool = True) -> Run | None:
-    """See ``Engine.open_run``."""
-    if acquired.lease is None:
-        return None
-    execution = acquired.execution
-    try:
-        flow = await engine.get_flow(execution.flow_id, execution.flow_version)
-    except errors.FlowNotFound:
-        run = _blind_run(engine, acquired)
-        if need_flow:
-            # This process cannot run a step of it; another one may: give it back as it
-            # was (never fail it for what this process lacks).
-            await give_back(engine, run, recovered=acquired.recovered)
-            raise
-    except BaseException:
-        await engine.store.release(acquired.lease)
-        raise
-    else:
-        run = Run(engine, execution, acquired.lease, flow)
-    if acquired.recovered:
-        timers.note_recovery(run)
-    return run
-
-
-def _blind_run(engine: Engine, acquired: Acquired) -> Run:
-    """A run over an empty placeholder flow (``flow_known`` False)."""
-    execution = acquired.execution
-    assert acquired.lease is not None
-    placeholder = Flow(
-        id=execution.flow_id, version=execution.flow_version, initial_step_id="", steps={}
-    )
-    run = Run(engine, execution, acquired.lease, placeholder)
-    run.flow_known = False
-    return run
-
-
-async def give_back_acquired(engine: Engine, acquired: Acquired) -> None:
-    """See ``Engine.give_back``."""
-    if acquired.lease is not None:
-        await give_back(engine, _blind_run(engine, acquired), recovered=acquired.recovered)
-
-
-async def give_back(engine: Engine, run: Run, *, recovered: bool) -> None:
-    """Return an execution this process leased but cannot run, leaving it as it was.
-
-    A run taken over from a crashed holder keeps its ``running`` status under an expired
-    lease (so whoever takes it next counts the new run); one this acquisition made
-    ``running`` goes back to ``pending`` (and unstarted if it never ran a step).
-    """
-    execution = run.execution
-    if recovered:
-        with contextlib.suppress(errors.LeaseLost):
-            await engine.store.heartbeat(run.lease, now=engine.clock.now(), lease_for=_EXPIRED)
-        run.released = True
-        return
-    if execution.status is ExecutionStatus.RUNNING and execution.step_count == 0:
-        execution.started_at = None
-    await release_untouched(engine, run)
-
-
-_EXPIRED = timedelta(0)
-
-
-async def refuse_unrunnable(engine: Engine, run: Run) -> None:
-    """Raise ``HandlerNotFound`` (giving the execution back untouched) when a step it is
-    about to run has no handler in this process: another process may have it."""
-    for token in run.execution.tokens:
-        if token.status is not TokenStatus.ACTIVE or token.step_id is None:
-            continue
-        step = run.flow.steps.get(token.step_id)
-        if step is None or step.type in TOKEN_MOVES:
-            continue
-        if engine.resolve_handler(step) is None:
-            await give_back(engine, run, recovered=False)
-            raise errors.HandlerNotFound(step.type)
-
-
-async def step_once(engine: Engine, execution_id: str) -> StepResult:
+async def step_once(engine: Runtime, execution_id: str) -> StepResult:
     """See ``Engine.step``."""
-    acquired = await engine.acquire(execution_id)
-    run = await engine.open_run(acquired)
+    acquired = await acquire(engine, execution_id)
+    run = await open_run(engine, acquired)
     if run is None:
         ex = acquired.execution
         return StepResult(
             step_id=None, outcome=None, next_step_id=None, status=ex.status, execution=ex
         )
     outcome: list[tuple[str | None, str | None, str | None]] = []
-    result = await engine.drive(run, max_steps=1, record=outcome, check_handlers=True)
+    result = await drive(engine, run, max_steps=1, record=outcome, check_handlers=True)
     step_id, kind, next_id = outcome[0] if outcome else (None, None, None)
     return StepResult(
         step_id=step_id,
@@ -131,7 +48,7 @@ async def step_once(engine: Engine, execution_id: str) -> StepResult:
 
 
 async def drive(
-    engine: Engine,
+    engine: Runtime,
     run: Run,
     *,
     max_steps: int | None = None,
@@ -141,8 +58,8 @@ async def drive(
 ) -> RunResult:
     """See ``Engine.drive``."""
     execution = run.execution
-    engine._inflight[execution.id] = run
-    engine._leases.ensure_running()
+    engine.inflight[execution.id] = run
+    engine.leases.ensure_running()
     steps = 0
     waiting = ExecutionStatus.WAITING
     try:
@@ -170,8 +87,6 @@ async def drive(
                 len(execution.tokens) > 1
                 and sum(t.status is TokenStatus.ACTIVE for t in execution.tokens) > 1
             ):
-                from flowmonkey.engine.parallel import run_branches
-
                 await run_branches(engine, run)
                 steps += 1
                 continue
@@ -194,34 +109,47 @@ async def drive(
             raise errors.ExecutionNotFound(execution.id) from None
         return RunResult.of(fresh)
     finally:
-        if engine._inflight.get(execution.id) is run:
-            del engine._inflight[execution.id]
+        if engine.inflight.get(execution.id) is run:
+            del engine.inflight[execution.id]
     return RunResult.of(execution)
 
 
-async def run_until_idle(engine: Engine, *, max_rounds: int) -> int:
+async def refuse_unrunnable(engine: Runtime, run: Run) -> None:
+    """Raise ``HandlerNotFound`` (giving the execution back untouched) when a step it is
+    about to run has no handler in this process: another process may have it."""
+    for token in run.execution.tokens:
+        if token.status is not TokenStatus.ACTIVE or token.step_id is None:
+            continue
+        step = run.flow.steps.get(token.step_id)
+        if step is None or step.type in TOKEN_MOVES:
+            continue
+        if resolve_handler(engine, step) is None:
+            await give_back(engine, run, recovered=False)
+            raise errors.HandlerNotFound(step.type)
+
+
+async def run_until_idle(engine: Runtime, *, max_rounds: int) -> int:
     """See ``Engine.run_until_idle``."""
-    await engine._ensure_ready()
     # Claim only what this process can run (flows saved by other processes included):
     # the rest stays untouched for a process that has its flow and handlers.
-    await engine.load_flows_from_store()
+    await load_flows_from_store(engine)
     driven = 0
     for _ in range(max_rounds):
-        await engine.tick_timers()
+        await timers.tick_timers(engine, limit=1000)
         claimed = await engine.store.claim(
             owner=engine.owner,
             now=engine.clock.now(),
             lease_for=engine.options.lease_for,
             limit=100,
-            flows=engine.runnable_flows(),
+            flows=runnable_flows(engine),
         )
         if not claimed:
             return driven
         for acquired in claimed:
             try:
-                run = await engine.open_run(acquired)
+                run = await open_run(engine, acquired)
                 if run is not None:
-                    await engine.drive(run, check_handlers=True)
+                    await drive(engine, run, check_handlers=True)
                     driven += 1
             except (errors.FlowNotFound, errors.HandlerNotFound):
                 continue  # left as it was for a process that has what it needs

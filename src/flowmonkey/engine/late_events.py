@@ -14,15 +14,24 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from flowmonkey import errors
+from flowmonkey.clock import Clock
+from flowmonkey.engine.bus import EventBus
 from flowmonkey.model.events import Event
+from flowmonkey.stores.base import Store
 
-if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+__all__ = ["LateEvents", "Sharing"]
 
-__all__ = ["LateEvents"]
+
+class Sharing(Protocol):
+    """What this reads of the engine's runtime."""
+
+    store: Store
+    clock: Clock
+    bus: EventBus
+
 
 log = logging.getLogger("flowmonkey.engine")
 
@@ -33,7 +42,7 @@ _MAX_RETRY = 1.0
 class LateEvents:
     """Appends events that arrive outside a step; see the module docstring."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Sharing) -> None:
         self.engine = engine
         self._tasks: set[asyncio.Task[None]] = set()
 

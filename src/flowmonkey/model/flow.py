@@ -1,7 +1,8 @@
 """Flow definitions as pure data: ``Flow``, ``Step``, selectors, transitions, retry policy.
 
 The JSON/YAML shape is FlowMonkey's (camelCase); Python attributes are snake_case.
-``Flow.from_dict`` only parses; validation lives in ``flowmonkey.definitions.validate``.
+``Flow.from_dict`` only parses; validation lives in ``flowmonkey.definitions.validate``
+(``validate_flow(flow)``): the model never imports the layer above it.
 ``Flow.parse`` / ``Step.parse`` are the lenient parsers behind ``from_dict``: they collect
 one issue per unparseable field (with its precise path) and keep going.
 """
@@ -387,12 +388,6 @@ class Flow:
     def key(self) -> str:
         """``"<id>@<version>"``."""
         return f"{self.id}@{self.version}"
-
-    def validate(self, *, handler_types: Any = None) -> list[ValidationIssue]:
-        """Every problem of this flow (errors and warnings); see ``validate_flow``."""
-        from flowmonkey.definitions.validate import validate_flow
-
-        return validate_flow(self, handler_types=handler_types)
 
     def step(self, step_id: str) -> Step | None:
         """Return the step with this id, or ``None``."""

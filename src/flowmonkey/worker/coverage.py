@@ -75,5 +75,5 @@ class Coverage:
             return "this worker does not have the flow (not registered, not in the store)"
         from flowmonkey.engine.lookup import missing_handlers
 
-        missing = missing_handlers(self.engine, flow)
+        missing = missing_handlers(self.engine.runtime, flow)
         return "this worker has no handler for " + ", ".join(f'"{t}"' for t in missing)
