@@ -287,3 +287,17 @@ async def test_a_due_wait_that_recorded_nothing_waits_for_a_process_with_the_flo
             assert await snapshot(b, execution_id) == before
         assert await a.tick_timers() == [execution_id]
         assert (await a.run(execution_id)).status is ExecutionStatus.COMPLETED
+
+
+async def test_a_stored_flow_that_cannot_be_loaded_does_not_stop_the_others(
+    make: MakeEngine, clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with make([approve, noop], [waiting_flow()]) as a:
+        broken = {"id": "broken", "version": "1.0.0", "initialStepId": "x", "steps": {}}
+        await a.store.save_flow(broken, now=clock.now())
+        created = await a.create("approval", {})
+        assert await a.run_until_idle() == 1
+        assert (await stored(a, created.execution.id)).status is ExecutionStatus.WAITING
+        assert "stored flow broken@1.0.0 not loaded" in caplog.text
+        with pytest.raises(errors.FlowValidationError):
+            await a.load_flows_from_store()

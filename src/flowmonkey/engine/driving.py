@@ -132,7 +132,7 @@ async def run_until_idle(engine: Runtime, *, max_rounds: int) -> int:
     """See ``Engine.run_until_idle``."""
     # Claim only what this process can run (flows saved by other processes included):
     # the rest stays untouched for a process that has its flow and handlers.
-    await load_flows_from_store(engine)
+    await load_flows_from_store(engine, strict=False)
     driven = 0
     for _ in range(max_rounds):
         await timers.tick_timers(engine, limit=1000)

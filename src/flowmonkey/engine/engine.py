@@ -273,9 +273,12 @@ class Engine:
         """A registered flow, else one saved in the store (then cached in the registry)."""
         return await lookup.get_flow(self.runtime, flow_id, version)
 
-    async def load_flows_from_store(self) -> int:
-        """Register every version of every flow saved in the store; returns the count."""
-        return await lookup.load_flows_from_store(self.runtime)
+    async def load_flows_from_store(self, *, strict: bool = True) -> int:
+        """Register every version of every flow saved in the store; returns the count.
+
+        ``strict=False`` skips (and logs) a version that cannot be registered here.
+        """
+        return await lookup.load_flows_from_store(self.runtime, strict=strict)
 
     async def save_flow(self, flow: Flow) -> bool:
         """Persist ``flow`` in the store, then register it (versions are immutable).

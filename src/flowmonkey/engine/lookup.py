@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
@@ -14,6 +15,8 @@ from flowmonkey.model.result import Result
 if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
     from flowmonkey.handlers.context import HandlerContext
+
+log = logging.getLogger("flowmonkey.engine")
 
 __all__ = [
     "TOKEN_MOVES",
@@ -43,17 +46,26 @@ async def get_flow(engine: Runtime, flow_id: str, version: str | None) -> Flow:
     return flow
 
 
-async def load_flows_from_store(engine: Runtime) -> int:
-    """See ``Engine.load_flows_from_store``."""
+async def load_flows_from_store(engine: Runtime, *, strict: bool = True) -> int:
+    """See ``Engine.load_flows_from_store``. ``strict=False`` skips (and logs) a stored
+    version this process cannot register instead of raising: a worker looking for what
+    it can run must not stop at one bad definition."""
     count = 0
     for stored in await engine.store.list_flows():
         for version in await engine.store.flow_versions(stored.flow_id):
             if engine.flows.get(stored.flow_id, version) is not None:
                 continue
             found = await engine.store.get_flow(stored.flow_id, version)
-            if found is not None:
+            if found is None:
+                continue
+            try:
                 engine.flows.register(Flow.from_dict(found.definition))
-                count += 1
+            except (errors.FlowValidationError, ValueError, TypeError) as exc:
+                if strict:
+                    raise
+                log.warning("stored flow %s@%s not loaded: %s", stored.flow_id, version, exc)
+                continue
+            count += 1
     return count
 
 

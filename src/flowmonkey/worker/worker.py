@@ -259,7 +259,7 @@ class Worker:
             try:
                 await self.engine.initialize()
                 # Flows other processes saved: claims are limited to what this can run.
-                await self.engine.load_flows_from_store()
+                await self.engine.load_flows_from_store(strict=False)
             except errors.SchemaVersionError:
                 raise
             except errors.StoreUnavailable as exc:
