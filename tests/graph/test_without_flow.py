@@ -301,3 +301,28 @@ async def test_a_stored_flow_that_cannot_be_loaded_does_not_stop_the_others(
         assert "stored flow broken@1.0.0 not loaded" in caplog.text
         with pytest.raises(errors.FlowValidationError):
             await a.load_flows_from_store()
+
+
+async def test_resume_or_signal_that_would_run_a_step_without_its_handler_changes_nothing(
+    make: MakeEngine, open_store: OpenStore
+) -> None:
+    flow = waiting_flow()
+    signals = signal_flow()
+    async with make([approve, noop], [flow, signals]) as a:
+        resumed = await _waiting(a, "approval")
+        signalled = await _waiting(a, "signals")
+        async with make([approve], [flow, signals], store=open_store()) as b:  # no "noop"
+            before = [await snapshot(b, resumed), await snapshot(b, signalled)]
+            with pytest.raises(errors.HandlerNotFound):
+                await b.resume(resumed, {"ok": True})
+            with pytest.raises(errors.HandlerNotFound):
+                await b.signal(signalled, "gate", port="yes", payload={"n": 1})
+            with pytest.raises(errors.HandlerNotFound):
+                await b.signal(signalled, "gate", payload={"n": 1})
+            assert [await snapshot(b, resumed), await snapshot(b, signalled)] == before
+            # Handed to a process that has the handler instead:
+            assert (await b.resume(resumed, {"ok": True}, run_next=False)).status is (
+                ExecutionStatus.PENDING
+            )
+        assert (await a.run(resumed)).status is ExecutionStatus.COMPLETED
+        assert (await a.signal(signalled, "gate", port="yes")).status is ExecutionStatus.COMPLETED

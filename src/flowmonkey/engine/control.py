@@ -11,6 +11,7 @@ from flowmonkey.engine.builtins import task_id_for
 from flowmonkey.engine.driving import drive
 from flowmonkey.engine.leasing import acquire, open_run, release_untouched
 from flowmonkey.engine.limits import OutputError
+from flowmonkey.engine.lookup import TOKEN_MOVES, resolve_handler
 from flowmonkey.engine.parallel import advance
 from flowmonkey.engine.results import RunResult
 from flowmonkey.engine.run import Run, hash_token
@@ -107,6 +108,8 @@ async def resume(
             await run.commit(release=True)
             await engine.after_terminal(run.execution)
             return RunResult.of(run.execution)
+        if run_next and waiting.status is _ACTIVE:
+            _refuse_missing_handler(engine, run, waiting.step_id)
         settle_status(run.execution)
         if not run_next:
             return await _hand_off(engine, run)
@@ -115,6 +118,14 @@ async def resume(
         await release_untouched(engine, run)
         raise
     return await drive(engine, run)
+
+
+def _refuse_missing_handler(engine: Runtime, run: Run, step_id: str | None) -> None:
+    """Raise ``HandlerNotFound`` before anything is committed when the step this call
+    would run next has no handler here (``run_next=False`` hands it to a worker)."""
+    step = run.flow.steps.get(step_id) if step_id is not None else None
+    if step is not None and step.type not in TOKEN_MOVES and resolve_handler(engine, step) is None:
+        raise errors.HandlerNotFound(step.type)
 
 
 async def _hand_off(engine: Runtime, run: Run) -> RunResult:
@@ -231,6 +242,8 @@ async def signal(
         if port is not None:
             waiting.wait_step = None
             target: str | None = step.transitions.ports[port]
+            if run_next:
+                _refuse_missing_handler(engine, run, target)
             run.execution.status = _RUNNING
             await advance(engine, run, waiting, step, target, "success", now,
                           hand_off=not run_next)  # fmt: skip
@@ -244,6 +257,8 @@ async def signal(
                 await run.commit(release=True)
                 await engine.after_terminal(run.execution)
                 return RunResult.of(run.execution)
+            if run_next and waiting.status is _ACTIVE:
+                _refuse_missing_handler(engine, run, waiting.step_id)
             settle_status(run.execution)
             if not run_next:
                 return await _hand_off(engine, run)
