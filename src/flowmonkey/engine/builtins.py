@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey.durations import parse_datetime, parse_duration
 from flowmonkey.engine.creation import create_execution
+from flowmonkey.engine.result_check import clamp_duration
 from flowmonkey.engine.selectors import get_path, render_template
 from flowmonkey.engine.terminal import cancel
 from flowmonkey.handlers.base import HandlerMetadata
@@ -103,7 +104,9 @@ def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
         config = ctx.config
         try:
             if config.get("duration") is not None:
-                wake_at = now + parse_duration(config["duration"], field="config.duration")
+                wake_at = now + clamp_duration(
+                    parse_duration(config["duration"], field="config.duration")
+                )
             else:
                 until = config.get("until")
                 if isinstance(until, str) and "${" in until:
@@ -126,7 +129,7 @@ def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
         config = ctx.config
         due_at = None
         if config.get("dueIn") is not None:
-            due_at = now + parse_duration(config["dueIn"], field="config.dueIn")
+            due_at = now + clamp_duration(parse_duration(config["dueIn"], field="config.dueIn"))
         task = Task(
             id=task_id,
             execution_id=execution.id,

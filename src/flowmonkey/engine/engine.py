@@ -30,6 +30,7 @@ from flowmonkey.engine.results import (
 )
 from flowmonkey.engine.run import Run
 from flowmonkey.engine.runtime import Hook, Runtime
+from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
@@ -202,6 +203,12 @@ class Engine:
     def sync_pool(self) -> ThreadPoolExecutor:
         """The bounded thread pool that runs sync handlers."""
         return self.runtime.sync_pool
+
+    @property
+    def sync_handlers(self) -> SyncPool:
+        """The sync-handler pool's accounting: busy threads, steps queued for a thread
+        (``stats()``), queue waits and ``HANDLER_QUEUE_TIMEOUT`` failures."""
+        return self.runtime.sync_handlers
 
     # -- registration and events ---------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from flowmonkey import errors
 from flowmonkey.engine.lookup import get_flow
 from flowmonkey.engine.run import Run
-from flowmonkey.model.execution import ExecutionStatus
+from flowmonkey.model.execution import ExecutionStatus, Token, TokenStatus
 from flowmonkey.model.flow import Flow
 from flowmonkey.stores.base import Acquired
 
@@ -23,6 +23,8 @@ __all__ = [
     "give_back_acquired",
     "note_recovery",
     "open_run",
+    "poisoned",
+    "recover",
     "release_untouched",
 ]
 
@@ -73,7 +75,7 @@ async def open_run(engine: Runtime, acquired: Acquired, *, need_flow: bool = Tru
     else:
         run = Run(engine, execution, acquired.lease, flow)
     if acquired.recovered:
-        note_recovery(run)
+        await recover(run)
     return run
 
 
@@ -116,8 +118,28 @@ async def give_back(engine: Runtime, run: Run, *, recovered: bool) -> None:
 _EXPIRED = timedelta(0)
 
 
+async def recover(run: Run) -> None:
+    """The execution lost its runner and is picked up again: count the new run (and one
+    more recovery of each active token's step) and commit that at once, before anything
+    runs again. A step that never gets to commit must not reset the count: the driver
+    fails the execution with ``POISONED_STEP`` once it is reached (``poisoned``)."""
+    note_recovery(run)
+    await run.commit()
+
+
+def poisoned(run: Run) -> Token | None:
+    """The first active token whose step has been re-claimed
+    ``EngineOptions.max_step_recoveries`` times without committing, if any."""
+    limit = run.engine.options.max_step_recoveries
+    for token in run.execution.tokens:
+        if token.recoveries >= limit and token.status is TokenStatus.ACTIVE:
+            return token
+    return None
+
+
 def note_recovery(run: Run) -> None:
-    """A crashed or stalled run is picked up again: ``run_number += 1``."""
+    """A crashed or stalled run is picked up again: ``run_number += 1``, and each active
+    token counts one more recovery of its step (reset when the step commits)."""
     execution = run.execution
     execution.run_number += 1
     run.emit(
@@ -125,6 +147,9 @@ def note_recovery(run: Run) -> None:
         run.engine.clock.now(),
         {"run_number": execution.run_number, "step_id": execution.current_step_id},
     )
+    for token in execution.tokens:
+        if token.status is TokenStatus.ACTIVE:
+            token.recoveries += 1
 
 
 async def release_untouched(engine: Runtime, run: Run) -> None:

@@ -47,6 +47,14 @@ class EngineOptions:
     """How long a lease lasts without a heartbeat; crash recovery waits at most this."""
     sync_handler_threads: int = 16
     """Size of the thread pool that runs sync (``def``) handlers."""
+    sync_queue_timeout: timedelta = timedelta(minutes=5)
+    """How long a sync handler may wait for a free thread before its step fails with
+    ``HANDLER_QUEUE_TIMEOUT`` (retryable). The step's own timeout counts from when its
+    handler starts, never while it waits for a thread."""
+    max_step_recoveries: int = 5
+    """An execution re-claimed this many times (its runner vanished each time) without
+    its step committing anything is failed with ``POISONED_STEP`` instead of being run
+    again."""
     idempotency_ttl: timedelta = timedelta(hours=24)
     """Default idempotency window (clamped to 7 days)."""
     max_idempotency_ttl: timedelta = timedelta(days=7)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flowmonkey import errors
 from flowmonkey.engine.eager import run_eagerly
 from flowmonkey.engine.limits import ContextSizes, dump_value, plan_write
+from flowmonkey.engine.recording import CommitFailed, StepCancelled
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import (
     ErrorInfo,
@@ -78,6 +79,7 @@ class Run:
         "engine",
         "events",
         "execution",
+        "failed_commit",
         "flow",
         "flow_known",
         "handler_tasks",
@@ -138,6 +140,10 @@ class Run:
         self.cancel_requested = False
         self.lease_lost = False
         self.released = False
+        self.failed_commit: CommitFailed | None = None
+        """Set when a step's commit failed because of its values: the working copy then
+        holds changes the store never got, so no other branch may commit until the
+        driver has reloaded it and recorded the failure."""
 
     # -- buffered changes ------------------------------------------------------------
 
@@ -197,6 +203,8 @@ class Run:
     async def _commit(self, *, release: bool, at: datetime | None) -> None:
         if self.released:
             return
+        if self.failed_commit is not None:
+            raise StepCancelled()  # a sibling branch's commit failed: see failed_commit
         execution = self.execution
         execution.updated_at = at if at is not None else self.engine.clock.now()
         _sync_position(execution)
@@ -268,6 +276,33 @@ class Run:
         for task in tuple(self.handler_tasks):
             task.cancel()
 
+    def reload(self, stored: Execution) -> None:
+        """Start over from ``stored`` (the execution as last committed), dropping every
+        buffered change. The working copy keeps its identity (the driver and the
+        handlers' context view hold it)."""
+        execution = self.execution
+        context = execution.context
+        for name in _EXECUTION_FIELDS:
+            setattr(execution, name, getattr(stored, name))
+        context.clear()
+        context.update(stored.context)
+        execution.context = context
+        self._sizes = None
+        self.dirty = {}
+        self.context_delete = []
+        self.events = []
+        self.history = []
+        self.new_tokens = []
+        self.tasks = []
+        self.use_token = None
+        self.revoke_tokens = False
+        self.revoke_steps = []
+        self.cancel_tasks = False
+        self.touched = None
+        self.join_waits = {}
+        self.concurrent = False
+        self.failed_commit = None
+
     # -- position helpers --------------------------------------------------------------
 
     def active_token(self) -> Token | None:
@@ -315,6 +350,9 @@ class Run:
                 token.wait_step = None
         self.revoke_tokens = True
         self.cancel_tasks = True
+
+
+_EXECUTION_FIELDS = tuple(Execution.__slots__)
 
 
 def _sync_position(execution: Execution) -> None:

@@ -25,6 +25,7 @@ from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.heartbeats import LeaseKeeper
 from flowmonkey.engine.late_events import LateEvents
 from flowmonkey.engine.options import EngineOptions
+from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Step
 from flowmonkey.stores.base import Store
@@ -105,21 +106,24 @@ class Runtime:
         """Cache of ``lookup.runnable_flows`` (reset when a flow or handler registers)."""
         self.ready = False
         self._acquisitions = 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: SyncPool | None = None
 
     @property
     def sync_pool(self) -> ThreadPoolExecutor:
         """The bounded thread pool that runs sync handlers (created on first use)."""
+        return self.sync_handlers.executor
+
+    @property
+    def sync_handlers(self) -> SyncPool:
+        """The sync-handler pool with its accounting (busy threads, queued steps)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.options.sync_handler_threads, thread_name_prefix="flowmonkey"
-            )
+            self._pool = SyncPool(self.options.sync_handler_threads)
         return self._pool
 
     def close_pool(self) -> None:
         """Shut the sync-handler pool down without waiting for running handlers."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
 
     def lease_owner(self) -> str:

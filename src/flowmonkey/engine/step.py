@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey import errors
+from flowmonkey.durations import MAX_DURATION_MS
 from flowmonkey.engine import parallel
 from flowmonkey.engine.builtins import WAIT_KINDS
-from flowmonkey.engine.eager import Resume, handoff
+from flowmonkey.engine.invoke import invoke
 from flowmonkey.engine.limits import OutputError
 from flowmonkey.engine.lookup import resolve_handler
 from flowmonkey.engine.parallel import advance
+from flowmonkey.engine.recording import CommitFailed, StepCancelled, unrecordable
+from flowmonkey.engine.result_check import check_result, clamp_delay_ms, clamp_duration
 from flowmonkey.engine.run import StepRuntime
 from flowmonkey.engine.selectors import SelectorError, resolve_input
 from flowmonkey.engine.timers import wake_parent
@@ -31,10 +33,9 @@ from flowmonkey.model.result import UNSET, Result
 if TYPE_CHECKING:
     from flowmonkey.engine.run import Run
     from flowmonkey.engine.runtime import Runtime
-    from flowmonkey.handlers.registry import RegisteredHandler
     from flowmonkey.model.flow import Step
 
-__all__ = ["StepCancelled", "execute_step", "wait_snapshot"]
+__all__ = ["StepCancelled", "apply_result", "execute_step", "wait_snapshot"]
 
 _RUNNING = ExecutionStatus.RUNNING
 _PENDING = ExecutionStatus.PENDING
@@ -44,73 +45,6 @@ _FAILED = ExecutionStatus.FAILED
 _ACTIVE = TokenStatus.ACTIVE
 _WAITING = TokenStatus.WAITING
 _DONE = TokenStatus.DONE
-
-
-class StepCancelled(Exception):
-    """The running handler was cancelled because the execution was cancelled/taken over."""
-
-
-def _as_result(value: Any) -> Result:
-    if isinstance(value, Result):
-        return value
-    return Result.success(value)
-
-
-def _failure_from(exc: BaseException) -> Result:
-    if isinstance(exc, errors.ContextLimitError):
-        # Deterministic: the same write would break the same limit on every retry.
-        return Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
-    if isinstance(exc, errors.FlowMonkeyError):
-        return Result.failure(exc.code, exc.message, details=exc.details)
-    message = str(exc) or type(exc).__name__
-    return Result.failure("HANDLER_ERROR", message, details={"exception": type(exc).__name__})
-
-
-async def _invoke(
-    engine: Runtime, run: Run, handler: RegisteredHandler, ctx: HandlerContext, timeout: float
-) -> tuple[Result, bool]:
-    """Call the handler; returns ``(result, timed_out)``. Never raises for handler errors."""
-    if handler.is_async:
-        try:
-            coro = handler.fn(ctx)
-            first = coro.send(None)
-        except StopIteration as stop:
-            return _as_result(stop.value), False
-        except Exception as exc:
-            return _failure_from(exc), False
-        if run.supervisor is not None and run.supervisor is asyncio.current_task():
-            # A branch running eagerly in the supervisor: move to its own task first.
-            await handoff()
-        awaitable: Any = Resume(coro, first)
-    else:
-        if run.supervisor is not None and run.supervisor is asyncio.current_task():
-            await handoff()
-        loop = asyncio.get_running_loop()
-        awaitable = loop.run_in_executor(engine.sync_pool, handler.fn, ctx)
-    task = asyncio.current_task()
-    assert task is not None
-    run.handler_tasks.add(task)
-    timeout_cm = asyncio.timeout(timeout)
-    try:
-        async with timeout_cm:
-            value = await awaitable
-    except TimeoutError:
-        ctx.cancelled.set()
-        return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
-    except asyncio.CancelledError:
-        ctx.cancelled.set()
-        if run.cancel_requested:
-            task.uncancel()
-            raise StepCancelled() from None
-        raise
-    except Exception as exc:
-        return _failure_from(exc), False
-    finally:
-        run.handler_tasks.discard(task)
-    if timeout_cm.expired():
-        # The handler swallowed the cancellation; its late result is discarded.
-        return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
-    return _as_result(value), False
 
 
 def wait_snapshot(step: Step) -> dict[str, Any]:
@@ -128,10 +62,14 @@ def wait_snapshot(step: Step) -> dict[str, Any]:
 def _retry_delay_ms(step: Step, retry_index: int) -> float:
     policy = step.retry
     assert policy is not None
-    delay = policy.delay_ms(retry_index)
+    try:
+        delay = policy.delay_ms(retry_index)
+    except OverflowError:  # a huge multiplier to a high power
+        delay = MAX_DURATION_MS
     if policy.jitter and delay > 0:
         delay += random.uniform(0, delay * 0.1)
-    return delay
+    # However the policy came to be, a backoff never exceeds MAX_DURATION.
+    return clamp_delay_ms(delay)
 
 
 async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, str | None]:
@@ -154,6 +92,7 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
         return "error", None
     if (step.type == "parallel" or step.type == "join") and engine.handlers.get(step.type) is None:
         async with run.applying():
+            token.recoveries = 0  # the fork or join commits this token's move
             if step.type == "parallel":
                 return await parallel.fork(engine, run, token, step)
             return await parallel.join_arrive(engine, run, token, step)
@@ -191,7 +130,8 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
         lazy=(StepRuntime, run, token),
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
-    result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
+    result, timed_out = await invoke(engine, run, handler, ctx, timeout.total_seconds())
+    result = check_result(result, started)
     if result.outcome == "failure":
         error = result.error
         if error is not None and error.retryable and not handler.metadata.retryable:
@@ -199,7 +139,7 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
             result = Result.failure(error.code, error.message, details=error.details,
                                     retryable=False)  # fmt: skip
     if not run.concurrent:
-        return await _apply(
+        return await apply_result(
             engine, run, token, step, result, timed_out, timeout, started, attempt, ctx
         )
     async with run.applying():
@@ -207,12 +147,12 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
             # The branch was dropped (an ``any`` join), or a sibling ended the run, while
             # its handler ran: its result is discarded.
             return "dropped", None
-        return await _apply(
+        return await apply_result(
             engine, run, token, step, result, timed_out, timeout, started, attempt, ctx
         )
 
 
-async def _apply(
+async def apply_result(
     engine: Runtime,
     run: Run,
     token: Token,
@@ -222,14 +162,20 @@ async def _apply(
     timeout: timedelta,
     started: datetime,
     attempt: int,
-    ctx: HandlerContext,
+    ctx: HandlerContext | None,
 ) -> tuple[str, str | None]:
-    """Record an attempt's outcome and commit it (under the run lock when concurrent)."""
+    """Record an attempt's outcome and commit it (under the run lock when concurrent).
+
+    Raises:
+        CommitFailed: the commit could not be built or written for a reason that lies
+            in the result (not the store's health); nothing was written.
+    """
     execution = run.execution
     if run.concurrent:
         run.touched = [token]
     finished = engine.clock.now()
     execution.step_count += 1
+    token.recoveries = 0  # this step commits: the execution is not poisoned
     if timed_out:
         run.emit("step.timeout", finished, {"step_id": step.id, "timeout_ms": timeout / _MS})
     outcome = result.outcome
@@ -246,7 +192,7 @@ async def _apply(
         except errors.ContextLimitError as exc:
             result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
             outcome = "failure"
-    runtime = ctx._runtime
+    runtime = ctx._runtime if ctx is not None else None
     if outcome == "failure" and runtime is not None:
         # A failed attempt leaves no trace in the context: undo its ``ctx.set``s (also
         # when the handler succeeded but its output could not be stored).
@@ -267,6 +213,30 @@ async def _apply(
                 token_id=token.id if len(execution.tokens) > 1 else None,
             )
         )
+    try:
+        return await _route(engine, run, token, step, result, finished, attempt)
+    except (errors.LeaseLost, errors.StoreUnavailable, StepCancelled):
+        raise
+    except Exception as exc:
+        if not unrecordable(exc):
+            raise
+        # Nothing of this step reached the store; the driver reloads the execution and
+        # records the step as failed instead (see ``driving.record_unrecordable``).
+        failed = CommitFailed(token.id, step.id, attempt, started, exc)
+        run.failed_commit = failed  # concurrent branches stop committing (see Run._commit)
+        raise failed from exc
+
+
+async def _route(
+    engine: Runtime,
+    run: Run,
+    token: Token,
+    step: Step,
+    result: Result,
+    finished: datetime,
+    attempt: int,
+) -> tuple[str, str | None]:
+    outcome = result.outcome
     if outcome == "success":
         run.emit(
             "step.completed",
@@ -282,6 +252,7 @@ async def _apply(
         )
         await _after_wait(engine, run, token, step, result, finished)
         return "wait", step.id
+    error_dict = result.error.to_dict() if result.error is not None else None
     run.emit(
         "step.failed",
         finished,
@@ -335,6 +306,8 @@ async def _after_wait(
     # The wait timeout bounds waits for something outside (a signal, resume, task or
     # child); a timer's own wake time already bounds it.
     wait_timeout = engine.wait_timeout_for(execution, step) if kind != "timer" else None
+    if wait_timeout is not None:
+        wait_timeout = clamp_duration(wait_timeout)  # a flow's "9999999d" cannot overflow
     token.wait_deadline_at = now + wait_timeout if wait_timeout is not None else None
     stop = parked(execution)
     if stop:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.builtins import children_of_visit, task_id_for
-from flowmonkey.engine.leasing import acquire, note_recovery, open_run, release_untouched
+from flowmonkey.engine.leasing import acquire, open_run, recover, release_untouched
 from flowmonkey.engine.terminal import note_cancelled_tasks, run_hooks, terminal_cleanup
 from flowmonkey.engine.transitions import complete_if_done, move_after_wait, settle_status
 from flowmonkey.model.execution import (
@@ -204,7 +204,7 @@ async def recover_stale(engine: Runtime) -> list[str]:
         # open_run already counted the new run when the lease had expired; an
         # unleased stale row (no lease to expire) is counted here.
         if not acquired.recovered:
-            note_recovery(run)
+            await recover(run)
         if run.execution.status is _RUNNING:
             run.execution.status = _PENDING
         await run.commit(release=True)

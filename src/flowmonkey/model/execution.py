@@ -86,6 +86,9 @@ class Token:
     """What ending this wait needs from the waiting step (its ``type``, ``outputKey`` and
     ``transitions``, in the flow's JSON shape), recorded when the wait starts: resume,
     signal, timeouts and wakes then work in a process that lacks the flow definition."""
+    recoveries: int = 0
+    """Times the execution was re-claimed after losing its runner while this token was
+    active, since the token's step last committed (``POISONED_STEP`` bounds it)."""
 
     def copy(self) -> Token:
         """A copy (tokens are mutable; stores keep their own)."""
@@ -103,6 +106,7 @@ class Token:
         token.wait_deadline_at = self.wait_deadline_at
         token.visit = self.visit
         token.wait_step = self.wait_step
+        token.recoveries = self.recoveries
         return token
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +124,8 @@ class Token:
             out["visit"] = self.visit
         if self.wait_step is not None:
             out["wait_step"] = self.wait_step
+        if self.recoveries:
+            out["recoveries"] = self.recoveries
         return out
 
     @classmethod
@@ -139,6 +145,7 @@ class Token:
             wait_deadline_at=_dt(data.get("wait_deadline_at")),
             visit=data.get("visit", 0),
             wait_step=data.get("wait_step"),
+            recoveries=data.get("recoveries", 0),
         )
 
 

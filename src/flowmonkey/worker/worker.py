@@ -178,6 +178,8 @@ class Worker:
             "last_claim_at": _iso(self.last_claim_at),
             "last_poll_at": _iso(self.last_poll_at),
             "unrunnable": self.unrunnable,
+            # Steps queued for a sync-handler thread (their timeouts have not started).
+            "sync_handlers": self.engine.sync_handlers.stats(),
         }
         if not healthy and self._last_error:
             body["error"] = self._last_error
