@@ -83,9 +83,12 @@ async def test_a_handler_output_with_nan_fails_the_step_instead_of_storing_null(
         result = await engine.start("out", {"value": "nan"})
         assert result.status is ExecutionStatus.FAILED
         assert result.error is not None
+        assert result.error.code == "INPUT_ERROR"  # like any output JSON cannot hold
         assert "NaN or Infinity" in result.error.message
         ex = await stored(engine, result.execution.id)
         assert "out" not in ex.context
+        assert ex.history[-1].error is not None
+        assert ex.history[-1].error["retryable"] is False
         ok = await engine.start("out", {"value": "0.5"})
         assert ok.execution.context["out"] == {"ratio": 0.5}
 
