@@ -75,3 +75,7 @@ class EngineOptions:
     http_resolver: Resolver | None = None
     """``async (host, port) -> [address, ...]`` used by the SSRF guard instead of DNS
     (tests map a name to an address without touching /etc/hosts)."""
+    max_subflow_depth: int = 32
+    """Deepest sub-flow nesting: a ``subflow``/``forEach`` step of an execution at this
+    depth fails with ``SUBFLOW_DEPTH_EXCEEDED`` instead of starting a child (bounds a flow
+    that starts itself)."""

@@ -23,6 +23,7 @@ from flowmonkey.durations import parse_duration
 from flowmonkey.engine.bus import EventBus
 from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.heartbeats import LeaseKeeper
+from flowmonkey.engine.late_events import LateEvents
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.handlers.secrets import has_secret_refs
@@ -62,10 +63,12 @@ class Runtime:
         "handlers",
         "hooks",
         "inflight",
+        "late_events",
         "leases",
         "options",
         "owner",
         "ready",
+        "runnable",
         "secret_steps",
         "services",
         "store",
@@ -100,6 +103,10 @@ class Runtime:
         """Optional ``WakeSignaler``: told when an execution becomes runnable."""
         self.after_terminal: Callable[[Execution], Awaitable[None]] = _nothing_after
         """Wake the parent, then run hooks, after a terminal commit (set by ``Engine``)."""
+        self.late_events = LateEvents(self)
+        """Events about an execution from outside its steps (``idempotency.hit``)."""
+        self.runnable: frozenset[tuple[str, str]] | None = None
+        """Cache of ``lookup.runnable_flows`` (reset when a flow or handler registers)."""
         self.ready = False
         from flowmonkey.handlers.standard.services import StandardServices
 

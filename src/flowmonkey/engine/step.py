@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Step
 
-__all__ = ["StepCancelled", "apply_result", "execute_step"]
+__all__ = ["StepCancelled", "apply_result", "execute_step", "wait_snapshot"]
 
 _RUNNING = ExecutionStatus.RUNNING
 _PENDING = ExecutionStatus.PENDING
@@ -46,6 +46,18 @@ _FAILED = ExecutionStatus.FAILED
 _ACTIVE = TokenStatus.ACTIVE
 _WAITING = TokenStatus.WAITING
 _DONE = TokenStatus.DONE
+
+
+def wait_snapshot(step: Step) -> dict[str, Any]:
+    """What ending a wait at ``step`` needs (``Token.wait_step``): its type, ``outputKey``
+    and transitions, so resume, signal and timeouts work without the flow definition."""
+    out: dict[str, Any] = {"type": step.type}
+    if step.output_key is not None:
+        out["outputKey"] = step.output_key
+    transitions = step.transitions.to_dict()
+    if transitions:
+        out["transitions"] = transitions
+    return out
 
 
 def _retry_delay_ms(step: Step, retry_index: int) -> float:
@@ -310,6 +322,7 @@ async def _after_wait(
     token.wait_reason = result.reason
     token.wait_kind = kind
     token.wait_started_at = now
+    token.wait_step = wait_snapshot(step)
     # The wait timeout bounds waits for something outside (a signal, resume, task or
     # child); a timer's own wake time already bounds it.
     wait_timeout = engine.wait_timeout_for(execution, step) if kind != "timer" else None

@@ -89,6 +89,7 @@ def move_after_wait(
     token.wait_kind = None
     token.wait_started_at = None
     token.wait_deadline_at = None
+    token.wait_step = None
     if step is None or kind in ("retry", "child"):
         return False
     target = step.transitions.on_resume or step.transitions.on_success
