@@ -170,6 +170,9 @@ def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
         children = await children_of_visit(engine, rt.run.execution.id, rt.step.id, rt.token.visit)
         child = children[0] if children else None
         if child is None:
+            too_deep = _depth_exceeded(engine, rt)
+            if too_deep is not None:
+                return too_deep
             child_input = ctx.input if isinstance(ctx.input, Mapping) else {}
             child = await _start_child(
                 engine, rt, flow_id, config.get("version"), child_input, index=0
@@ -193,6 +196,10 @@ def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
         if not items:
             return Result.success([])
         children = await children_of_visit(engine, rt.run.execution.id, rt.step.id, rt.token.visit)
+        if not children:
+            too_deep = _depth_exceeded(engine, rt)
+            if too_deep is not None:
+                return too_deep
         by_index = {int(c.metadata.get("index", 0)): c for c in children}
         failed = [
             c
@@ -260,6 +267,19 @@ def _render_title(template: str, context: Mapping[str, Any]) -> str:
     return _TITLE.sub(sub, template)
 
 
+def _depth_exceeded(engine: Runtime, rt: StepRuntime) -> Result | None:
+    """The failure of a step that would start a child beyond ``max_subflow_depth``."""
+    limit = engine.options.max_subflow_depth
+    if rt.run.execution.depth < limit:
+        return None
+    return Result.failure(
+        "SUBFLOW_DEPTH_EXCEEDED",
+        f"starting a child here would nest sub-flows deeper than max_subflow_depth ({limit})",
+        details={"depth": rt.run.execution.depth, "max_subflow_depth": limit},
+        retryable=False,
+    )
+
+
 async def _start_child(
     engine: Runtime,
     rt: StepRuntime,
@@ -275,6 +295,7 @@ async def _start_child(
         engine,
         flow_id,
         dict(child_input),
+        depth=parent.depth + 1,
         lease_self=False,
         version=str(version) if version is not None else None,
         tenant_id=parent.tenant_id,

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 from flowmonkey import errors
 from flowmonkey.engine import timers
 from flowmonkey.engine.branches import run_branches
-from flowmonkey.engine.leasing import acquire, open_run, poisoned
+from flowmonkey.engine.leasing import acquire, give_back, open_run, poisoned
+from flowmonkey.engine.lookup import (
+    TOKEN_MOVES,
+    load_flows_from_store,
+    resolve_handler,
+    runnable_flows,
+)
 from flowmonkey.engine.recording import CommitFailed
 from flowmonkey.engine.result_check import invalid
 from flowmonkey.engine.results import RunResult, StepResult
@@ -22,7 +28,7 @@ if TYPE_CHECKING:
     from flowmonkey.engine.run import Run
     from flowmonkey.engine.runtime import Runtime
 
-__all__ = ["drive", "record_unrecordable", "run_until_idle", "step_once"]
+__all__ = ["drive", "record_unrecordable", "refuse_unrunnable", "run_until_idle", "step_once"]
 
 log = logging.getLogger("flowmonkey.engine")
 
@@ -37,7 +43,7 @@ async def step_once(engine: Runtime, execution_id: str) -> StepResult:
             step_id=None, outcome=None, next_step_id=None, status=ex.status, execution=ex
         )
     outcome: list[tuple[str | None, str | None, str | None]] = []
-    result = await drive(engine, run, max_steps=1, record=outcome)
+    result = await drive(engine, run, max_steps=1, record=outcome, check_handlers=True)
     step_id, kind, next_id = outcome[0] if outcome else (None, None, None)
     return StepResult(
         step_id=step_id,
@@ -55,6 +61,7 @@ async def drive(
     max_steps: int | None = None,
     record: list[tuple[str | None, str | None, str | None]] | None = None,
     stop: asyncio.Event | None = None,
+    check_handlers: bool = False,
 ) -> RunResult:
     """See ``Engine.drive``."""
     execution = run.execution
@@ -64,6 +71,8 @@ async def drive(
     waiting = ExecutionStatus.WAITING
     try:
         await timers.apply_due(engine, run)
+        if check_handlers and not run.released:
+            await refuse_unrunnable(engine, run)
         await _fail_if_poisoned(run)
         while True:
             status = execution.status
@@ -123,6 +132,20 @@ async def drive(
         if engine.inflight.get(execution.id) is run:
             del engine.inflight[execution.id]
     return RunResult.of(execution)
+
+
+async def refuse_unrunnable(engine: Runtime, run: Run) -> None:
+    """Raise ``HandlerNotFound`` (giving the execution back untouched) when a step it is
+    about to run has no handler in this process: another process may have it."""
+    for token in run.execution.tokens:
+        if token.status is not TokenStatus.ACTIVE or token.step_id is None:
+            continue
+        step = run.flow.steps.get(token.step_id)
+        if step is None or step.type in TOKEN_MOVES:
+            continue
+        if resolve_handler(engine, step) is None:
+            await give_back(engine, run, recovered=False)
+            raise errors.HandlerNotFound(step.type)
 
 
 async def _fail_if_poisoned(run: Run) -> None:
@@ -185,6 +208,9 @@ async def record_unrecordable(engine: Runtime, run: Run, failed: CommitFailed) -
 
 async def run_until_idle(engine: Runtime, *, max_rounds: int) -> int:
     """See ``Engine.run_until_idle``."""
+    # Claim only what this process can run (flows saved by other processes included):
+    # the rest stays untouched for a process that has its flow and handlers.
+    await load_flows_from_store(engine, strict=False)
     driven = 0
     for _ in range(max_rounds):
         await timers.tick_timers(engine, limit=1000)
@@ -193,12 +219,16 @@ async def run_until_idle(engine: Runtime, *, max_rounds: int) -> int:
             now=engine.clock.now(),
             lease_for=engine.options.lease_for,
             limit=100,
+            flows=runnable_flows(engine),
         )
         if not claimed:
             return driven
         for acquired in claimed:
-            run = await open_run(engine, acquired)
-            if run is not None:
-                await drive(engine, run)
-                driven += 1
+            try:
+                run = await open_run(engine, acquired)
+                if run is not None:
+                    await drive(engine, run, check_handlers=True)
+                    driven += 1
+            except (errors.FlowNotFound, errors.HandlerNotFound):
+                continue  # left as it was for a process that has what it needs
     return driven

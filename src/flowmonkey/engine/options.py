@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowmonkey.handlers.secrets import SecretProvider
+    from flowmonkey.handlers.standard.ssrf import Resolver
 
 __all__ = ["ContextLimits", "EngineOptions"]
 
@@ -60,3 +65,17 @@ class EngineOptions:
     max_idempotency_ttl: timedelta = timedelta(days=7)
     load_flows_from_store: bool = False
     """On ``initialize``, register every flow version saved in the store."""
+    http_allow: tuple[str, ...] = ()
+    """Hosts and networks (``"api.internal"``, ``"10.0.0.0/8"``) the ``http`` and
+    ``webhook`` handlers may reach although they are internal (the SSRF guard)."""
+    base_url: str | None = None
+    """Public URL of the HTTP API, for ``webhook`` callback URLs (``serve --base-url``)."""
+    secrets: SecretProvider | None = None
+    """Where ``{{ secrets.NAME }}`` come from; ``None``: ``FLOWMONKEY_SECRET_<NAME>``."""
+    http_resolver: Resolver | None = None
+    """``async (host, port) -> [address, ...]`` used by the SSRF guard instead of DNS
+    (tests map a name to an address without touching /etc/hosts)."""
+    max_subflow_depth: int = 32
+    """Deepest sub-flow nesting: a ``subflow``/``forEach`` step of an execution at this
+    depth fails with ``SUBFLOW_DEPTH_EXCEEDED`` instead of starting a child (bounds a flow
+    that starts itself)."""

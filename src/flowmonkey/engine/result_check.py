@@ -181,7 +181,7 @@ def _checked(result: Result, now: datetime) -> Result:
         error = _check_error(result.error)
         if error is result.error:
             return result
-        return Result(outcome="failure", error=error)
+        return Result(outcome="failure", error=error, delay=result.delay)
     if outcome == "wait":
         wake_at = _check_wake_at(result.wake_at, now)
         delay = _check_delay(result.delay)

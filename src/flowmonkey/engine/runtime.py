@@ -23,11 +23,13 @@ from flowmonkey.durations import parse_duration
 from flowmonkey.engine.bus import EventBus
 from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.heartbeats import LeaseKeeper
+from flowmonkey.engine.late_events import LateEvents
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.engine.table_cache import TableCache
+from flowmonkey.handlers.secrets import has_secret_refs
 from flowmonkey.model.execution import Execution
-from flowmonkey.model.flow import Step
+from flowmonkey.model.flow import Flow, Step
 from flowmonkey.stores.base import Store
 
 if TYPE_CHECKING:
@@ -62,10 +64,14 @@ class Runtime:
         "handlers",
         "hooks",
         "inflight",
+        "late_events",
         "leases",
         "options",
         "owner",
         "ready",
+        "runnable",
+        "secret_steps",
+        "services",
         "store",
         "tables",
         "wake_signaler",
@@ -101,7 +107,21 @@ class Runtime:
         """Wake the parent, then run hooks, after a terminal commit (set by ``Engine``)."""
         self.tables = TableCache(store)
         """Data table definitions this process has seen (see ``engine/tables.py``)."""
+        self.late_events = LateEvents(self)
+        """Events about an execution from outside its steps (``idempotency.hit``)."""
+        self.runnable: frozenset[tuple[str, str]] | None = None
+        """Cache of ``lookup.runnable_flows`` (reset when a flow or handler registers)."""
         self.ready = False
+        from flowmonkey.handlers.standard.services import StandardServices
+
+        self.services = StandardServices(
+            http_allow=options.http_allow,
+            base_url=options.base_url,
+            secrets=options.secrets,
+            resolver=options.http_resolver,
+        )
+        """What the standard handlers share: one HTTP client per engine, the secrets."""
+        self.secret_steps: dict[tuple[str, str, str], bool] = {}
         self._acquisitions = 0
         self._pool: SyncPool | None = None
 
@@ -122,6 +142,14 @@ class Runtime:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+    def uses_secrets(self, flow: Flow, step: Step) -> bool:
+        """True when ``step``'s config references ``{{ secrets.NAME }}`` (cached per step)."""
+        key = (flow.id, flow.version, step.id)
+        found = self.secret_steps.get(key)
+        if found is None:
+            found = self.secret_steps[key] = has_secret_refs(step.config)
+        return found
 
     def lease_owner(self) -> str:
         """A fresh lease owner id for one acquisition by this engine.
@@ -156,7 +184,7 @@ class Runtime:
         own = None
         if step.type == "userTask":
             own = step.config.get("dueIn")
-        elif step.type == "waitForSignal":
+        elif step.type in ("waitForSignal", "webhook"):
             own = step.config.get("timeout")
         if own is not None:
             return parse_duration(own)

@@ -18,6 +18,7 @@ from flowmonkey.engine.pipes import PipeFailure, pipe_rows
 from flowmonkey.engine.recording import CommitFailed, StepCancelled, unrecordable
 from flowmonkey.engine.result_check import check_result, clamp_delay_ms, clamp_duration
 from flowmonkey.engine.run import StepRuntime
+from flowmonkey.engine.secret_use import redact_attempt, resolve_step_config
 from flowmonkey.engine.selectors import SelectorError, resolve_input
 from flowmonkey.engine.timers import wake_parent
 from flowmonkey.engine.transitions import fail_execution, finish_terminal, parked
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from flowmonkey.model.flow import Step
     from flowmonkey.model.tables import TableRow
 
-__all__ = ["StepCancelled", "apply_result", "execute_step"]
+__all__ = ["StepCancelled", "apply_result", "execute_step", "wait_snapshot"]
 
 _RUNNING = ExecutionStatus.RUNNING
 _PENDING = ExecutionStatus.PENDING
@@ -48,6 +49,18 @@ _FAILED = ExecutionStatus.FAILED
 _ACTIVE = TokenStatus.ACTIVE
 _WAITING = TokenStatus.WAITING
 _DONE = TokenStatus.DONE
+
+
+def wait_snapshot(step: Step) -> dict[str, Any]:
+    """What ending a wait at ``step`` needs (``Token.wait_step``): its type, ``outputKey``
+    and transitions, so resume, signal and timeouts work without the flow definition."""
+    out: dict[str, Any] = {"type": step.type}
+    if step.output_key is not None:
+        out["outputKey"] = step.output_key
+    transitions = step.transitions.to_dict()
+    if transitions:
+        out["transitions"] = transitions
+    return out
 
 
 def _retry_delay_ms(step: Step, retry_index: int) -> float:
@@ -109,9 +122,15 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
         started,
         {"step_id": step.id, "handler_type": step.type, "attempt": attempt},
     )
+    config: Any = step.config
+    prepared: tuple[Any, tuple[str, ...]] | Result | None = None
+    if engine.uses_secrets(flow, step):
+        prepared = await resolve_step_config(engine, step)
+        if not isinstance(prepared, Result):
+            config = prepared[0]
     ctx = HandlerContext(
         input=step_input,
-        config=step.config,
+        config=config,
         context=run.context_view,
         step=step,
         execution_id=execution.id,
@@ -121,7 +140,20 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
         lazy=(StepRuntime, run, token),
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
-    result, timed_out = await invoke(engine, run, handler, ctx, timeout.total_seconds())
+    if isinstance(prepared, Result):
+        result, timed_out = prepared, False  # a missing secret: the handler never runs
+    else:
+        if prepared is not None:
+            ctx._secrets = prepared[1]
+            engine.services.secrets_in_use(ctx._secrets)
+        try:
+            result, timed_out = await invoke(engine, run, handler, ctx, timeout.total_seconds())
+        finally:
+            if ctx._secrets:
+                engine.services.secrets_done(ctx._secrets)
+        if ctx._secrets:
+            # Before the checks: a message about a bad result must not quote a value.
+            result = redact_attempt(result, ctx)
     result = check_result(result, started)
     if result.outcome == "failure":
         error = result.error
@@ -351,6 +383,7 @@ async def _after_wait(
     token.wait_reason = result.reason
     token.wait_kind = kind
     token.wait_started_at = now
+    token.wait_step = wait_snapshot(step)
     # The wait timeout bounds waits for something outside (a signal, resume, task or
     # child); a timer's own wake time already bounds it.
     wait_timeout = engine.wait_timeout_for(execution, step) if kind != "timer" else None
@@ -396,6 +429,9 @@ async def _after_failure(
         assert policy is not None
         execution.retry_attempts[step.id] = done + 1
         delay_ms = _retry_delay_ms(step, done)
+        if isinstance(result.delay, timedelta):
+            # The server said when to come back (``Retry-After``); the policy caps it.
+            delay_ms = clamp_delay_ms(min(result.delay / _MS, float(policy.max_backoff_ms)))
         run.emit(
             "step.retry",
             now,

@@ -60,6 +60,7 @@ class Result:
     error: StepError | None = None
     wake_at: datetime | None = None
     delay: timedelta | None = None
+    """A wait's delay; on a failure, the server-given delay before the retry."""
     reason: str | None = None
 
     @classmethod
@@ -73,12 +74,25 @@ class Result:
 
     @classmethod
     def failure(
-        cls, code: str, message: str, *, details: Any = None, retryable: bool = True
+        cls,
+        code: str,
+        message: str,
+        *,
+        details: Any = None,
+        retryable: bool = True,
+        retry_after: timedelta | float | None = None,
     ) -> Result:
-        """The step failed with ``code``; ``retryable=False`` skips the retry policy."""
+        """The step failed with ``code``; ``retryable=False`` skips the retry policy.
+
+        ``retry_after`` (a ``timedelta`` or seconds; e.g. an HTTP ``Retry-After``) replaces
+        the policy's next backoff, capped by its ``maxBackoffMs``.
+        """
+        if isinstance(retry_after, int | float):
+            retry_after = timedelta(seconds=retry_after)
         return cls(
             outcome="failure",
             error=StepError(code=code, message=message, details=details, retryable=retryable),
+            delay=retry_after,
         )
 
     @classmethod
