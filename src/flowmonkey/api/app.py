@@ -153,10 +153,16 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(RequestMiddleware, state=state)
 
-    from flowmonkey.api import routes_executions, routes_flows, routes_public, routes_tasks
+    from flowmonkey.api import (
+        routes_control,
+        routes_events,
+        routes_executions,
+        routes_flows,
+        routes_public,
+        routes_tasks,
+    )
 
     app.include_router(routes_public.router)
-    app.include_router(routes_flows.router, prefix="/api/v1")
-    app.include_router(routes_executions.router, prefix="/api/v1")
-    app.include_router(routes_tasks.router, prefix="/api/v1")
+    for module in (routes_flows, routes_executions, routes_control, routes_events, routes_tasks):
+        app.include_router(module.router, prefix="/api/v1")
     return app
