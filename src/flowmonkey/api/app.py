@@ -164,5 +164,5 @@ def create_app(
 
     app.include_router(routes_public.router)
     for module in (routes_flows, routes_executions, routes_control, routes_events, routes_tasks):
-        app.include_router(module.router, prefix="/api/v1")
+        app.include_router(module.router)
     return app

@@ -33,7 +33,7 @@ from flowmonkey.stores.base import ExecutionQuery
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(prefix="/api/v1", tags=["executions"])
 
 BULK_MAX = 10_000
 

@@ -25,7 +25,7 @@ from flowmonkey.model.events import Event
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(prefix="/api/v1", tags=["executions"])
 
 TERMINAL_EVENTS = frozenset({"execution.completed", "execution.failed", "execution.cancelled"})
 _KEEPALIVE = 15.0

@@ -16,7 +16,7 @@ from flowmonkey.model.execution import Execution, ExecutionStatus
 
 __all__ = ["execution_json", "router", "summary_json"]
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(prefix="/api/v1", tags=["executions"])
 
 Status = ExecutionStatus
 

@@ -21,7 +21,7 @@ from flowmonkey.versions import sort_versions
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["flows"])
+router = APIRouter(prefix="/api/v1", tags=["flows"])
 
 
 @router.get("/flows", response_model=FlowList, summary="Flows with their versions")
