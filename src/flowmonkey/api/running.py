@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
@@ -41,19 +42,19 @@ async def settle(state: ApiState, execution: Execution, wait: float) -> Executio
     shutdown); ``wait=0`` only starts it.
     """
     engine = state.engine
+    deadline = time.monotonic() + wait
     if execution.status is ExecutionStatus.PENDING and await can_run_here(state, execution):
-        task = state.spawn(engine.run(execution.id))
+        task = state.spawn(_drive(state, execution.id, deadline))
         if wait <= 0:
             return execution
         done, _ = await asyncio.wait({task}, timeout=wait)
         if task in done and task.exception() is None:
-            finished: Execution = task.result().execution
+            finished: Execution = task.result()
             return finished
         latest = await engine.get(execution.id)
         return latest or execution
     if wait <= 0 or execution.status not in _UNSETTLED:
         return execution
-    deadline = time.monotonic() + wait
     pause = 0.005
     latest = execution
     while time.monotonic() < deadline and not state.stopping.is_set():
@@ -63,6 +64,32 @@ async def settle(state: ApiState, execution: Execution, wait: float) -> Executio
         if found is None:
             break
         latest = found
-        if latest.status not in _UNSETTLED:
+        if latest.status not in _UNSETTLED and not _wakes_before(
+            latest, deadline, engine.clock.now()
+        ):
             break
     return latest
+
+
+def _wakes_before(execution: Execution, deadline: float, now: datetime) -> bool:
+    """A timer wait (retry backoff, short delay) that ends before ``deadline``."""
+    if execution.status is not ExecutionStatus.WAITING or execution.wake_at is None:
+        return False
+    remaining = (execution.wake_at - now).total_seconds()
+    return time.monotonic() + remaining < deadline
+
+
+async def _drive(state: ApiState, execution_id: str, deadline: float) -> Execution:
+    """Run it here; while it waits on a timer that ends before ``deadline`` (a retry
+    backoff), sleep until then and go on, so ``wait`` answers the outcome, not the pause."""
+    engine = state.engine
+    result = await engine.run(execution_id)
+    while (
+        _wakes_before(result.execution, deadline, engine.clock.now())
+        and not state.stopping.is_set()
+    ):
+        assert result.wake_at is not None
+        pause = (result.wake_at - engine.clock.now()).total_seconds()
+        await asyncio.sleep(max(pause, 0.0))
+        result = await engine.run(execution_id)
+    return result.execution

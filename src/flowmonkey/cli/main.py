@@ -16,6 +16,8 @@ from flowmonkey.cli.commands_flow import graph, validate
 from flowmonkey.cli.commands_query import events, flows, history, list_executions, status
 from flowmonkey.cli.commands_retry import retry
 from flowmonkey.cli.errors import CliError, to_cli_error
+from flowmonkey.cli.keys import keys
+from flowmonkey.cli.serve import serve_command
 from flowmonkey.cli.state import DEFAULT_STORE, CliState
 from flowmonkey.cli.worker import migrate_command, worker_command
 from flowmonkey.errors import FlowMonkeyError
@@ -77,6 +79,8 @@ cli.add_command(validate)
 cli.add_command(graph)
 cli.add_command(worker_command)
 cli.add_command(migrate_command)
+cli.add_command(serve_command)
+cli.add_command(keys)
 
 
 def main() -> None:
