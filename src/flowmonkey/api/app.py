@@ -20,6 +20,7 @@ from flowmonkey import __version__
 from flowmonkey.api.auth import KeyChecker
 from flowmonkey.api.metrics import Metrics
 from flowmonkey.api.middleware import RequestMiddleware
+from flowmonkey.api.openapi import install_openapi
 from flowmonkey.api.problems import install_problem_handlers
 from flowmonkey.api.ratelimit import RateLimiter
 from flowmonkey.api.schemas import ProblemOut
@@ -145,12 +146,11 @@ def create_app(
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
-        responses={
-            "default": {"model": ProblemOut, "description": "An RFC 9457 problem."},
-        },
+        responses={"default": {"model": ProblemOut, "description": "An RFC 9457 problem."}},
     )
     app.state.flowmonkey = state
     install_problem_handlers(app)
+    install_openapi(app)
     app.add_middleware(RequestMiddleware, state=state)
 
     from flowmonkey.api import (
