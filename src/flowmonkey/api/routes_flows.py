@@ -31,8 +31,10 @@ async def list_flows(
     """Every flow saved in the store or registered in this process."""
     engine = state_of(request).engine
     versions: dict[str, list[str]] = {}
+    saved: dict[str, str] = {}
     for stored in await engine.store.list_flows():
         versions[stored.flow_id] = await engine.store.flow_versions(stored.flow_id)
+        saved[stored.flow_id] = stored.created_at.isoformat()
     for flow_id in engine.flows.flow_ids():
         known = versions.setdefault(flow_id, [])
         for version in engine.flows.versions(flow_id):
@@ -41,7 +43,10 @@ async def list_flows(
     items = []
     for flow_id in sorted(versions):
         ordered = sort_versions(versions[flow_id])
-        items.append({"id": flow_id, "versions": ordered, "latest": ordered[0]})
+        item = {"id": flow_id, "versions": ordered, "latest": ordered[0]}
+        if flow_id in saved:
+            item["saved_at"] = saved[flow_id]
+        items.append(item)
     return json({"items": items})
 
 

@@ -177,6 +177,8 @@ async def _prepare(engine: Engine, execution_id: str, handlers: t.Any) -> None:
     execution = await engine.get(execution_id)
     if execution is None:
         raise ExecutionNotFound(execution_id)
+    if getattr(engine, "remote", False):
+        return  # --server: the server's workers hold the handlers
     flow = await engine.get_flow(execution.flow_id, execution.flow_version)
     check_handlers(flow, handlers)
 
