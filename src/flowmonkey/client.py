@@ -308,9 +308,12 @@ class Client:
         filter: Mapping[str, Any] | None = None,
         reason: str | None = None,
         dry_run: bool = False,
+        tenant_id: str | None = None,
     ) -> dict[str, Any]:
         """Cancel or retry many executions: ``{"matched", "succeeded", "failed"}``."""
         body: dict[str, Any] = {"action": action, "dry_run": dry_run}
+        if tenant_id is not None:
+            body["tenant_id"] = tenant_id
         if ids is not None:
             body["ids"] = list(ids)
         if filter is not None:

@@ -140,3 +140,19 @@ def test_control_commands_exit_codes_match(server: tuple[Server, str]) -> None:
     assert cancelled.exit_code == 0
     assert f"cancelled {waiting}" in cancelled.stdout
     assert remote(running, "tick").exit_code == 2
+
+
+def test_bulk_through_the_server_matches_the_store(server: tuple[Server, str]) -> None:
+    running, store = server
+    start_waiting(running)
+    args = ("--json", "cancel", "--filter", "status=waiting", "--filter", "flow_id=approval",
+            "--dry-run")  # fmt: skip
+    mine, theirs = local(store, *args), remote(running, *args)
+    assert mine.exit_code == theirs.exit_code == 0, theirs.output
+    assert json.loads(theirs.stdout) == json.loads(mine.stdout)
+    assert json.loads(theirs.stdout)["matched"] >= 1
+    done = remote(running, "cancel", "--filter", "status=waiting", "--reason", "bulk")
+    assert done.exit_code == 0, done.output
+    assert "cancelled" in done.stdout
+    after = remote(running, "--json", "list", "--status", "waiting")
+    assert json.loads(after.stdout)["items"] == []
