@@ -13,6 +13,7 @@ from flowmonkey.api.problems import Problem
 from flowmonkey.api.running import settle
 from flowmonkey.api.schemas import ExecutionOut, ExecutionPage, HistoryOut, StartBody
 from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.tracing import TRACEPARENT_KEY, valid_traceparent
 
 __all__ = ["execution_json", "router", "summary_json"]
 
@@ -56,17 +57,22 @@ async def start_execution(
     request: Request,
     principal: Annotated[Principal, Depends(require("write"))],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    traceparent: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Create an execution of a flow; with ``wait`` > 0, answer its state after up to
     that many seconds (completed, failed, waiting, or still pending/running)."""
     state = state_of(request)
     tenant = create_tenant(principal, body.tenant_id)
+    metadata = body.metadata
+    parent = valid_traceparent(traceparent)
+    if parent is not None:  # steps run later, anywhere, join the caller's trace
+        metadata = {**(metadata or {}), TRACEPARENT_KEY: parent}
     created = await state.engine.create(
         body.flow_id,
         body.input or {},
         tenant_id=tenant,
         idempotency_key=_idempotency_key(idempotency_key),
-        metadata=body.metadata,
+        metadata=metadata,
         correlation_id=body.correlation_id,
         version=body.version,
     )

@@ -222,6 +222,9 @@ async def _main(
     except errors.FlowMonkeyError as exc:
         await engine.close()
         _fail(str(exc))
+    from flowmonkey.tracing import configure_from_env
+
+    stop_tracing = configure_from_env(engine)
     worker = None if no_worker else _worker(engine, concurrency, grace)
     app = create_app(
         engine, auth=not dev, settings=ApiSettings(**settings), owns_engine=True, worker=worker
@@ -246,6 +249,9 @@ async def _main(
     except OSError as exc:
         log.error("cannot serve: %s", exc)
         return 1
+    finally:
+        if stop_tracing is not None:
+            stop_tracing()
     return 0 if server.started else 1
 
 
