@@ -40,6 +40,7 @@ check: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests

@@ -111,7 +111,7 @@ class ExecutionTracer:
         span = self._runs.get(execution_id)
         if span is not None:
             return span
-        run = self._engine._inflight.get(execution_id)
+        run = self._engine.runtime.inflight.get(execution_id)
         execution = run.execution if run is not None else None
         attributes: dict[str, Any] = {"flowmonkey.execution_id": execution_id}
         parent = None

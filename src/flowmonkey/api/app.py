@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -24,61 +23,14 @@ from flowmonkey.api.openapi import install_openapi
 from flowmonkey.api.problems import install_problem_handlers
 from flowmonkey.api.ratelimit import RateLimiter
 from flowmonkey.api.schemas import ProblemOut
+from flowmonkey.api.state import ApiSettings, ApiState, BackgroundWorker
 
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
-    from flowmonkey.worker.worker import Worker
 
 __all__ = ["ApiSettings", "ApiState", "create_app"]
 
 log = logging.getLogger("flowmonkey.api")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ApiSettings:
-    """How the service behaves. Defaults suit one process serving a team."""
-
-    auth: bool = True
-    """Check API keys. ``False`` (``serve --dev``) lets every caller act as an admin."""
-    max_body_bytes: int = 1 << 20
-    """Largest request body (413 above)."""
-    rate_limit: float = 200.0
-    """Requests per second per API key (token bucket refill)."""
-    rate_burst: int = 400
-    """Bucket size per API key."""
-    public_rate_limit: float = 10.0
-    """Requests per second per client IP on the unauthenticated endpoints."""
-    public_rate_burst: int = 30
-    inline: bool = True
-    """Run the steps of executions started/resumed through the API in this process (it
-    has the handlers); ``False`` (``serve --no-worker``) leaves them to workers."""
-    event_poll_interval: float = 0.25
-    """How often an SSE stream looks for events written by other processes."""
-    request_log: bool = True
-    """One JSON line per request on the ``flowmonkey.api.access`` logger."""
-    base_url: str | None = None
-    """The public URL of this service (for ``Location`` and resume links)."""
-
-
-@dataclass(slots=True, kw_only=True)
-class ApiState:
-    """Everything the routes share (``app.state.flowmonkey``)."""
-
-    engine: Engine
-    settings: ApiSettings
-    keys: KeyChecker | None
-    limiter: RateLimiter | None
-    public_limiter: RateLimiter
-    metrics: Metrics | None
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        """Run ``coro`` in the background, awaited at shutdown."""
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-        return task
 
 
 def create_app(
@@ -87,7 +39,7 @@ def create_app(
     auth: bool = True,
     settings: ApiSettings | None = None,
     owns_engine: bool = True,
-    worker: Worker | None = None,
+    worker: BackgroundWorker | None = None,
     metrics: bool = True,
 ) -> FastAPI:
     """The flowmonkey HTTP API over ``engine``, ready to serve or mount.

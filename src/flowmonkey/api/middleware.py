@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flowmonkey.api.problems import Problem, problem_response
 
 if TYPE_CHECKING:
-    from flowmonkey.api.app import ApiState
+    from flowmonkey.api.state import ApiState
 
 __all__ = ["RequestMiddleware"]
 

@@ -16,7 +16,7 @@ from flowmonkey import errors
 from flowmonkey.model.execution import Execution, ExecutionStatus
 
 if TYPE_CHECKING:
-    from flowmonkey.api.app import ApiState
+    from flowmonkey.api.state import ApiState
 
 __all__ = ["can_run_here", "settle"]
 

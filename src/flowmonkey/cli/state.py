@@ -25,6 +25,7 @@ from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.errors import FlowMonkeyError, ValidationIssue
 from flowmonkey.handlers.registry import HandlerRegistry
+from flowmonkey.jsonvalues import MAX_JSON_DEPTH, json_problems
 from flowmonkey.model.flow import Flow
 from flowmonkey.stores import open_store, redact_url
 
@@ -82,8 +83,12 @@ def run_async(coro: Coroutine[t.Any, t.Any, T]) -> T:
 def parse_json_arg(value: str | None, option: str) -> t.Any:
     """Parse a JSON option value, or ``@path`` to read it from a file (``@-``: stdin).
 
+    The value must be storable JSON (see ``flowmonkey.jsonvalues``): integers within 64
+    bits, no lone surrogates, at most ``MAX_JSON_DEPTH`` levels deep.
+
     Raises:
-        CliError: unreadable file or invalid JSON (with line and column).
+        CliError: unreadable file, invalid JSON (with line and column), or JSON the
+            stores could not hold (with the path of each problem). Never a traceback.
     """
     if value is None:
         return None
@@ -99,18 +104,40 @@ def parse_json_arg(value: str | None, option: str) -> t.Any:
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"{source}: cannot read file: {exc}", code="BAD_JSON")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
+    except RecursionError:
+        raise CliError(
+            f"{source}: invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels", code="BAD_JSON"
+        ) from None
     except ValueError as exc:
         if not isinstance(exc, json.JSONDecodeError):
-            raise CliError(f"{source}: invalid JSON: {exc}", code="BAD_JSON")
+            raise CliError(f"{source}: invalid JSON: {exc}", code="BAD_JSON") from None
         raise CliError(
             f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             code="BAD_JSON",
+        ) from None
+    problems = json_problems(value, max_depth=MAX_JSON_DEPTH)
+    if problems:
+        where = [f"{p.path or '<value>'}: {p.message}" for p in problems]
+        raise CliError(
+            f"{source}: JSON the stores cannot hold: {where[0]}",
+            code="BAD_JSON",
+            details=where[1:],
+            data=[{"path": p.path, "message": p.message} for p in problems],
         )
+    return value
 
 
 def _reject_constant(name: str) -> t.Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _bounded_int(text: str) -> int:
+    # Python's own guard (4300 digits) would suggest raising a limit; 20 digits is
+    # already past 64 bits, and json_problems names the path of a shorter large one.
+    if len(text.lstrip("-")) > 20:
+        raise ValueError(f"integer {text[:20]}... is beyond 64 bits")
+    return int(text)
 
 
 def parse_json_object(value: str | None, option: str) -> dict[str, t.Any]:

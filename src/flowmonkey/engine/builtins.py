@@ -16,7 +16,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey.durations import parse_datetime, parse_duration
+from flowmonkey.engine.creation import create_execution
 from flowmonkey.engine.selectors import get_path, render_template
+from flowmonkey.engine.terminal import cancel
 from flowmonkey.handlers.base import HandlerMetadata
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.handlers.registry import RegisteredHandler
@@ -25,8 +27,8 @@ from flowmonkey.model.records import Task
 from flowmonkey.model.result import Result
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
     from flowmonkey.engine.run import StepRuntime
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Step
 
 __all__ = ["CHILD_POLL", "WAIT_KINDS", "builtin_handlers", "children_of_visit", "task_id_for"]
@@ -58,7 +60,7 @@ def task_id_for(execution_id: str, step_id: str, visit: int) -> str:
 
 
 async def children_of_visit(
-    engine: Engine, parent_id: str, step_id: str, visit: int
+    engine: Runtime, parent_id: str, step_id: str, visit: int
 ) -> list[Execution]:
     """Child executions started by one visit of a ``subflow``/``forEach`` step."""
     return [
@@ -68,7 +70,7 @@ async def children_of_visit(
     ]
 
 
-def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
+def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
     """The built-in step types as handlers bound to ``engine``."""
     import jmespath  # only engines that run a switch pay for it (see ``compiled``)
     import jmespath.exceptions
@@ -197,7 +199,7 @@ def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
         if failed:
             for c in children:
                 if not c.status.is_terminal:
-                    await engine.cancel(c.id, source="parent", reason="a sibling failed")
+                    await cancel(engine, c.id, source="parent", reason="a sibling failed")
             return _child_outcome(rt, failed, None, single=True)
         running = sum(1 for c in children if not c.status.is_terminal)
         concurrency = int(config.get("concurrency") or 10)
@@ -256,7 +258,7 @@ def _render_title(template: str, context: Mapping[str, Any]) -> str:
 
 
 async def _start_child(
-    engine: Engine,
+    engine: Runtime,
     rt: StepRuntime,
     flow_id: str,
     version: Any,
@@ -266,9 +268,11 @@ async def _start_child(
 ) -> Execution:
     run, step, token = rt.run, rt.step, rt.token
     parent = run.execution
-    created = await engine.create(
+    created, _ = await create_execution(
+        engine,
         flow_id,
         dict(child_input),
+        lease_self=False,
         version=str(version) if version is not None else None,
         tenant_id=parent.tenant_id,
         parent_execution_id=parent.id,

@@ -1,6 +1,6 @@
 """Operations that hand data to a waiting execution from outside a step: resume (by id
 or token), signals and user tasks. Due work lives in ``timers``, cancel/fail and the
-after-terminal work in ``terminal``."""
+after-terminal work in ``terminal`` and ``timers``."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.builtins import task_id_for
-from flowmonkey.engine.leasing import release_untouched, settle_status
+from flowmonkey.engine.driving import drive
+from flowmonkey.engine.leasing import acquire, open_run, release_untouched
 from flowmonkey.engine.limits import OutputError
+from flowmonkey.engine.parallel import advance
 from flowmonkey.engine.results import RunResult
 from flowmonkey.engine.run import Run, hash_token
-from flowmonkey.engine.step import advance, complete_if_done, move_after_wait
 from flowmonkey.engine.timers import apply_due
+from flowmonkey.engine.transitions import complete_if_done, move_after_wait, settle_status
 from flowmonkey.model.execution import ExecutionStatus, Token, TokenStatus
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.records import Task
 
 __all__ = ["complete_task", "resume", "resume_by_token", "signal"]
@@ -36,10 +38,10 @@ def _waiting_token(run: Run, step_id: str | None) -> Token | None:
     return None
 
 
-async def _open_waiting(engine: Engine, execution_id: str) -> Run:
+async def _open_waiting(engine: Runtime, execution_id: str) -> Run:
     """Lease a waiting execution (after applying due work) or raise ExecutionNotWaiting."""
-    acquired = await engine.acquire(execution_id, start=False)
-    run = await engine.open_run(acquired)
+    acquired = await acquire(engine, execution_id, start=False)
+    run = await open_run(engine, acquired)
     if run is None:
         status = acquired.execution.status
         raise errors.ExecutionNotWaiting(execution_id, str(status))
@@ -51,7 +53,7 @@ async def _open_waiting(engine: Engine, execution_id: str) -> Run:
 
 
 async def resume(
-    engine: Engine, execution_id: str, data: Any, *, token: str | None, run_next: bool = True
+    engine: Runtime, execution_id: str, data: Any, *, token: str | None, run_next: bool = True
 ) -> RunResult:
     """See ``Engine.resume``."""
     token_hash = None
@@ -91,10 +93,10 @@ async def resume(
     except BaseException:
         await release_untouched(engine, run)
         raise
-    return await engine.drive(run)
+    return await drive(engine, run)
 
 
-async def _hand_off(engine: Engine, run: Run) -> RunResult:
+async def _hand_off(engine: Runtime, run: Run) -> RunResult:
     """Commit the resume/signal and leave the execution runnable for a worker: one
     transaction, and the wake-up goes to whichever worker claims it first."""
     execution = run.execution
@@ -113,7 +115,7 @@ def _write_payload(run: Run, path: str, value: Any, *, literal: bool = False) ->
         raise ValueError(str(exc)) from None
 
 
-async def _check_token(engine: Engine, token: str, execution_id: str | None) -> str:
+async def _check_token(engine: Runtime, token: str, execution_id: str | None) -> str:
     token_hash = hash_token(token)
     record = await engine.store.get_resume_token(token_hash)
     if record is None:
@@ -128,7 +130,7 @@ async def _check_token(engine: Engine, token: str, execution_id: str | None) -> 
 
 
 async def resume_by_token(
-    engine: Engine, token: str, data: Any, *, run_next: bool = True
+    engine: Runtime, token: str, data: Any, *, run_next: bool = True
 ) -> RunResult:
     """See ``Engine.resume_by_token``."""
     record = await engine.store.get_resume_token(hash_token(token))
@@ -138,7 +140,7 @@ async def resume_by_token(
 
 
 async def signal(
-    engine: Engine,
+    engine: Runtime,
     execution_id: str,
     step_id: str,
     *,
@@ -227,11 +229,11 @@ async def signal(
     except BaseException:
         await release_untouched(engine, run)
         raise
-    return await engine.drive(run)
+    return await drive(engine, run)
 
 
 async def complete_task(
-    engine: Engine,
+    engine: Runtime,
     task_id: str,
     *,
     port: str | None,

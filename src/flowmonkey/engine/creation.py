@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.engine.limits import ContextSizes, OutputError, plan_write
+from flowmonkey.engine.lookup import get_flow
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.results import CreateResult
 from flowmonkey.engine.run import Run
@@ -16,13 +17,13 @@ from flowmonkey.model.execution import Execution, ExecutionStatus, Token
 from flowmonkey.stores.base import Lease
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
 
 __all__ = ["check_context", "create_execution"]
 
 
 async def create_execution(
-    engine: Engine,
+    engine: Runtime,
     flow_id: str,
     context: Mapping[str, Any] | None,
     *,
@@ -45,8 +46,7 @@ async def create_execution(
     ``lease_self`` stores it already leased to ``engine`` and ``running`` and also returns
     the ``Run`` that drives it (``None`` without ``lease_self`` or on an idempotency hit).
     """
-    await engine._ensure_ready()
-    flow = await engine.get_flow(flow_id, version)
+    flow = await get_flow(engine, flow_id, version)
     initial = dict(context or {})
     if not isinstance(context, Mapping | None):
         raise TypeError("context must be a mapping")

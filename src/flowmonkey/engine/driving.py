@@ -7,55 +7,30 @@ from typing import TYPE_CHECKING
 
 from flowmonkey import errors
 from flowmonkey.engine import timers
+from flowmonkey.engine.branches import run_branches
+from flowmonkey.engine.leasing import acquire, open_run
 from flowmonkey.engine.results import RunResult, StepResult
-from flowmonkey.engine.run import Run
-from flowmonkey.engine.step import StepCancelled, execute_step, fail_execution
+from flowmonkey.engine.step import StepCancelled, execute_step
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
-from flowmonkey.model.flow import Flow
-from flowmonkey.stores.base import Acquired
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.run import Run
+    from flowmonkey.engine.runtime import Runtime
 
-__all__ = ["drive", "open_run", "run_until_idle", "step_once"]
-
-
-async def open_run(engine: Engine, acquired: Acquired) -> Run | None:
-    """See ``Engine.open_run``."""
-    if acquired.lease is None:
-        return None
-    execution = acquired.execution
-    try:
-        flow = await engine.get_flow(execution.flow_id, execution.flow_version)
-    except errors.FlowNotFound as exc:
-        # Nothing can ever run it here: fail it (terminal, lease released) rather than
-        # leave it running and unclaimable.
-        placeholder = Flow(
-            id=execution.flow_id, version=execution.flow_version, initial_step_id="", steps={}
-        )
-        run = Run(engine, execution, acquired.lease, placeholder)
-        await fail_execution(run, exc.code, exc.message, step_id=execution.current_step_id)
-        return run
-    except BaseException:
-        await engine.store.release(acquired.lease)
-        raise
-    run = Run(engine, execution, acquired.lease, flow)
-    if acquired.recovered:
-        timers.note_recovery(run)
-    return run
+__all__ = ["drive", "run_until_idle", "step_once"]
 
 
-async def step_once(engine: Engine, execution_id: str) -> StepResult:
+async def step_once(engine: Runtime, execution_id: str) -> StepResult:
     """See ``Engine.step``."""
-    acquired = await engine.acquire(execution_id)
-    run = await engine.open_run(acquired)
+    acquired = await acquire(engine, execution_id)
+    run = await open_run(engine, acquired)
     if run is None:
         ex = acquired.execution
         return StepResult(
             step_id=None, outcome=None, next_step_id=None, status=ex.status, execution=ex
         )
     outcome: list[tuple[str | None, str | None, str | None]] = []
-    result = await engine.drive(run, max_steps=1, record=outcome)
+    result = await drive(engine, run, max_steps=1, record=outcome)
     step_id, kind, next_id = outcome[0] if outcome else (None, None, None)
     return StepResult(
         step_id=step_id,
@@ -67,7 +42,7 @@ async def step_once(engine: Engine, execution_id: str) -> StepResult:
 
 
 async def drive(
-    engine: Engine,
+    engine: Runtime,
     run: Run,
     *,
     max_steps: int | None = None,
@@ -76,8 +51,8 @@ async def drive(
 ) -> RunResult:
     """See ``Engine.drive``."""
     execution = run.execution
-    engine._inflight[execution.id] = run
-    engine._leases.ensure_running()
+    engine.inflight[execution.id] = run
+    engine.leases.ensure_running()
     steps = 0
     waiting = ExecutionStatus.WAITING
     try:
@@ -103,8 +78,6 @@ async def drive(
                 len(execution.tokens) > 1
                 and sum(t.status is TokenStatus.ACTIVE for t in execution.tokens) > 1
             ):
-                from flowmonkey.engine.parallel import run_branches
-
                 await run_branches(engine, run)
                 steps += 1
                 continue
@@ -127,17 +100,16 @@ async def drive(
             raise errors.ExecutionNotFound(execution.id) from None
         return RunResult.of(fresh)
     finally:
-        if engine._inflight.get(execution.id) is run:
-            del engine._inflight[execution.id]
+        if engine.inflight.get(execution.id) is run:
+            del engine.inflight[execution.id]
     return RunResult.of(execution)
 
 
-async def run_until_idle(engine: Engine, *, max_rounds: int) -> int:
+async def run_until_idle(engine: Runtime, *, max_rounds: int) -> int:
     """See ``Engine.run_until_idle``."""
-    await engine._ensure_ready()
     driven = 0
     for _ in range(max_rounds):
-        await engine.tick_timers()
+        await timers.tick_timers(engine, limit=1000)
         claimed = await engine.store.claim(
             owner=engine.owner,
             now=engine.clock.now(),
@@ -147,8 +119,8 @@ async def run_until_idle(engine: Engine, *, max_rounds: int) -> int:
         if not claimed:
             return driven
         for acquired in claimed:
-            run = await engine.open_run(acquired)
+            run = await open_run(engine, acquired)
             if run is not None:
-                await engine.drive(run)
+                await drive(engine, run)
                 driven += 1
     return driven

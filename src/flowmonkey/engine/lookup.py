@@ -1,20 +1,24 @@
-"""What the engine runs: flows (registry first, then the store) and step handlers."""
+"""What the engine runs: flows (registry first, then the store) and step handlers
+(user handlers, then built-in step types; passthrough ones in simulation mode)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
+from flowmonkey.handlers.base import HandlerMetadata
+from flowmonkey.handlers.registry import RegisteredHandler
 from flowmonkey.model.flow import Flow, Step
+from flowmonkey.model.result import Result
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
-    from flowmonkey.handlers.registry import RegisteredHandler
+    from flowmonkey.engine.runtime import Runtime
+    from flowmonkey.handlers.context import HandlerContext
 
-__all__ = ["get_flow", "load_flows_from_store", "resolve_handler", "save_flow"]
+__all__ = ["get_flow", "load_flows_from_store", "passthrough", "resolve_handler", "save_flow"]
 
 
-async def get_flow(engine: Engine, flow_id: str, version: str | None) -> Flow:
+async def get_flow(engine: Runtime, flow_id: str, version: str | None) -> Flow:
     """See ``Engine.get_flow``."""
     flow = engine.flows.get(flow_id, version)
     if flow is not None:
@@ -27,7 +31,7 @@ async def get_flow(engine: Engine, flow_id: str, version: str | None) -> Flow:
     return flow
 
 
-async def load_flows_from_store(engine: Engine) -> int:
+async def load_flows_from_store(engine: Runtime) -> int:
     """See ``Engine.load_flows_from_store``."""
     count = 0
     for stored in await engine.store.list_flows():
@@ -41,9 +45,9 @@ async def load_flows_from_store(engine: Engine) -> int:
     return count
 
 
-async def save_flow(engine: Engine, flow: Flow) -> bool:
+async def save_flow(engine: Runtime, flow: Flow) -> bool:
     """See ``Engine.save_flow`` (the engine must be initialized)."""
-    from flowmonkey.definitions.validate import raise_for_issues
+    from flowmonkey.definitions.validate import raise_for_issues  # loads jsonschema
 
     raise_for_issues(flow.id, engine.flows.validate(flow))
     known = engine.flows.get(flow.id, flow.version)
@@ -54,17 +58,28 @@ async def save_flow(engine: Engine, flow: Flow) -> bool:
     return saved
 
 
-def resolve_handler(engine: Engine, step: Step) -> RegisteredHandler | None:
+def resolve_handler(engine: Runtime, step: Step) -> RegisteredHandler | None:
     """See ``Engine.resolve_handler``."""
     handler = engine.handlers.get(step.type)
     if handler is None:
-        handler = engine._builtins.get(step.type)
-    elif engine.options.mode == "simulation" and step.type not in engine._builtins:
-        from flowmonkey.engine.simulation import passthrough
-
+        handler = engine.builtins.get(step.type)
+    elif engine.options.mode == "simulation" and step.type not in engine.builtins:
         return passthrough(step.type)
     if handler is None and engine.options.mode == "simulation":
-        from flowmonkey.engine.simulation import passthrough
-
         return passthrough(step.type)
     return handler
+
+
+async def _succeed(ctx: HandlerContext) -> Result:
+    return Result.success()
+
+
+def passthrough(step_type: str) -> RegisteredHandler:
+    """A handler that succeeds with no output (what simulation mode runs)."""
+    return RegisteredHandler(
+        type=step_type,
+        fn=_succeed,
+        is_async=True,
+        metadata=HandlerMetadata(type=step_type, name=step_type, description="passthrough"),
+        timeout=None,
+    )

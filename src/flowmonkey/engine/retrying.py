@@ -20,18 +20,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
-from flowmonkey.engine.leasing import release_untouched
+from flowmonkey.engine.leasing import open_run, release_untouched
+from flowmonkey.engine.lookup import get_flow
 from flowmonkey.engine.results import RunResult
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
 
 __all__ = ["retry"]
 
 
-async def retry(engine: Engine, execution_id: str, *, run_next: bool = True) -> RunResult:
-    """See ``Engine.retry``."""
+async def retry(engine: Runtime, execution_id: str) -> RunResult:
+    """See ``Engine.retry``: revive the execution (one commit); it is left ``pending``."""
+    stored = await engine.store.get(execution_id, history=False)
+    if stored is None:
+        raise errors.ExecutionNotFound(execution_id)
+    if stored.status is not ExecutionStatus.FAILED:
+        raise errors.ExecutionNotFailed(execution_id, str(stored.status))
+    # Before any lease: a flow that is gone would make opening the run fail it again.
+    await get_flow(engine, stored.flow_id, stored.flow_version)
     acquired = await engine.store.acquire(
         execution_id,
         owner=engine.lease_owner(),
@@ -45,7 +53,7 @@ async def retry(engine: Engine, execution_id: str, *, run_next: bool = True) -> 
         if acquired.lease is not None:
             await engine.store.release(acquired.lease)
         raise errors.ExecutionNotFailed(execution_id, str(current.status))
-    run = await engine.open_run(acquired)
+    run = await open_run(engine, acquired)
     if run is None:  # another process holds it (a retry under way elsewhere)
         raise errors.ExecutionNotFailed(execution_id, str(current.status), "it is leased")
     try:
@@ -83,6 +91,4 @@ async def retry(engine: Engine, execution_id: str, *, run_next: bool = True) -> 
         await release_untouched(engine, run)
         raise
     await engine.notify_runnable(execution_id)
-    if not run_next:
-        return RunResult.of(execution)
-    return await engine.run(execution_id)
+    return RunResult.of(execution)

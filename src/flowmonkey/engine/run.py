@@ -31,7 +31,7 @@ from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores.base import Lease, StepCommit
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Flow, Step
 
 __all__ = ["BRANCH", "Run", "StepRuntime", "hash_token"]
@@ -96,7 +96,7 @@ class Run:
         "use_token",
     )
 
-    def __init__(self, engine: Engine, execution: Execution, lease: Lease, flow: Flow) -> None:
+    def __init__(self, engine: Runtime, execution: Execution, lease: Lease, flow: Flow) -> None:
         self.engine = engine
         self.execution = execution
         self.lease = lease

@@ -12,7 +12,12 @@ from flowmonkey.engine import parallel
 from flowmonkey.engine.builtins import WAIT_KINDS
 from flowmonkey.engine.eager import Resume, handoff
 from flowmonkey.engine.limits import OutputError
+from flowmonkey.engine.lookup import resolve_handler
+from flowmonkey.engine.parallel import advance
+from flowmonkey.engine.run import StepRuntime
 from flowmonkey.engine.selectors import SelectorError, resolve_input
+from flowmonkey.engine.timers import wake_parent
+from flowmonkey.engine.transitions import fail_execution, finish_terminal, parked
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.model.execution import (
     ErrorInfo,
@@ -24,20 +29,12 @@ from flowmonkey.model.execution import (
 from flowmonkey.model.result import UNSET, Result
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
-    from flowmonkey.engine.run import Run, StepRuntime
+    from flowmonkey.engine.run import Run
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.handlers.registry import RegisteredHandler
     from flowmonkey.model.flow import Step
 
-__all__ = [
-    "StepCancelled",
-    "advance",
-    "complete_if_done",
-    "execute_step",
-    "fail_execution",
-    "move_after_wait",
-    "parked",
-]
+__all__ = ["StepCancelled", "execute_step"]
 
 _RUNNING = ExecutionStatus.RUNNING
 _PENDING = ExecutionStatus.PENDING
@@ -70,7 +67,7 @@ def _failure_from(exc: BaseException) -> Result:
 
 
 async def _invoke(
-    engine: Engine, run: Run, handler: RegisteredHandler, ctx: HandlerContext, timeout: float
+    engine: Runtime, run: Run, handler: RegisteredHandler, ctx: HandlerContext, timeout: float
 ) -> tuple[Result, bool]:
     """Call the handler; returns ``(result, timed_out)``. Never raises for handler errors."""
     if handler.is_async:
@@ -116,82 +113,6 @@ async def _invoke(
     return _as_result(value), False
 
 
-async def fail_execution(
-    run: Run, code: str, message: str, *, step_id: str | None, details: Any = None
-) -> None:
-    """Fail the execution before/without a handler attempt (no step consumed)."""
-    now = run.engine.clock.now()
-    info = ErrorInfo(code=code, message=message, step_id=step_id, details=details, at=now)
-    run.finish(_FAILED, now, info)
-    run.emit("execution.failed", now, {"step_id": step_id, "error": info.to_dict()})
-    await run.commit(release=True)
-    await finish_terminal(run)
-
-
-_ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask"})
-
-
-async def finish_terminal(run: Run) -> None:
-    """Hooks and parent wake-up after the terminal commit. Shielded in a concurrent run:
-    the branch runner cancels the other branches once the run ends, and that must not
-    cut the hooks of the branch that ended it."""
-    if run.concurrent:
-        await asyncio.shield(run.engine.after_terminal(run.execution))
-    else:
-        await run.engine.after_terminal(run.execution)
-
-
-def move_after_wait(
-    step: Step | None, token: Token, step_count: int = 0, run: Run | None = None
-) -> bool:
-    """A wait is over: continue at onResume, else onSuccess, else the same step.
-
-    Retry backoffs and child waits always re-run the same step (it is re-entrant). A
-    built-in wait step (delay, waitForSignal, userTask) with neither target ends the
-    token instead (returns True): re-running it would only wait again.
-    """
-    token.status = _ACTIVE
-    kind = token.wait_kind
-    if run is not None and token.step_id is not None and kind not in ("retry", "child"):
-        # The wait is over: tokens minted for it must not resume a later visit.
-        run.revoke_steps.append(token.step_id)
-    token.wake_at = None
-    token.wait_reason = None
-    token.wait_kind = None
-    token.wait_started_at = None
-    token.wait_deadline_at = None
-    if step is None or kind in ("retry", "child"):
-        return False
-    target = step.transitions.on_resume or step.transitions.on_success
-    if target is not None:
-        token.step_id = target
-        token.visit = max(step_count, token.visit + 1)
-        return False
-    if step.type in _ENDING_WAITS:
-        token.status = _DONE
-        return True
-    return False
-
-
-def complete_if_done(run: Run, now: datetime) -> bool:
-    """After a token ended: complete the execution when no token is left."""
-    execution = run.execution
-    if all(t.status is _DONE for t in execution.tokens):
-        run.finish(_COMPLETED, now, None)
-        run.emit(
-            "execution.completed",
-            now,
-            {"flow_id": execution.flow_id, "total_steps": execution.step_count},
-        )
-        return True
-    return False
-
-
-def parked(execution: Any) -> bool:
-    """True when no token is active: the execution waits (and releases its lease)."""
-    return not any(t.status is _ACTIVE for t in execution.tokens)
-
-
 def _retry_delay_ms(step: Step, retry_index: int) -> float:
     policy = step.retry
     assert policy is not None
@@ -201,7 +122,7 @@ def _retry_delay_ms(step: Step, retry_index: int) -> float:
     return delay
 
 
-async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str | None]:
+async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, str | None]:
     """Run the step under ``token`` and commit its outcome.
 
     Returns ``(outcome, next_step_id)``; ``outcome`` is ``success``/``failure``/``wait``,
@@ -224,7 +145,7 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
             if step.type == "parallel":
                 return await parallel.fork(engine, run, token, step)
             return await parallel.join_arrive(engine, run, token, step)
-    handler = engine.resolve_handler(step)
+    handler = resolve_handler(engine, step)
     if handler is None:
         await fail_execution(
             run, "HANDLER_NOT_FOUND", f'No handler for "{step.type}"', step_id=step.id
@@ -255,7 +176,7 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
         attempt=attempt,
         run_number=execution.run_number,
         tenant_id=execution.tenant_id,
-        lazy=(run, token),
+        lazy=(StepRuntime, run, token),
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
     result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
@@ -280,7 +201,7 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
 
 
 async def _apply(
-    engine: Engine,
+    engine: Runtime,
     run: Run,
     token: Token,
     step: Step,
@@ -361,7 +282,7 @@ _MS = timedelta(milliseconds=1)
 
 
 async def _after_success(
-    engine: Engine, run: Run, token: Token, step: Step, result: Result, now: datetime
+    engine: Runtime, run: Run, token: Token, step: Step, result: Result, now: datetime
 ) -> tuple[str, str | None]:
     execution = run.execution
     execution.retry_attempts.pop(step.id, None)
@@ -385,70 +306,8 @@ async def _after_success(
     return await advance(engine, run, token, step, target, "success", now)
 
 
-async def advance(
-    engine: Engine,
-    run: Run,
-    token: Token,
-    step: Step,
-    target: str | None,
-    outcome: str,
-    now: datetime,
-    *,
-    hand_off: bool = False,
-) -> tuple[str, str | None]:
-    """Move ``token`` from ``step`` to ``target`` (``None`` ends the token) and commit.
-
-    ``hand_off``: commit the move as ``pending`` and give the lease back (the caller
-    does not run the next step; a worker will).
-    """
-    execution = run.execution
-    if target is None:
-        token.status = _DONE
-        if complete_if_done(run, now):
-            await run.commit(release=True, at=now)
-            await finish_terminal(run)
-            return outcome, None
-        stop = parked(execution)
-        if stop:
-            execution.status = _WAITING_S
-        await run.commit(release=stop, at=now)
-        return outcome, None
-    if target not in run.flow.steps:
-        await fail_execution(
-            run,
-            "INVALID_TRANSITION",
-            f'Step "{step.id}" -> "{target}" not found',
-            step_id=step.id,
-        )
-        return outcome, None
-    token.step_id = target
-    token.visit = execution.step_count
-    run.emit(
-        "transition",
-        now,
-        {"from_step_id": step.id, "to_step_id": target, "outcome": outcome},
-    )
-    target_step = run.flow.steps[target]
-    if (
-        target_step.type == "join"
-        and token.fork_id is not None
-        and engine.handlers.get("join") is None
-    ):
-        # Arriving at a join is only a token move: do it in this step's commit rather
-        # than in one of its own (halves the commits of a wide fork).
-        await parallel.join_arrive(engine, run, token, target_step)
-        return outcome, target
-    if hand_off:
-        execution.status = _PENDING
-        await run.commit(release=True, at=now)
-        await engine.notify_runnable(execution.id)
-        return outcome, target
-    await run.commit(at=now)
-    return outcome, target
-
-
 async def _after_wait(
-    engine: Engine, run: Run, token: Token, step: Step, result: Result, now: datetime
+    engine: Runtime, run: Run, token: Token, step: Step, result: Result, now: datetime
 ) -> None:
     execution = run.execution
     wake_at = result.wake_at
@@ -482,11 +341,11 @@ async def _after_wait(
     if kind == "child" and stop:
         # A child may have finished before this wait was committed; its wake-up could
         # not reach us then (we held the lease), so look now.
-        await engine.check_children(execution.id, step.id, token.visit)
+        await wake_parent(engine, execution.id, step.id, token.visit)
 
 
 async def _after_failure(
-    engine: Engine,
+    engine: Runtime,
     run: Run,
     token: Token,
     step: Step,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -78,7 +78,7 @@ class HandlerContext:
         run_number: int,
         tenant_id: str | None,
         runtime: StepRuntime | None = None,
-        lazy: tuple[Any, Any] | None = None,
+        lazy: tuple[Callable[[Any, Step, Any], StepRuntime], Any, Any] | None = None,
     ) -> None:
         self.input: Any = input
         self.config: Any = config
@@ -94,8 +94,9 @@ class HandlerContext:
         self._cancelled: threading.Event | None = None
         self._runtime = runtime
         self._lazy = lazy
-        """``(run, token)``: the engine's runtime is built on first use (most steps never
-        call ``set``/``checkpoint``/``create_resume_token``)."""
+        """``(factory, run, token)``: the engine's runtime is built on first use (most steps
+        never call ``set``/``checkpoint``/``create_resume_token``). The engine hands over the
+        factory so this layer never imports the engine."""
         self._snapshot: Execution | None = None
 
     def replace(self, *, input: Any = None, config: Any = None) -> HandlerContext:
@@ -141,10 +142,8 @@ class HandlerContext:
         if runtime is None:
             if self._lazy is None:
                 raise RuntimeError("this HandlerContext is not attached to a running step")
-            from flowmonkey.engine.run import StepRuntime as _EngineRuntime
-
-            run, token = self._lazy
-            runtime = self._runtime = _EngineRuntime(run, self.step, token)
+            factory, run, token = self._lazy
+            runtime = self._runtime = factory(run, self.step, token)
         return runtime
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -190,7 +190,11 @@ class Store(Protocol):
         ...
 
     async def list(self, query: ExecutionQuery) -> Page[Execution]:
-        """Return a page of executions (no history), newest first."""
+        """Return a page of executions (no history), newest first.
+
+        Raises:
+            InvalidCursor: ``query.cursor`` is not a ``next_cursor`` this store returned.
+        """
         ...
 
     async def find_children(self, parent_execution_id: str) -> builtins.list[Execution]:

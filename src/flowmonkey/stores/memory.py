@@ -48,12 +48,21 @@ def encode_cursor(created_at: datetime, execution_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Inverse of ``encode_cursor``; ``ValueError`` for a malformed cursor."""
+    """Inverse of ``encode_cursor``.
+
+    Raises:
+        InvalidCursor: ``cursor`` is not one ``encode_cursor`` made (any garbage, however
+            shaped: it comes from users, e.g. ``flowmonkey list --cursor``).
+    """
     try:
         created, ident = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(ident)
-    except Exception as exc:
-        raise ValueError(f"invalid cursor: {cursor!r}") from exc
+        at = datetime.fromisoformat(created)
+    except Exception as exc:  # base64, UTF-8, JSON, shape, ISO time: all mean "garbage"
+        raise errors.InvalidCursor(str(cursor)) from exc
+    # Well-formed JSON of the wrong shape would fail later, inside a store's comparison.
+    if at.tzinfo is None or not isinstance(ident, str):
+        raise errors.InvalidCursor(cursor)
+    return at, ident
 
 
 class _Row:
