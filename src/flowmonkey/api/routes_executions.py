@@ -10,7 +10,7 @@ from starlette.responses import Response
 from flowmonkey.api.auth import Principal, create_tenant, list_tenant, require
 from flowmonkey.api.deps import check_cursor, json, state_of, visible_execution
 from flowmonkey.api.problems import Problem
-from flowmonkey.api.running import settle
+from flowmonkey.api.running import start
 from flowmonkey.api.schemas import ExecutionOut, ExecutionPage, HistoryOut, StartBody
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.tracing import TRACEPARENT_KEY, valid_traceparent
@@ -67,21 +67,21 @@ async def start_execution(
     parent = valid_traceparent(traceparent)
     if parent is not None:  # steps run later, anywhere, join the caller's trace
         metadata = {**(metadata or {}), TRACEPARENT_KEY: parent}
-    created = await state.engine.create(
+    execution, created = await start(
+        state,
         body.flow_id,
         body.input or {},
+        body.wait,
         tenant_id=tenant,
         idempotency_key=_idempotency_key(idempotency_key),
         metadata=metadata,
         correlation_id=body.correlation_id,
         version=body.version,
     )
-    execution = created.execution
     headers = {"Location": f"/api/v1/executions/{execution.id}"}
-    if not created.created:
+    if not created:
         headers["Idempotent-Replayed"] = "true"
         return json(execution_json(execution), 200, headers)
-    execution = await settle(state, execution, body.wait)
     return json(execution_json(execution), 201, headers)
 
 
