@@ -57,14 +57,17 @@ async def test_steps_after_a_resume_on_another_engine_join_the_callers_trace(
     ask, done = steps
     assert ask.parent.span_id == runs[0].context.span_id
     assert done.parent.span_id == runs[1].context.span_id
-    assert dict(done.attributes).items() >= {
-        "flowmonkey.execution_id": execution["id"],
-        "flowmonkey.flow_id": "approval",
-        "flowmonkey.flow_version": "1.0.0",
-        "flowmonkey.step_id": "done",
-        "flowmonkey.attempt": 1,
-        "flowmonkey.tenant_id": "acme",
-    }.items()
+    assert (
+        dict(done.attributes).items()
+        >= {
+            "flowmonkey.execution_id": execution["id"],
+            "flowmonkey.flow_id": "approval",
+            "flowmonkey.flow_version": "1.0.0",
+            "flowmonkey.step_id": "done",
+            "flowmonkey.attempt": 1,
+            "flowmonkey.tenant_id": "acme",
+        }.items()
+    )
     assert runs[0].attributes["flowmonkey.status"] == "waiting"
     assert runs[1].attributes["flowmonkey.status"] == "completed"
 

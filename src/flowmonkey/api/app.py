@@ -82,7 +82,10 @@ def create_app(
                 with contextlib.suppress(Exception):
                     await worker_task
             if state.background:
-                await asyncio.gather(*state.background, return_exceptions=True)
+                _, late = await asyncio.wait(set(state.background), timeout=settings.shutdown_grace)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*state.background, *late, return_exceptions=True)
             if state.keys is not None:
                 await state.keys.drain()
             if unsubscribe is not None:

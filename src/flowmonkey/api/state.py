@@ -51,6 +51,9 @@ class ApiSettings:
     """One JSON line per request on the ``flowmonkey.api.access`` logger."""
     base_url: str | None = None
     """The public URL of this service (for ``Location`` and resume links)."""
+    shutdown_grace: float = 30.0
+    """Seconds the steps this app runs itself (``inline``) get to finish at shutdown;
+    then they are cancelled and their leases expire, so any worker takes them over."""
 
 
 @dataclass(slots=True, kw_only=True)

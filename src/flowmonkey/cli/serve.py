@@ -160,6 +160,7 @@ def serve_command(
         "max_body_bytes": max_body, "rate_limit": rate_limit,
         "rate_burst": max(int(rate_limit * 2), 1), "inline": not no_worker,
         "base_url": base_url, "request_log": access_log,
+        "shutdown_grace": shutdown_grace.total_seconds(),
     }  # fmt: skip
     code = asyncio.run(
         _main(store_url, handler_modules, flow_paths, host, port, no_worker, concurrency,
