@@ -25,6 +25,7 @@ __all__ = [
     "InvalidDuration",
     "InvalidResumeToken",
     "InvalidSignal",
+    "InvalidValue",
     "LeaseLost",
     "ResumeTokenExpired",
     "SchemaVersionError",
@@ -266,6 +267,13 @@ class LeaseLost(StoreError):
     def __init__(self, execution_id: str, reason: str = "lease taken over") -> None:
         self.execution_id = execution_id
         super().__init__(f'Lease on execution "{execution_id}" lost: {reason}')
+
+
+class InvalidValue(FlowMonkeyError, ValueError):
+    """A value cannot be stored as given: not JSON, or a number JSON cannot hold (NaN,
+    Infinity), or an empty ``tenant_id``. Nothing was written."""
+
+    code = "INVALID_VALUE"
 
 
 class ContextLimitError(FlowMonkeyError):

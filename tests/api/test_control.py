@@ -155,3 +155,19 @@ async def test_resume_by_expired_token_is_410(api: Api) -> None:
     token = execution["context"]["ticket"]["token"]
     api.clock.advance(61)
     assert_problem(await api["anonymous"].post(f"/api/v1/resume/{token}"), 410)
+
+
+async def test_resume_by_token_takes_a_bare_callback_body_as_the_data(api: Api) -> None:
+    execution = await _start(api, "link")
+    token = execution["context"]["ticket"]["token"]
+    payload = {"decision": "approve", "by": "a webhook"}
+    ok = await api["anonymous"].post(f"/api/v1/resume/{token}", json=payload)
+    assert ok.status_code == 200, ok.text
+    done = await _settled(api, execution["id"])
+    assert done["context"]["resumeData"] == payload
+    assert_problem(
+        await api["anonymous"].post(
+            "/api/v1/resume/x", content=b"{nope", headers={"Content-Type": "application/json"}
+        ),
+        400,
+    )

@@ -200,3 +200,40 @@ def test_version_and_help(invoke: Invoke) -> None:
     for command in ("run", "resume", "signal", "cancel", "status", "history", "list",
                     "events", "flows", "validate", "graph"):  # fmt: skip
         assert command in helped.stdout
+
+
+def test_cancel_from_a_process_without_the_flow_ends_cancelled(
+    invoke: Invoke, store_url: str
+) -> None:
+    """Issue 9, items 3 and 8: an app registered the flow in code only (it is not in
+    the store); ``flowmonkey cancel`` still ends in ``cancelled`` with its record and
+    event, never ``failed FLOW_NOT_FOUND``."""
+    import asyncio
+
+    from flowmonkey import FlowBuilder, Result, handler
+    from flowmonkey.stores import open_store
+    from flowmonkey.testing import make_engine
+
+    @handler("hold")
+    async def hold(ctx: object) -> Result:
+        return Result.wait(reason="on hold")
+
+    flow = FlowBuilder("code-only").step("hold", "hold").build()
+
+    async def start() -> str:
+        async with make_engine([hold], [flow], store=open_store(store_url)) as engine:
+            result = await engine.start("code-only", {})
+            assert (await engine.store.get_flow("code-only")) is None
+            return result.execution.id
+
+    execution_id = asyncio.run(start())
+    result = invoke("cancel", execution_id, "--reason", "stop it")
+    assert result.exit_code == 0, result.output
+    doc = json_out(invoke("--json", "status", execution_id))
+    assert doc["status"] == "cancelled"
+    assert doc.get("error") is None
+    assert doc["cancellation"]["source"] == "user"
+    assert doc["cancellation"]["reason"] == "stop it"
+    events = json_out(invoke("--json", "events", execution_id))["events"]
+    assert events[-1]["type"] == "execution.cancelled"
+    assert "execution.failed" not in [e["type"] for e in events]

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from flowmonkey import errors
+from flowmonkey.cli.options import base_url_option, http_allow_option
 from flowmonkey.cli.worker import _duration, _group_store, configure_logging
 
 __all__ = ["serve_command"]
@@ -80,12 +81,8 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--dev", is_flag=True, help="No API keys (every caller is an admin). Only on a loopback --host."
 )
-@click.option(
-    "--base-url",
-    metavar="URL",
-    envvar="FLOWMONKEY_BASE_URL",
-    help="Public URL of this service (links it hands out).",
-)
+@base_url_option
+@http_allow_option
 @click.option(
     "--max-body",
     type=click.IntRange(min=1024),
@@ -133,6 +130,7 @@ def serve_command(
     concurrency: int,
     dev: bool,
     base_url: str | None,
+    http_allow: tuple[str, ...],
     max_body: int,
     rate_limit: float,
     shutdown_grace: timedelta,
@@ -162,9 +160,10 @@ def serve_command(
         "base_url": base_url, "request_log": access_log,
         "shutdown_grace": shutdown_grace.total_seconds(),
     }  # fmt: skip
+    engine_options = {"http_allow": http_allow, "base_url": base_url}
     code = asyncio.run(
         _main(store_url, handler_modules, flow_paths, host, port, no_worker, concurrency,
-              dev, settings, shutdown_grace.total_seconds())
+              dev, settings, shutdown_grace.total_seconds(), engine_options)
     )  # fmt: skip
     sys.exit(code)
 
@@ -192,6 +191,7 @@ async def _main(
     dev: bool,
     settings: dict[str, Any],
     grace: float,
+    engine_options: dict[str, Any],
 ) -> int:
     import uvicorn
 
@@ -199,6 +199,7 @@ async def _main(
     from flowmonkey.definitions.loader import load_flows
     from flowmonkey.definitions.registry import FlowRegistry
     from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.options import EngineOptions
     from flowmonkey.handlers.registry import HandlerRegistry
     from flowmonkey.stores import open_store, redact_url
 
@@ -210,7 +211,7 @@ async def _main(
         flows = load_flows(flow_paths, handler_types=handlers.types() if not no_worker else None)
     except (errors.FlowMonkeyError, ValueError) as exc:
         _fail(str(exc))
-    engine = Engine(store, handlers, FlowRegistry())
+    engine = Engine(store, handlers, FlowRegistry(), options=EngineOptions(**engine_options))
     try:
         await engine.initialize()
         for flow in flows:

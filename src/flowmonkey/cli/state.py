@@ -23,7 +23,7 @@ from flowmonkey.definitions.loader import check_flow, load_flow, parse_flow
 from flowmonkey.definitions.registry import FlowRegistry
 from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.options import EngineOptions
-from flowmonkey.errors import FlowMonkeyError, ValidationIssue
+from flowmonkey.errors import FlowMonkeyError, FlowValidationError, ValidationIssue
 from flowmonkey.handlers.registry import HandlerRegistry
 from flowmonkey.jsonvalues import MAX_JSON_DEPTH, json_problems
 from flowmonkey.model.flow import Flow
@@ -61,6 +61,10 @@ class CliState:
     api_key: str | None = None
     handler_specs: list[str] = field(default_factory=list)
     """The ``--handlers`` values of the running command (to print a resume command)."""
+    http_allow: tuple[str, ...] = ()
+    """``--http-allow`` / ``FLOWMONKEY_HTTP_ALLOW`` (``EngineOptions.http_allow``)."""
+    base_url: str | None = None
+    """``--base-url`` / ``FLOWMONKEY_BASE_URL`` (``EngineOptions.base_url``)."""
 
 
 def get_state() -> CliState:
@@ -218,10 +222,12 @@ def missing_handler_types(flow: Flow, handlers: HandlerRegistry) -> list[str]:
 
 
 def check_handlers(flow: Flow, handlers: HandlerRegistry) -> None:
-    """Refuse to drive ``flow`` when a step type has no handler (it would fail the run).
+    """Refuse to drive ``flow`` when a step type has no handler or a step's config does
+    not fit its handler (either would fail the run).
 
     Raises:
         CliError: naming the missing types.
+        FlowValidationError: step configs that do not fit their handler.
     """
     missing = missing_handler_types(flow, handlers)
     if missing:
@@ -230,6 +236,9 @@ def check_handlers(flow: Flow, handlers: HandlerRegistry) -> None:
             f'flow "{flow.key}" needs handlers for {names}: pass --handlers MODULE',
             code="HANDLER_NOT_FOUND",
         )
+    issues = handlers.check_flow_configs(flow)
+    if issues:
+        raise FlowValidationError(flow.id, issues)
 
 
 # -- engine ------------------------------------------------------------------------------
@@ -263,7 +272,9 @@ async def open_engine(
         raise CliError(f"--store {redact_url(state.store_url)}: {exc}", code="BAD_STORE_URL")
     except FlowMonkeyError as exc:
         raise CliError(f"--store: {exc.message}", code=exc.code)
-    options = EngineOptions(automatic_recovery=recover)
+    options = EngineOptions(
+        automatic_recovery=recover, http_allow=state.http_allow, base_url=state.base_url
+    )
     engine = Engine(store, handlers, FlowRegistry(), options=options)
     async with engine:
         yield engine

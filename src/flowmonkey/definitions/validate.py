@@ -10,6 +10,7 @@ from typing import Any
 
 from flowmonkey.definitions import builtins
 from flowmonkey.definitions.builtin_config import check_builtin_config, is_dot_path
+from flowmonkey.definitions.cycles import loop_warnings
 from flowmonkey.definitions.graph import check_graph
 from flowmonkey.durations import MAX_DURATION, MAX_DURATION_MS
 from flowmonkey.errors import FlowValidationError, ValidationIssue
@@ -114,6 +115,7 @@ def _validate(
     # A non-string type (reported above) would break the graph walk's type lookups.
     if graph and all(isinstance(step.type, str) for step in flow.steps.values()):
         issues += check_graph(flow)
+        issues += loop_warnings(flow)  # cycles with no way out, self-recursion
     return issues
 
 

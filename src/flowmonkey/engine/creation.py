@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey import errors
 from flowmonkey.engine.limits import ContextSizes, OutputError, plan_write
 from flowmonkey.engine.lookup import get_flow
 from flowmonkey.engine.options import EngineOptions
@@ -39,6 +40,7 @@ async def create_execution(
     execution_timeout: timedelta | None = None,
     wait_timeout: timedelta | None = None,
     execution_id: str | None = None,
+    depth: int = 0,
     lease_self: bool,
 ) -> tuple[CreateResult, Run | None]:
     """Create an execution (see ``Engine.create``); nothing is created on an error.
@@ -46,6 +48,12 @@ async def create_execution(
     ``lease_self`` stores it already leased to ``engine`` and ``running`` and also returns
     the ``Run`` that drives it (``None`` without ``lease_self`` or on an idempotency hit).
     """
+    tenant: Any = tenant_id  # typed str | None, but callers pass anything at run time
+    if tenant is not None and (not isinstance(tenant, str) or not tenant):
+        # "" would share the no-tenant idempotency scope (stores key on tenant or "").
+        raise errors.InvalidValue(
+            f"tenant_id must be a non-empty string or None, got {tenant_id!r}"
+        )
     flow = await get_flow(engine, flow_id, version)
     initial = dict(context or {})
     if not isinstance(context, Mapping | None):
@@ -73,6 +81,7 @@ async def create_execution(
         idempotency_expires_at=now + ttl if idempotency_key is not None else None,
         parent_execution_id=parent_execution_id,
         parent_step_id=parent_step_id,
+        depth=depth,
         execution_timeout=execution_timeout,
         wait_timeout=wait_timeout,
         deadline_at=now + ex_timeout if ex_timeout is not None else None,
@@ -108,21 +117,13 @@ async def create_execution(
         else:
             await engine.notify_runnable(stored.id)
     else:
-        engine.bus.emit(
-            [
-                Event(
-                    "idempotency.hit",
-                    stored.id,
-                    now,
-                    {
-                        "execution_id": stored.id,
-                        "flow_id": flow.id,
-                        "idempotency_key": idempotency_key,
-                    },
-                    0,
-                    tenant_id,
-                )
-            ]
+        # Persisted on the existing execution's log like every event (API.md).
+        await engine.late_events.record(
+            stored.id,
+            "idempotency.hit",
+            {"flow_id": flow.id, "idempotency_key": idempotency_key},
+            now,
+            stored.tenant_id,
         )
     return CreateResult(execution=stored, created=created), run
 
@@ -132,7 +133,7 @@ def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[st
 
     Raises:
         ContextLimitError: a limit is broken.
-        ValueError: a value is not JSON.
+        InvalidValue: a value is not JSON (a ``ValueError``; NaN/Infinity included).
     """
     sizes = ContextSizes({})
     probe: dict[str, Any] = {}
@@ -145,7 +146,7 @@ def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[st
                 probe, key, value, options.context_limits, sizes, literal=True
             )
         except OutputError as exc:
-            raise ValueError(str(exc)) from None
+            raise errors.InvalidValue(str(exc)) from None
         probe[top] = new_top
         sizes.update(top, len(encoded))
         out[key] = encoded
