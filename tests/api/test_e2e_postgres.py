@@ -1,10 +1,13 @@
 """End to end: ``flowmonkey serve --no-worker`` + a separate ``flowmonkey worker`` on one
-PostgreSQL schema. Start, wait, resume and an SSE stream, all across processes."""
+PostgreSQL schema. Start, wait, resume and an SSE stream, all across processes; with
+``?notify_events=true`` the stream is woken by LISTEN/NOTIFY (its poll is set to 2 min,
+so a prompt end proves it)."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -50,10 +53,11 @@ def test_serve_and_a_separate_worker_on_postgres(postgres_dsn: str, tmp_path: Pa
     (tmp_path / "flow.yaml").write_text(FLOW)
     (tmp_path / "handlers.py").write_text(HANDLERS)
     schema = new_schema()
-    url = postgres_url(postgres_dsn, schema)
+    url = postgres_url(postgres_dsn, schema) + "&notify_events=true"
     worker = None
     try:
-        with serve(["--store", url, "--no-worker", "--flows", "flow.yaml"], tmp_path) as server:
+        api_args = ["--store", url, "--no-worker", "--flows", "flow.yaml", "--sse-poll", "120s"]
+        with serve(api_args, tmp_path) as server:
             worker = start(
                 ["worker", "--store", url, "--handlers", "handlers.py", "--flows", "flow.yaml",
                  "--poll-interval", "0.2"],
@@ -66,6 +70,8 @@ def test_serve_and_a_separate_worker_on_postgres(postgres_dsn: str, tmp_path: Pa
                 execution = started.json()
                 assert execution["status"] == "waiting", execution
                 history = client.get(f"/api/v1/executions/{execution['id']}/history").json()
+                stored = client.get(f"/api/v1/executions/{execution['id']}/events").json()
+                history_events = len(stored["items"])
                 assert [r["step_id"] for r in history["items"]] == ["prepare", "ask"]
                 frames: list[dict[str, str]] = []
 
@@ -90,12 +96,19 @@ def test_serve_and_a_separate_worker_on_postgres(postgres_dsn: str, tmp_path: Pa
 
                 reader = threading.Thread(target=read_stream)
                 reader.start()
+                # The stream has sent what was stored and waits for more.
+                deadline = time.monotonic() + 15
+                while len(frames) < history_events:
+                    assert time.monotonic() < deadline, frames
+                    time.sleep(0.01)
+                t0 = time.monotonic()
                 resumed = client.post(
                     f"/api/v1/executions/{execution['id']}/resume", json={"data": {"ok": True}}
                 )
                 assert resumed.status_code == 200, resumed.text
                 reader.join(timeout=30)
                 assert not reader.is_alive(), "the SSE stream did not end"
+                assert time.monotonic() - t0 < 30  # the 120 s poll never ran
                 final = client.get(f"/api/v1/executions/{execution['id']}").json()
         assert final["status"] == "completed", final
         assert final["context"]["answer"] == {"ok": True}
@@ -110,3 +123,45 @@ def test_serve_and_a_separate_worker_on_postgres(postgres_dsn: str, tmp_path: Pa
             worker.proc.terminate()
             worker.proc.wait(timeout=30)
         drop_schema(postgres_dsn, schema)
+
+
+@pytest.mark.postgres
+async def test_notify_events_reaches_a_listener_of_another_store(postgres_dsn: str) -> None:
+    from flowmonkey import FlowBuilder, Result, handler
+    from flowmonkey.stores import open_store
+    from flowmonkey.testing import make_engine
+
+    @handler("noop")
+    async def noop(ctx: object) -> Result:
+        return Result.success()
+
+    schema = new_schema()
+    url = postgres_url(postgres_dsn, schema)
+    try:
+        flow = FlowBuilder("two").step("a", "noop").step("b", "noop").build()
+        writer = make_engine([noop], [flow], store=open_store(url + "&notify_events=true"))
+        listener = open_store(url + "&notify_events=true").event_listener()  # type: ignore[attr-defined]
+        assert open_store(url).event_listener() is None  # type: ignore[attr-defined]
+        async with writer:
+            await listener.start()
+            try:
+                result = await writer.start("two", {})
+                heard: list[str] = []
+                while result.execution.id not in heard:
+                    got = await listener.wait(10)
+                    assert got, "no NOTIFY within 10 s"
+                    heard += got
+            finally:
+                await listener.close()
+    finally:
+        drop_schema(postgres_dsn, schema)
+
+
+def test_notify_events_is_a_store_option_not_a_libpq_parameter() -> None:
+    from flowmonkey.stores import open_store
+
+    store = open_store("postgresql://u@127.0.0.1/db?schema=s1&notify_events=true&sslmode=disable")
+    assert store.notify_events is True  # type: ignore[attr-defined]
+    assert store.events_channel == "flowmonkey_events_s1"  # type: ignore[attr-defined]
+    assert "notify_events" not in store.dsn  # type: ignore[attr-defined]
+    assert "sslmode=disable" in store.dsn  # type: ignore[attr-defined]

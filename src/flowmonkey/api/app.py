@@ -70,6 +70,7 @@ def create_app(
         if owns_engine:
             await engine.initialize()
         unsubscribe = engine.on("*", state.metrics.on_event) if state.metrics else None
+        listener = await _start_event_listener(state)
         worker_task: asyncio.Task[None] | None = None
         if worker is not None:
             worker_task = asyncio.get_running_loop().create_task(worker.run(handle_signals=False))
@@ -90,6 +91,10 @@ def create_app(
                 await state.keys.drain()
             if unsubscribe is not None:
                 unsubscribe()
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener
             if owns_engine:
                 await engine.close()
 
@@ -121,3 +126,28 @@ def create_app(
     for module in (routes_flows, routes_executions, routes_control, routes_events, routes_tasks):
         app.include_router(module.router)
     return app
+
+
+async def _start_event_listener(state: ApiState) -> asyncio.Task[None] | None:
+    """LISTEN for other processes' events when the store NOTIFYs them (PostgreSQL with
+    ``notify_events``): SSE streams then wake at once instead of at their next poll."""
+    factory = getattr(state.engine.store, "event_listener", None)
+    signaler = factory() if callable(factory) else None
+    if signaler is None:
+        return None
+    try:
+        await signaler.start()
+    except Exception as exc:  # streams still poll; say why they are slower
+        log.warning("cannot LISTEN for events (%s); SSE streams poll instead", exc)
+        return None
+
+    async def listen() -> None:
+        try:
+            while not state.stopping.is_set():
+                ids = await signaler.wait(1.0)
+                if ids:
+                    state.wake_streams(ids)
+        finally:
+            await signaler.close()
+
+    return asyncio.get_running_loop().create_task(listen())

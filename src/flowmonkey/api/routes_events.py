@@ -90,6 +90,8 @@ async def _stream(
             poke.set()
 
     unsubscribe = engine.on("*", on_event)
+    waiters = state.event_waiters.setdefault(execution_id, set())
+    waiters.add(poke)
     quiet = 0.0
     try:
         while True:
@@ -115,3 +117,6 @@ async def _stream(
                     yield b": keep-alive\n\n"
     finally:
         unsubscribe()
+        waiters.discard(poke)
+        if not waiters:
+            state.event_waiters.pop(execution_id, None)

@@ -67,7 +67,16 @@ class ApiState:
     public_limiter: RateLimiter
     metrics: Metrics | None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    event_waiters: dict[str, set[asyncio.Event]] = field(default_factory=dict)
+    """Live event streams by execution id, set when another process commits events
+    (PostgreSQL with ``notify_events``; see ``listen_for_events``)."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake_streams(self, execution_ids: list[str]) -> None:
+        """Wake the event streams of these executions."""
+        for execution_id in execution_ids:
+            for event in self.event_waiters.get(execution_id, ()):
+                event.set()
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run ``coro`` in the background, awaited at shutdown."""

@@ -106,6 +106,15 @@ def is_loopback(host: str) -> bool:
     help="How long in-flight requests and steps may finish.",
 )
 @click.option(
+    "--sse-poll",
+    callback=_duration,
+    metavar="DURATION",
+    default="250ms",
+    show_default=True,
+    help="How often event streams look for events other processes wrote (PostgreSQL "
+    "with ?notify_events=true wakes them at once).",
+)
+@click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="json", show_default=True
 )
 @click.option(
@@ -134,6 +143,7 @@ def serve_command(
     max_body: int,
     rate_limit: float,
     shutdown_grace: timedelta,
+    sse_poll: timedelta,
     log_format: str,
     log_level: str,
     access_log: bool,
@@ -159,6 +169,7 @@ def serve_command(
         "rate_burst": max(int(rate_limit * 2), 1), "inline": not no_worker,
         "base_url": base_url, "request_log": access_log,
         "shutdown_grace": shutdown_grace.total_seconds(),
+        "event_poll_interval": max(sse_poll.total_seconds(), 0.01),
     }  # fmt: skip
     engine_options = {"http_allow": http_allow, "base_url": base_url}
     code = asyncio.run(
