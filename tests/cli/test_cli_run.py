@@ -180,8 +180,22 @@ def test_store_from_environment(store_url: str) -> None:
     assert len(json_out(listed)["items"]) == 1
 
 
-def test_max_wait_zero_stops_at_the_retry_backoff(invoke: Invoke) -> None:
-    result = run_order(invoke, "--json", "--max-wait", "0")
+def test_max_wait_zero_stops_at_the_retry_backoff(invoke: Invoke, tmp_path: Path) -> None:
+    # The example's 50 ms backoff, made an hour long: the resume below must find the
+    # execution still in its retry wait however slow the machine is (once the backoff
+    # has passed, the wait is over and ``resume`` rightly refuses: it is not waiting);
+    # the gateway fails once only, so the resumed attempt succeeds.
+    flow = tmp_path / "flow.yaml"
+    slow = "backoffMs: 3600000, backoffMultiplier: 2, maxBackoffMs: 3600000"
+    text = (ORDER / "flow.yaml").read_text()
+    assert "backoffMs: 50, backoffMultiplier: 2, maxBackoffMs: 1000" in text
+    text = text.replace("backoffMs: 50, backoffMultiplier: 2, maxBackoffMs: 1000", slow)
+    assert "failFirstAttempts: 2" in text
+    flow.write_text(text.replace("failFirstAttempts: 2", "failFirstAttempts: 1"))
+    result = invoke(
+        "--json", "run", str(flow), "--handlers", str(ORDER / "handlers.py"),
+        "--input", f"@{ORDER / 'input.json'}", "--max-wait", "0",
+    )  # fmt: skip
     assert result.exit_code == 3, result.output
     doc = json_out(result)
     assert doc["status"] == "waiting"
