@@ -125,38 +125,6 @@ def test_serve_and_a_separate_worker_on_postgres(postgres_dsn: str, tmp_path: Pa
         drop_schema(postgres_dsn, schema)
 
 
-@pytest.mark.postgres
-async def test_notify_events_reaches_a_listener_of_another_store(postgres_dsn: str) -> None:
-    from flowmonkey import FlowBuilder, Result, handler
-    from flowmonkey.stores import open_store
-    from flowmonkey.testing import make_engine
-
-    @handler("noop")
-    async def noop(ctx: object) -> Result:
-        return Result.success()
-
-    schema = new_schema()
-    url = postgres_url(postgres_dsn, schema)
-    try:
-        flow = FlowBuilder("two").step("a", "noop").step("b", "noop").build()
-        writer = make_engine([noop], [flow], store=open_store(url + "&notify_events=true"))
-        listener = open_store(url + "&notify_events=true").event_listener()  # type: ignore[attr-defined]
-        assert open_store(url).event_listener() is None  # type: ignore[attr-defined]
-        async with writer:
-            await listener.start()
-            try:
-                result = await writer.start("two", {})
-                heard: list[str] = []
-                while result.execution.id not in heard:
-                    got = await listener.wait(10)
-                    assert got, "no NOTIFY within 10 s"
-                    heard += got
-            finally:
-                await listener.close()
-    finally:
-        drop_schema(postgres_dsn, schema)
-
-
 def test_notify_events_is_a_store_option_not_a_libpq_parameter() -> None:
     from flowmonkey.stores import open_store
 
