@@ -15,7 +15,16 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.clock import Clock, SystemClock
-from flowmonkey.engine import control, driving, leasing, lookup, simulation, terminal, timers
+from flowmonkey.engine import (
+    control,
+    driving,
+    leasing,
+    lookup,
+    retrying,
+    simulation,
+    terminal,
+    timers,
+)
 from flowmonkey.engine.builtins import builtin_handlers
 from flowmonkey.engine.bus import EventBus, Listener
 from flowmonkey.engine.commits import CommitBatcher
@@ -537,6 +546,22 @@ class Engine:
         return await terminal.fail(
             self.runtime, execution_id, message=message, step_id=step_id, code=code
         )
+
+    async def retry(self, execution_id: str, *, run_next: bool = True) -> RunResult:
+        """Continue a ``failed`` execution from the step that failed.
+
+        The step's attempts reset, the context is kept, ``run_number`` + 1 and an
+        ``execution.retried`` event is written (see ``engine/retrying.py``). The steps
+        run in this call; ``run_next=False`` leaves it ``pending`` for a worker.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            ExecutionNotFailed: it is not ``failed`` (or failed across parallel
+                branches); nothing changed.
+        """
+        await self._ensure_ready()
+        revived = await retrying.retry(self.runtime, execution_id)
+        return await self.run(execution_id) if run_next else revived
 
     def request_cancel(self, execution_id: str) -> None:
         """Cancel the handler this engine is running for ``execution_id``, if any."""

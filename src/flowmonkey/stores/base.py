@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token
+from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
 
 __all__ = [
@@ -211,8 +212,12 @@ class Store(Protocol):
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution to ``owner``.
+
+        ``failed=True`` also grants a lease on a ``failed`` execution (``Engine.retry``
+        revives it); other terminal executions are never leased.
 
         Granted when the execution is not terminal and its lease is free, expired,
         already ``owner``'s, or ``steal`` is true. Granting bumps the fencing token.
@@ -341,4 +346,30 @@ class Store(Protocol):
 
     async def flow_versions(self, flow_id: str) -> builtins.list[str]:
         """Stored versions of one flow, newest (semver) first."""
+        ...
+
+    # -- API keys of the HTTP service (see ``stores/keys.py``) -----------------------------
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        """Store a new key. Raises ``StoreError`` when its id or hash already exists."""
+        ...
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        """One key by id, or ``None``."""
+        ...
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The key whose secret hashes (SHA-256 hex) to ``key_hash``, or ``None``."""
+        ...
+
+    async def list_api_keys(self) -> builtins.list[ApiKey]:
+        """Every key (revoked ones too), newest first."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, *, now: datetime) -> ApiKey | None:
+        """Mark a key revoked at ``now`` (kept if already revoked); ``None`` if unknown."""
+        ...
+
+    async def touch_api_key(self, key_id: str, *, now: datetime) -> None:
+        """Record that the key was used at ``now`` (``last_used_at``)."""
         ...

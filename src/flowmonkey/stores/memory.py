@@ -20,6 +20,7 @@ import orjson
 from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token, TokenStatus
+from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores.base import (
     Acquired,
@@ -30,6 +31,7 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.keys import MemoryKeys
 from flowmonkey.versions import semver_key
 
 __all__ = ["MemoryStore", "encode_cursor", "decode_cursor"]
@@ -166,7 +168,7 @@ def _header_copy(execution: Execution) -> Execution:
     return execution.clone(context={}, history=[])
 
 
-class MemoryStore:
+class MemoryStore(MemoryKeys):
     """In-memory ``Store``. Single event loop; every method is atomic by construction."""
 
     def __init__(self) -> None:
@@ -175,6 +177,7 @@ class MemoryStore:
         self._tokens: dict[str, ResumeTokenRecord] = {}
         self._tasks: dict[str, Task] = {}
         self._flows: dict[tuple[str, str], StoredFlow] = {}
+        self._api_keys: dict[str, ApiKey] = {}
 
     async def initialize(self) -> None:
         """Nothing to open."""
@@ -303,12 +306,14 @@ class MemoryStore:
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution (see the protocol)."""
         row = self._rows.get(execution_id)
         if row is None:
             raise errors.ExecutionNotFound(execution_id)
-        if row.execution.status.is_terminal:
+        status = row.execution.status
+        if status.is_terminal and not (failed and status is ExecutionStatus.FAILED):
             return Acquired(execution=self._load(row, history=True), lease=None)
         free = (
             row.lease_owner is None

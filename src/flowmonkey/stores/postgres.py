@@ -40,6 +40,7 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.keys import PostgresKeys
 from flowmonkey.stores.memory import decode_cursor, encode_cursor
 from flowmonkey.stores.postgres_base import PostgresBase
 from flowmonkey.stores.postgres_commit import (
@@ -55,7 +56,7 @@ _TERMINAL = frozenset(("completed", "failed", "cancelled"))
 __all__ = ["PostgresStore", "PostgresWakeSignaler"]
 
 
-class PostgresStore(PostgresBase):
+class PostgresStore(PostgresBase, PostgresKeys):
     """``Store`` on PostgreSQL (psycopg 3 + psycopg_pool). See the module docstring.
 
     Args:
@@ -165,11 +166,12 @@ class PostgresStore(PostgresBase):
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution (see ``Store.acquire``)."""
         expires = now + lease_for
         params = {"id": execution_id, "owner": owner, "now": now, "expires": expires,
-                  "steal": steal, "start": start}  # fmt: skip
+                  "steal": steal, "start": start, "failed": failed}  # fmt: skip
         async with self._tx() as conn:
             granted = await conn.execute(q.ACQUIRE, params)
             # Read after the UPDATE (which waited for any row lock): this snapshot holds
@@ -205,7 +207,9 @@ class PostgresStore(PostgresBase):
                 f"{lease.execution_id}"
             )
         try:
-            return commit_statements(lease, commit, self._notify_channel)
+            return commit_statements(
+                lease, commit, self._notify_channel, events_channel=self._events_channel
+            )
         except orjson.JSONEncodeError as exc:
             raise errors.StoreError(
                 f"commit of execution {lease.execution_id} is not JSON-serialisable: {exc}"

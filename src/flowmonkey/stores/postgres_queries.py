@@ -125,6 +125,7 @@ COMMIT_TOKEN_CHECK = (
     " 'token is unknown, not active, or for another execution')"
 )
 COMMIT_NOTIFY = ", pg_notify(%(channel)s, %(id)s)"
+COMMIT_EVENTS_NOTIFY = ", pg_notify(%(events_channel)s, %(id)s)"
 
 # Token revocation and task cancellation as parts of the commit statement (used when the
 # same commit inserts no tokens or tasks: CTEs share one snapshot, so a CTE would not see
@@ -242,7 +243,8 @@ UPDATE executions e SET {_GRANT}
 FROM (SELECT id, status, lease_owner, lease_expires_at FROM executions
       WHERE id = %(id)s FOR UPDATE) AS old
 WHERE e.id = old.id
-  AND e.status NOT IN ('completed', 'failed', 'cancelled')
+  AND (e.status NOT IN ('completed', 'failed', 'cancelled')
+       OR (%(failed)s AND e.status = 'failed'))
   AND (e.lease_owner IS NULL OR e.lease_owner = %(owner)s
        OR e.lease_expires_at <= %(now)s OR %(steal)s)
 RETURNING e.lease_token,

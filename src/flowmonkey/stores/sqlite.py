@@ -38,6 +38,7 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.keys import SqliteKeys
 from flowmonkey.versions import sort_versions
 
 __all__ = ["SqliteStore"]
@@ -126,7 +127,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore:
+class SqliteStore(SqliteKeys):
     """The ``Store`` protocol on a SQLite file.
 
     Args:
@@ -328,9 +329,12 @@ class SqliteStore:
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution (see ``Store.acquire``)."""
-        return await self._tx(True, ops.acquire, execution_id, owner, now, lease_for, steal, start)
+        return await self._tx(
+            True, ops.acquire, execution_id, owner, now, lease_for, steal, start, failed
+        )
 
     async def commit(self, lease: Lease, commit: StepCommit) -> None:
         """Apply one step's changes atomically, fenced by ``lease`` (see ``Store.commit``)."""

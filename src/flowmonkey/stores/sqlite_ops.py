@@ -232,14 +232,18 @@ def acquire(
     lease_for: timedelta,
     steal: bool,
     start: bool = True,
+    failed: bool = False,
 ) -> Acquired:
-    """Lease one execution if it is not terminal and its lease is free (or stolen)."""
+    """Lease one execution if it is not terminal (or ``failed`` and asked for) and its
+    lease is free (or stolen)."""
     row = conn.execute(q.SELECT_FOR_ACQUIRE, (execution_id,)).fetchone()
     if row is None:
         raise errors.ExecutionNotFound(execution_id)
     lease_owner, expires = row[4], row[6]
     free = lease_owner is None or lease_owner == owner or expires <= q.to_us(now)
-    if _loads(row[2])["status"] in TERMINAL or not (free or steal):
+    status = _loads(row[2])["status"]
+    revivable = failed and status == "failed"
+    if (status in TERMINAL and not revivable) or not (free or steal):
         return Acquired(execution=_build(conn, row, history=True), lease=None)
     return _grant(conn, row, owner, now, lease_for, start)
 
