@@ -32,7 +32,6 @@ __all__ = [
     "load_flow",
     "load_flows",
     "parse_flow",
-    "parse_yaml_text",
 ]
 
 
@@ -163,15 +162,3 @@ def dump_flow(flow: Flow, format: Literal["json", "yaml"] = "json") -> str:
 
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     raise ValueError(f'format must be "json" or "yaml", got {format!r}')
-
-
-def parse_yaml_text(text: str) -> Any:
-    """Parse YAML flow text with the flow-file loader (``yaml.YAMLError`` when bad).
-
-    Kept for ``api/routes_flows.py`` of the API work, which parses request bodies with it.
-    """
-    import yaml
-
-    from flowmonkey.definitions.source import _flow_yaml_loader
-
-    return yaml.load(text, Loader=_flow_yaml_loader())
