@@ -119,12 +119,14 @@ def create_app(
         routes_executions,
         routes_flows,
         routes_public,
+        routes_tables,
         routes_tasks,
     )
 
     app.include_router(routes_public.router)
     for module in (routes_flows, routes_executions, routes_control, routes_events, routes_tasks):
         app.include_router(module.router)
+    app.include_router(routes_tables.router)
     return app
 
 

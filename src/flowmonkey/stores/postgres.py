@@ -49,6 +49,7 @@ from flowmonkey.stores.postgres_commit import (
     idempotency_tenant,
 )
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
+from flowmonkey.stores.tables import PostgresTables
 from flowmonkey.versions import semver_key
 
 _TERMINAL = frozenset(("completed", "failed", "cancelled"))
@@ -56,7 +57,7 @@ _TERMINAL = frozenset(("completed", "failed", "cancelled"))
 __all__ = ["PostgresStore", "PostgresWakeSignaler"]
 
 
-class PostgresStore(PostgresBase, PostgresKeys):
+class PostgresStore(PostgresBase, PostgresKeys, PostgresTables):
     """``Store`` on PostgreSQL (psycopg 3 + psycopg_pool). See the module docstring.
 
     Args:

@@ -39,6 +39,7 @@ from flowmonkey.stores.base import (
     TaskQuery,
 )
 from flowmonkey.stores.keys import SqliteKeys
+from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
 
 __all__ = ["SqliteStore"]
@@ -127,7 +128,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore(SqliteKeys):
+class SqliteStore(SqliteKeys, SqliteTables):
     """The ``Store`` protocol on a SQLite file.
 
     Args:
