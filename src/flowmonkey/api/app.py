@@ -127,6 +127,10 @@ def create_app(
     for module in (routes_flows, routes_executions, routes_control, routes_events, routes_tasks):
         app.include_router(module.router)
     app.include_router(routes_tables.router)
+    if settings.ui:
+        from flowmonkey.api.ui import install_ui
+
+        install_ui(app, settings)
     return app
 
 
