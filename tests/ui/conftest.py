@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.api.conftest import Api, open_api
 
 _TOKEN = re.compile(r'name="token" value="([^"]+)"')
@@ -23,7 +22,9 @@ def browser(api: Api) -> httpx.AsyncClient:
     )
 
 
-async def sign_in(client: httpx.AsyncClient, key: str, next_url: str = "/ui/executions") -> httpx.Response:
+async def sign_in(
+    client: httpx.AsyncClient, key: str, next_url: str = "/ui/executions"
+) -> httpx.Response:
     """Fill in and post the sign-in form; the answer (a 303 when the key is good)."""
     form = await client.get("/ui/login", params={"next": next_url})
     token = _TOKEN.search(form.text)

@@ -55,8 +55,7 @@ async def _listing(
         limit=PAGE_SIZE,
         cursor=check_cursor(cursor or None),
     )
-    counts_of = getattr(state.engine.store, "count_by_status", None)
-    counts = await counts_of(tenant_id=tenant, flow_id=flow_id or None) if counts_of else None
+    counts = await state.engine.store.count_by_status(tenant_id=tenant, flow_id=flow_id or None)
     return {
         "items": page_.items,
         "next_cursor": page_.next_cursor,

@@ -12,6 +12,7 @@ from flowmonkey import errors
 from flowmonkey.api.auth import check_visible, list_tenant
 from flowmonkey.api.deps import check_id, not_found, state_of
 from flowmonkey.api.problems import Problem
+from flowmonkey.api.routes_tables import table_call
 from flowmonkey.api.running import settle
 from flowmonkey.api.ui.forms import form_fields, form_values
 from flowmonkey.api.ui.render import UiRoute, page
@@ -243,12 +244,11 @@ async def table(
     """A page of the table's rows that the key's tenant owns, newest first."""
     check_id(name, "table")
     engine = state_of(request).engine
-    definition = await engine.tables.get(name)
-    rows = await engine.tables.rows(
-        name,
-        tenant_id=list_tenant(session.principal, None),
-        limit=50,
-        cursor=cursor or None,
+    definition = await table_call(engine.tables.get(name))
+    rows = await table_call(
+        engine.tables.rows(
+            name, tenant_id=list_tenant(session.principal, None), limit=50, cursor=cursor or None
+        )
     )
     columns = list(definition.schema.get("properties", {}) or {})
     return page(request, "table.html", session, table=definition, rows=rows, columns=columns)
