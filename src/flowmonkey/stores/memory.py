@@ -31,7 +31,9 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.documents import MemoryDocuments
 from flowmonkey.stores.keys import MemoryKeys
+from flowmonkey.stores.schedules import MemorySchedules
 from flowmonkey.versions import semver_key
 
 __all__ = ["MemoryStore", "encode_cursor", "decode_cursor"]
@@ -159,7 +161,7 @@ def _header_copy(execution: Execution) -> Execution:
     return execution.clone(context={}, history=[])
 
 
-class MemoryStore(MemoryKeys):
+class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments):
     """In-memory ``Store``. Single event loop; every method is atomic by construction."""
 
     def __init__(self) -> None:
@@ -169,6 +171,11 @@ class MemoryStore(MemoryKeys):
         self._tasks: dict[str, Task] = {}
         self._flows: dict[tuple[str, str], StoredFlow] = {}
         self._api_keys: dict[str, ApiKey] = {}
+        self._schedules = {}
+        self._schedule_leases = {}
+        self._schedule_runs = {}
+        self._documents = {}
+        self._submissions = {}
 
     async def initialize(self) -> None:
         """Nothing to open."""

@@ -40,7 +40,9 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.documents import PostgresDocuments
 from flowmonkey.stores.keys import PostgresKeys
+from flowmonkey.stores.schedules import PostgresSchedules
 from flowmonkey.stores.memory import decode_cursor, encode_cursor
 from flowmonkey.stores.postgres_base import PostgresBase
 from flowmonkey.stores.postgres_commit import (
@@ -54,7 +56,7 @@ from flowmonkey.versions import semver_key
 __all__ = ["PostgresStore", "PostgresWakeSignaler"]
 
 
-class PostgresStore(PostgresBase, PostgresKeys):
+class PostgresStore(PostgresBase, PostgresKeys, PostgresSchedules, PostgresDocuments):
     """``Store`` on PostgreSQL (psycopg 3 + psycopg_pool). See the module docstring.
 
     Args:

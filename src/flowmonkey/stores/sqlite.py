@@ -38,7 +38,9 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
+from flowmonkey.stores.schedules import SqliteSchedules
 from flowmonkey.versions import sort_versions
 
 __all__ = ["SqliteStore"]
@@ -127,7 +129,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore(SqliteKeys):
+class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments):
     """The ``Store`` protocol on a SQLite file.
 
     Args:
