@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
-from flowmonkey.cron import CronError, CronSpec
+from flowmonkey.cron import CronError, CronSpec, zone
 from flowmonkey.durations import parse_datetime, parse_duration
 from flowmonkey.engine.lookup import get_flow
 from flowmonkey.engine.scheduling import first_fire_at, fire_times, run_one
@@ -72,12 +72,18 @@ def build_schedule(values: dict[str, Any], *, now: datetime, base: Schedule | No
     if not isinstance(timezone, str):
         _problem(problems, "timezone", "an IANA time zone name such as Europe/Berlin")
         timezone = "UTC"
+    try:
+        zone(timezone)
+    except CronError as exc:
+        _problem(problems, "timezone", str(exc))
+        timezone_ok = False
+    else:
+        timezone_ok = True
     if isinstance(merged.get("cron"), str):
         try:
-            CronSpec(merged["cron"], timezone)
+            CronSpec(merged["cron"], timezone if timezone_ok else "UTC")
         except CronError as exc:
-            path = "timezone" if "time zone" in str(exc) else "cron"
-            _problem(problems, path, str(exc))
+            _problem(problems, "cron", str(exc))
     if merged.get("overlap", "skip") not in OVERLAP_POLICIES:
         _problem(problems, "overlap", f"one of {', '.join(OVERLAP_POLICIES)}")
     if merged.get("catchup", "latest") not in CATCHUP_POLICIES:

@@ -226,6 +226,13 @@ async def _handle_time(
     )  # fmt: skip
     run = await rt.store.record_schedule_run(candidate)
     if run.outcome == "started":
+        if run != candidate and run.execution_id is not None:
+            # Handled before (a backfill again, or a holder that died mid-fire): create
+            # the promised execution only if that holder did not get that far.
+            existing = await rt.store.get(run.execution_id, history=False)
+            if existing is not None:
+                state.last_execution_id = existing.id
+                return run
         await _start(rt, state, run, report)
     elif run.outcome == "buffered":
         state.buffered_for = run.scheduled_for
