@@ -13,7 +13,9 @@
 
 A process killed anywhere in between leaves a lease that expires; the next holder redoes
 the same time and finds either the recorded run or the existing execution. So a time
-starts at most one execution, and (within the catch-up policy) at least one.
+starts at most one execution, and (within the catch-up policy) at least one. A holder
+keeps a schedule for the engine's ``lease_for``: a crashed holder's times are redone
+that long after the crash.
 
 Missed times (downtime longer than ``MISS_GRACE``) follow ``catchup``: ``none`` skips
 them, ``latest`` fires only the latest one within ``catchup_window``, ``all`` fires every
@@ -55,8 +57,6 @@ log = logging.getLogger("flowmonkey.schedules")
 
 MISS_GRACE = timedelta(seconds=60)
 """A time handled later than this after it was due counts as missed (catch-up applies)."""
-LEASE_FOR = timedelta(seconds=30)
-"""How long a holder keeps a schedule; a crashed holder's times are redone after this."""
 MAX_TIMES_PER_TICK = 1000
 """Scheduled times one holder handles per lease; the rest wait for the next tick."""
 _TEMPLATE = re.compile(r"\{\{\s*schedule\.(id|scheduled_for|fired_at)\s*\}\}")
@@ -126,7 +126,7 @@ async def fire_due(rt: Runtime, *, owner: str, limit: int = 100) -> FireReport:
     """Lease the due schedules and fire their due times (see the module docstring)."""
     now = rt.clock.now()
     report = FireReport(created=[])
-    claimed = await rt.store.claim_schedules(owner=owner, now=now, lease_for=LEASE_FOR,
+    claimed = await rt.store.claim_schedules(owner=owner, now=now, lease_for=rt.options.lease_for,
                                              limit=limit)  # fmt: skip
     for schedule in claimed:
         try:
@@ -289,7 +289,7 @@ async def run_one(
     exactly once (an already handled time keeps its first run). Holds the schedule's
     lease meanwhile; ``LookupError`` when another process holds it right now."""
     now = rt.clock.now()
-    claimed = await rt.store.claim_schedules(owner=owner, now=now, lease_for=LEASE_FOR, limit=1,
+    claimed = await rt.store.claim_schedules(owner=owner, now=now, lease_for=rt.options.lease_for, limit=1,
                                              schedule_id=schedule_id)  # fmt: skip
     if not claimed:
         raise LookupError(f'schedule "{schedule_id}" is being fired by another process')
