@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from flowmonkey import __version__
 from flowmonkey.api.auth import KeyChecker
 from flowmonkey.api.metrics import Metrics
+from flowmonkey.api.metrics_triggers import install_trigger_metrics
 from flowmonkey.api.middleware import RequestMiddleware
 from flowmonkey.api.problems import install_problem_handlers
 from flowmonkey.api.ratelimit import RateLimiter
@@ -111,6 +112,7 @@ def create_app(
         public_limiter=RateLimiter(settings.public_rate_limit, settings.public_rate_burst),
         metrics=Metrics() if metrics else None,
     )
+    install_trigger_metrics(engine, state.metrics)  # triggers (issue 13)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -159,4 +161,7 @@ def create_app(
     app.include_router(routes_flows.router, prefix="/api/v1")
     app.include_router(routes_executions.router, prefix="/api/v1")
     app.include_router(routes_tasks.router, prefix="/api/v1")
+    from flowmonkey.api import routes_schedules  # triggers (issue 13)
+
+    app.include_router(routes_schedules.router, prefix="/api/v1")
     return app
