@@ -39,7 +39,7 @@ class CronError(ValueError):
 
 def zone(name: str) -> ZoneInfo:
     """The IANA zone ``name`` (``CronError`` when unknown)."""
-    if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name:
+    if not name or name.startswith(("/", ".")) or ".." in name:
         raise CronError(f"unknown time zone {name!r}")
     try:
         return ZoneInfo(name)
@@ -56,7 +56,7 @@ def _imaginary(local: datetime) -> bool:
 class CronSpec:
     """One parsed expression in one zone. Iterate fire times with ``after``."""
 
-    __slots__ = ("expression", "timezone", "_expr", "_zone")
+    __slots__ = ("_expr", "_zone", "expression", "timezone")
 
     def __init__(self, expression: str, timezone: str = "UTC") -> None:
         self.expression = expression
@@ -69,7 +69,8 @@ class CronSpec:
         fields = len(self._expr.split())
         if fields not in (5, 6):
             raise CronError(
-                f"cron expression {expression!r} has {fields} fields; use 5, or 6 with seconds first"
+                f"cron expression {expression!r} has {fields} fields; "
+                "use 5, or 6 with seconds first"
             )
         try:
             next(self._iter(datetime(2000, 1, 1, tzinfo=self._zone)))

@@ -8,10 +8,17 @@ from .conftest import Api
 
 
 async def test_create_get_list_patch_delete(api: Api) -> None:
-    created = await api["acme"].post("/api/v1/schedules", json={
-        "id": "nightly", "flow_id": "three", "cron": "0 2 * * *", "timezone": "Europe/Berlin",
-        "input": {"day": "{{ schedule.scheduled_for }}"}, "catchup_window": "2h",
-    })  # fmt: skip
+    created = await api["acme"].post(
+        "/api/v1/schedules",
+        json={
+            "id": "nightly",
+            "flow_id": "three",
+            "cron": "0 2 * * *",
+            "timezone": "Europe/Berlin",
+            "input": {"day": "{{ schedule.scheduled_for }}"},
+            "catchup_window": "2h",
+        },
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["tenant_id"] == "acme" and body["catchup_window"] == "2h"
@@ -20,7 +27,9 @@ async def test_create_get_list_patch_delete(api: Api) -> None:
     one = (await api["acme"].get("/api/v1/schedules/nightly")).json()
     assert one["next_fire_times"] == body["next_fire_times"]
     listed = (await api["acme"].get("/api/v1/schedules")).json()
-    assert [s["id"] for s in listed["items"]] == ["nightly"] and "next_fire_times" not in listed["items"][0]
+    assert [s["id"] for s in listed["items"]] == ["nightly"] and "next_fire_times" not in listed[
+        "items"
+    ][0]
     # another tenant sees nothing and gets 404, never 403
     assert (await api["globex"].get("/api/v1/schedules")).json()["items"] == []
     assert (await api["globex"].get("/api/v1/schedules/nightly")).status_code == 404
@@ -40,11 +49,22 @@ async def test_bad_input_is_a_4xx_naming_the_problem_and_creates_nothing(api: Ap
         ({"flow_id": "three", "cron": "99 * * * *"}, 422, ["cron"]),
         ({"flow_id": "three", "cron": "0 * * * *", "timezone": "Nowhere/City"}, 422, ["timezone"]),
         ({"flow_id": "ghost", "cron": "0 * * * *"}, 422, ["flow_id"]),
-        ({"flow_id": "three", "cron": "0 * * * *", "start_at": "2026-05-01T00:00:00Z",
-          "end_at": "2026-04-01T00:00:00Z"}, 422, ["end_at"]),
-        ({"flow_id": "three", "cron": "0 * * * *", "overlap": "both", "catchup": "some"}, 422,
-         ["catchup", "overlap"]),
-    ]  # fmt: skip
+        (
+            {
+                "flow_id": "three",
+                "cron": "0 * * * *",
+                "start_at": "2026-05-01T00:00:00Z",
+                "end_at": "2026-04-01T00:00:00Z",
+            },
+            422,
+            ["end_at"],
+        ),
+        (
+            {"flow_id": "three", "cron": "0 * * * *", "overlap": "both", "catchup": "some"},
+            422,
+            ["catchup", "overlap"],
+        ),
+    ]
     for body, status, paths in cases:
         answer = await api["acme"].post("/api/v1/schedules", json=body)
         assert answer.status_code == status, (body, answer.text)
@@ -52,11 +72,15 @@ async def test_bad_input_is_a_4xx_naming_the_problem_and_creates_nothing(api: Ap
         assert problem["code"] == "INVALID_SCHEDULE"
         assert sorted(e["path"] for e in problem["errors"]) == paths
         assert body.get("cron", "x")[:2] in problem["detail"] or paths != ["cron"]
-    raw = await api["acme"].post("/api/v1/schedules", content=b"{not json",
-                                 headers={"content-type": "application/json"})  # fmt: skip
+    raw = await api["acme"].post(
+        "/api/v1/schedules", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert raw.status_code == 400 and raw.json()["code"] == "MALFORMED_JSON"
-    form = await api["acme"].post("/api/v1/schedules", content=b"a=b",
-                                  headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    form = await api["acme"].post(
+        "/api/v1/schedules",
+        content=b"a=b",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert form.status_code == 415
     assert (await api["acme"].get("/api/v1/schedules")).json()["items"] == []
     ok = {"id": "s", "flow_id": "three", "cron": "0 * * * *"}
@@ -66,8 +90,10 @@ async def test_bad_input_is_a_4xx_naming_the_problem_and_creates_nothing(api: Ap
 
 
 async def test_pause_trigger_backfill_and_runs(api: Api) -> None:
-    await api["acme"].post("/api/v1/schedules", json={
-        "id": "r", "flow_id": "approval", "cron": "0 0 * * *", "overlap": "skip"})  # fmt: skip
+    await api["acme"].post(
+        "/api/v1/schedules",
+        json={"id": "r", "flow_id": "approval", "cron": "0 0 * * *", "overlap": "skip"},
+    )
     paused = await api["acme"].post("/api/v1/schedules/r/pause")
     assert paused.json()["paused"] is True
     first = await api["acme"].post("/api/v1/schedules/r/trigger")
@@ -90,7 +116,10 @@ async def test_pause_trigger_backfill_and_runs(api: Api) -> None:
         r["execution_id"] for r in filled.json()["items"]
     ]
     wrong = await api["acme"].post("/api/v1/schedules/r/backfill", json={"start": "yesterday"})
-    assert wrong.status_code == 422 and {e["path"] for e in wrong.json()["errors"]} == {"start", "end"}
+    assert wrong.status_code == 422 and {e["path"] for e in wrong.json()["errors"]} == {
+        "start",
+        "end",
+    }
     runs = (await api["acme"].get("/api/v1/schedules/r/runs")).json()["items"]
     # The fake clock starts at midnight: the backfill's last time is the first run-now's
     # time, which keeps its first run (exactly once), so 3 run-now rows + 1 backfilled.
@@ -101,8 +130,10 @@ async def test_pause_trigger_backfill_and_runs(api: Api) -> None:
 
 
 async def test_fires_are_counted_in_metrics_by_outcome(api: Api) -> None:
-    await api["acme"].post("/api/v1/schedules", json={
-        "id": "m", "flow_id": "approval", "cron": "* * * * *", "overlap": "skip"})  # fmt: skip
+    await api["acme"].post(
+        "/api/v1/schedules",
+        json={"id": "m", "flow_id": "approval", "cron": "* * * * *", "overlap": "skip"},
+    )
     for _ in range(3):
         api.clock.advance(60)
         await api.engine.fire_schedules()

@@ -14,13 +14,25 @@ from .factories import at
 
 
 def doc(kind: str = "trigger", did: str = "orders", **spec: object) -> TriggerDocument:
-    return TriggerDocument(kind=kind, id=did, tenant_id="acme", spec={"flow_id": "o", **spec},
-                           created_at=at(0), updated_at=at(0))  # fmt: skip
+    return TriggerDocument(
+        kind=kind,
+        id=did,
+        tenant_id="acme",
+        spec={"flow_id": "o", **spec},
+        created_at=at(0),
+        updated_at=at(0),
+    )
 
 
 def sub(form: str = "signup", key: str | None = None, when: float = 0) -> FormSubmission:
-    return FormSubmission(form_id=form, data={"email": "a@b.c"}, created_at=at(when),
-                          dedupe_key=key, execution_id="ex-1", client="127.0.0.1")  # fmt: skip
+    return FormSubmission(
+        form_id=form,
+        data={"email": "a@b.c"},
+        created_at=at(when),
+        dedupe_key=key,
+        execution_id="ex-1",
+        client="127.0.0.1",
+    )
 
 
 async def test_documents_round_trip_by_kind(store: Store) -> None:
@@ -35,8 +47,11 @@ async def test_documents_round_trip_by_kind(store: Store) -> None:
     assert await store.update_document(trigger) is True
     assert await store.get_document("trigger", "orders") == trigger
     assert await store.update_document(doc(did="missing")) is False
-    await store.create_document(TriggerDocument(kind="trigger", id="a", tenant_id="x", spec={},
-                                                created_at=at(0), updated_at=at(0)))  # fmt: skip
+    await store.create_document(
+        TriggerDocument(
+            kind="trigger", id="a", tenant_id="x", spec={}, created_at=at(0), updated_at=at(0)
+        )
+    )
     assert [d.id for d in await store.list_documents("trigger")] == ["a", "orders"]
     assert [d.id for d in await store.list_documents("trigger", tenant_id="x")] == ["a"]
     assert await store.delete_document("trigger", "orders") is True

@@ -71,7 +71,9 @@ async def test_claim_takes_due_unpaused_schedules_once(store: Store) -> None:
     again = await store.claim_schedules(owner="w2", now=at(20) + LEASE, lease_for=LEASE, limit=10)
     assert [s.id for s in again] == ["due"]
     # w1 lost it: its release writes nothing.
-    assert await store.release_schedule(replace(first[0], next_fire_at=at(999)), owner="w1") is False
+    assert (
+        await store.release_schedule(replace(first[0], next_fire_at=at(999)), owner="w1") is False
+    )
     stored = await store.get_schedule("due")
     assert stored is not None and stored.next_fire_at == at(10)
 
@@ -79,8 +81,9 @@ async def test_claim_takes_due_unpaused_schedules_once(store: Store) -> None:
 async def test_release_writes_the_state_and_frees_the_lease(store: Store) -> None:
     await store.create_schedule(make_schedule("s", next_at=10))
     [held] = await store.claim_schedules(owner="w1", now=at(20), lease_for=LEASE, limit=1)
-    moved = replace(held, next_fire_at=at(100), last_execution_id="ex-9", buffered_for=None,
-                    cron="* * * * *")  # fmt: skip
+    moved = replace(
+        held, next_fire_at=at(100), last_execution_id="ex-9", buffered_for=None, cron="* * * * *"
+    )
     assert await store.release_schedule(moved, owner="w1") is True
     stored = await store.get_schedule("s")
     assert stored is not None
@@ -97,18 +100,22 @@ async def test_a_buffered_time_makes_a_schedule_due(store: Store) -> None:
 
 async def test_claim_one_schedule_whether_due_or_not(store: Store) -> None:
     await store.create_schedule(make_schedule("s", next_at=500, paused=True))
-    one = await store.claim_schedules(owner="w1", now=at(0), lease_for=LEASE, limit=1,
-                                      schedule_id="s")  # fmt: skip
+    one = await store.claim_schedules(
+        owner="w1", now=at(0), lease_for=LEASE, limit=1, schedule_id="s"
+    )
     assert [s.id for s in one] == ["s"]
-    other = await store.claim_schedules(owner="w2", now=at(1), lease_for=LEASE, limit=1,
-                                        schedule_id="s")  # fmt: skip
+    other = await store.claim_schedules(
+        owner="w2", now=at(1), lease_for=LEASE, limit=1, schedule_id="s"
+    )
     assert other == []
 
 
 async def test_save_replaces_the_definition_and_drops_the_lease(store: Store) -> None:
     await store.create_schedule(make_schedule("s", next_at=10))
     [held] = await store.claim_schedules(owner="w1", now=at(20), lease_for=LEASE, limit=1)
-    assert await store.save_schedule(replace(held, paused=True, cron="5 * * * *", updated_at=at(21)))
+    assert await store.save_schedule(
+        replace(held, paused=True, cron="5 * * * *", updated_at=at(21))
+    )
     assert await store.release_schedule(held, owner="w1") is False
     stored = await store.get_schedule("s")
     assert stored is not None and stored.paused and stored.cron == "5 * * * *"
@@ -119,22 +126,34 @@ async def test_save_replaces_the_definition_and_drops_the_lease(store: Store) ->
 async def test_concurrent_claimers_never_share_a_schedule(store: Store) -> None:
     for n in range(20):
         await store.create_schedule(make_schedule(f"s{n:02d}", next_at=10))
-    results = await asyncio.gather(*(
-        store.claim_schedules(owner=f"w{n}", now=at(20), lease_for=LEASE, limit=20)
-        for n in range(4)
-    ))  # fmt: skip
+    results = await asyncio.gather(
+        *(
+            store.claim_schedules(owner=f"w{n}", now=at(20), lease_for=LEASE, limit=20)
+            for n in range(4)
+        )
+    )
     ids = [s.id for batch in results for s in batch]
     assert sorted(ids) == [f"s{n:02d}" for n in range(20)]
 
 
 async def test_a_scheduled_time_is_recorded_once(store: Store) -> None:
-    first = ScheduleRun(schedule_id="s", scheduled_for=at(60), fired_at=at(61),
-                        outcome="started", execution_id="ex-1")  # fmt: skip
+    first = ScheduleRun(
+        schedule_id="s",
+        scheduled_for=at(60),
+        fired_at=at(61),
+        outcome="started",
+        execution_id="ex-1",
+    )
     second = replace(first, fired_at=at(62), execution_id="ex-2")
     assert await store.record_schedule_run(first) == first
     assert await store.record_schedule_run(second) == first
-    skipped = ScheduleRun(schedule_id="s", scheduled_for=at(120), fired_at=at(121),
-                          outcome="skipped", reason="overlap")  # fmt: skip
+    skipped = ScheduleRun(
+        schedule_id="s",
+        scheduled_for=at(120),
+        fired_at=at(121),
+        outcome="skipped",
+        reason="overlap",
+    )
     await store.record_schedule_run(skipped)
     assert await store.list_schedule_runs("s") == [skipped, first]
     assert await store.list_schedule_runs("s", limit=1) == [skipped]

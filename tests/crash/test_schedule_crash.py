@@ -46,9 +46,14 @@ async def test_every_second_schedules_fire_exactly_once_through_kills(
         await engine.save_flow(steps_flow("tick", steps=1, sleep=0))
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
         for n in range(SCHEDULES):
-            await engine.schedules.create(id=f"s{n}", flow_id="tick", cron="* * * * * *",
-                                          overlap="allow", catchup="all",
-                                          start_at=start.isoformat())  # fmt: skip
+            await engine.schedules.create(
+                id=f"s{n}",
+                flow_id="tick",
+                cron="* * * * * *",
+                overlap="allow",
+                catchup="all",
+                start_at=start.isoformat(),
+            )
         steady = WorkerProcess(backend.url, effects, tmp_path / "steady.log", **args)
         victims: list[WorkerProcess] = []
         try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from engine.support import echo, noop, wait_forever
 from flowmonkey import FlowBuilder, errors
 from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.scheduling import jitter_for
@@ -16,7 +17,6 @@ from flowmonkey.model.schedules import ScheduleRun, schedule_key
 from flowmonkey.stores.base import ExecutionQuery
 from flowmonkey.testing import FakeClock
 
-from engine.support import echo, noop, wait_forever
 from .conftest import MakeEngine
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -44,10 +44,15 @@ async def test_bad_definitions_list_every_problem_and_store_nothing(
 ) -> None:
     async with engine_of(make, clock) as engine:
         with pytest.raises(errors.InvalidSchedule) as caught:
-            await engine.schedules.create(flow_id="quick", cron="61 * * * *",
-                                          timezone="Mars/Base", overlap="sometimes",
-                                          start_at="2026-02-01T00:00:00Z",
-                                          end_at="2026-01-01T00:00:00Z", colour="red")  # fmt: skip
+            await engine.schedules.create(
+                flow_id="quick",
+                cron="61 * * * *",
+                timezone="Mars/Base",
+                overlap="sometimes",
+                start_at="2026-02-01T00:00:00Z",
+                end_at="2026-01-01T00:00:00Z",
+                colour="red",
+            )
         paths = sorted(p["path"] for p in caught.value.details)
         assert paths == ["colour", "cron", "end_at", "overlap", "timezone"]
         with pytest.raises(errors.InvalidSchedule) as caught:
@@ -65,9 +70,12 @@ async def test_each_time_starts_one_execution_with_the_template_input(
 ) -> None:
     async with engine_of(make, clock) as engine:
         schedule = await engine.schedules.create(
-            id="tick", flow_id="quick", cron="* * * * *", overlap="allow",
+            id="tick",
+            flow_id="quick",
+            cron="* * * * *",
+            overlap="allow",
             input={"at": "{{ schedule.scheduled_for }}", "who": ["{{schedule.id}}", 3]},
-        )  # fmt: skip
+        )
         assert schedule.next_fire_at == T0 + timedelta(minutes=1)
         assert (await engine.fire_schedules()).created == []
         for _ in range(3):
@@ -94,8 +102,9 @@ async def test_two_engines_firing_together_start_one_execution_per_time(
     first.owner, second.owner = "worker-a", "worker-b"
     async with first, second:
         for n in range(5):
-            await first.schedules.create(id=f"s{n}", flow_id="quick", cron="* * * * * *",
-                                         overlap="allow", catchup="all")  # fmt: skip
+            await first.schedules.create(
+                id=f"s{n}", flow_id="quick", cron="* * * * * *", overlap="allow", catchup="all"
+            )
         for _ in range(10):
             clock.advance(1)
             await asyncio.gather(first.fire_schedules(), second.fire_schedules())
@@ -111,11 +120,18 @@ async def test_a_holder_that_died_after_recording_is_finished_by_the_next(
         due = T0 + timedelta(minutes=1)
         clock.set(due)
         # A process leased it, recorded the run, and died before creating the execution.
-        [held] = await engine.store.claim_schedules(owner="dead", now=due,
-                                                    lease_for=timedelta(seconds=30), limit=1)  # fmt: skip
-        await engine.store.record_schedule_run(ScheduleRun(
-            schedule_id="s", scheduled_for=due, fired_at=due, outcome="started",
-            execution_id="ex-promised"))  # fmt: skip
+        [held] = await engine.store.claim_schedules(
+            owner="dead", now=due, lease_for=timedelta(seconds=30), limit=1
+        )
+        await engine.store.record_schedule_run(
+            ScheduleRun(
+                schedule_id="s",
+                scheduled_for=due,
+                fired_at=due,
+                outcome="started",
+                execution_id="ex-promised",
+            )
+        )
         assert (await engine.fire_schedules()).created == []  # still leased
         clock.advance(31)
         report = await engine.fire_schedules()
@@ -130,8 +146,9 @@ async def test_overlap_skip_buffer_one_allow_and_cancel_previous(
 ) -> None:
     async with engine_of(make, clock) as engine:
         for policy in ("skip", "buffer_one", "allow", "cancel_previous"):
-            await engine.schedules.create(id=policy, flow_id="slow", cron="* * * * *",
-                                          overlap=policy)  # fmt: skip
+            await engine.schedules.create(
+                id=policy, flow_id="slow", cron="* * * * *", overlap=policy
+            )
         for _ in range(3):
             clock.advance(60)
             await engine.fire_schedules()
@@ -146,7 +163,7 @@ async def test_overlap_skip_buffer_one_allow_and_cancel_previous(
             "allow": ["started", "started", "started"],
             "cancel_previous": ["started", "started", "started"],
         }
-        cancelled = [r for r in await engine.schedules.runs("cancel_previous")][1:]
+        cancelled = list(await engine.schedules.runs("cancel_previous"))[1:]
         for run in cancelled:
             found = await engine.get(run.execution_id or "")
             assert found is not None and found.status == "cancelled"
@@ -172,14 +189,23 @@ async def test_catchup_after_downtime(
     make: MakeEngine, clock: FakeClock, policy: str, expected: dict[str, list[int]]
 ) -> None:
     async with engine_of(make, clock) as engine:
-        await engine.schedules.create(id="s", flow_id="quick", cron="*/10 * * * *",
-                                      overlap="allow", catchup=policy,
-                                      catchup_window="45m")  # fmt: skip
+        await engine.schedules.create(
+            id="s",
+            flow_id="quick",
+            cron="*/10 * * * *",
+            overlap="allow",
+            catchup=policy,
+            catchup_window="45m",
+        )
         clock.advance(timedelta(minutes=10))
         await engine.fire_schedules()  # 12:10 fires on time
         clock.set(T0 + timedelta(minutes=55, seconds=30))  # down from 12:10 to 12:55
         await engine.fire_schedules()
-        runs = [r for r in await engine.schedules.runs("s") if r.scheduled_for > T0 + timedelta(minutes=10)]
+        runs = [
+            r
+            for r in await engine.schedules.runs("s")
+            if r.scheduled_for > T0 + timedelta(minutes=10)
+        ]
         got: dict[str, list[int]] = {"started": [], "skipped": []}
         for run in sorted(runs, key=lambda r: r.scheduled_for):
             got[run.outcome].append(run.scheduled_for.minute)
@@ -192,15 +218,24 @@ async def test_times_outside_the_catchup_window_are_dropped(
     make: MakeEngine, clock: FakeClock
 ) -> None:
     async with engine_of(make, clock) as engine:
-        await engine.schedules.create(id="s", flow_id="quick", cron="*/10 * * * *",
-                                      overlap="allow", catchup="all", catchup_window="25m")  # fmt: skip
+        await engine.schedules.create(
+            id="s",
+            flow_id="quick",
+            cron="*/10 * * * *",
+            overlap="allow",
+            catchup="all",
+            catchup_window="25m",
+        )
         seen: list[Any] = []
         engine.on("schedule.skipped", seen.append)
         clock.set(T0 + timedelta(hours=2, minutes=1))
         await engine.fire_schedules()
         started = sorted(r.scheduled_for for r in await engine.schedules.runs("s"))
-        assert started == [T0 + timedelta(hours=1, minutes=40), T0 + timedelta(hours=1, minutes=50),
-                           T0 + timedelta(hours=2)]  # fmt: skip
+        assert started == [
+            T0 + timedelta(hours=1, minutes=40),
+            T0 + timedelta(hours=1, minutes=50),
+            T0 + timedelta(hours=2),
+        ]
         assert seen[0].data["count"] == 9  # 12:10 .. 13:30
 
 
@@ -208,8 +243,9 @@ async def test_jitter_is_stable_bounded_and_delays_the_fire(
     make: MakeEngine, clock: FakeClock
 ) -> None:
     async with engine_of(make, clock) as engine:
-        schedule = await engine.schedules.create(id="j", flow_id="quick", cron="0 * * * *",
-                                                 jitter="10m")  # fmt: skip
+        schedule = await engine.schedules.create(
+            id="j", flow_id="quick", cron="0 * * * *", jitter="10m"
+        )
         due = T0 + timedelta(hours=1)
         delay = jitter_for(schedule, due)
         assert delay == jitter_for(schedule, due)
@@ -226,13 +262,18 @@ async def test_jitter_is_stable_bounded_and_delays_the_fire(
 async def test_start_and_end_bound_the_times(make: MakeEngine, clock: FakeClock) -> None:
     async with engine_of(make, clock) as engine:
         schedule = await engine.schedules.create(
-            id="b", flow_id="quick", cron="0 * * * *", overlap="allow",
+            id="b",
+            flow_id="quick",
+            cron="0 * * * *",
+            overlap="allow",
             start_at=(T0 + timedelta(hours=3)).isoformat(),
             end_at=(T0 + timedelta(hours=4, minutes=30)).isoformat(),
-        )  # fmt: skip
+        )
         assert schedule.next_fire_at == T0 + timedelta(hours=3)
-        assert engine.schedules.next_times(schedule) == [T0 + timedelta(hours=3),
-                                                         T0 + timedelta(hours=4)]  # fmt: skip
+        assert engine.schedules.next_times(schedule) == [
+            T0 + timedelta(hours=3),
+            T0 + timedelta(hours=4),
+        ]
         for hour in range(1, 7):
             clock.set(T0 + timedelta(hours=hour))
             await engine.fire_schedules()

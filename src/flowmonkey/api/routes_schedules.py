@@ -46,8 +46,7 @@ async def _visible(request: Request, principal: Principal, schedule_id: str) -> 
     return found
 
 
-@router.post("/schedules", status_code=201, summary="Create a schedule",
-             openapi_extra=OBJECT_BODY)  # fmt: skip
+@router.post("/schedules", status_code=201, summary="Create a schedule", openapi_extra=OBJECT_BODY)
 async def create_schedule(
     request: Request, principal: Annotated[Principal, Depends(require("write"))]
 ) -> Response:
@@ -59,8 +58,11 @@ async def create_schedule(
         schedule = await _schedules(request).create(**body)
     except errors.FlowMonkeyError as exc:
         raise problem_of(exc)
-    return json(schedule_json(schedule, _schedules(request)), 201,
-                {"Location": f"/api/v1/schedules/{schedule.id}"})  # fmt: skip
+    return json(
+        schedule_json(schedule, _schedules(request)),
+        201,
+        {"Location": f"/api/v1/schedules/{schedule.id}"},
+    )
 
 
 @router.get("/schedules", summary="List schedules")
@@ -130,10 +132,20 @@ async def unpause_schedule(
     return json(schedule_json(schedule, _schedules(request)))
 
 
-@router.post("/schedules/{schedule_id}/trigger", summary="Run a schedule now",
-             openapi_extra={"requestBody": {"required": False, "content": {
-                 "application/json": {"schema": {"type": "object", "properties": {
-                     "overlap": {"type": "string"}}}}}}})  # fmt: skip
+@router.post(
+    "/schedules/{schedule_id}/trigger",
+    summary="Run a schedule now",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"overlap": {"type": "string"}}}
+                }
+            },
+        }
+    },
+)
 async def trigger_schedule(
     request: Request, schedule_id: str, principal: Annotated[Principal, Depends(require("write"))]
 ) -> Response:
@@ -148,8 +160,11 @@ async def trigger_schedule(
     return json(run.to_dict(), 201 if run.outcome == "started" else 200)
 
 
-@router.post("/schedules/{schedule_id}/backfill", summary="Fire every time in a range",
-             openapi_extra=OBJECT_BODY)  # fmt: skip
+@router.post(
+    "/schedules/{schedule_id}/backfill",
+    summary="Fire every time in a range",
+    openapi_extra=OBJECT_BODY,
+)
 async def backfill_schedule(
     request: Request, schedule_id: str, principal: Annotated[Principal, Depends(require("write"))]
 ) -> Response:
@@ -193,5 +208,9 @@ async def schedule_runs(
 def _only(body: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise Problem(422, "Unknown fields.", code="VALIDATION_FAILED",
-                      errors=[{"path": k, "message": "unknown field"} for k in unknown])  # fmt: skip
+        raise Problem(
+            422,
+            "Unknown fields.",
+            code="VALIDATION_FAILED",
+            errors=[{"path": k, "message": "unknown field"} for k in unknown],
+        )

@@ -37,8 +37,12 @@ async def json_object(request: Request, *, optional: bool = False) -> dict[str, 
     except ValueError as exc:
         raise Problem(400, f"The body is not valid JSON: {exc}", code="MALFORMED_JSON")
     if not isinstance(data, dict):
-        raise Problem(422, "The body must be a JSON object.", code="VALIDATION_FAILED",
-                      errors=[{"path": "", "message": "must be an object"}])  # fmt: skip
+        raise Problem(
+            422,
+            "The body must be a JSON object.",
+            code="VALIDATION_FAILED",
+            errors=[{"path": "", "message": "must be an object"}],
+        )
     return data
 
 

@@ -15,6 +15,7 @@ from flowmonkey.cli.commands_exec import cancel, resume, run, signal, tick
 from flowmonkey.cli.commands_flow import graph, validate
 from flowmonkey.cli.commands_query import events, flows, history, list_executions, status
 from flowmonkey.cli.commands_retry import retry
+from flowmonkey.cli.commands_schedules import schedules
 from flowmonkey.cli.errors import CliError, to_cli_error
 from flowmonkey.cli.state import DEFAULT_STORE, CliState
 from flowmonkey.cli.worker import migrate_command, worker_command
@@ -77,6 +78,7 @@ cli.add_command(validate)
 cli.add_command(graph)
 cli.add_command(worker_command)
 cli.add_command(migrate_command)
+cli.add_command(schedules)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from flowmonkey import errors
 from flowmonkey.cron import CronError, CronSpec, zone
 from flowmonkey.durations import parse_datetime, parse_duration
 from flowmonkey.engine.lookup import get_flow
-from flowmonkey.engine.scheduling import first_fire_at, fire_times, run_one
+from flowmonkey.engine.scheduling import fire_times, first_fire_at, run_one
 from flowmonkey.model.schedules import (
     CATCHUP_POLICIES,
     OVERLAP_POLICIES,
@@ -36,9 +36,21 @@ __all__ = ["MAX_BACKFILL", "Schedules"]
 MAX_BACKFILL = 10_000
 """Most scheduled times one backfill may start."""
 _FIELDS = {
-    "id", "flow_id", "version", "cron", "timezone", "input", "overlap", "catchup",
-    "catchup_window", "jitter", "start_at", "end_at", "paused", "tenant_id",
-}  # fmt: skip
+    "id",
+    "flow_id",
+    "version",
+    "cron",
+    "timezone",
+    "input",
+    "overlap",
+    "catchup",
+    "catchup_window",
+    "jitter",
+    "start_at",
+    "end_at",
+    "paused",
+    "tenant_id",
+}
 _EDITABLE = _FIELDS - {"id", "tenant_id"}
 
 
@@ -46,7 +58,9 @@ def _problem(problems: list[dict[str, str]], path: str, message: str) -> None:
     problems.append({"path": path, "message": message})
 
 
-def build_schedule(values: dict[str, Any], *, now: datetime, base: Schedule | None = None) -> Schedule:
+def build_schedule(
+    values: dict[str, Any], *, now: datetime, base: Schedule | None = None
+) -> Schedule:
     """A validated ``Schedule`` from JSON-ish ``values`` (over ``base`` for a PATCH).
 
     Raises ``InvalidSchedule`` listing every problem (the flow's existence is checked by
@@ -62,8 +76,10 @@ def build_schedule(values: dict[str, Any], *, now: datetime, base: Schedule | No
     for name in ("flow_id", "cron"):
         if not isinstance(merged.get(name), str) or not merged.get(name):
             _problem(problems, name, "required (a non-empty string)")
-    if "id" in merged and merged["id"] is not None and (
-        not isinstance(merged["id"], str) or not 1 <= len(merged["id"]) <= 200
+    if (
+        "id" in merged
+        and merged["id"] is not None
+        and (not isinstance(merged["id"], str) or not 1 <= len(merged["id"]) <= 200)
     ):
         _problem(problems, "id", "a string of 1 to 200 characters")
     if merged.get("version") is not None and not isinstance(merged["version"], str):
@@ -117,13 +133,20 @@ def build_schedule(values: dict[str, Any], *, now: datetime, base: Schedule | No
             details=problems,
         )
     fields: dict[str, Any] = {
-        "flow_id": merged["flow_id"], "version": merged.get("version"), "cron": merged["cron"],
-        "timezone": timezone, "input": dict(merged.get("input") or {}),
-        "overlap": merged.get("overlap", "skip"), "catchup": merged.get("catchup", "latest"),
-        "catchup_window": durations["catchup_window"], "jitter": durations["jitter"],
-        "start_at": start, "end_at": end, "paused": merged.get("paused", False),
+        "flow_id": merged["flow_id"],
+        "version": merged.get("version"),
+        "cron": merged["cron"],
+        "timezone": timezone,
+        "input": dict(merged.get("input") or {}),
+        "overlap": merged.get("overlap", "skip"),
+        "catchup": merged.get("catchup", "latest"),
+        "catchup_window": durations["catchup_window"],
+        "jitter": durations["jitter"],
+        "start_at": start,
+        "end_at": end,
+        "paused": merged.get("paused", False),
         "updated_at": now,
-    }  # fmt: skip
+    }
     if base is not None:
         schedule = replace(base, **fields)
     else:
@@ -208,8 +231,10 @@ class Schedules:
         schedule = await self.get(schedule_id)
         _check_overlap(overlap)
         if end < start:
-            raise errors.InvalidSchedule("invalid backfill: end is before start",
-                                         details=[{"path": "end", "message": "before start"}])  # fmt: skip
+            raise errors.InvalidSchedule(
+                "invalid backfill: end is before start",
+                details=[{"path": "end", "message": "before start"}],
+            )
         times = fire_times(schedule, start, end)
         if len(times) > MAX_BACKFILL:
             raise errors.InvalidSchedule(
@@ -222,8 +247,9 @@ class Schedules:
         self, schedule_id: str, times: builtins.list[datetime] | None, overlap: str | None
     ) -> builtins.list[ScheduleRun]:
         try:
-            return await run_one(self._rt, schedule_id, times, owner=self._rt.lease_owner(),
-                                 overlap=overlap)  # fmt: skip
+            return await run_one(
+                self._rt, schedule_id, times, owner=self._rt.lease_owner(), overlap=overlap
+            )
         except LookupError as exc:
             raise errors.StoreError(str(exc), code="SCHEDULE_BUSY") from None
 

@@ -83,12 +83,17 @@ def jitter_for(schedule: Schedule, scheduled_for: datetime) -> timedelta:
     return timedelta(milliseconds=int.from_bytes(digest[:8], "big") % (span_ms + 1))
 
 
-def render_input(value: Any, schedule: Schedule, scheduled_for: datetime, fired_at: datetime) -> Any:
+def render_input(
+    value: Any, schedule: Schedule, scheduled_for: datetime, fired_at: datetime
+) -> Any:
     """Replace ``{{ schedule.id }}``, ``{{ schedule.scheduled_for }}`` and
     ``{{ schedule.fired_at }}`` in every string of ``value`` (no expression language:
     the input is data, never code)."""
-    values = {"id": schedule.id, "scheduled_for": scheduled_for.isoformat(),
-              "fired_at": fired_at.isoformat()}  # fmt: skip
+    values = {
+        "id": schedule.id,
+        "scheduled_for": scheduled_for.isoformat(),
+        "fired_at": fired_at.isoformat(),
+    }
     if isinstance(value, str):
         return _TEMPLATE.sub(lambda m: values[m[1]], value)
     if isinstance(value, dict):
@@ -126,15 +131,15 @@ async def fire_due(rt: Runtime, *, owner: str, limit: int = 100) -> FireReport:
     """Lease the due schedules and fire their due times (see the module docstring)."""
     now = rt.clock.now()
     report = FireReport(created=[])
-    claimed = await rt.store.claim_schedules(owner=owner, now=now, lease_for=rt.options.lease_for,
-                                             limit=limit)  # fmt: skip
+    claimed = await rt.store.claim_schedules(
+        owner=owner, now=now, lease_for=rt.options.lease_for, limit=limit
+    )
     for schedule in claimed:
         try:
             await _fire_schedule(rt, schedule, owner=owner, now=now, report=report)
         except Exception:
             # The lease expires and the next holder redoes these times (exactly once).
-            log.exception("firing schedule %s failed; retried after its lease expires",
-                          schedule.id)  # fmt: skip
+            log.exception("firing schedule %s failed; retried after its lease expires", schedule.id)
     return report
 
 
@@ -150,8 +155,13 @@ async def _fire_schedule(
 ) -> None:
     state = replace(schedule)
     if state.buffered_for is not None and not await _previous_running(rt, state):
-        run = ScheduleRun(schedule_id=state.id, scheduled_for=state.buffered_for, fired_at=now,
-                          outcome="started", execution_id=str(uuid.uuid4()))  # fmt: skip
+        run = ScheduleRun(
+            schedule_id=state.id,
+            scheduled_for=state.buffered_for,
+            fired_at=now,
+            outcome="started",
+            execution_id=str(uuid.uuid4()),
+        )
         await rt.store.update_schedule_run(run)
         await _start(rt, state, run, report)
         state.buffered_for = None
@@ -179,8 +189,14 @@ async def _fire_schedule(
             due.append(cursor)
             cursor = spec.next_after(cursor)
     if dropped:
-        _emit(rt, "schedule.skipped", state, None, now,
-              {"count": dropped, "reason": "outside_catchup_window"})  # fmt: skip
+        _emit(
+            rt,
+            "schedule.skipped",
+            state,
+            None,
+            now,
+            {"count": dropped, "reason": "outside_catchup_window"},
+        )
     for index, scheduled_for in enumerate(due):
         missed = now - scheduled_for > MISS_GRACE
         later = index < len(due) - 1
@@ -216,14 +232,22 @@ async def _handle_time(
             else:
                 outcome, reason = "skipped", "buffer_full"
         elif overlap == "cancel_previous" and state.last_execution_id is not None:
-            await cancel_execution(rt, state.last_execution_id, source="schedule",
-                                   reason=f"schedule {state.id} fired again")  # fmt: skip
+            await cancel_execution(
+                rt,
+                state.last_execution_id,
+                source="schedule",
+                reason=f"schedule {state.id} fired again",
+            )
     if reason is not None:
         outcome = "skipped"
     candidate = ScheduleRun(
-        schedule_id=state.id, scheduled_for=scheduled_for, fired_at=now, outcome=outcome,
-        execution_id=str(uuid.uuid4()) if outcome == "started" else None, reason=reason,
-    )  # fmt: skip
+        schedule_id=state.id,
+        scheduled_for=scheduled_for,
+        fired_at=now,
+        outcome=outcome,
+        execution_id=str(uuid.uuid4()) if outcome == "started" else None,
+        reason=reason,
+    )
     run = await rt.store.record_schedule_run(candidate)
     if run.outcome == "started":
         if run != candidate and run.execution_id is not None:
@@ -236,12 +260,27 @@ async def _handle_time(
         await _start(rt, state, run, report)
     elif run.outcome == "buffered":
         state.buffered_for = run.scheduled_for
-        _emit(rt, "schedule.skipped", state, None, now,
-              {"scheduled_for": scheduled_for.isoformat(), "outcome": "buffered"})  # fmt: skip
+        _emit(
+            rt,
+            "schedule.skipped",
+            state,
+            None,
+            now,
+            {"scheduled_for": scheduled_for.isoformat(), "outcome": "buffered"},
+        )
     else:
-        _emit(rt, "schedule.skipped", state, None, now,
-              {"scheduled_for": scheduled_for.isoformat(), "outcome": "skipped",
-               "reason": run.reason})  # fmt: skip
+        _emit(
+            rt,
+            "schedule.skipped",
+            state,
+            None,
+            now,
+            {
+                "scheduled_for": scheduled_for.isoformat(),
+                "outcome": "skipped",
+                "reason": run.reason,
+            },
+        )
     return run
 
 
@@ -265,16 +304,27 @@ async def _start(rt: Runtime, state: Schedule, run: ScheduleRun, report: FireRep
     if result.created:
         report.created.append(result.execution.id)
         lag = (result.execution.created_at - run.scheduled_for).total_seconds()
-        _emit(rt, "schedule.fired", state, result.execution.id, result.execution.created_at,
-              {"scheduled_for": run.scheduled_for.isoformat(), "lag_seconds": lag})  # fmt: skip
+        _emit(
+            rt,
+            "schedule.fired",
+            state,
+            result.execution.id,
+            result.execution.created_at,
+            {"scheduled_for": run.scheduled_for.isoformat(), "lag_seconds": lag},
+        )
 
 
 def _emit(
-    rt: Runtime, kind: str, state: Schedule, execution_id: str | None, at: datetime,
+    rt: Runtime,
+    kind: str,
+    state: Schedule,
+    execution_id: str | None,
+    at: datetime,
     data: dict[str, Any],
-) -> None:  # fmt: skip
-    rt.bus.emit([Event(kind, execution_id, at, {"schedule_id": state.id, **data}, 0,
-                       state.tenant_id)])  # fmt: skip
+) -> None:
+    rt.bus.emit(
+        [Event(kind, execution_id, at, {"schedule_id": state.id, **data}, 0, state.tenant_id)]
+    )
 
 
 async def run_one(
@@ -289,8 +339,9 @@ async def run_one(
     exactly once (an already handled time keeps its first run). Holds the schedule's
     lease meanwhile; ``LookupError`` when another process holds it right now."""
     now = rt.clock.now()
-    claimed = await rt.store.claim_schedules(owner=owner, now=now, lease_for=rt.options.lease_for, limit=1,
-                                             schedule_id=schedule_id)  # fmt: skip
+    claimed = await rt.store.claim_schedules(
+        owner=owner, now=now, lease_for=rt.options.lease_for, limit=1, schedule_id=schedule_id
+    )
     if not claimed:
         raise LookupError(f'schedule "{schedule_id}" is being fired by another process')
     state = claimed[0]
@@ -298,8 +349,11 @@ async def run_one(
     runs = []
     try:
         for scheduled_for in times if times is not None else [now]:
-            runs.append(await _handle_time(rt, state, scheduled_for, now, None, report,
-                                           overlap=overlap or state.overlap))  # fmt: skip
+            runs.append(
+                await _handle_time(
+                    rt, state, scheduled_for, now, None, report, overlap=overlap or state.overlap
+                )
+            )
     finally:
         await rt.store.release_schedule(state, owner=owner)
     return runs

@@ -29,15 +29,28 @@ _SUB_COLS = "id, form_id, dedupe_key, data, execution_id, client, created_at"
 def _doc(row: tuple[Any, ...], to_dt: Callable[[Any], datetime | None]) -> TriggerDocument:
     created, updated = to_dt(row[4]), to_dt(row[5])
     assert created is not None and updated is not None
-    return TriggerDocument(kind=row[0], id=row[1], tenant_id=row[2], spec=orjson.loads(row[3]),
-                           created_at=created, updated_at=updated)  # fmt: skip
+    return TriggerDocument(
+        kind=row[0],
+        id=row[1],
+        tenant_id=row[2],
+        spec=orjson.loads(row[3]),
+        created_at=created,
+        updated_at=updated,
+    )
 
 
 def _sub(row: tuple[Any, ...], to_dt: Callable[[Any], datetime | None]) -> FormSubmission:
     created = to_dt(row[6])
     assert created is not None
-    return FormSubmission(id=row[0], form_id=row[1], dedupe_key=row[2], data=orjson.loads(row[3]),
-                          execution_id=row[4], client=row[5], created_at=created)  # fmt: skip
+    return FormSubmission(
+        id=row[0],
+        form_id=row[1],
+        dedupe_key=row[2],
+        data=orjson.loads(row[3]),
+        execution_id=row[4],
+        client=row[5],
+        created_at=created,
+    )
 
 
 def _exists(doc: TriggerDocument) -> errors.AlreadyExists:
@@ -76,8 +89,11 @@ class MemoryDocuments:
         self, kind: str, *, tenant_id: str | None = None
     ) -> builtins.list[TriggerDocument]:
         """Documents of a kind by id (of one tenant when given)."""
-        return [_copy(d) for (k, _), d in sorted(self._documents.items())
-                if k == kind and (tenant_id is None or d.tenant_id == tenant_id)]  # fmt: skip
+        return [
+            _copy(d)
+            for (k, _), d in sorted(self._documents.items())
+            if k == kind and (tenant_id is None or d.tenant_id == tenant_id)
+        ]
 
     async def delete_document(self, kind: str, doc_id: str) -> bool:
         """Delete a document (a form's submissions too)."""
@@ -133,15 +149,29 @@ _SQ_SUBS = (
 
 def _sq_doc_create(conn: sqlite3.Connection, doc: TriggerDocument) -> None:
     try:
-        conn.execute(_SQ_DOC_INSERT, (doc.kind, doc.id, doc.tenant_id, orjson.dumps(doc.spec).decode(),
-                                      q.to_us(doc.created_at), q.to_us(doc.updated_at)))  # fmt: skip
+        conn.execute(
+            _SQ_DOC_INSERT,
+            (
+                doc.kind,
+                doc.id,
+                doc.tenant_id,
+                orjson.dumps(doc.spec).decode(),
+                q.to_us(doc.created_at),
+                q.to_us(doc.updated_at),
+            ),
+        )
     except sqlite3.IntegrityError:
         raise _exists(doc) from None
 
 
 def _sq_doc_update(conn: sqlite3.Connection, doc: TriggerDocument) -> bool:
-    params = (doc.tenant_id, orjson.dumps(doc.spec).decode(), q.to_us(doc.updated_at), doc.kind,
-              doc.id)  # fmt: skip
+    params = (
+        doc.tenant_id,
+        orjson.dumps(doc.spec).decode(),
+        q.to_us(doc.updated_at),
+        doc.kind,
+        doc.id,
+    )
     return conn.execute(_SQ_DOC_UPDATE, params).rowcount == 1
 
 
@@ -174,8 +204,18 @@ def _sq_sub_add(conn: sqlite3.Connection, sub: FormSubmission, most: int | None)
         sql = "SELECT COUNT(*) FROM form_submissions WHERE form_id = ?"
         if conn.execute(sql, (sub.form_id,)).fetchone()[0] >= most:
             return "full"
-    conn.execute(_SQ_SUB_INSERT, (sub.id, sub.form_id, sub.dedupe_key, orjson.dumps(sub.data).decode(),
-                                  sub.execution_id, sub.client, q.to_us(sub.created_at)))  # fmt: skip
+    conn.execute(
+        _SQ_SUB_INSERT,
+        (
+            sub.id,
+            sub.form_id,
+            sub.dedupe_key,
+            orjson.dumps(sub.data).decode(),
+            sub.execution_id,
+            sub.client,
+            q.to_us(sub.created_at),
+        ),
+    )
     return "ok"
 
 
@@ -274,8 +314,14 @@ class PostgresDocuments:
 
     async def create_document(self, doc: TriggerDocument) -> None:
         """Store a new document (``AlreadyExists`` if ``(kind, id)`` is taken)."""
-        params = [doc.kind, doc.id, doc.tenant_id, orjson.dumps(doc.spec).decode(),
-                  doc.created_at, doc.updated_at]  # fmt: skip
+        params = [
+            doc.kind,
+            doc.id,
+            doc.tenant_id,
+            orjson.dumps(doc.spec).decode(),
+            doc.created_at,
+            doc.updated_at,
+        ]
         if not await self._fetchall(_PG_DOC_INSERT, params):
             raise _exists(doc)
 
@@ -335,14 +381,23 @@ class PostgresDocuments:
                     return "full"
             await conn.execute(
                 f"INSERT INTO form_submissions ({_SUB_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [sub.id, sub.form_id, sub.dedupe_key, orjson.dumps(sub.data).decode(),
-                 sub.execution_id, sub.client, sub.created_at],
-            )  # fmt: skip
+                [
+                    sub.id,
+                    sub.form_id,
+                    sub.dedupe_key,
+                    orjson.dumps(sub.data).decode(),
+                    sub.execution_id,
+                    sub.client,
+                    sub.created_at,
+                ],
+            )
         return "ok"
 
     async def delete_form_submission(self, submission_id: str) -> None:
         """Forget a submission (its execution could not be created)."""
-        await self._fetchall("DELETE FROM form_submissions WHERE id = %s RETURNING id", [submission_id])
+        await self._fetchall(
+            "DELETE FROM form_submissions WHERE id = %s RETURNING id", [submission_id]
+        )
 
     async def list_form_submissions(
         self, form_id: str, *, limit: int = 50

@@ -42,7 +42,6 @@ from flowmonkey.stores.base import (
 )
 from flowmonkey.stores.documents import PostgresDocuments
 from flowmonkey.stores.keys import PostgresKeys
-from flowmonkey.stores.schedules import PostgresSchedules
 from flowmonkey.stores.memory import decode_cursor, encode_cursor
 from flowmonkey.stores.postgres_base import PostgresBase
 from flowmonkey.stores.postgres_commit import (
@@ -51,6 +50,7 @@ from flowmonkey.stores.postgres_commit import (
     idempotency_tenant,
 )
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
+from flowmonkey.stores.schedules import PostgresSchedules
 from flowmonkey.versions import semver_key
 
 __all__ = ["PostgresStore", "PostgresWakeSignaler"]

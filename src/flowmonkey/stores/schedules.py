@@ -58,9 +58,13 @@ def _run(row: tuple[Any, ...], to_dt: Callable[[Any], datetime | None]) -> Sched
     scheduled, fired = to_dt(row[1]), to_dt(row[2])
     assert scheduled is not None and fired is not None
     return ScheduleRun(
-        schedule_id=row[0], scheduled_for=scheduled, fired_at=fired, outcome=row[3],
-        execution_id=row[4], reason=row[5],
-    )  # fmt: skip
+        schedule_id=row[0],
+        scheduled_for=scheduled,
+        fired_at=fired,
+        outcome=row[3],
+        execution_id=row[4],
+        reason=row[5],
+    )
 
 
 def _exists(schedule_id: str) -> errors.AlreadyExists:
@@ -163,8 +167,11 @@ class MemorySchedules:
 
     async def next_schedule_time(self) -> datetime | None:
         """The earliest ``next_fire_at`` of unpaused schedules (``None``: none)."""
-        times = [s.next_fire_at for s in self._schedules.values()
-                 if not s.paused and s.next_fire_at is not None]  # fmt: skip
+        times = [
+            s.next_fire_at
+            for s in self._schedules.values()
+            if not s.paused and s.next_fire_at is not None
+        ]
         return min(times, default=None)
 
 
@@ -215,10 +222,16 @@ def _sq_row(row: tuple[Any, ...]) -> Schedule:
 
 def _sq_values(s: Schedule) -> tuple[Any, ...]:
     return (
-        s.id, s.tenant_id, _spec(s), int(s.paused), q.opt_us(s.next_fire_at),
-        s.last_execution_id, q.opt_us(s.buffered_for), q.to_us(s.created_at),
+        s.id,
+        s.tenant_id,
+        _spec(s),
+        int(s.paused),
+        q.opt_us(s.next_fire_at),
+        s.last_execution_id,
+        q.opt_us(s.buffered_for),
+        q.to_us(s.created_at),
         q.to_us(s.updated_at),
-    )  # fmt: skip
+    )
 
 
 def _sq_create(conn: sqlite3.Connection, schedule: Schedule) -> None:
@@ -240,8 +253,9 @@ def _sq_get(conn: sqlite3.Connection, schedule_id: str) -> Schedule | None:
 
 
 def _sq_list(conn: sqlite3.Connection, tenant_id: str | None) -> builtins.list[Schedule]:
-    rows = (conn.execute(_SQ_LIST) if tenant_id is None
-            else conn.execute(_SQ_LIST_TENANT, (tenant_id,)))  # fmt: skip
+    rows = (
+        conn.execute(_SQ_LIST) if tenant_id is None else conn.execute(_SQ_LIST_TENANT, (tenant_id,))
+    )
     return [_sq_row(row) for row in rows.fetchall()]
 
 
@@ -251,9 +265,13 @@ def _sq_delete(conn: sqlite3.Connection, schedule_id: str) -> bool:
 
 
 def _sq_claim(
-    conn: sqlite3.Connection, owner: str, now: datetime, lease_for: timedelta, limit: int,
+    conn: sqlite3.Connection,
+    owner: str,
+    now: datetime,
+    lease_for: timedelta,
+    limit: int,
     schedule_id: str | None,
-) -> builtins.list[Schedule]:  # fmt: skip
+) -> builtins.list[Schedule]:
     now_us = q.to_us(now)
     if schedule_id is None:
         rows = conn.execute(_SQ_DUE, (now_us, owner, now_us, limit)).fetchall()
@@ -271,8 +289,14 @@ def _sq_release(conn: sqlite3.Connection, s: Schedule, owner: str) -> bool:
 
 
 def _sq_run_values(run: ScheduleRun) -> tuple[Any, ...]:
-    return (run.schedule_id, q.to_us(run.scheduled_for), q.to_us(run.fired_at), run.outcome,
-            run.execution_id, run.reason)  # fmt: skip
+    return (
+        run.schedule_id,
+        q.to_us(run.scheduled_for),
+        q.to_us(run.fired_at),
+        run.outcome,
+        run.execution_id,
+        run.reason,
+    )
 
 
 def _sq_record(conn: sqlite3.Connection, run: ScheduleRun) -> ScheduleRun:
@@ -408,9 +432,7 @@ _PG_RUN_UPSERT = (
     "ON CONFLICT (schedule_id, scheduled_for) DO UPDATE SET fired_at = EXCLUDED.fired_at, "
     "outcome = EXCLUDED.outcome, execution_id = EXCLUDED.execution_id, reason = EXCLUDED.reason"
 )
-_PG_RUN_GET = (
-    f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s AND scheduled_for = %s"
-)
+_PG_RUN_GET = f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s AND scheduled_for = %s"
 _PG_RUNS = (
     f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s "
     "ORDER BY scheduled_for DESC LIMIT %s"
@@ -428,14 +450,27 @@ def _pg_row(row: tuple[Any, ...]) -> Schedule:
 
 def _pg_values(s: Schedule) -> builtins.list[Any]:
     return [
-        s.id, s.tenant_id, _spec(s), int(s.paused), s.next_fire_at, s.last_execution_id,
-        s.buffered_for, s.created_at, s.updated_at,
-    ]  # fmt: skip
+        s.id,
+        s.tenant_id,
+        _spec(s),
+        int(s.paused),
+        s.next_fire_at,
+        s.last_execution_id,
+        s.buffered_for,
+        s.created_at,
+        s.updated_at,
+    ]
 
 
 def _pg_run_values(run: ScheduleRun) -> builtins.list[Any]:
-    return [run.schedule_id, run.scheduled_for, run.fired_at, run.outcome, run.execution_id,
-            run.reason]  # fmt: skip
+    return [
+        run.schedule_id,
+        run.scheduled_for,
+        run.fired_at,
+        run.outcome,
+        run.execution_id,
+        run.reason,
+    ]
 
 
 class PostgresSchedules:
@@ -473,7 +508,9 @@ class PostgresSchedules:
         await self._fetchall(
             "DELETE FROM schedule_runs WHERE schedule_id = %s RETURNING schedule_id", [schedule_id]
         )
-        rows = await self._fetchall("DELETE FROM schedules WHERE id = %s RETURNING id", [schedule_id])
+        rows = await self._fetchall(
+            "DELETE FROM schedules WHERE id = %s RETURNING id", [schedule_id]
+        )
         return bool(rows)
 
     async def claim_schedules(
@@ -486,15 +523,25 @@ class PostgresSchedules:
         schedule_id: str | None = None,
     ) -> builtins.list[Schedule]:
         """Lease due schedules to ``owner`` (or the one ``schedule_id``, due or not)."""
-        params = {"owner": owner, "now": now, "expires": now + lease_for, "limit": limit,
-                  "id": schedule_id}  # fmt: skip
+        params = {
+            "owner": owner,
+            "now": now,
+            "expires": now + lease_for,
+            "limit": limit,
+            "id": schedule_id,
+        }
         rows = await self._fetchall(_PG_CLAIM if schedule_id is None else _PG_CLAIM_ONE, params)
         return sorted((_pg_row(row) for row in rows), key=lambda s: s.id)
 
     async def release_schedule(self, schedule: Schedule, *, owner: str) -> bool:
         """Write the firing state of a leased schedule and drop the lease (fenced)."""
-        params = [schedule.next_fire_at, schedule.last_execution_id, schedule.buffered_for,
-                  schedule.id, owner]  # fmt: skip
+        params = [
+            schedule.next_fire_at,
+            schedule.last_execution_id,
+            schedule.buffered_for,
+            schedule.id,
+            owner,
+        ]
         return bool(await self._fetchall(_PG_RELEASE, params))
 
     async def record_schedule_run(self, run: ScheduleRun) -> ScheduleRun:
