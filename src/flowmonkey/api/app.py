@@ -164,4 +164,8 @@ def create_app(
     from flowmonkey.api import routes_schedules  # triggers (issue 13)
 
     app.include_router(routes_schedules.router, prefix="/api/v1")
+    from flowmonkey.api import routes_hooks  # triggers (issue 13)
+
+    app.include_router(routes_hooks.router, prefix="/api/v1")
+    app.include_router(routes_hooks.public_router)
     return app
