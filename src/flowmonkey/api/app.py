@@ -168,4 +168,8 @@ def create_app(
 
     app.include_router(routes_hooks.router, prefix="/api/v1")
     app.include_router(routes_hooks.public_router)
+    from flowmonkey.api import routes_forms  # triggers (issue 13)
+
+    app.include_router(routes_forms.router, prefix="/api/v1")
+    app.include_router(routes_forms.public_router)
     return app
