@@ -10,6 +10,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -215,7 +216,7 @@ async def test_posts_are_rate_limited_per_ip(limited: Api) -> None:
 class _Verifier(BaseHTTPRequestHandler):
     """A stand-in for the providers' siteverify endpoints."""
 
-    seen: list[dict[str, list[str]]] = []
+    seen: ClassVar[list[dict[str, list[str]]]] = []
 
     def do_POST(self) -> None:
         length = int(self.headers["content-length"])
