@@ -90,9 +90,10 @@ class CronSpec:
         if moment.tzinfo is None:
             raise ValueError("moment must be timezone-aware")
         moment = moment.astimezone(UTC)
-        # Start a little early (cronsim rounds to whole seconds and works on the wall
-        # clock), then drop whatever is not strictly after ``moment``.
-        start = (moment - timedelta(hours=3)).astimezone(self._zone).replace(microsecond=0)
+        # Start a second early (cronsim works in whole seconds on the wall clock), then
+        # drop whatever is not strictly after ``moment`` (in the second pass of a repeated
+        # hour the wall clock yields instants of the first pass: dropped the same way).
+        start = (moment - timedelta(seconds=1)).astimezone(self._zone).replace(microsecond=0)
         last = moment
         for local in self._iter(start):
             if local.tzinfo is None:

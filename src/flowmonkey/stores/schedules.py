@@ -546,8 +546,9 @@ class PostgresSchedules:
 
     async def record_schedule_run(self, run: ScheduleRun) -> ScheduleRun:
         """Record a run unless that time is recorded; returns the stored run."""
-        await self._fetchall(_PG_RUN_INSERT + " RETURNING schedule_id", _pg_run_values(run))
-        rows = await self._fetchall(_PG_RUN_GET, [run.schedule_id, run.scheduled_for])
+        rows = await self._fetchall(f"{_PG_RUN_INSERT} RETURNING {_RUN_COLS}", _pg_run_values(run))
+        if not rows:  # recorded before: the first record wins
+            rows = await self._fetchall(_PG_RUN_GET, [run.schedule_id, run.scheduled_for])
         return _run(rows[0], _pg_dt)
 
     async def update_schedule_run(self, run: ScheduleRun) -> None:
