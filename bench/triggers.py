@@ -1,4 +1,4 @@
-# ruff: noqa: ASYNC220, ASYNC230, SIM115  (harness: spawning/stopping processes)
+# ruff: noqa: ASYNC220  (harness: spawning/stopping processes)
 """Trigger benchmarks: ``python -m bench.triggers [--quick] [--only schedules,hooks]``.
 
 - ``schedules``: N every-second schedules for D seconds fired by two ``flowmonkey worker``
@@ -141,9 +141,8 @@ def _free_port() -> int:
 async def bench_hooks(requests: int, work: Path, synchronous: str = "FULL") -> dict[str, Any]:
     import httpx
 
-    from flowmonkey.api.webhooks import sign
-
     from bench.trigger_app import tick_flow
+    from flowmonkey.api.webhooks import sign
     from flowmonkey.engine.engine import Engine
     from flowmonkey.stores.sqlite import SqliteStore
 
