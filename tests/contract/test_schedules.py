@@ -168,3 +168,81 @@ async def test_next_schedule_time_is_the_earliest_unpaused(store: Store) -> None
     await store.create_schedule(make_schedule("b", next_at=20, paused=True))
     await store.create_schedule(make_schedule("c", next_at=30))
     assert await store.next_schedule_time() == at(30)
+
+
+def _fire_pair(time: float, execution_id: str, **fields: object) -> tuple[ScheduleRun, object]:
+    from flowmonkey.model.events import Event
+
+    from .factories import make_execution
+
+    run = ScheduleRun(
+        schedule_id="s",
+        scheduled_for=at(time),
+        fired_at=at(time),
+        outcome="started",
+        execution_id=execution_id,
+    )
+    key = fields.pop("key", f"schedule:s:{at(time).isoformat()}")
+    execution = make_execution(
+        id=execution_id,
+        context={"n": time},
+        created_at=at(time),
+        idempotency_key=key,
+        idempotency_expires_at=at(time + 3600),
+        **fields,
+    )
+    event = Event("execution.created", execution_id, at(time), {"execution_id": execution_id}, 1)
+    return run, (execution, [event])
+
+
+async def test_fire_records_the_run_and_creates_the_execution_together(store: Store) -> None:
+    run, (execution, events) = _fire_pair(60, "ex-fire-1")
+    stored, created = await store.fire_schedule_time(run, execution, events)
+    assert (stored, created) == (run, True)
+    found = await store.get("ex-fire-1")
+    assert found is not None and found.context == {"n": 60}
+    assert [e.type for e in await store.events("ex-fire-1")] == ["execution.created"]
+    # The same time again (another process, a retry): nothing written, the first run back.
+    again, (other, other_events) = _fire_pair(60, "ex-fire-2")
+    assert await store.fire_schedule_time(again, other, other_events) == (run, False)
+    assert await store.get("ex-fire-2") is None
+    assert await store.list_schedule_runs("s") == [run]
+
+
+async def test_fire_without_an_execution_records_a_skip(store: Store) -> None:
+    skipped = ScheduleRun(
+        schedule_id="s", scheduled_for=at(5), fired_at=at(6), outcome="skipped", reason="overlap"
+    )
+    assert await store.fire_schedule_time(skipped, None) == (skipped, False)
+    assert await store.list_schedule_runs("s") == [skipped]
+
+
+async def test_fire_whose_key_is_held_points_the_run_at_the_holder(store: Store) -> None:
+    _, (holder, holder_events) = _fire_pair(60, "ex-holder", key="shared")
+    await store.create(holder, holder_events)
+    run, (execution, events) = _fire_pair(60, "ex-new", key="shared")
+    stored, created = await store.fire_schedule_time(run, execution, events)
+    assert created is False and stored.execution_id == "ex-holder"
+    assert await store.get("ex-new") is None
+    assert await store.list_schedule_runs("s") == [stored]
+
+
+async def test_a_failed_create_records_no_run(store: Store) -> None:
+    run, (execution, events) = _fire_pair(60, "ex-dup")
+    _, (taken, _) = _fire_pair(60, "ex-dup", key="another")
+    await store.create(taken, [])  # the id is taken
+    with pytest.raises(errors.StoreError):
+        await store.fire_schedule_time(run, execution, events)
+    assert await store.list_schedule_runs("s") == []
+
+
+async def test_release_many_is_fenced_per_schedule(store: Store) -> None:
+    for sid in ("a", "b", "c"):
+        await store.create_schedule(make_schedule(sid, next_at=10))
+    held = await store.claim_schedules(owner="w1", now=at(20), lease_for=LEASE, limit=3)
+    await store.save_schedule(replace(held[1], paused=True))  # b changed meanwhile
+    moved = [replace(s, next_fire_at=at(500), last_execution_id=f"ex-{s.id}") for s in held]
+    assert await store.release_schedules(moved, owner="w1") == 2
+    got = {s.id: s for s in await store.list_schedules()}
+    assert got["a"].next_fire_at == at(500) and got["c"].last_execution_id == "ex-c"
+    assert got["b"].next_fire_at == at(10) and got["b"].paused

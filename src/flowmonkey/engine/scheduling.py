@@ -30,14 +30,15 @@ import hashlib
 import logging
 import re
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.cron import CronSpec
-from flowmonkey.engine.creation import create_execution
+from flowmonkey.engine.creation import create_execution, prepare_execution
 from flowmonkey.engine.terminal import cancel as cancel_execution
 from flowmonkey.model.events import Event
+from flowmonkey.model.execution import Execution
 from flowmonkey.model.schedules import Schedule, ScheduleRun, schedule_key
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ log = logging.getLogger("flowmonkey.schedules")
 
 MISS_GRACE = timedelta(seconds=60)
 """A time handled later than this after it was due counts as missed (catch-up applies)."""
+MAX_KEY_TTL = timedelta(days=7)
+"""Idempotency window of a fire's key (clamped to the engine's ``max_idempotency_ttl``);
+the run record, not the key, is what makes a time fire once after that."""
 FIRE_CONCURRENCY = 16
 """Schedules one ``fire_due`` call fires at once."""
 MAX_TIMES_PER_TICK = 1000
@@ -74,6 +78,8 @@ class FireReport:
     """Execution ids created (runnable now)."""
     wake_at: datetime | None = None
     """The earliest jittered fire time seen that was not due yet (sleep until then)."""
+    handled: list[Schedule] = field(default_factory=list)
+    """Schedules whose due times were handled (released together at the end)."""
 
 
 def jitter_for(schedule: Schedule, scheduled_for: datetime) -> timedelta:
@@ -152,6 +158,10 @@ async def fire_due(rt: Runtime, *, owner: str, limit: int = 100) -> FireReport:
     # Schedules are independent: fire them side by side (a store with a connection pool
     # overlaps their round trips), each one's times still in order.
     await asyncio.gather(*(fire(schedule) for schedule in claimed))
+    if report.handled:
+        # One transaction moves every handled schedule on and drops the leases (fenced:
+        # a schedule saved meanwhile, e.g. paused, keeps what was saved).
+        await rt.store.release_schedules(report.handled, owner=owner)
     return report
 
 
@@ -219,8 +229,7 @@ async def _fire_schedule(
             reason = "catchup"
         await _handle_time(rt, state, scheduled_for, now, reason, report, overlap=state.overlap)
     state.next_fire_at = cursor
-    if not await rt.store.release_schedule(state, owner=owner):
-        log.info("schedule %s changed or was taken over while firing", state.id)
+    report.handled.append(state)
 
 
 async def _handle_time(
@@ -260,15 +269,28 @@ async def _handle_time(
         execution_id=str(uuid.uuid4()) if outcome == "started" else None,
         reason=reason,
     )
-    run = await rt.store.record_schedule_run(candidate)
+    if outcome == "started":
+        # The run record and its execution are written in ONE transaction.
+        execution, created_event, _ = await prepare_execution(
+            rt, **_execution_options(state, candidate)
+        )
+        run, created = await rt.store.fire_schedule_time(candidate, execution, [created_event])
+        if created:
+            state.last_execution_id = execution.id
+            rt.bus.emit([created_event])
+            await rt.notify_runnable(execution.id)
+            _fired(rt, state, run, execution, report)
+            return run
+    else:
+        run, _ = await rt.store.fire_schedule_time(candidate, None)
     if run.outcome == "started":
-        if run != candidate and run.execution_id is not None:
-            # Handled before (a backfill again, or a holder that died mid-fire): create
-            # the promised execution only if that holder did not get that far.
-            existing = await rt.store.get(run.execution_id, history=False)
-            if existing is not None:
-                state.last_execution_id = existing.id
-                return run
+        assert run.execution_id is not None
+        # Handled before (a backfill again, a holder that died mid-fire with an older
+        # flowmonkey, or a key held elsewhere): make sure the run's execution exists.
+        existing = await rt.store.get(run.execution_id, history=False)
+        if existing is not None:
+            state.last_execution_id = existing.id
+            return run
         await _start(rt, state, run, report)
     elif run.outcome == "buffered":
         state.buffered_for = run.scheduled_for
@@ -296,34 +318,43 @@ async def _handle_time(
     return run
 
 
+def _execution_options(state: Schedule, run: ScheduleRun) -> dict[str, Any]:
+    """What the execution of a scheduled time is created with (the same every retry)."""
+    return {
+        "flow_id": state.flow_id,
+        "context": render_input(state.input, state, run.scheduled_for, run.fired_at),
+        "tenant_id": state.tenant_id,
+        "version": state.version,
+        "idempotency_key": schedule_key(state.id, run.scheduled_for),
+        "idempotency_ttl": MAX_KEY_TTL,
+        "metadata": {"schedule_id": state.id, "scheduled_for": run.scheduled_for.isoformat()},
+        "execution_id": run.execution_id,
+    }
+
+
 async def _start(rt: Runtime, state: Schedule, run: ScheduleRun, report: FireReport) -> None:
-    """Create the run's execution (same id and key on every retry: at most one exists)."""
+    """Create a recorded run's execution (same id and key on every retry: at most one)."""
     assert run.execution_id is not None
-    options = rt.options
-    result, _ = await create_execution(
-        rt,
-        state.flow_id,
-        render_input(state.input, state, run.scheduled_for, run.fired_at),
-        tenant_id=state.tenant_id,
-        version=state.version,
-        idempotency_key=schedule_key(state.id, run.scheduled_for),
-        idempotency_ttl=options.max_idempotency_ttl,
-        metadata={"schedule_id": state.id, "scheduled_for": run.scheduled_for.isoformat()},
-        execution_id=run.execution_id,
-        lease_self=False,
-    )
+    options = _execution_options(state, run)
+    result, _ = await create_execution(rt, **options, lease_self=False)
     state.last_execution_id = result.execution.id
     if result.created:
-        report.created.append(result.execution.id)
-        lag = (result.execution.created_at - run.scheduled_for).total_seconds()
-        _emit(
-            rt,
-            "schedule.fired",
-            state,
-            result.execution.id,
-            result.execution.created_at,
-            {"scheduled_for": run.scheduled_for.isoformat(), "lag_seconds": lag},
-        )
+        _fired(rt, state, run, result.execution, report)
+
+
+def _fired(
+    rt: Runtime, state: Schedule, run: ScheduleRun, execution: Execution, report: FireReport
+) -> None:
+    report.created.append(execution.id)
+    lag = (execution.created_at - run.scheduled_for).total_seconds()
+    _emit(
+        rt,
+        "schedule.fired",
+        state,
+        execution.id,
+        execution.created_at,
+        {"scheduled_for": run.scheduled_for.isoformat(), "lag_seconds": lag},
+    )
 
 
 def _emit(

@@ -393,6 +393,24 @@ class Store(Protocol):
         run; returns the stored run (the first one wins)."""
         ...
 
+    async def fire_schedule_time(
+        self, run: ScheduleRun, execution: Execution | None, events: Sequence[Event] = ()
+    ) -> tuple[ScheduleRun, bool]:
+        """Record ``run`` and create ``execution`` (its id is ``run.execution_id``) in ONE
+        transaction: the exactly-once step of a schedule fire.
+
+        When ``(schedule_id, scheduled_for)`` already has a run, nothing is written and
+        ``(that run, False)`` is returned. Otherwise the run is stored, and with
+        ``execution`` the execution is created as ``create`` would (idempotency key
+        honoured: when an unexpired execution holds the key, the stored run points at that
+        one instead). Returns ``(stored run, whether the execution was created)``.
+        """
+        ...
+
+    async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
+        """``release_schedule`` of each, in one transaction; how many ``owner`` still held."""
+        ...
+
     async def update_schedule_run(self, run: ScheduleRun) -> None:
         """Overwrite the run of ``(schedule_id, scheduled_for)`` (a buffered run started)."""
         ...

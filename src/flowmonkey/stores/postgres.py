@@ -50,7 +50,7 @@ from flowmonkey.stores.postgres_commit import (
     idempotency_tenant,
 )
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
-from flowmonkey.stores.schedules import PostgresSchedules
+from flowmonkey.stores.schedules_sql import PostgresSchedules
 from flowmonkey.versions import semver_key
 
 __all__ = ["PostgresStore", "PostgresWakeSignaler"]

@@ -40,7 +40,7 @@ from flowmonkey.stores.base import (
 )
 from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
-from flowmonkey.stores.schedules import SqliteSchedules
+from flowmonkey.stores.schedules_sql import SqliteSchedules
 from flowmonkey.versions import sort_versions
 
 __all__ = ["SqliteStore"]
