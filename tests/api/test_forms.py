@@ -81,8 +81,8 @@ async def test_the_page_is_labelled_and_works_without_javascript(api: Api) -> No
     )
     assert '<p class="help" id="f-email-help">We reply here.</p>' in html
     assert '<select id="f-size" name="size" required aria-required="true">' in html
-    assert 'type="number" step="1" inputmode="numeric" id="f-count" name="count"' in html
-    assert 'type="number" step="any"' in html and 'type="checkbox" id="f-agree"' in html
+    assert 'type="text" inputmode="numeric" id="f-count" name="count"' in html
+    assert 'inputmode="decimal" id="f-price"' in html and 'type="checkbox" id="f-agree"' in html
     assert 'type="date" id="f-when"' in html and '<textarea rows="4" id="f-tags"' in html
     assert 'tabindex="-1" autocomplete="off"' in html  # the honeypot stays out of tab order
     assert (await api["anonymous"].get("/forms/ghost")).status_code == 404

@@ -111,10 +111,7 @@ def fields(schema: dict[str, Any], ui: dict[str, Any] | None = None) -> list[Fie
         elif kind == "boolean":
             widget = "checkbox"
         elif kind in ("number", "integer"):
-            widget = kind
-            for key, attr in (("minimum", "min"), ("maximum", "max")):
-                if key in prop:
-                    attrs[attr] = prop[key]
+            widget = kind  # bounds are checked on the server (a text input, see template)
         elif kind == "array":
             enum = prop.get("items", {}).get("enum")
             widget, options = ("checkboxes", tuple(map(str, enum))) if enum else ("lines", ())
@@ -293,7 +290,9 @@ def render_page(
     captcha: dict[str, str] | None = None,
 ) -> str:
     """A whole page: the form (``controls`` None: a message page, e.g. success)."""
-    errors = errors or {}
+    # The summary lists problems in the order of the fields (the whole-form ones first).
+    order = {"": -1} | {f.name: i for i, f in enumerate(controls or [])}
+    errors = dict(sorted((errors or {}).items(), key=lambda item: order.get(item[0], 1 << 30)))
     body = None if controls is None else Markup(render_controls(controls, values or {}, errors))
     captcha = captcha or {}
     return _PAGE.render(
