@@ -16,6 +16,7 @@ import pytest
 
 from flowmonkey.api import ApiSettings
 from flowmonkey.api.captcha import CaptchaSettings, configure_captcha
+from flowmonkey.handlers.secrets import DictSecretProvider
 
 from .conftest import Api, open_api
 
@@ -249,7 +250,9 @@ def verifier() -> Iterator[str]:
 async def test_captcha_is_verified_server_side(api: Api, verifier: str) -> None:
     configure_captcha(
         api.app,
-        CaptchaSettings(secrets={"TURNSTILE": "s3cret"}.get, verify_urls={"turnstile": verifier}),
+        CaptchaSettings(
+            secrets=DictSecretProvider({"TURNSTILE": "s3cret"}), verify_urls={"turnstile": verifier}
+        ),
     )
     await make_form(
         api, captcha={"provider": "turnstile", "site_key": "site-1", "secret": "TURNSTILE"}

@@ -2,21 +2,22 @@
 always verified server-side (the widget's token is worthless until the provider says so).
 
 A form names the provider, its public site key and the NAME of its secret; the secret is
-looked up when a submission arrives (default: environment variable
-``FLOWMONKEY_SECRET_<NAME>``), so it is never stored with the form nor shown by the API.
-``configure_captcha(app, ...)`` swaps the lookup and the verification URLs (tests point
-them at a local stand-in verifier).
+looked up when a submission arrives, from the engine's secrets provider
+(``EngineOptions.secrets``; default the environment variable ``FLOWMONKEY_SECRET_<NAME>``),
+so it is never stored with the form nor shown by the API. ``configure_captcha(app, ...)``
+can swap the provider and the verification URLs (tests point them at a local stand-in
+verifier).
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from flowmonkey.handlers.secrets import EnvSecretProvider, SecretProvider
 
 __all__ = [
     "PROVIDERS",
@@ -50,15 +51,12 @@ PROVIDERS: dict[str, dict[str, str]] = {
 _SECRET_NAME = re.compile(r"^[A-Z0-9_]{1,100}$")
 
 
-def _env_secret(name: str) -> str | None:
-    return os.environ.get(f"FLOWMONKEY_SECRET_{name}")
-
-
 @dataclass(slots=True)
 class CaptchaSettings:
     """Where secrets come from and where tokens are verified."""
 
-    secrets: Callable[[str], str | None] = _env_secret
+    secrets: SecretProvider | None = None
+    """``None``: the engine's provider (``EngineOptions.secrets``, else the environment)."""
     verify_urls: dict[str, str] = field(default_factory=dict)
     """Per provider, instead of the provider's public URL."""
     timeout: float = 5.0
@@ -97,12 +95,17 @@ def check_config(config: Any) -> list[dict[str, str]]:
 
 
 async def verify(
-    settings: CaptchaSettings, config: dict[str, str], token: str | None, remote_ip: str | None
+    settings: CaptchaSettings,
+    config: dict[str, str],
+    token: str | None,
+    remote_ip: str | None,
+    engine_secrets: SecretProvider | None = None,
 ) -> str | None:
     """``None`` when the provider accepts ``token``; else why not."""
     if not token:
         return "Complete the CAPTCHA."
-    secret = settings.secrets(config["secret"])
+    secrets = settings.secrets or engine_secrets or EnvSecretProvider()
+    secret = await secrets.get_secret(config["secret"])
     if not secret:
         return "The CAPTCHA cannot be checked right now (no secret configured)."
     provider = config["provider"]

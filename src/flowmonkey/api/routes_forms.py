@@ -328,6 +328,7 @@ async def submit_form(request: Request, form_id: str) -> Response:
             config,
             token_text if isinstance(token_text, str) else None,
             client,
+            engine.options.secrets,
         )
         if why is not None:
             problems[""] = why

@@ -20,6 +20,7 @@ import click
 import orjson
 
 from flowmonkey import errors
+from flowmonkey.cli.options import base_url_option, http_allow_option
 from flowmonkey.durations import parse_duration
 
 __all__ = ["JsonFormatter", "migrate_command", "register", "worker_command"]
@@ -186,6 +187,8 @@ def _fail(message: str, code: int) -> NoReturn:
     help="Fire due cron schedules (each scheduled time fires once, whatever the workers).",
 )
 @click.option("--worker-id", default=None, help="Lease owner id [hostname-pid-random].")
+@http_allow_option
+@base_url_option
 @click.option(
     "--check",
     is_flag=True,
@@ -208,6 +211,8 @@ def worker_command(
     shutdown_grace: timedelta,
     fire_schedules: bool,
     worker_id: str | None,
+    http_allow: tuple[str, ...],
+    base_url: str | None,
     check: bool,
 ) -> None:
     """Claim and run executions from the store until SIGTERM/SIGINT.
@@ -244,7 +249,10 @@ def worker_command(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc))
-    code = asyncio.run(_serve(store_url, handler_modules, flow_paths, redis_url, options))
+    engine_kwargs = {"http_allow": http_allow, "base_url": base_url}
+    code = asyncio.run(
+        _serve(store_url, handler_modules, flow_paths, redis_url, options, engine_kwargs)
+    )
     sys.exit(code)
 
 
@@ -254,6 +262,7 @@ async def _serve(
     flow_paths: tuple[str, ...],
     redis_url: str | None,
     options: Any,
+    engine_kwargs: dict[str, Any] | None = None,
 ) -> int:
     from flowmonkey.definitions.loader import load_flows
     from flowmonkey.definitions.registry import FlowRegistry
@@ -272,7 +281,9 @@ async def _serve(
         flows = FlowRegistry(load_flows(flow_paths, handler_types=handlers.types()))
     except (errors.FlowMonkeyError, ValueError) as exc:
         _fail(str(exc), 2)
-    engine_options = EngineOptions(lease_for=options.lease_for or EngineOptions().lease_for)
+    engine_options = EngineOptions(
+        lease_for=options.lease_for or EngineOptions().lease_for, **(engine_kwargs or {})
+    )
     engine = Engine(store, handlers, flows, options=engine_options)
     signaler = None
     if redis_url:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey.durations import parse_datetime, parse_duration
 from flowmonkey.engine.creation import create_execution
+from flowmonkey.engine.result_check import clamp_duration
 from flowmonkey.engine.selectors import get_path, render_template
 from flowmonkey.engine.terminal import cancel
 from flowmonkey.handlers.base import HandlerMetadata
@@ -103,7 +104,9 @@ def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
         config = ctx.config
         try:
             if config.get("duration") is not None:
-                wake_at = now + parse_duration(config["duration"], field="config.duration")
+                wake_at = now + clamp_duration(
+                    parse_duration(config["duration"], field="config.duration")
+                )
             else:
                 until = config.get("until")
                 if isinstance(until, str) and "${" in until:
@@ -126,7 +129,7 @@ def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
         config = ctx.config
         due_at = None
         if config.get("dueIn") is not None:
-            due_at = now + parse_duration(config["dueIn"], field="config.dueIn")
+            due_at = now + clamp_duration(parse_duration(config["dueIn"], field="config.dueIn"))
         task = Task(
             id=task_id,
             execution_id=execution.id,
@@ -167,6 +170,9 @@ def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
         children = await children_of_visit(engine, rt.run.execution.id, rt.step.id, rt.token.visit)
         child = children[0] if children else None
         if child is None:
+            too_deep = _depth_exceeded(engine, rt)
+            if too_deep is not None:
+                return too_deep
             child_input = ctx.input if isinstance(ctx.input, Mapping) else {}
             child = await _start_child(
                 engine, rt, flow_id, config.get("version"), child_input, index=0
@@ -190,6 +196,10 @@ def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
         if not items:
             return Result.success([])
         children = await children_of_visit(engine, rt.run.execution.id, rt.step.id, rt.token.visit)
+        if not children:
+            too_deep = _depth_exceeded(engine, rt)
+            if too_deep is not None:
+                return too_deep
         by_index = {int(c.metadata.get("index", 0)): c for c in children}
         failed = [
             c
@@ -257,6 +267,19 @@ def _render_title(template: str, context: Mapping[str, Any]) -> str:
     return _TITLE.sub(sub, template)
 
 
+def _depth_exceeded(engine: Runtime, rt: StepRuntime) -> Result | None:
+    """The failure of a step that would start a child beyond ``max_subflow_depth``."""
+    limit = engine.options.max_subflow_depth
+    if rt.run.execution.depth < limit:
+        return None
+    return Result.failure(
+        "SUBFLOW_DEPTH_EXCEEDED",
+        f"starting a child here would nest sub-flows deeper than max_subflow_depth ({limit})",
+        details={"depth": rt.run.execution.depth, "max_subflow_depth": limit},
+        retryable=False,
+    )
+
+
 async def _start_child(
     engine: Runtime,
     rt: StepRuntime,
@@ -272,6 +295,7 @@ async def _start_child(
         engine,
         flow_id,
         dict(child_input),
+        depth=parent.depth + 1,
         lease_self=False,
         version=str(version) if version is not None else None,
         tenant_id=parent.tenant_id,

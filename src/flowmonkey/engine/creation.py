@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey import errors
 from flowmonkey.engine.limits import ContextSizes, OutputError, plan_write
 from flowmonkey.engine.lookup import get_flow
 from flowmonkey.engine.options import EngineOptions
@@ -40,10 +41,17 @@ async def prepare_execution(
     execution_timeout: timedelta | None = None,
     wait_timeout: timedelta | None = None,
     execution_id: str | None = None,
+    depth: int = 0,
 ) -> tuple[Execution, Event, Flow]:
     """Build (not store) a new ``pending`` execution and its ``execution.created`` event,
-    checking the flow and the context limits (what ``create_execution`` stores; a
-    schedule fire stores it in the same transaction as its run record)."""
+    checking the tenant, the flow and the context limits (what ``create_execution``
+    stores; a schedule fire stores it in the same transaction as its run record)."""
+    tenant: Any = tenant_id  # typed str | None, but callers pass anything at run time
+    if tenant is not None and (not isinstance(tenant, str) or not tenant):
+        # "" would share the no-tenant idempotency scope (stores key on tenant or "").
+        raise errors.InvalidValue(
+            f"tenant_id must be a non-empty string or None, got {tenant_id!r}"
+        )
     flow = await get_flow(engine, flow_id, version)
     initial = dict(context or {})
     if not isinstance(context, Mapping | None):
@@ -71,6 +79,7 @@ async def prepare_execution(
         idempotency_expires_at=now + ttl if idempotency_key is not None else None,
         parent_execution_id=parent_execution_id,
         parent_step_id=parent_step_id,
+        depth=depth,
         execution_timeout=execution_timeout,
         wait_timeout=wait_timeout,
         deadline_at=now + ex_timeout if ex_timeout is not None else None,
@@ -108,7 +117,7 @@ async def create_execution(
     """
     execution, created_event, flow = await prepare_execution(engine, flow_id, context, **options)
     now = execution.created_at
-    tenant_id, idempotency_key = execution.tenant_id, execution.idempotency_key
+    idempotency_key = execution.idempotency_key
     lease = None
     if lease_self:
         # ``start`` runs it right away: store it already leased and running, which
@@ -126,21 +135,13 @@ async def create_execution(
         else:
             await engine.notify_runnable(stored.id)
     else:
-        engine.bus.emit(
-            [
-                Event(
-                    "idempotency.hit",
-                    stored.id,
-                    now,
-                    {
-                        "execution_id": stored.id,
-                        "flow_id": flow.id,
-                        "idempotency_key": idempotency_key,
-                    },
-                    0,
-                    tenant_id,
-                )
-            ]
+        # Persisted on the existing execution's log like every event (API.md).
+        await engine.late_events.record(
+            stored.id,
+            "idempotency.hit",
+            {"flow_id": flow.id, "idempotency_key": idempotency_key},
+            now,
+            stored.tenant_id,
         )
     return CreateResult(execution=stored, created=created), run
 
@@ -150,7 +151,7 @@ def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[st
 
     Raises:
         ContextLimitError: a limit is broken.
-        ValueError: a value is not JSON.
+        InvalidValue: a value is not JSON (a ``ValueError``; NaN/Infinity included).
     """
     sizes = ContextSizes({})
     probe: dict[str, Any] = {}
@@ -163,7 +164,7 @@ def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[st
                 probe, key, value, options.context_limits, sizes, literal=True
             )
         except OutputError as exc:
-            raise ValueError(str(exc)) from None
+            raise errors.InvalidValue(str(exc)) from None
         probe[top] = new_top
         sizes.update(top, len(encoded))
         out[key] = encoded

@@ -42,6 +42,7 @@ from flowmonkey.engine.run import Run
 from flowmonkey.engine.runtime import Hook, Runtime
 from flowmonkey.engine.schedules_api import Schedules
 from flowmonkey.engine.scheduling import FireReport
+from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
@@ -51,9 +52,13 @@ from flowmonkey.stores.base import Acquired, ExecutionQuery, Page, Store, TaskQu
 if TYPE_CHECKING:
     from flowmonkey.definitions.registry import FlowRegistry
     from flowmonkey.handlers.registry import HandlerRegistry, RegisteredHandler
+    from flowmonkey.handlers.standard.services import StandardServices
     from flowmonkey.model.result import Result
 
 __all__ = ["Engine"]
+
+_LATE_EVENT_GRACE = 2.0
+"""Seconds ``close()`` waits for events still waiting on another run's lease."""
 
 
 class Engine:
@@ -160,15 +165,23 @@ class Engine:
         self.runtime.wake_signaler = value
 
     @property
+    def services(self) -> StandardServices:
+        """What the standard handlers share: one HTTP client (closed with the engine),
+        the secret provider, ``base_url`` (see docs/handlers/README.md)."""
+        return self.runtime.services
+
+    @property
     def committer(self) -> CommitBatcher:
         """Groups the step commits of concurrent executions (see ``commits.py``)."""
         return self.runtime.committer
 
     def _flow_registered(self, flow: Flow) -> None:
+        self.runtime.runnable = None
         data = {"flow_id": flow.id, "version": flow.version}
         self.bus.emit([Event("flow.registered", None, self.clock.now(), data)])
 
     def _handler_registered(self, handler: Any) -> None:
+        self.runtime.runnable = None
         data = {"handler_type": getattr(handler, "type", str(handler))}
         self.bus.emit([Event("handler.registered", None, self.clock.now(), data)])
 
@@ -179,6 +192,7 @@ class Engine:
         if self.runtime.ready:
             return
         await self.store.initialize()
+        self.runtime.services.reopen()
         self.runtime.ready = True
         if self.options.load_flows_from_store:
             await self.load_flows_from_store()
@@ -188,8 +202,10 @@ class Engine:
     async def close(self) -> None:
         """Stop background work, wait for async listeners, close the store."""
         await self.runtime.leases.stop()
+        await self.runtime.late_events.close(grace=_LATE_EVENT_GRACE)
         await self.bus.drain()
         self.runtime.close_pool()
+        await self.runtime.services.aclose()
         await self.store.close()
         self.runtime.ready = False
 
@@ -208,6 +224,12 @@ class Engine:
     def sync_pool(self) -> ThreadPoolExecutor:
         """The bounded thread pool that runs sync handlers."""
         return self.runtime.sync_pool
+
+    @property
+    def sync_handlers(self) -> SyncPool:
+        """The sync-handler pool's accounting: busy threads, steps queued for a thread
+        (``stats()``), queue waits and ``HANDLER_QUEUE_TIMEOUT`` failures."""
+        return self.runtime.sync_handlers
 
     # -- registration and events ---------------------------------------------------------
 
@@ -241,6 +263,13 @@ class Engine:
     def register_builtin(self, handler: RegisteredHandler) -> None:
         """Register an engine-provided step type (parallel, switch, ...)."""
         self.runtime.builtins[handler.type] = handler
+        self.runtime.runnable = None
+
+    def runnable_flows(self) -> frozenset[tuple[str, str]]:
+        """``(flow_id, version)`` of every registered flow this engine has a handler for
+        every step of: what a worker (and ``run_until_idle``) claims. Cached until a
+        flow or handler is registered."""
+        return lookup.runnable_flows(self.runtime)
 
     def resolve_handler(self, step: Step) -> RegisteredHandler | None:
         """The handler for a step: user handlers first, then built-in step types.
@@ -272,9 +301,12 @@ class Engine:
         """A registered flow, else one saved in the store (then cached in the registry)."""
         return await lookup.get_flow(self.runtime, flow_id, version)
 
-    async def load_flows_from_store(self) -> int:
-        """Register every version of every flow saved in the store; returns the count."""
-        return await lookup.load_flows_from_store(self.runtime)
+    async def load_flows_from_store(self, *, strict: bool = True) -> int:
+        """Register every version of every flow saved in the store; returns the count.
+
+        ``strict=False`` skips (and logs) a version that cannot be registered here.
+        """
+        return await lookup.load_flows_from_store(self.runtime, strict=strict)
 
     async def save_flow(self, flow: Flow) -> bool:
         """Persist ``flow`` in the store, then register it (versions are immutable).
@@ -310,6 +342,8 @@ class Engine:
         Raises:
             FlowNotFound: unknown flow or version (nothing is created).
             ContextLimitError: the initial context breaks a limit (nothing is created).
+            InvalidValue: a context value is not JSON or holds NaN/Infinity, or
+                ``tenant_id`` is ``""`` (nothing is created).
         """
         await self._ensure_ready()
         created, _ = await create_execution(
@@ -359,21 +393,39 @@ class Engine:
         """A fresh lease owner id for one acquisition by this engine."""
         return self.runtime.lease_owner()
 
-    async def open_run(self, acquired: Acquired) -> Run | None:
-        """Wrap a granted lease in a ``Run`` (None if no lease was granted)."""
-        return await leasing.open_run(self.runtime, acquired)
+    async def open_run(self, acquired: Acquired, *, need_flow: bool = True) -> Run | None:
+        """Wrap a granted lease in a ``Run`` (None if no lease was granted).
+
+        Raises:
+            FlowNotFound: this process lacks the flow and ``need_flow`` is set; the
+                execution was given back as it was. Without ``need_flow`` the run gets an
+                empty placeholder flow (``run.flow_known`` is False): enough for operations
+                that run no step.
+        """
+        return await leasing.open_run(self.runtime, acquired, need_flow=need_flow)
+
+    async def give_back(self, acquired: Acquired) -> None:
+        """Return a lease this process took but will not use, leaving the execution as
+        it was (a ``pending`` one ``pending`` again, a recovered one recoverable)."""
+        await leasing.give_back_acquired(self.runtime, acquired)
 
     async def run(self, execution_id: str) -> RunResult:
         """Drive the execution until it completes, fails, is cancelled or waits.
 
         Never sleeps until a wake time: a waiting execution returns at once.
-        Raises ``ExecutionNotFound`` for an unknown id.
+
+        Raises:
+            ExecutionNotFound: unknown id.
+            FlowNotFound, HandlerNotFound: this process lacks the flow, or the handler of
+                the step the execution is at; the execution is left as it was (a process
+                that has them runs it). A step reached later in this call without a handler
+                fails the execution with ``HANDLER_NOT_FOUND``.
         """
         acquired = await self.acquire(execution_id)
         run = await self.open_run(acquired)
         if run is None:
             return RunResult.of(acquired.execution)
-        return await self.drive(run)
+        return await self.drive(run, check_handlers=True)
 
     async def step(self, execution_id: str) -> StepResult:
         """Run exactly one step (after applying any due wake or timeout)."""
@@ -387,10 +439,18 @@ class Engine:
         max_steps: int | None = None,
         record: builtins.list[tuple[str | None, str | None, str | None]] | None = None,
         stop: asyncio.Event | None = None,
+        check_handlers: bool = False,
     ) -> RunResult:
         """Step a leased execution until it stops (or ``max_steps`` handler steps ran, or
-        ``stop`` is set: then it is left ``pending`` for anyone to continue)."""
-        return await driving.drive(self.runtime, run, max_steps=max_steps, record=record, stop=stop)
+        ``stop`` is set: then it is left ``pending`` for anyone to continue).
+
+        ``check_handlers``: raise ``HandlerNotFound`` (execution given back untouched)
+        instead of failing it when the step it is at has no handler here.
+        """
+        return await driving.drive(
+            self.runtime, run, max_steps=max_steps, record=record, stop=stop,
+            check_handlers=check_handlers,
+        )  # fmt: skip
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
         """Run every runnable execution (children too) until none is runnable.
@@ -419,7 +479,10 @@ class Engine:
 
         Raises:
             ExecutionNotFound, ExecutionNotWaiting, InvalidResumeToken,
-            ResumeTokenExpired, ContextLimitError: nothing changed.
+            ResumeTokenExpired, ContextLimitError, InvalidValue (not JSON, NaN/Infinity):
+            nothing changed.
+            FlowNotFound: this process lacks the flow and ``run_next`` is set (nothing
+            changed; ``run_next=False`` works without it).
         """
         await self._ensure_ready()
         return await control.resume(
@@ -571,6 +634,11 @@ class Engine:
         """The persisted event log of an execution, in order."""
         await self._ensure_ready()
         return await self.store.events(execution_id, after=after)
+
+    async def settle_events(self, timeout: float | None = None) -> bool:
+        """Wait until events that waited for another run's lease (an ``idempotency.hit``
+        on an execution being run) are in the log. False if ``timeout`` came first."""
+        return await self.runtime.late_events.settle(timeout)
 
     async def tasks(
         self,

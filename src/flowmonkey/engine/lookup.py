@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
@@ -15,7 +16,21 @@ if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
     from flowmonkey.handlers.context import HandlerContext
 
-__all__ = ["get_flow", "load_flows_from_store", "passthrough", "resolve_handler", "save_flow"]
+log = logging.getLogger("flowmonkey.engine")
+
+__all__ = [
+    "TOKEN_MOVES",
+    "get_flow",
+    "load_flows_from_store",
+    "missing_handlers",
+    "passthrough",
+    "resolve_handler",
+    "runnable_flows",
+    "save_flow",
+]
+
+TOKEN_MOVES = frozenset({"parallel", "join"})
+"""Step types the engine moves tokens for itself (no handler needed)."""
 
 
 async def get_flow(engine: Runtime, flow_id: str, version: str | None) -> Flow:
@@ -31,17 +46,26 @@ async def get_flow(engine: Runtime, flow_id: str, version: str | None) -> Flow:
     return flow
 
 
-async def load_flows_from_store(engine: Runtime) -> int:
-    """See ``Engine.load_flows_from_store``."""
+async def load_flows_from_store(engine: Runtime, *, strict: bool = True) -> int:
+    """See ``Engine.load_flows_from_store``. ``strict=False`` skips (and logs) a stored
+    version this process cannot register instead of raising: a worker looking for what
+    it can run must not stop at one bad definition."""
     count = 0
     for stored in await engine.store.list_flows():
         for version in await engine.store.flow_versions(stored.flow_id):
             if engine.flows.get(stored.flow_id, version) is not None:
                 continue
             found = await engine.store.get_flow(stored.flow_id, version)
-            if found is not None:
+            if found is None:
+                continue
+            try:
                 engine.flows.register(Flow.from_dict(found.definition))
-                count += 1
+            except (errors.FlowValidationError, ValueError, TypeError) as exc:
+                if strict:
+                    raise
+                log.warning("stored flow %s@%s not loaded: %s", stored.flow_id, version, exc)
+                continue
+            count += 1
     return count
 
 
@@ -56,6 +80,29 @@ async def save_flow(engine: Runtime, flow: Flow) -> bool:
     saved = await engine.store.save_flow(flow.to_dict(), now=engine.clock.now())
     engine.flows.register(flow)
     return saved
+
+
+def missing_handlers(engine: Runtime, flow: Flow) -> list[str]:
+    """Step types of ``flow`` this engine has no handler for (sorted)."""
+    return sorted(
+        {
+            step.type
+            for step in flow.steps.values()
+            if step.type not in TOKEN_MOVES and resolve_handler(engine, step) is None
+        }
+    )
+
+
+def runnable_flows(engine: Runtime) -> frozenset[tuple[str, str]]:
+    """See ``Engine.runnable_flows`` (cached on the runtime until a flow or handler
+    registers)."""
+    if engine.runnable is None:
+        engine.runnable = frozenset(
+            (flow.id, flow.version)
+            for flow in engine.flows.flows()
+            if not missing_handlers(engine, flow)
+        )
+    return engine.runnable
 
 
 def resolve_handler(engine: Runtime, step: Step) -> RegisteredHandler | None:

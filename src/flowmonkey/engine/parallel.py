@@ -259,7 +259,10 @@ async def advance(
             execution.status = _WAITING_S
         await run.commit(release=stop, at=now)
         return outcome, None
-    if target not in run.flow.steps:
+    steps = run.flow.steps
+    # Without the flow here (a hand-off from a process that lacks it) any target goes:
+    # validation checked them all when the flow was saved.
+    if target not in steps and run.flow_known:
         await fail_execution(
             run,
             "INVALID_TRANSITION",
@@ -274,9 +277,10 @@ async def advance(
         now,
         {"from_step_id": step.id, "to_step_id": target, "outcome": outcome},
     )
-    target_step = run.flow.steps[target]
+    target_step = steps[target] if run.flow_known else None
     if (
-        target_step.type == "join"
+        target_step is not None
+        and target_step.type == "join"
         and token.fork_id is not None
         and engine.handlers.get("join") is None
     ):

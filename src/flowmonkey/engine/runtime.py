@@ -23,9 +23,12 @@ from flowmonkey.durations import parse_duration
 from flowmonkey.engine.bus import EventBus
 from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.heartbeats import LeaseKeeper
+from flowmonkey.engine.late_events import LateEvents
 from flowmonkey.engine.options import EngineOptions
+from flowmonkey.engine.sync_pool import SyncPool
+from flowmonkey.handlers.secrets import has_secret_refs
 from flowmonkey.model.execution import Execution
-from flowmonkey.model.flow import Step
+from flowmonkey.model.flow import Flow, Step
 from flowmonkey.stores.base import Store
 
 if TYPE_CHECKING:
@@ -60,10 +63,14 @@ class Runtime:
         "handlers",
         "hooks",
         "inflight",
+        "late_events",
         "leases",
         "options",
         "owner",
         "ready",
+        "runnable",
+        "secret_steps",
+        "services",
         "store",
         "wake_signaler",
     )
@@ -96,24 +103,49 @@ class Runtime:
         """Optional ``WakeSignaler``: told when an execution becomes runnable."""
         self.after_terminal: Callable[[Execution], Awaitable[None]] = _nothing_after
         """Wake the parent, then run hooks, after a terminal commit (set by ``Engine``)."""
+        self.late_events = LateEvents(self)
+        """Events about an execution from outside its steps (``idempotency.hit``)."""
+        self.runnable: frozenset[tuple[str, str]] | None = None
+        """Cache of ``lookup.runnable_flows`` (reset when a flow or handler registers)."""
         self.ready = False
+        from flowmonkey.handlers.standard.services import StandardServices
+
+        self.services = StandardServices(
+            http_allow=options.http_allow,
+            base_url=options.base_url,
+            secrets=options.secrets,
+            resolver=options.http_resolver,
+        )
+        """What the standard handlers share: one HTTP client per engine, the secrets."""
+        self.secret_steps: dict[tuple[str, str, str], bool] = {}
         self._acquisitions = 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: SyncPool | None = None
 
     @property
     def sync_pool(self) -> ThreadPoolExecutor:
         """The bounded thread pool that runs sync handlers (created on first use)."""
+        return self.sync_handlers.executor
+
+    @property
+    def sync_handlers(self) -> SyncPool:
+        """The sync-handler pool with its accounting (busy threads, queued steps)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.options.sync_handler_threads, thread_name_prefix="flowmonkey"
-            )
+            self._pool = SyncPool(self.options.sync_handler_threads)
         return self._pool
 
     def close_pool(self) -> None:
         """Shut the sync-handler pool down without waiting for running handlers."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
+
+    def uses_secrets(self, flow: Flow, step: Step) -> bool:
+        """True when ``step``'s config references ``{{ secrets.NAME }}`` (cached per step)."""
+        key = (flow.id, flow.version, step.id)
+        found = self.secret_steps.get(key)
+        if found is None:
+            found = self.secret_steps[key] = has_secret_refs(step.config)
+        return found
 
     def lease_owner(self) -> str:
         """A fresh lease owner id for one acquisition by this engine.
@@ -148,7 +180,7 @@ class Runtime:
         own = None
         if step.type == "userTask":
             own = step.config.get("dueIn")
-        elif step.type == "waitForSignal":
+        elif step.type in ("waitForSignal", "webhook"):
             own = step.config.get("timeout")
         if own is not None:
             return parse_duration(own)

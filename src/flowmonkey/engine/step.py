@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey import errors
+from flowmonkey.durations import MAX_DURATION_MS
 from flowmonkey.engine import parallel
 from flowmonkey.engine.builtins import WAIT_KINDS
-from flowmonkey.engine.eager import Resume, handoff
+from flowmonkey.engine.invoke import invoke
 from flowmonkey.engine.limits import OutputError
 from flowmonkey.engine.lookup import resolve_handler
 from flowmonkey.engine.parallel import advance
+from flowmonkey.engine.recording import CommitFailed, StepCancelled, unrecordable
+from flowmonkey.engine.result_check import check_result, clamp_delay_ms, clamp_duration
 from flowmonkey.engine.run import StepRuntime
+from flowmonkey.engine.secret_use import redact_attempt, resolve_step_config
 from flowmonkey.engine.selectors import SelectorError, resolve_input
 from flowmonkey.engine.timers import wake_parent
 from flowmonkey.engine.transitions import fail_execution, finish_terminal, parked
@@ -31,10 +34,9 @@ from flowmonkey.model.result import UNSET, Result
 if TYPE_CHECKING:
     from flowmonkey.engine.run import Run
     from flowmonkey.engine.runtime import Runtime
-    from flowmonkey.handlers.registry import RegisteredHandler
     from flowmonkey.model.flow import Step
 
-__all__ = ["StepCancelled", "execute_step"]
+__all__ = ["StepCancelled", "apply_result", "execute_step", "wait_snapshot"]
 
 _RUNNING = ExecutionStatus.RUNNING
 _PENDING = ExecutionStatus.PENDING
@@ -46,80 +48,29 @@ _WAITING = TokenStatus.WAITING
 _DONE = TokenStatus.DONE
 
 
-class StepCancelled(Exception):
-    """The running handler was cancelled because the execution was cancelled/taken over."""
-
-
-def _as_result(value: Any) -> Result:
-    if isinstance(value, Result):
-        return value
-    return Result.success(value)
-
-
-def _failure_from(exc: BaseException) -> Result:
-    if isinstance(exc, errors.ContextLimitError):
-        # Deterministic: the same write would break the same limit on every retry.
-        return Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
-    if isinstance(exc, errors.FlowMonkeyError):
-        return Result.failure(exc.code, exc.message, details=exc.details)
-    message = str(exc) or type(exc).__name__
-    return Result.failure("HANDLER_ERROR", message, details={"exception": type(exc).__name__})
-
-
-async def _invoke(
-    engine: Runtime, run: Run, handler: RegisteredHandler, ctx: HandlerContext, timeout: float
-) -> tuple[Result, bool]:
-    """Call the handler; returns ``(result, timed_out)``. Never raises for handler errors."""
-    if handler.is_async:
-        try:
-            coro = handler.fn(ctx)
-            first = coro.send(None)
-        except StopIteration as stop:
-            return _as_result(stop.value), False
-        except Exception as exc:
-            return _failure_from(exc), False
-        if run.supervisor is not None and run.supervisor is asyncio.current_task():
-            # A branch running eagerly in the supervisor: move to its own task first.
-            await handoff()
-        awaitable: Any = Resume(coro, first)
-    else:
-        if run.supervisor is not None and run.supervisor is asyncio.current_task():
-            await handoff()
-        loop = asyncio.get_running_loop()
-        awaitable = loop.run_in_executor(engine.sync_pool, handler.fn, ctx)
-    task = asyncio.current_task()
-    assert task is not None
-    run.handler_tasks.add(task)
-    timeout_cm = asyncio.timeout(timeout)
-    try:
-        async with timeout_cm:
-            value = await awaitable
-    except TimeoutError:
-        ctx.cancelled.set()
-        return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
-    except asyncio.CancelledError:
-        ctx.cancelled.set()
-        if run.cancel_requested:
-            task.uncancel()
-            raise StepCancelled() from None
-        raise
-    except Exception as exc:
-        return _failure_from(exc), False
-    finally:
-        run.handler_tasks.discard(task)
-    if timeout_cm.expired():
-        # The handler swallowed the cancellation; its late result is discarded.
-        return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
-    return _as_result(value), False
+def wait_snapshot(step: Step) -> dict[str, Any]:
+    """What ending a wait at ``step`` needs (``Token.wait_step``): its type, ``outputKey``
+    and transitions, so resume, signal and timeouts work without the flow definition."""
+    out: dict[str, Any] = {"type": step.type}
+    if step.output_key is not None:
+        out["outputKey"] = step.output_key
+    transitions = step.transitions.to_dict()
+    if transitions:
+        out["transitions"] = transitions
+    return out
 
 
 def _retry_delay_ms(step: Step, retry_index: int) -> float:
     policy = step.retry
     assert policy is not None
-    delay = policy.delay_ms(retry_index)
+    try:
+        delay = policy.delay_ms(retry_index)
+    except OverflowError:  # a huge multiplier to a high power
+        delay = MAX_DURATION_MS
     if policy.jitter and delay > 0:
         delay += random.uniform(0, delay * 0.1)
-    return delay
+    # However the policy came to be, a backoff never exceeds MAX_DURATION.
+    return clamp_delay_ms(delay)
 
 
 async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, str | None]:
@@ -142,6 +93,7 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
         return "error", None
     if (step.type == "parallel" or step.type == "join") and engine.handlers.get(step.type) is None:
         async with run.applying():
+            token.recoveries = 0  # the fork or join commits this token's move
             if step.type == "parallel":
                 return await parallel.fork(engine, run, token, step)
             return await parallel.join_arrive(engine, run, token, step)
@@ -167,9 +119,15 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
         started,
         {"step_id": step.id, "handler_type": step.type, "attempt": attempt},
     )
+    config: Any = step.config
+    prepared: tuple[Any, tuple[str, ...]] | Result | None = None
+    if engine.uses_secrets(flow, step):
+        prepared = await resolve_step_config(engine, step)
+        if not isinstance(prepared, Result):
+            config = prepared[0]
     ctx = HandlerContext(
         input=step_input,
-        config=step.config,
+        config=config,
         context=run.context_view,
         step=step,
         execution_id=execution.id,
@@ -179,7 +137,21 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
         lazy=(StepRuntime, run, token),
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
-    result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
+    if isinstance(prepared, Result):
+        result, timed_out = prepared, False  # a missing secret: the handler never runs
+    else:
+        if prepared is not None:
+            ctx._secrets = prepared[1]
+            engine.services.secrets_in_use(ctx._secrets)
+        try:
+            result, timed_out = await invoke(engine, run, handler, ctx, timeout.total_seconds())
+        finally:
+            if ctx._secrets:
+                engine.services.secrets_done(ctx._secrets)
+        if ctx._secrets:
+            # Before the checks: a message about a bad result must not quote a value.
+            result = redact_attempt(result, ctx)
+    result = check_result(result, started)
     if result.outcome == "failure":
         error = result.error
         if error is not None and error.retryable and not handler.metadata.retryable:
@@ -187,7 +159,7 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
             result = Result.failure(error.code, error.message, details=error.details,
                                     retryable=False)  # fmt: skip
     if not run.concurrent:
-        return await _apply(
+        return await apply_result(
             engine, run, token, step, result, timed_out, timeout, started, attempt, ctx
         )
     async with run.applying():
@@ -195,12 +167,12 @@ async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, st
             # The branch was dropped (an ``any`` join), or a sibling ended the run, while
             # its handler ran: its result is discarded.
             return "dropped", None
-        return await _apply(
+        return await apply_result(
             engine, run, token, step, result, timed_out, timeout, started, attempt, ctx
         )
 
 
-async def _apply(
+async def apply_result(
     engine: Runtime,
     run: Run,
     token: Token,
@@ -210,14 +182,20 @@ async def _apply(
     timeout: timedelta,
     started: datetime,
     attempt: int,
-    ctx: HandlerContext,
+    ctx: HandlerContext | None,
 ) -> tuple[str, str | None]:
-    """Record an attempt's outcome and commit it (under the run lock when concurrent)."""
+    """Record an attempt's outcome and commit it (under the run lock when concurrent).
+
+    Raises:
+        CommitFailed: the commit could not be built or written for a reason that lies
+            in the result (not the store's health); nothing was written.
+    """
     execution = run.execution
     if run.concurrent:
         run.touched = [token]
     finished = engine.clock.now()
     execution.step_count += 1
+    token.recoveries = 0  # this step commits: the execution is not poisoned
     if timed_out:
         run.emit("step.timeout", finished, {"step_id": step.id, "timeout_ms": timeout / _MS})
     outcome = result.outcome
@@ -234,7 +212,7 @@ async def _apply(
         except errors.ContextLimitError as exc:
             result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
             outcome = "failure"
-    runtime = ctx._runtime
+    runtime = ctx._runtime if ctx is not None else None
     if outcome == "failure" and runtime is not None:
         # A failed attempt leaves no trace in the context: undo its ``ctx.set``s (also
         # when the handler succeeded but its output could not be stored).
@@ -255,6 +233,30 @@ async def _apply(
                 token_id=token.id if len(execution.tokens) > 1 else None,
             )
         )
+    try:
+        return await _route(engine, run, token, step, result, finished, attempt)
+    except (errors.LeaseLost, errors.StoreUnavailable, StepCancelled):
+        raise
+    except Exception as exc:
+        if not unrecordable(exc):
+            raise
+        # Nothing of this step reached the store; the driver reloads the execution and
+        # records the step as failed instead (see ``driving.record_unrecordable``).
+        failed = CommitFailed(token.id, step.id, attempt, started, exc)
+        run.failed_commit = failed  # concurrent branches stop committing (see Run._commit)
+        raise failed from exc
+
+
+async def _route(
+    engine: Runtime,
+    run: Run,
+    token: Token,
+    step: Step,
+    result: Result,
+    finished: datetime,
+    attempt: int,
+) -> tuple[str, str | None]:
+    outcome = result.outcome
     if outcome == "success":
         run.emit(
             "step.completed",
@@ -270,6 +272,7 @@ async def _apply(
         )
         await _after_wait(engine, run, token, step, result, finished)
         return "wait", step.id
+    error_dict = result.error.to_dict() if result.error is not None else None
     run.emit(
         "step.failed",
         finished,
@@ -319,9 +322,12 @@ async def _after_wait(
     token.wait_reason = result.reason
     token.wait_kind = kind
     token.wait_started_at = now
+    token.wait_step = wait_snapshot(step)
     # The wait timeout bounds waits for something outside (a signal, resume, task or
     # child); a timer's own wake time already bounds it.
     wait_timeout = engine.wait_timeout_for(execution, step) if kind != "timer" else None
+    if wait_timeout is not None:
+        wait_timeout = clamp_duration(wait_timeout)  # a flow's "9999999d" cannot overflow
     token.wait_deadline_at = now + wait_timeout if wait_timeout is not None else None
     stop = parked(execution)
     if stop:
@@ -366,6 +372,9 @@ async def _after_failure(
     ):
         execution.retry_attempts[step.id] = done + 1
         delay_ms = _retry_delay_ms(step, done)
+        if isinstance(result.delay, timedelta):
+            # The server said when to come back (``Retry-After``); the policy caps it.
+            delay_ms = clamp_delay_ms(min(result.delay / _MS, float(policy.max_backoff_ms)))
         run.emit(
             "step.retry",
             now,

@@ -27,7 +27,7 @@ async def cancel(
     """See ``Engine.cancel``: one commit under a stolen lease, then the children."""
     acquired = await acquire(engine, execution_id, steal=True, start=False)
     previous = acquired.execution.status
-    run = await open_run(engine, acquired)
+    run = await open_run(engine, acquired, need_flow=False)  # no step runs: no flow needed
     if run is None:
         return CancelResult(
             cancelled=False,
@@ -58,7 +58,7 @@ async def fail(
 ) -> RunResult:
     """See ``Engine.fail``."""
     acquired = await acquire(engine, execution_id, steal=True, start=False)
-    run = await open_run(engine, acquired)
+    run = await open_run(engine, acquired, need_flow=False)
     if run is None:
         raise errors.ExecutionTerminal(execution_id, str(acquired.execution.status))
     now = engine.clock.now()

@@ -7,8 +7,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey import errors
 from flowmonkey.engine.builtins import children_of_visit, task_id_for
-from flowmonkey.engine.leasing import acquire, note_recovery, open_run, release_untouched
+from flowmonkey.engine.leasing import acquire, open_run, recover, release_untouched
 from flowmonkey.engine.terminal import note_cancelled_tasks, run_hooks, terminal_cleanup
 from flowmonkey.engine.transitions import complete_if_done, move_after_wait, settle_status
 from flowmonkey.model.execution import (
@@ -59,11 +60,13 @@ async def _due_changes(engine: Runtime, run: Run) -> bool:
         run.finish(ExecutionStatus.CANCELLED, now, info)
         run.emit("execution.cancelled", now, {"source": "timeout", "reason": "execution timed out"})
         return True
+    if not run.flow_known:
+        _refuse_blind_waits(run, now)
     changed = False
     for token in list(execution.tokens):
         if token.status is not _WAITING or token.wait_kind == "join":
             continue
-        step = run.flow.steps.get(token.step_id) if token.step_id else None
+        step = run.waiting_step(token)
         if (
             token.wait_kind != "retry"
             and token.wait_deadline_at is not None
@@ -93,6 +96,21 @@ async def _due_changes(engine: Runtime, run: Run) -> bool:
     return changed
 
 
+def _refuse_blind_waits(run: Run, now: Any) -> None:
+    """Without the flow, a due wait is applied from what it recorded (``wait_step``); a
+    wait that recorded nothing (it began before waits did) needs the flow: raise
+    ``FlowNotFound`` so that nothing changes here."""
+    for token in run.execution.tokens:
+        if (
+            token.status is _WAITING
+            and token.wait_step is None
+            and token.wait_kind not in ("join", "retry", "child")
+            and any(at is not None and at <= now for at in (token.wake_at, token.wait_deadline_at))
+        ):
+            execution = run.execution
+            raise errors.FlowNotFound(execution.flow_id, execution.flow_version)
+
+
 async def _wait_timed_out(
     engine: Runtime, run: Run, token: Token, step: Step | None, now: Any
 ) -> bool:
@@ -113,7 +131,8 @@ async def _wait_timed_out(
     token.status = _ACTIVE
     token.wake_at = token.wait_reason = token.wait_kind = None
     token.wait_started_at = token.wait_deadline_at = None
-    if target is not None and target in run.flow.steps:
+    token.wait_step = None
+    if target is not None and run.has_step(target):
         token.step_id = target
         token.visit = run.execution.step_count
         run.emit(
@@ -150,7 +169,7 @@ async def apply_due(engine: Runtime, run: Run, *, for_tick: bool = False) -> boo
 
 async def _open(engine: Runtime, execution_id: str, *, steal: bool = False) -> Run | None:
     acquired = await acquire(engine, execution_id, steal=steal, start=False)
-    return await open_run(engine, acquired)
+    return await open_run(engine, acquired, need_flow=False)
 
 
 async def tick_timers(engine: Runtime, *, limit: int) -> list[str]:
@@ -163,6 +182,8 @@ async def tick_timers(engine: Runtime, *, limit: int) -> list[str]:
         try:
             if await apply_due(engine, run, for_tick=True):
                 applied.append(execution_id)
+        except errors.FlowNotFound:
+            continue  # left for a process that has the flow (released below)
         finally:
             await release_untouched(engine, run)
     return applied
@@ -177,13 +198,13 @@ async def recover_stale(engine: Runtime) -> list[str]:
     recovered = []
     for execution_id in ids:
         acquired = await acquire(engine, execution_id)
-        run = await open_run(engine, acquired)
+        run = await open_run(engine, acquired, need_flow=False)
         if run is None:
             continue
         # open_run already counted the new run when the lease had expired; an
         # unleased stale row (no lease to expire) is counted here.
         if not acquired.recovered:
-            note_recovery(run)
+            await recover(run)
         if run.execution.status is _RUNNING:
             run.execution.status = _PENDING
         await run.commit(release=True)
@@ -205,7 +226,7 @@ async def wake_parent(engine: Runtime, parent_id: str, step_id: str, visit: int)
             break
         # Busy: usually the parent itself is committing its wait; it re-checks after.
         await asyncio.sleep(min(0.005 * (attempt + 1), 0.05))
-    run = await open_run(engine, acquired)
+    run = await open_run(engine, acquired, need_flow=False)
     if run is None:
         return
     try:
@@ -223,7 +244,7 @@ async def wake_parent(engine: Runtime, parent_id: str, step_id: str, visit: int)
         if token is None:
             return
         now = engine.clock.now()
-        move_after_wait(run.flow.steps.get(step_id), token, run.execution.step_count)
+        move_after_wait(run.waiting_step(token), token, run.execution.step_count)
         run.emit("execution.resumed", now, {"step_id": step_id, "reason": "children"})
         settle_status(run.execution)
         if run.execution.status is _RUNNING:

@@ -57,7 +57,7 @@ async def fail_execution(
     await finish_terminal(run)
 
 
-_ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask"})
+_ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask", "webhook"})
 
 
 async def finish_terminal(run: Run) -> None:
@@ -89,6 +89,7 @@ def move_after_wait(
     token.wait_kind = None
     token.wait_started_at = None
     token.wait_deadline_at = None
+    token.wait_step = None
     if step is None or kind in ("retry", "child"):
         return False
     target = step.transitions.on_resume or step.transitions.on_success

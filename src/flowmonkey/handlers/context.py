@@ -42,6 +42,11 @@ class StepRuntime(Protocol):
         """Make a resume token bound to this execution and step."""
         ...
 
+    @property
+    def services(self) -> Any:
+        """The engine's shared resources of the standard handlers (``StandardServices``)."""
+        ...
+
 
 class HandlerContext:
     """Everything a handler gets: resolved ``input``, static ``config``, the context.
@@ -55,6 +60,7 @@ class HandlerContext:
         "_cancelled",
         "_lazy",
         "_runtime",
+        "_secrets",
         "_snapshot",
         "attempt",
         "config",
@@ -98,6 +104,8 @@ class HandlerContext:
         never call ``set``/``checkpoint``/``create_resume_token``). The engine hands over the
         factory so this layer never imports the engine."""
         self._snapshot: Execution | None = None
+        self._secrets: tuple[str, ...] = ()
+        """Values of the secrets resolved into ``config`` (set by the engine)."""
 
     def replace(self, *, input: Any = None, config: Any = None) -> HandlerContext:
         """A copy with converted ``input``/``config`` that shares the cancellation event."""
@@ -116,6 +124,7 @@ class HandlerContext:
         copy.context = self.context
         copy._cancelled = self.cancelled
         copy._snapshot = self._snapshot
+        copy._secrets = self._secrets
         return copy
 
     @property
@@ -145,6 +154,25 @@ class HandlerContext:
             factory, run, token = self._lazy
             runtime = self._runtime = factory(run, self.step, token)
         return runtime
+
+    @property
+    def services(self) -> Any:
+        """Engine-wide resources shared by the standard handlers (``StandardServices``:
+        the HTTP client, the secret provider, ``base_url``)."""
+        return self._rt().services
+
+    def redact(self, value: Any) -> Any:
+        """``value`` with the secrets resolved into this step's config replaced by ``***``.
+
+        The engine already redacts the result and ``ctx.set`` writes; call this before
+        anything leaves the process directly (a log line, a message to a third party
+        that echoes it back is fine).
+        """
+        if not self._secrets:
+            return value
+        from flowmonkey.handlers.secrets import redact
+
+        return redact(value, self._secrets)
 
     def get(self, key: str, default: Any = None) -> Any:
         """Read a top-level context value."""

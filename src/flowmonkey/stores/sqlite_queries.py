@@ -45,6 +45,7 @@ INFO_KEYS = frozenset({
     "id", "flow_id", "flow_version", "created_at", "tenant_id", "metadata",
     "correlation_id", "user_id", "idempotency_key", "idempotency_expires_at",
     "parent_execution_id", "parent_step_id", "execution_timeout_ms", "wait_timeout_ms",
+    "depth",
 })  # fmt: skip
 """Header keys fixed at create: stored once in ``info`` and never rewritten by a commit.
 Every other ``header_dict`` key (except ``checkpoint``, which has its own column) is
@@ -270,15 +271,36 @@ SELECT_CHILDREN = (
 
 # Runnable: pending or due waiting with no live lease, or running with an expired lease.
 # A running execution whose lease was released is left to ``stale`` (the reaper).
-SELECT_CLAIMABLE = f"""
+_CLAIMABLE = f"""
 SELECT {_EXEC_COLUMNS}, lease_owner, lease_token, lease_expires_at FROM executions
+WHERE ((status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now))
+   OR (status = 'waiting' AND wake_at <= :now
+       AND (lease_owner IS NULL OR lease_expires_at <= :now))
+   OR (status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= :now)){{flows}}
+ORDER BY created_at, id
+LIMIT :limit
+"""
+SELECT_CLAIMABLE = _CLAIMABLE.format(flows="")
+RUNNABLE_BY_FLOW = """
+SELECT flow_id, flow_version, COUNT(*) FROM executions
 WHERE (status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now))
    OR (status = 'waiting' AND wake_at <= :now
        AND (lease_owner IS NULL OR lease_expires_at <= :now))
    OR (status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= :now)
-ORDER BY created_at, id
-LIMIT :limit
+GROUP BY flow_id, flow_version
 """
+# Only the flows a worker can run (``:flows`` is a JSON list of [flow_id, version]).
+SELECT_CLAIMABLE_OF_FLOWS = _CLAIMABLE.format(
+    flows="""
+  AND (flow_id, flow_version) IN (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:flows))"""
+)
+
+SELECT_FOR_APPEND = """
+SELECT status, state, lease_owner, lease_expires_at, tenant_id FROM executions WHERE id = ?
+"""
+UPDATE_STATE = "UPDATE executions SET state = ? WHERE id = ?"
+UPDATE_STATE_FENCED = "UPDATE executions SET state = ?, lease_token = lease_token + 1 WHERE id = ?"
 
 GRANT = "UPDATE executions SET lease_owner = ?, lease_token = ?, lease_expires_at = ? WHERE id = ?"
 
