@@ -80,7 +80,7 @@ async def test_every_second_schedules_fire_exactly_once_through_kills(
         assert [k for k, count in seen.items() if count > 1] == []  # zero duplicates
         missing = _missing(seen, start, end)
         assert missing == [], (start, end, missing)  # zero missed
-        assert len(seen) >= SCHEDULES * 8
+        assert len(seen) >= SCHEDULES * 5  # the span covers the kills (>= 5 s)
         for n in range(SCHEDULES):
             runs = await engine.store.list_schedule_runs(f"s{n}", limit=10_000)
             started = [r for r in runs if r.outcome == "started"]
