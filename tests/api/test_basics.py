@@ -54,7 +54,8 @@ async def test_list_is_paginated_newest_first_and_tenant_filtered(api: Api) -> N
     ids = []
     for i in range(5):
         api.clock.advance(1)
-        r = await api["acme"].post("/api/v1/executions", json={"flow_id": "three", "input": {"i": i}})
+        body = {"flow_id": "three", "input": {"i": i}}
+        r = await api["acme"].post("/api/v1/executions", json=body)
         ids.append(r.json()["id"])
     await api["globex"].post("/api/v1/executions", json={"flow_id": "three"})
     seen: list[str] = []
