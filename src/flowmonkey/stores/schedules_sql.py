@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -457,39 +458,74 @@ class PostgresSchedules:
                 statement, _ = create_statement(execution, events, self._notify_channel)
             except orjson.JSONEncodeError as exc:
                 raise errors.StoreError(f"execution {execution.id} is not JSON: {exc}") from exc
-        async with self._read() as conn, conn.transaction():
-            cur = await conn.execute(f"{_PG_RUN_INSERT} RETURNING {_RUN_COLS}", _pg_run_values(run))
-            if await cur.fetchone() is None:
-                cur = await conn.execute(_PG_RUN_GET, [run.schedule_id, run.scheduled_for])
-                row = await cur.fetchone()
-                assert row is not None
-                return _run(row, _pg_dt), False
-            if statement is None or execution is None:
-                return run, False
-            cur = await conn.execute(statement[0], statement[1])
-            inserted = await cur.fetchone()
-            if inserted is not None and inserted[0] in (True, "t", b"t"):
-                return run, True
-            cur = await conn.execute(
-                pq.IDEMPOTENCY_HOLDER,
-                {"tenant_key": idempotency_tenant(execution), "flow_id": execution.flow_id,
-                 "idem_key": execution.idempotency_key},
-            )  # fmt: skip
-            holder = await cur.fetchone()
-            if holder is None:
-                raise errors.StoreError("idempotency key held by a missing execution")
-            run = replace(run, execution_id=holder[0])
-            await conn.execute(_PG_RUN_UPSERT, _pg_run_values(run))
-            return run, False
+        async with self._read() as conn:
+            try:
+                # One round trip for the common case: BEGIN, the run insert and the create
+                # are pipelined; COMMIT (or ROLLBACK) follows once their results are known.
+                failure: Exception | None = None
+                recorded: Any = None
+                inserted: Any = None
+                async with conn.pipeline() as pipeline:
+                    try:
+                        await conn.execute(pq.BEGIN)
+                        run_cur = await conn.execute(
+                            f"{_PG_RUN_INSERT} RETURNING {_RUN_COLS}", _pg_run_values(run)
+                        )
+                        create_cur = None
+                        if statement is not None:
+                            create_cur = await conn.execute(statement[0], statement[1])
+                        await pipeline.sync()
+                        recorded = await run_cur.fetchone()
+                        inserted = await create_cur.fetchone() if create_cur is not None else None
+                    except Exception as exc:  # psycopg.Error: drain the aborted pipeline
+                        failure = exc
+                        with contextlib.suppress(Exception):
+                            await pipeline.sync()
+                if failure is not None:
+                    raise failure
+                if recorded is None:
+                    # Handled before: keep nothing of ours (the create may have inserted
+                    # if the time's key had expired) and answer with the first run.
+                    await conn.execute(b"ROLLBACK")
+                    cur = await conn.execute(_PG_RUN_GET, [run.schedule_id, run.scheduled_for])
+                    row = await cur.fetchone()
+                    assert row is not None
+                    return _run(row, _pg_dt), False
+                created = inserted is not None and inserted[0] in (True, "t", b"t")
+                if execution is not None and not created:
+                    # An unexpired execution holds the key: the run points at that one.
+                    cur = await conn.execute(
+                        pq.IDEMPOTENCY_HOLDER,
+                        {"tenant_key": idempotency_tenant(execution),
+                         "flow_id": execution.flow_id, "idem_key": execution.idempotency_key},
+                    )  # fmt: skip
+                    holder = await cur.fetchone()
+                    if holder is None:
+                        raise errors.StoreError("idempotency key held by a missing execution")
+                    run = replace(run, execution_id=holder[0])
+                    await conn.execute(_PG_RUN_UPSERT, _pg_run_values(run))
+                await conn.execute(pq.COMMIT)
+                return run, created
+            except BaseException:
+                # Leave the connection idle for the pool (rollback() also resets psycopg's
+                # prepared statements after an aborted pipeline); the error is what matters.
+                if not conn.closed:
+                    with contextlib.suppress(Exception):
+                        await conn.rollback()
+                raise
 
     async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
         """``release_schedule`` of many in one transaction; how many were still held."""
+        rows = [[s.next_fire_at, s.last_execution_id, s.buffered_for, s.id, owner]
+                for s in schedules]  # fmt: skip
         done = 0
-        async with self._read() as conn, conn.transaction():
-            for s in schedules:
-                params = [s.next_fire_at, s.last_execution_id, s.buffered_for, s.id, owner]
-                cur = await conn.execute(_PG_RELEASE, params)
-                done += int(await cur.fetchone() is not None)
+        async with self._read() as conn, conn.transaction(), conn.cursor() as cur:
+            # executemany pipelines the updates: one round trip for the whole batch.
+            await cur.executemany(_PG_RELEASE, rows, returning=True)
+            while True:
+                done += len(await cur.fetchall())
+                if not cur.nextset():
+                    break
         return done
 
     async def list_schedule_runs(
