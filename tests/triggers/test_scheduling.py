@@ -319,3 +319,29 @@ async def test_run_now_with_overlap_override_and_backfill_exactly_once(
             await engine.schedules.backfill("r", end, start)
         with pytest.raises(errors.ScheduleNotFound):
             await engine.schedules.trigger("missing")
+
+
+async def test_many_due_schedules_are_claimed_in_batches_within_one_call(
+    make: MakeEngine, clock: FakeClock
+) -> None:
+    from flowmonkey.engine.scheduling import CLAIM_BATCH
+
+    async with engine_of(make, clock) as engine:
+        count = CLAIM_BATCH * 2 + 5
+        for n in range(count):
+            await engine.schedules.create(id=f"b{n:02d}", flow_id="quick", cron="* * * * *")
+        clock.advance(60)
+        report = await engine.fire_schedules(limit=1000)
+        assert len(report.created) == count and report.released == count
+        # a schedule whose buffered time waits stays due, and is not claimed over and over
+        await engine.schedules.create(
+            id="buf", flow_id="slow", cron="* * * * *", overlap="buffer_one"
+        )
+        clock.advance(60)
+        await engine.fire_schedules()
+        await engine.run_until_idle()
+        clock.advance(60)
+        second = await engine.fire_schedules(limit=1000)
+        assert second.released == count + 1
+        third = await engine.fire_schedules(limit=1000)
+        assert third.created == [] and third.released == 1  # only "buf", once

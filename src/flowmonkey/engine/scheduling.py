@@ -62,6 +62,8 @@ MISS_GRACE = timedelta(seconds=60)
 MAX_KEY_TTL = timedelta(days=7)
 """Idempotency window of a fire's key (clamped to the engine's ``max_idempotency_ttl``);
 the run record, not the key, is what makes a time fire once after that."""
+CLAIM_BATCH = 20
+"""Schedules leased per claim (see ``fire_due``)."""
 FIRE_CONCURRENCY = 16
 """Schedules one ``fire_due`` call fires at once."""
 MAX_TIMES_PER_TICK = 1000
@@ -79,7 +81,9 @@ class FireReport:
     wake_at: datetime | None = None
     """The earliest jittered fire time seen that was not due yet (sleep until then)."""
     handled: list[Schedule] = field(default_factory=list)
-    """Schedules whose due times were handled (released together at the end)."""
+    """Schedules of the current batch whose due times were handled (released together)."""
+    released: int = 0
+    """Schedules handled and released by this call."""
 
 
 def jitter_for(schedule: Schedule, scheduled_for: datetime) -> timedelta:
@@ -137,12 +141,14 @@ def fire_times(schedule: Schedule, start: datetime, end: datetime) -> list[datet
 
 
 async def fire_due(rt: Runtime, *, owner: str, limit: int = 100) -> FireReport:
-    """Lease the due schedules and fire their due times (see the module docstring)."""
+    """Lease the due schedules and fire their due times (see the module docstring).
+
+    Leases are taken ``CLAIM_BATCH`` schedules at a time, so when many are due at once the
+    workers share them out (each claims the next batch as soon as it is done with one)
+    instead of the first to wake taking them all.
+    """
     now = rt.clock.now()
     report = FireReport(created=[])
-    claimed = await rt.store.claim_schedules(
-        owner=owner, now=now, lease_for=rt.options.lease_for, limit=limit
-    )
     gate = asyncio.Semaphore(FIRE_CONCURRENCY)
 
     async def fire(schedule: Schedule) -> None:
@@ -155,13 +161,29 @@ async def fire_due(rt: Runtime, *, owner: str, limit: int = 100) -> FireReport:
                     "firing schedule %s failed; retried after its lease expires", schedule.id
                 )
 
-    # Schedules are independent: fire them side by side (a store with a connection pool
-    # overlaps their round trips), each one's times still in order.
-    await asyncio.gather(*(fire(schedule) for schedule in claimed))
-    if report.handled:
-        # One transaction moves every handled schedule on and drops the leases (fenced:
-        # a schedule saved meanwhile, e.g. paused, keeps what was saved).
-        await rt.store.release_schedules(report.handled, owner=owner)
+    taken = 0
+    seen: set[str] = set()
+    while taken < limit:
+        batch = min(CLAIM_BATCH, limit - taken)
+        claimed = await rt.store.claim_schedules(
+            owner=owner, now=now, lease_for=rt.options.lease_for, limit=batch
+        )
+        taken += len(claimed)
+        fresh = {schedule.id for schedule in claimed} - seen
+        seen |= fresh
+        # Schedules are independent: fire them side by side (a store with a connection
+        # pool overlaps their round trips), each one's times still in order.
+        await asyncio.gather(*(fire(schedule) for schedule in claimed))
+        if report.handled:
+            # One transaction moves the handled schedules on and drops their leases
+            # (fenced: a schedule saved meanwhile, e.g. paused, keeps what was saved).
+            await rt.store.release_schedules(report.handled, owner=owner)
+            report.released += len(report.handled)
+            report.handled.clear()
+        if len(claimed) < batch or not fresh:
+            # All due ones taken; or only schedules already handled in this call came
+            # back (a buffered time waiting for its previous run stays "due").
+            break
     return report
 
 
