@@ -1,6 +1,7 @@
 """``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``,
-``python -m bench engine [--quick] [--only NAME,...] [--profile]``, or
-``python -m bench http [--quick]`` (the cost of the engine around one http step), or
+``python -m bench engine [--quick] [--only NAME,...] [--profile]``,
+``python -m bench http [--quick]`` (the cost of the engine around one http step),
+``python -m bench api [--runs N] [--n N] [--backends sqlite,postgres]``, or
 ``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ def main() -> int:
         print("commands: peers   side by side with DBOS and Temporal (bench/README.md)")
         print("          engine  engine benchmarks (docs/benchmarks.md)")
         print("          http    one http step vs bare httpx requests (docs/benchmarks.md)")
+        print("          api     the HTTP API: POST req/s, start-and-wait, overhead")
         print("          all     engine, then peers (--quick passed to both)")
         return 0
     if argv[0] == "peers":
@@ -29,6 +31,10 @@ def main() -> int:
         from bench.http_step import main as http
 
         return http(argv[1:])
+    if argv[0] == "api":
+        from bench.api import main as api
+
+        return api(argv[1:])
     if argv[0] == "all":
         from bench.driver import main as peers
         from bench.engine import main as engine

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flowmonkey import HandlerContext, HandlerRegistry, Result, handler
 
-handlers = HandlerRegistry()
+handlers = HandlerRegistry(standard=False)
 """The order-processing handlers (a registry named ``handlers`` is loaded with this
 module's own handlers)."""
 handlers.register_module(

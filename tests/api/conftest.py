@@ -34,6 +34,12 @@ async def wait(ctx: Any) -> Result:
     return Result.wait(reason="waiting for input")
 
 
+@handler("ticket")
+async def ticket(ctx: Any) -> Result:
+    token = ctx.create_resume_token(timedelta(seconds=60))
+    return Result.wait(reason="waiting for the link", output={"token": token})
+
+
 @handler("gate")
 async def gate(ctx: Any) -> Result:
     if ctx.context.get("open"):
@@ -45,6 +51,7 @@ FLOWS = [
     FlowBuilder("three").step("a", "noop").step("b", "noop").step("c", "noop").build(),
     FlowBuilder("approval").step("ask", "wait", output_key="answer").step("done", "noop").build(),
     FlowBuilder("gated").step("g", "gate").build(),
+    FlowBuilder("link").step("t", "ticket", output_key="ticket").step("done", "noop").build(),
     FlowBuilder("inbox")
     .user_task(
         "review",
@@ -86,7 +93,7 @@ async def open_api(
 ) -> AsyncIterator[Api]:
     clock = FakeClock()
     engine = make_engine(
-        [noop, wait, gate], FLOWS, store=SqliteStore(tmp_path / "api.db"), clock=clock
+        [noop, wait, gate, ticket], FLOWS, store=SqliteStore(tmp_path / "api.db"), clock=clock
     )
     app = create_app(engine, auth=auth, settings=settings)
     async with app.router.lifespan_context(app):

@@ -35,9 +35,7 @@ async def test_idempotency_key_replays_the_first_execution(api: Api) -> None:
     first = await api["acme"].post(
         "/api/v1/executions", json={"flow_id": "three", "wait": 5}, headers=headers
     )
-    again = await api["acme"].post(
-        "/api/v1/executions", json={"flow_id": "three"}, headers=headers
-    )
+    again = await api["acme"].post("/api/v1/executions", json={"flow_id": "three"}, headers=headers)
     assert first.status_code == 201
     assert again.status_code == 200
     assert again.headers["idempotent-replayed"] == "true"
@@ -54,8 +52,9 @@ async def test_list_is_paginated_newest_first_and_tenant_filtered(api: Api) -> N
     ids = []
     for i in range(5):
         api.clock.advance(1)
-        body = {"flow_id": "three", "input": {"i": i}}
-        r = await api["acme"].post("/api/v1/executions", json=body)
+        r = await api["acme"].post(
+            "/api/v1/executions", json={"flow_id": "three", "input": {"i": i}}
+        )
         ids.append(r.json()["id"])
     await api["globex"].post("/api/v1/executions", json={"flow_id": "three"})
     seen: list[str] = []
@@ -163,9 +162,7 @@ async def test_header_injection_in_ids_and_request_ids(api: Api) -> None:
     response = await api["acme"].get(f"/api/v1/executions/{evil}")
     assert response.status_code in (404, 422)
     assert "set-cookie" not in response.headers
-    injected = await api["acme"].get(
-        "/healthz", headers={"X-Request-Id": "bad id with spaces"}
-    )
+    injected = await api["acme"].get("/healthz", headers={"X-Request-Id": "bad id with spaces"})
     assert injected.headers["x-request-id"] != "bad id with spaces"
     kept = await api["acme"].get("/healthz", headers={"X-Request-Id": "req-123"})
     assert kept.headers["x-request-id"] == "req-123"

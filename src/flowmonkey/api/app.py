@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -21,64 +20,18 @@ from flowmonkey.api.auth import KeyChecker
 from flowmonkey.api.metrics import Metrics
 from flowmonkey.api.metrics_triggers import install_trigger_metrics
 from flowmonkey.api.middleware import RequestMiddleware
+from flowmonkey.api.openapi import install_openapi
 from flowmonkey.api.problems import install_problem_handlers
 from flowmonkey.api.ratelimit import RateLimiter
 from flowmonkey.api.schemas import ProblemOut
+from flowmonkey.api.state import ApiSettings, ApiState, BackgroundWorker
 
 if TYPE_CHECKING:
     from flowmonkey.engine.engine import Engine
-    from flowmonkey.worker.worker import Worker
 
 __all__ = ["ApiSettings", "ApiState", "create_app"]
 
 log = logging.getLogger("flowmonkey.api")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ApiSettings:
-    """How the service behaves. Defaults suit one process serving a team."""
-
-    auth: bool = True
-    """Check API keys. ``False`` (``serve --dev``) lets every caller act as an admin."""
-    max_body_bytes: int = 1 << 20
-    """Largest request body (413 above)."""
-    rate_limit: float = 200.0
-    """Requests per second per API key (token bucket refill)."""
-    rate_burst: int = 400
-    """Bucket size per API key."""
-    public_rate_limit: float = 10.0
-    """Requests per second per client IP on the unauthenticated endpoints."""
-    public_rate_burst: int = 30
-    inline: bool = True
-    """Run the steps of executions started/resumed through the API in this process (it
-    has the handlers); ``False`` (``serve --no-worker``) leaves them to workers."""
-    event_poll_interval: float = 0.25
-    """How often an SSE stream looks for events written by other processes."""
-    request_log: bool = True
-    """One JSON line per request on the ``flowmonkey.api.access`` logger."""
-    base_url: str | None = None
-    """The public URL of this service (for ``Location`` and resume links)."""
-
-
-@dataclass(slots=True, kw_only=True)
-class ApiState:
-    """Everything the routes share (``app.state.flowmonkey``)."""
-
-    engine: Engine
-    settings: ApiSettings
-    keys: KeyChecker | None
-    limiter: RateLimiter | None
-    public_limiter: RateLimiter
-    metrics: Metrics | None
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        """Run ``coro`` in the background, awaited at shutdown."""
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-        return task
 
 
 def create_app(
@@ -87,7 +40,7 @@ def create_app(
     auth: bool = True,
     settings: ApiSettings | None = None,
     owns_engine: bool = True,
-    worker: Worker | None = None,
+    worker: BackgroundWorker | None = None,
     metrics: bool = True,
 ) -> FastAPI:
     """The flowmonkey HTTP API over ``engine``, ready to serve or mount.
@@ -119,6 +72,7 @@ def create_app(
         if owns_engine:
             await engine.initialize()
         unsubscribe = engine.on("*", state.metrics.on_event) if state.metrics else None
+        listener = await _start_event_listener(state)
         worker_task: asyncio.Task[None] | None = None
         if worker is not None:
             worker_task = asyncio.get_running_loop().create_task(worker.run(handle_signals=False))
@@ -131,11 +85,18 @@ def create_app(
                 with contextlib.suppress(Exception):
                     await worker_task
             if state.background:
-                await asyncio.gather(*state.background, return_exceptions=True)
+                _, late = await asyncio.wait(set(state.background), timeout=settings.shutdown_grace)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*state.background, *late, return_exceptions=True)
             if state.keys is not None:
                 await state.keys.drain()
             if unsubscribe is not None:
                 unsubscribe()
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener
             if owns_engine:
                 await engine.close()
 
@@ -147,29 +108,54 @@ def create_app(
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
-        responses={
-            "default": {"model": ProblemOut, "description": "An RFC 9457 problem."},
-        },
+        responses={"default": {"model": ProblemOut, "description": "An RFC 9457 problem."}},
     )
     app.state.flowmonkey = state
     install_problem_handlers(app)
+    install_openapi(app)
     app.add_middleware(RequestMiddleware, state=state)
 
-    from flowmonkey.api import routes_executions, routes_flows, routes_public, routes_tasks
+    from flowmonkey.api import (
+        routes_control,
+        routes_events,
+        routes_executions,
+        routes_flows,
+        routes_public,
+        routes_tasks,
+    )
 
     app.include_router(routes_public.router)
-    app.include_router(routes_flows.router, prefix="/api/v1")
-    app.include_router(routes_executions.router, prefix="/api/v1")
-    app.include_router(routes_tasks.router, prefix="/api/v1")
-    from flowmonkey.api import routes_schedules  # triggers (issue 13)
+    for module in (routes_flows, routes_executions, routes_control, routes_events, routes_tasks):
+        app.include_router(module.router)
+    from flowmonkey.api import routes_forms, routes_hooks, routes_schedules  # triggers (issue 13)
 
-    app.include_router(routes_schedules.router, prefix="/api/v1")
-    from flowmonkey.api import routes_hooks  # triggers (issue 13)
-
-    app.include_router(routes_hooks.router, prefix="/api/v1")
+    for module in (routes_schedules, routes_hooks, routes_forms):
+        app.include_router(module.router, prefix="/api/v1")
     app.include_router(routes_hooks.public_router)
-    from flowmonkey.api import routes_forms  # triggers (issue 13)
-
-    app.include_router(routes_forms.router, prefix="/api/v1")
     app.include_router(routes_forms.public_router)
     return app
+
+
+async def _start_event_listener(state: ApiState) -> asyncio.Task[None] | None:
+    """LISTEN for other processes' events when the store NOTIFYs them (PostgreSQL with
+    ``notify_events``): SSE streams then wake at once instead of at their next poll."""
+    factory = getattr(state.engine.store, "event_listener", None)
+    signaler = factory() if callable(factory) else None
+    if signaler is None:
+        return None
+    try:
+        await signaler.start()
+    except Exception as exc:  # streams still poll; say why they are slower
+        log.warning("cannot LISTEN for events (%s); SSE streams poll instead", exc)
+        return None
+
+    async def listen() -> None:
+        try:
+            while not state.stopping.is_set():
+                ids = await signaler.wait(1.0)
+                if ids:
+                    state.wake_streams(ids)
+        finally:
+            await signaler.close()
+
+    return asyncio.get_running_loop().create_task(listen())

@@ -9,9 +9,9 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from flowmonkey.api.app import ApiState
 from flowmonkey.api.auth import Principal, check_visible
 from flowmonkey.api.problems import Problem
+from flowmonkey.api.state import ApiState
 from flowmonkey.model.execution import Execution
 from flowmonkey.stores.memory import decode_cursor
 

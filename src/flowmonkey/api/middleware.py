@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flowmonkey.api.problems import Problem, problem_response
 
 if TYPE_CHECKING:
-    from flowmonkey.api.app import ApiState
+    from flowmonkey.api.state import ApiState
 
 __all__ = ["RequestMiddleware"]
 
@@ -133,7 +134,7 @@ class RequestMiddleware:
         if self.state.settings.request_log and access_log.isEnabledFor(logging.INFO):
             principal = scope.get("state", {}).get("principal")
             line: dict[str, Any] = {
-                "ts": time.time(),
+                "ts": datetime.now(UTC).isoformat(),
                 "level": "info",
                 "msg": "request",
                 "request_id": request_id,

@@ -64,6 +64,7 @@ _STATUS_BY_CODE = {
     "INVALID_TASK_OUTPUT": 422,
     "HANDLER_NOT_FOUND": 422,
     "STORE_UNAVAILABLE": 503,
+    "INVALID_CURSOR": 400,
 }
 """HTTP status of each engine error code; an unlisted code is a 422 (bad request data)
 unless it is a ``StoreError`` (503 when unreachable, else 500 without details)."""

@@ -7,14 +7,14 @@ in the background here (inline apps with the handlers) or on a worker.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from flowmonkey import errors
-from flowmonkey.api.auth import Principal, check_visible, list_tenant, require
-from flowmonkey.api.deps import json, not_found, state_of, visible_execution
+from flowmonkey.api.auth import Principal, list_tenant, require
+from flowmonkey.api.deps import json, state_of, visible_execution
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.routes_executions import execution_json
 from flowmonkey.api.running import settle
@@ -27,15 +27,14 @@ from flowmonkey.api.schemas import (
     ResumeBody,
     SignalBody,
 )
+from flowmonkey.engine import bulk
 from flowmonkey.engine.results import RunResult
-from flowmonkey.model.execution import ExecutionStatus
+from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.stores.base import ExecutionQuery
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["executions"])
-
-BULK_MAX = 10_000
+router = APIRouter(prefix="/api/v1", tags=["executions"])
 
 
 def _unprocessable(exc: ValueError) -> Problem:
@@ -167,13 +166,10 @@ async def _bulk_targets(
         unseen: list[dict[str, str]] = []
         for ident in dict.fromkeys(body.ids):
             found = await state.engine.store.get(ident, history=False)
-            try:
-                if found is None:
-                    raise not_found("execution", ident)
-                check_visible(principal, found.tenant_id, not_found("execution", ident))
-                if tenant is not None and found.tenant_id != tenant:
-                    raise not_found("execution", ident)
-            except Problem:
+            hidden = found is None or (
+                not principal.all_tenants and found.tenant_id != principal.tenant
+            )
+            if hidden or (tenant is not None and found is not None and found.tenant_id != tenant):
                 unseen.append({"id": ident, "code": "EXECUTION_NOT_FOUND"})
                 continue
             matched.append(ident)
@@ -185,26 +181,15 @@ async def _bulk_targets(
     if issues:
         raise Problem(422, "The filter is invalid.", code="VALIDATION_FAILED", errors=issues)
     statuses = [ExecutionStatus(s) for s in body.filter.status] if body.filter.status else None
-    ids: list[str] = []
-    cursor: str | None = None
-    while len(ids) < BULK_MAX:
-        page = await state.engine.store.list(
-            ExecutionQuery(
-                status=statuses,
-                flow_id=body.filter.flow_id,
-                tenant_id=tenant,
-                correlation_id=body.filter.correlation_id,
-                created_before=before,
-                created_after=after,
-                limit=min(500, BULK_MAX - len(ids)),
-                cursor=cursor,
-            )
-        )
-        ids.extend(e.id for e in page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    return ids, []
+    query = ExecutionQuery(
+        status=statuses,
+        flow_id=body.filter.flow_id,
+        tenant_id=tenant,
+        correlation_id=body.filter.correlation_id,
+        created_before=before,
+        created_after=after,
+    )
+    return await bulk.select(state.engine, query, limit=bulk.BULK_MAX), []
 
 
 @router.post(
@@ -220,34 +205,14 @@ async def bulk_action(
     """At most 10,000 per call, tenant-scoped; ``dry_run`` reports what would happen
     (``succeeded`` = how many would be acted on) and changes nothing."""
     state = state_of(request)
-    engine = state.engine
-    ids, failed = await _bulk_targets(request, principal, body)
-    succeeded = 0
-    for ident in ids:
-        try:
-            if body.dry_run:
-                found = await engine.store.get(ident, history=False)
-                if found is None:
-                    raise errors.ExecutionNotFound(ident)
-                if body.action == "cancel" and found.status.is_terminal:
-                    raise errors.ExecutionTerminal(ident, str(found.status))
-                if body.action == "retry" and found.status is not ExecutionStatus.FAILED:
-                    raise errors.ExecutionNotFailed(ident, str(found.status))
-            elif body.action == "cancel":
-                result = await engine.cancel(ident, source="api", reason=body.reason)
-                if not result.cancelled:
-                    raise errors.ExecutionTerminal(ident, str(result.previous_status))
-            else:
-                retried = await engine.retry(ident, run_next=False)
-                await settle(state, retried.execution, 0)
-        except errors.FlowMonkeyError as exc:
-            failed.append({"id": ident, "code": exc.code})
-            continue
-        succeeded += 1
-    out: dict[str, Any] = {
-        "matched": len(ids),
-        "succeeded": succeeded,
-        "failed": failed,
-        "dry_run": body.dry_run,
-    }
-    return json(out)
+    ids, unseen = await _bulk_targets(request, principal, body)
+
+    async def run_here(execution: Execution) -> None:
+        await settle(state, execution, 0)
+
+    result = await bulk.apply(
+        state.engine, body.action, ids, reason=body.reason, dry_run=body.dry_run,
+        source="api", on_retried=run_here,
+    )  # fmt: skip
+    result.failed = unseen + result.failed
+    return json(result.to_dict())

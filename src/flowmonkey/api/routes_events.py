@@ -25,7 +25,7 @@ from flowmonkey.model.events import Event
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(prefix="/api/v1", tags=["executions"])
 
 TERMINAL_EVENTS = frozenset({"execution.completed", "execution.failed", "execution.cancelled"})
 _KEEPALIVE = 15.0
@@ -90,6 +90,8 @@ async def _stream(
             poke.set()
 
     unsubscribe = engine.on("*", on_event)
+    waiters = state.event_waiters.setdefault(execution_id, set())
+    waiters.add(poke)
     quiet = 0.0
     try:
         while True:
@@ -115,3 +117,6 @@ async def _stream(
                     yield b": keep-alive\n\n"
     finally:
         unsubscribe()
+        waiters.discard(poke)
+        if not waiters:
+            state.event_waiters.pop(execution_id, None)

@@ -10,13 +10,14 @@ from starlette.responses import Response
 from flowmonkey.api.auth import Principal, create_tenant, list_tenant, require
 from flowmonkey.api.deps import check_cursor, json, state_of, visible_execution
 from flowmonkey.api.problems import Problem
-from flowmonkey.api.running import settle
+from flowmonkey.api.running import start
 from flowmonkey.api.schemas import ExecutionOut, ExecutionPage, HistoryOut, StartBody
 from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.tracing import TRACEPARENT_KEY, valid_traceparent
 
 __all__ = ["execution_json", "router", "summary_json"]
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(prefix="/api/v1", tags=["executions"])
 
 Status = ExecutionStatus
 
@@ -56,26 +57,31 @@ async def start_execution(
     request: Request,
     principal: Annotated[Principal, Depends(require("write"))],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    traceparent: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Create an execution of a flow; with ``wait`` > 0, answer its state after up to
     that many seconds (completed, failed, waiting, or still pending/running)."""
     state = state_of(request)
     tenant = create_tenant(principal, body.tenant_id)
-    created = await state.engine.create(
+    metadata = body.metadata
+    parent = valid_traceparent(traceparent)
+    if parent is not None:  # steps run later, anywhere, join the caller's trace
+        metadata = {**(metadata or {}), TRACEPARENT_KEY: parent}
+    execution, created = await start(
+        state,
         body.flow_id,
         body.input or {},
+        body.wait,
         tenant_id=tenant,
         idempotency_key=_idempotency_key(idempotency_key),
-        metadata=body.metadata,
+        metadata=metadata,
         correlation_id=body.correlation_id,
         version=body.version,
     )
-    execution = created.execution
     headers = {"Location": f"/api/v1/executions/{execution.id}"}
-    if not created.created:
+    if not created:
         headers["Idempotent-Replayed"] = "true"
         return json(execution_json(execution), 200, headers)
-    execution = await settle(state, execution, body.wait)
     return json(execution_json(execution), 201, headers)
 
 

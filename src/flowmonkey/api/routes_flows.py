@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json as stdjson
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,15 +13,16 @@ from flowmonkey.api.auth import Principal, require
 from flowmonkey.api.deps import json, state_of
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.schemas import FlowList, FlowSaved
-from flowmonkey.definitions.loader import check_flow, parse_yaml_text
+from flowmonkey.definitions.loader import check_flow
 from flowmonkey.definitions.mermaid import to_mermaid
+from flowmonkey.definitions.source import parse_text
 from flowmonkey.definitions.validate import raise_for_issues
 from flowmonkey.model.flow import Flow
 from flowmonkey.versions import sort_versions
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["flows"])
+router = APIRouter(prefix="/api/v1", tags=["flows"])
 
 
 @router.get("/flows", response_model=FlowList, summary="Flows with their versions")
@@ -31,8 +32,10 @@ async def list_flows(
     """Every flow saved in the store or registered in this process."""
     engine = state_of(request).engine
     versions: dict[str, list[str]] = {}
+    saved: dict[str, str] = {}
     for stored in await engine.store.list_flows():
         versions[stored.flow_id] = await engine.store.flow_versions(stored.flow_id)
+        saved[stored.flow_id] = stored.created_at.isoformat()
     for flow_id in engine.flows.flow_ids():
         known = versions.setdefault(flow_id, [])
         for version in engine.flows.versions(flow_id):
@@ -41,32 +44,29 @@ async def list_flows(
     items = []
     for flow_id in sorted(versions):
         ordered = sort_versions(versions[flow_id])
-        items.append({"id": flow_id, "versions": ordered, "latest": ordered[0]})
+        item = {"id": flow_id, "versions": ordered, "latest": ordered[0]}
+        if flow_id in saved:
+            item["saved_at"] = saved[flow_id]
+        items.append(item)
     return json({"items": items})
 
 
-async def _definition_body(request: Request) -> dict[str, Any]:
+async def _definition_body(request: Request) -> Mapping[str, Any]:
     raw = await request.body()
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise Problem(400, "The body is not UTF-8.", code="MALFORMED_BODY")
-    if kind.endswith("yaml"):
-        import yaml
-
-        try:
-            data = parse_yaml_text(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise Problem(400, f"The body is not valid YAML{where}.", code="MALFORMED_YAML")
-    else:
-        try:
-            data = stdjson.loads(text)
-        except ValueError as exc:
-            raise Problem(400, f"The body is not valid JSON: {exc}", code="MALFORMED_JSON")
-    if not isinstance(data, dict):
+    is_yaml = kind.endswith("yaml")
+    try:
+        # The body is text, never a path: the loader reads a string that looks like a
+        # file name as a file, so only the parsed mapping goes on.
+        data = parse_text(text, "<body>", json_only=not is_yaml)
+    except errors.FlowValidationError as exc:
+        code = "MALFORMED_YAML" if is_yaml else "MALFORMED_JSON"
+        raise Problem(400, exc.message, code=code)
+    if not isinstance(data, Mapping):
         raise Problem(
             422,
             "A flow definition must be an object.",

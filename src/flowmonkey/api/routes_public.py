@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.params import Body
 from starlette.responses import Response
 
 from flowmonkey import errors
 from flowmonkey.api.deps import json, state_of
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.running import settle
-from flowmonkey.api.schemas import TokenResumeBody, TokenResumeOut
+from flowmonkey.api.schemas import TokenResumeOut
 
 __all__ = ["router"]
 
@@ -54,31 +54,46 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=state.metrics.content_type())
 
 
+async def _resume_data(request: Request) -> Any:
+    """The resume data of a token call: ``{"data": X}`` (or ``{}``) gives X; any other
+    JSON body is the data itself (a third-party webhook callback posts its own payload)."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"The body is not valid JSON: {exc}", code="MALFORMED_JSON")
+    if isinstance(body, dict) and set(body) <= {"data"}:
+        return body.get("data")
+    return body
+
+
 @router.post(
     "/api/v1/resume/{token}",
     tags=["executions"],
     response_model=TokenResumeOut,
     summary="Resume by a resume token (the token is the credential)",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "description": '`{"data": X}` resumes with X; any other JSON is the data itself.',
+            "content": {"application/json": {"schema": {}}},
+        }
+    },
 )
-async def resume_by_token(
-    token: str,
-    request: Request,
-    body: Annotated[TokenResumeBody | None, Body()] = None,
-) -> Response:
+async def resume_by_token(token: str, request: Request) -> Response:
     """404 for an unknown, used or revoked token; 410 for an expired one."""
     state = state_of(request)
     client = request.client.host if request.client else "unknown"
     state.public_limiter.check(f"ip:{client}")
     if len(token) > 500:
         raise Problem(404, "Unknown resume token.", code="INVALID_RESUME_TOKEN")
+    data = await _resume_data(request)
     try:
-        result = await state.engine.resume_by_token(
-            token, body.data if body else None, run_next=False
-        )
-    except errors.InvalidResumeToken:
+        result = await state.engine.resume_by_token(token, data, run_next=False)
+    except (errors.InvalidResumeToken, errors.ExecutionNotWaiting):
         # One answer for unknown, used and revoked: a guesser learns nothing.
-        raise Problem(404, "Unknown, used or revoked resume token.", code="INVALID_RESUME_TOKEN")
-    except errors.ExecutionNotWaiting:
         raise Problem(404, "Unknown, used or revoked resume token.", code="INVALID_RESUME_TOKEN")
     except ValueError as exc:
         raise Problem(422, str(exc), code="INVALID_INPUT")

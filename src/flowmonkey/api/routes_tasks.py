@@ -20,7 +20,7 @@ from flowmonkey.stores.base import TaskQuery
 
 __all__ = ["router", "task_json"]
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
 _MAX_SCAN = 10_000
 """Tasks a listing reads at most (the store lists tasks without a keyset cursor)."""

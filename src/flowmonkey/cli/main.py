@@ -17,6 +17,8 @@ from flowmonkey.cli.commands_query import events, flows, history, list_execution
 from flowmonkey.cli.commands_retry import retry
 from flowmonkey.cli.commands_schedules import schedules
 from flowmonkey.cli.errors import CliError, to_cli_error
+from flowmonkey.cli.keys import keys
+from flowmonkey.cli.serve import serve_command
 from flowmonkey.cli.state import DEFAULT_STORE, CliState
 from flowmonkey.cli.worker import migrate_command, worker_command
 from flowmonkey.errors import FlowMonkeyError
@@ -55,12 +57,35 @@ def _json_mode(ctx: click.Context) -> bool:
     metavar="URL",
     help="Where executions live: sqlite:///path.db, postgresql://... or memory://.",
 )
+@click.option(
+    "--server",
+    envvar="FLOWMONKEY_SERVER",
+    show_envvar=True,
+    metavar="URL",
+    help="A flowmonkey server (`flowmonkey serve`) instead of a store: status, list, "
+    "history, events, resume, signal, cancel, retry and flows go through its API.",
+)
+@click.option(
+    "--api-key",
+    envvar="FLOWMONKEY_API_KEY",
+    show_envvar=True,
+    metavar="KEY",
+    help="API key for --server.",
+)
 @click.option("--json", "json_output", is_flag=True, help="Machine output: one JSON document.")
 @click.version_option(__version__, "--version", prog_name="flowmonkey")
 @click.pass_context
-def cli(ctx: click.Context, store: str, json_output: bool) -> None:
+def cli(
+    ctx: click.Context,
+    store: str,
+    server: str | None,
+    api_key: str | None,
+    json_output: bool,
+) -> None:
     """flowmonkey: run durable workflows from the command line."""
-    ctx.obj = CliState(store_url=store, json_output=json_output)
+    ctx.obj = CliState(
+        store_url=store, json_output=json_output, server_url=server or None, api_key=api_key
+    )
 
 
 cli.add_command(run)
@@ -78,6 +103,8 @@ cli.add_command(validate)
 cli.add_command(graph)
 cli.add_command(worker_command)
 cli.add_command(migrate_command)
+cli.add_command(serve_command)
+cli.add_command(keys)
 cli.add_command(schedules)
 
 

@@ -32,20 +32,7 @@ __all__ = [
     "load_flow",
     "load_flows",
     "parse_flow",
-    "parse_yaml_text",
 ]
-
-
-def parse_yaml_text(text: str) -> Any:
-    """Parse YAML flow text with the flow files' safe loader (``yaml.YAMLError`` if bad).
-
-    Used by the HTTP API for ``application/yaml`` bodies.
-    """
-    import yaml
-
-    from flowmonkey.definitions.source import _flow_yaml_loader
-
-    return yaml.load(text, Loader=_flow_yaml_loader())
 
 
 def parse_flow(source: FlowSource, *, max_bytes: int = MAX_DEFINITION_BYTES) -> Flow:

@@ -563,7 +563,8 @@ class Engine:
                 branches); nothing changed.
         """
         await self._ensure_ready()
-        return await retrying.retry(self.runtime, execution_id, run_next=run_next)
+        revived = await retrying.retry(self.runtime, execution_id)
+        return await self.run(execution_id) if run_next else revived
 
     def request_cancel(self, execution_id: str) -> None:
         """Cancel the handler this engine is running for ``execution_id``, if any."""

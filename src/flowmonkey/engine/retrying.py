@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
-from flowmonkey.engine.driving import drive
-from flowmonkey.engine.leasing import acquire, open_run, release_untouched
+from flowmonkey.engine.leasing import open_run, release_untouched
+from flowmonkey.engine.lookup import get_flow
 from flowmonkey.engine.results import RunResult
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
 
@@ -31,8 +31,15 @@ if TYPE_CHECKING:
 __all__ = ["retry"]
 
 
-async def retry(engine: Runtime, execution_id: str, *, run_next: bool = True) -> RunResult:
-    """See ``Engine.retry``."""
+async def retry(engine: Runtime, execution_id: str) -> RunResult:
+    """See ``Engine.retry``: revive the execution (one commit); it is left ``pending``."""
+    stored = await engine.store.get(execution_id, history=False)
+    if stored is None:
+        raise errors.ExecutionNotFound(execution_id)
+    if stored.status is not ExecutionStatus.FAILED:
+        raise errors.ExecutionNotFailed(execution_id, str(stored.status))
+    # Before any lease: a flow that is gone would make opening the run fail it again.
+    await get_flow(engine, stored.flow_id, stored.flow_version)
     acquired = await engine.store.acquire(
         execution_id,
         owner=engine.lease_owner(),
@@ -84,10 +91,4 @@ async def retry(engine: Runtime, execution_id: str, *, run_next: bool = True) ->
         await release_untouched(engine, run)
         raise
     await engine.notify_runnable(execution_id)
-    if not run_next:
-        return RunResult.of(execution)
-    acquired = await acquire(engine, execution_id)
-    again = await open_run(engine, acquired)
-    if again is None:  # someone else picked it up first: it runs there
-        return RunResult.of(acquired.execution)
-    return await drive(engine, again)
+    return RunResult.of(execution)

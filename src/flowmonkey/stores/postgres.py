@@ -209,7 +209,9 @@ class PostgresStore(PostgresBase, PostgresKeys, PostgresSchedules, PostgresDocum
                 f"{lease.execution_id}"
             )
         try:
-            return commit_statements(lease, commit, self._notify_channel)
+            return commit_statements(
+                lease, commit, self._notify_channel, events_channel=self._events_channel
+            )
         except orjson.JSONEncodeError as exc:
             raise errors.StoreError(
                 f"commit of execution {lease.execution_id} is not JSON-serialisable: {exc}"

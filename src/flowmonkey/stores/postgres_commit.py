@@ -166,7 +166,9 @@ def idempotency_tenant(execution: Execution) -> str:
     return execution.tenant_id or ""
 
 
-def commit_statements(lease: Lease, commit: StepCommit, channel: str | None) -> list[Statement]:
+def commit_statements(
+    lease: Lease, commit: StepCommit, channel: str | None, *, events_channel: str | None = None
+) -> list[Statement]:
     """Statements applying one ``StepCommit`` under ``lease``; usually exactly one.
 
     The first statement is fenced and carries the header, resume-token use, context
@@ -207,6 +209,9 @@ def commit_statements(lease: Lease, commit: StepCommit, channel: str | None) -> 
     if channel is not None and release and runnable_now(execution):
         result += q.COMMIT_NOTIFY
         params["channel"] = channel
+    if events_channel is not None and commit.events:  # opt-in: live event streams
+        result += q.COMMIT_EVENTS_NOTIFY
+        params["events_channel"] = events_channel
     after: list[Statement] = []
     # Revocations ride in the main statement unless new tokens are inserted by this
     # commit (those must exist before "revoke all active" runs): then they follow it.

@@ -125,6 +125,7 @@ COMMIT_TOKEN_CHECK = (
     " 'token is unknown, not active, or for another execution')"
 )
 COMMIT_NOTIFY = ", pg_notify(%(channel)s, %(id)s)"
+COMMIT_EVENTS_NOTIFY = ", pg_notify(%(events_channel)s, %(id)s)"
 
 # Token revocation and task cancellation as parts of the commit statement (used when the
 # same commit inserts no tokens or tasks: CTEs share one snapshot, so a CTE would not see
