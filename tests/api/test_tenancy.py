@@ -28,6 +28,7 @@ class Acme:
     waiting: str
     failed: str
     task: str
+    row: str
     schedule: str = "acme-nightly"
     trigger: str = "acme-orders"
     form: str = "acme-signup"
@@ -43,7 +44,12 @@ async def acme_resources(api: Api) -> Acme:
     assert inbox.json()["status"] == "waiting"
     tasks = (await client.get("/api/v1/tasks")).json()["items"]
     assert len(tasks) == 1
-    made = Acme(waiting=waiting.json()["id"], failed=failed.json()["id"], task=tasks[0]["id"])
+    table = {"name": "notes", "schema": {"type": "object"}}
+    assert (await api["admin"].post("/api/v1/tables", json=table)).status_code == 201
+    row = await client.post("/api/v1/tables/notes/rows", json={"data": {"n": 1}})
+    assert row.json()["tenant_id"] == "acme"
+    made = Acme(waiting=waiting.json()["id"], failed=failed.json()["id"], task=tasks[0]["id"],
+                row=row.json()["id"])  # fmt: skip
     # Triggers of acme (issue 13): a schedule, a webhook trigger, a form with a submission.
     for path, body in (
         ("/api/v1/schedules", {"id": made.schedule, "flow_id": "three", "cron": "0 2 * * *"}),
@@ -71,7 +77,8 @@ def _hidden(code: str) -> Callable[[httpx.Response, Acme], None]:
 def _no_acme_items(response: httpx.Response, acme: Acme) -> None:
     assert response.status_code == 200, response.text
     text = response.text
-    for ident in (acme.waiting, acme.failed, acme.task, acme.schedule, acme.trigger, acme.form):
+    for ident in (acme.waiting, acme.failed, acme.task, acme.row, acme.schedule, acme.trigger,
+                  acme.form):  # fmt: skip
         assert ident not in text
 
 
@@ -168,6 +175,11 @@ CROSS_TENANT: dict[tuple[str, str], tuple[Call, Callable[[httpx.Response, Acme],
         lambda c, a: c.delete(f"/api/v1/forms/{a.form}"), _FORM),
     ("GET", "/api/v1/forms/{form_id}/submissions"): (
         lambda c, a: c.get(f"/api/v1/forms/{a.form}/submissions"), _FORM),
+    ("GET", "/api/v1/tables/{name}/rows"): (
+        lambda c, a: c.get("/api/v1/tables/notes/rows", params={"limit": 500}), _no_acme_items),
+    ("POST", "/api/v1/tables/{name}/rows"): (
+        lambda c, a: c.post("/api/v1/tables/notes/rows", json={"data": {"n": 2}}),
+        _created_in_own_tenant),
 }  # fmt: skip
 
 SHARED = {
@@ -176,9 +188,13 @@ SHARED = {
     ("GET", "/api/v1/flows/{flow_id}"),
     ("GET", "/api/v1/flows/{flow_id}/graph"),
     ("POST", "/api/v1/resume/{token}"),
+    ("GET", "/api/v1/tables"),
+    ("POST", "/api/v1/tables"),
+    ("GET", "/api/v1/tables/{name}"),
 }
-"""Routes with no tenant-owned resource: flows are shared by every tenant (an admin
-uploads them), and a resume token is its own credential (tested in test_control.py)."""
+"""Routes with no tenant-owned resource: flows and table definitions are shared by every
+tenant (an admin uploads them), and a resume token is its own credential (tested in
+test_control.py)."""
 
 
 def api_routes() -> list[tuple[str, str]]:

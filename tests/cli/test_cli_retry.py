@@ -17,7 +17,7 @@ steps:
     transitions: {onSuccess: null}
 """
 
-HANDLERS = '''
+HANDLERS = """
 from pathlib import Path
 from flowmonkey import Result, handler
 
@@ -26,12 +26,10 @@ async def gate(ctx):
     if Path(ctx.context["open_file"]).exists():
         return Result.success({"passed": True})
     return Result.failure("CLOSED", "the gate file does not exist")
-'''
+"""
 
 
-def test_retry_a_failed_execution_after_the_cause_is_fixed(
-    invoke: Invoke, tmp_path: Path
-) -> None:
+def test_retry_a_failed_execution_after_the_cause_is_fixed(invoke: Invoke, tmp_path: Path) -> None:
     (tmp_path / "flow.yaml").write_text(FLOW)
     (tmp_path / "handlers.py").write_text(HANDLERS)
     gate = tmp_path / "open"

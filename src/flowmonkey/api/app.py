@@ -121,6 +121,7 @@ def create_app(
         routes_executions,
         routes_flows,
         routes_public,
+        routes_tables,
         routes_tasks,
     )
 
@@ -133,6 +134,7 @@ def create_app(
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(routes_hooks.public_router)
     app.include_router(routes_forms.public_router)
+    app.include_router(routes_tables.router)
     return app
 
 

@@ -43,6 +43,8 @@ from flowmonkey.engine.runtime import Hook, Runtime
 from flowmonkey.engine.schedules_api import Schedules
 from flowmonkey.engine.scheduling import FireReport
 from flowmonkey.engine.sync_pool import SyncPool
+from flowmonkey.engine.table_cache import TableCache
+from flowmonkey.engine.tables import Tables
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
@@ -104,6 +106,12 @@ class Engine:
     @store.setter
     def store(self, value: Store) -> None:
         self.runtime.store = value
+        self.runtime.tables = TableCache(value)
+
+    @property
+    def tables(self) -> Tables:
+        """Data tables of the store: create, list, insert, query, export (docs/tables.md)."""
+        return Tables(self.runtime)
 
     @property
     def handlers(self) -> HandlerRegistry:

@@ -14,7 +14,7 @@ never overwrite the work of the worker that took over (it gets ``LeaseLost``).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -25,6 +25,8 @@ from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, T
 from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.model.schedules import Schedule, ScheduleRun
+from flowmonkey.model.tables import RowQuery, TableDef, TableRow
+from flowmonkey.stores.table_export import ExportFormat
 
 __all__ = [
     "Acquired",
@@ -105,6 +107,9 @@ class StepCommit:
     """Mark every pending task of the execution ``cancelled``."""
     release: bool = False
     """Drop the lease after this commit (the execution becomes claimable by anyone)."""
+    table_rows: Sequence[TableRow] = ()
+    """Rows the step's pipes produced (already validated against their tables, whose
+    existence the engine checked): written in this same transaction, or not at all."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -500,4 +505,47 @@ class Store(Protocol):
         self, form_id: str, *, limit: int = 50
     ) -> builtins.list[FormSubmission]:
         """Submissions of one form, newest first."""
+
+    # -- data tables (see ``stores/tables.py``) ---------------------------------------------
+
+    async def create_table(self, table: TableDef) -> tuple[TableDef, bool]:
+        """Store a new table and create its indexes; returns ``(stored, created)``.
+
+        The same definition again returns the stored one with ``created=False``.
+
+        Raises:
+            TableConflict: a table with this name has another definition.
+        """
+        ...
+
+    async def get_table(self, name: str) -> TableDef | None:
+        """One table by name, or ``None``."""
+        ...
+
+    async def list_tables(self) -> builtins.list[TableDef]:
+        """Every table, by name."""
+        ...
+
+    async def insert_rows(self, rows: Sequence[TableRow]) -> None:
+        """Insert rows outside any step (all or none; ids must be new).
+
+        Raises:
+            TableNotFound: a row names a table that does not exist (nothing is written).
+        """
+        ...
+
+    async def query_rows(self, table: TableDef, query: RowQuery) -> Page[TableRow]:
+        """One page of ``table``'s rows matching ``query`` (see ``RowQuery``).
+
+        Raises:
+            InvalidTable: the cursor is malformed (code BAD_CURSOR).
+        """
+        ...
+
+    def export_rows(
+        self, table: TableDef, query: RowQuery, format: ExportFormat
+    ) -> AsyncIterator[bytes]:
+        """Every row matching ``query``, in its order, as JSON Lines or CSV chunks
+        (``stores/table_export.py`` defines both shapes); reads ``query.limit`` rows at a
+        time, so memory stays flat however many rows there are."""
         ...

@@ -22,6 +22,7 @@ from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token, TokenStatus
 from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.model.tables import TableDef, TableRow
 from flowmonkey.stores.base import (
     Acquired,
     ExecutionQuery,
@@ -34,6 +35,7 @@ from flowmonkey.stores.base import (
 from flowmonkey.stores.documents import MemoryDocuments
 from flowmonkey.stores.keys import MemoryKeys
 from flowmonkey.stores.schedules import MemorySchedules
+from flowmonkey.stores.tables import MemoryTables
 from flowmonkey.versions import semver_key
 
 __all__ = ["MemoryStore", "encode_cursor", "decode_cursor"]
@@ -170,7 +172,7 @@ def _header_copy(execution: Execution) -> Execution:
     return execution.clone(context={}, history=[])
 
 
-class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments):
+class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
     """In-memory ``Store``. Single event loop; every method is atomic by construction."""
 
     def __init__(self) -> None:
@@ -185,6 +187,9 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments):
         self._schedule_runs = {}
         self._documents = {}
         self._submissions = {}
+        self._tables: dict[str, TableDef] = {}
+        self._table_rows: dict[str, list[TableRow]] = {}
+        self._row_seq = 0
 
     async def initialize(self) -> None:
         """Nothing to open."""
@@ -343,6 +348,8 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments):
         """Apply a step's delta if the lease still holds."""
         row = self._check(lease)
         execution = commit.execution
+        if commit.table_rows:
+            self._check_tables(commit.table_rows)  # before any change: all or nothing
         if commit.use_resume_token is not None:
             record = self._tokens.get(commit.use_resume_token)
             if record is None or record.execution_id != execution.id:
@@ -379,6 +386,8 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments):
                     record.status = "revoked"
         for task in commit.tasks:
             self._tasks[task.id] = replace(task, metadata=dict(task.metadata))
+        if commit.table_rows:
+            self._add_rows(commit.table_rows)
         if commit.cancel_pending_tasks:
             for task in self._tasks.values():
                 if task.execution_id == execution.id and task.status == "pending":

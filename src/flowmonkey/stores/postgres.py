@@ -51,6 +51,7 @@ from flowmonkey.stores.postgres_commit import (
 )
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
 from flowmonkey.stores.schedules_sql import PostgresSchedules
+from flowmonkey.stores.tables import PostgresTables
 from flowmonkey.versions import semver_key
 
 _TERMINAL = frozenset(("completed", "failed", "cancelled"))
@@ -58,7 +59,9 @@ _TERMINAL = frozenset(("completed", "failed", "cancelled"))
 __all__ = ["PostgresStore", "PostgresWakeSignaler"]
 
 
-class PostgresStore(PostgresBase, PostgresKeys, PostgresSchedules, PostgresDocuments):
+class PostgresStore(
+    PostgresBase, PostgresKeys, PostgresSchedules, PostgresDocuments, PostgresTables
+):
     """``Store`` on PostgreSQL (psycopg 3 + psycopg_pool). See the module docstring.
 
     Args:

@@ -18,6 +18,7 @@ from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores import postgres_queries as q
 from flowmonkey.stores.base import Lease, StepCommit
+from flowmonkey.stores.tables import pg_rows_json
 
 __all__ = [
     "Statement",
@@ -204,6 +205,9 @@ def commit_statements(
         params["ctx_delete"] = deletes
     history = [_dumps(record.to_dict()) for record in commit.history]
     _rows(params, commit.context_set, history, commit.events, ctes)
+    if commit.table_rows:
+        ctes.append(q.INSERT_TABLE_ROWS)
+        params["tr_json"] = pg_rows_json(commit.table_rows)
     # NOTIFY only when this commit hands the execution to other workers: on ordinary
     # steps the lease holder keeps going, and NOTIFY would serialise commits globally.
     if channel is not None and release and runnable_now(execution):

@@ -172,6 +172,15 @@ INSERT_EVENTS = """ev AS (
     WHERE {guard}
 )"""
 
+# Pipe rows of the step (``StepCommit.table_rows``), as one json parameter like the events.
+INSERT_TABLE_ROWS = """tr AS (
+    INSERT INTO table_rows (id, table_name, tenant_id, execution_id, step_id, created_at,
+        data)
+    SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::timestamptz, (r->6)::jsonb
+    FROM json_array_elements(%(tr_json)s::json) WITH ORDINALITY AS t(r, n)
+    WHERE {guard} ORDER BY n
+)"""
+
 # Single-row variants of the three CTEs above: the usual step writes one context key, one
 # history record and one event, and scalar parameters cost psycopg far less to adapt than
 # arrays (whose element type it re-inspects on every call).

@@ -41,6 +41,7 @@ from flowmonkey.stores.base import (
 from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
 from flowmonkey.stores.schedules_sql import SqliteSchedules
+from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
 
 __all__ = ["SqliteStore"]
@@ -129,7 +130,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments):
+class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
     """The ``Store`` protocol on a SQLite file.
 
     Args:

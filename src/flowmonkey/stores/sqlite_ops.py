@@ -16,7 +16,7 @@ import orjson
 from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord
-from flowmonkey.stores import migrate
+from flowmonkey.stores import migrate, tables
 from flowmonkey.stores import sqlite_queries as q
 from flowmonkey.stores.base import Acquired, ExecutionQuery, Lease, Page, StepCommit, StoredFlow
 from flowmonkey.stores.memory import decode_cursor, encode_cursor
@@ -344,6 +344,12 @@ def commit(
         conn.executemany(q.UPSERT_TASK, [q.task_params(t) for t in step.tasks])
     if step.cancel_pending_tasks:
         conn.execute(q.CANCEL_PENDING_TASKS, (eid,))
+    if step.table_rows:
+        rows = step.table_rows
+        if len(rows) == 1:  # the usual case: one pipe
+            conn.execute(tables.SQLITE_INSERT_ROW, tables.sqlite_row_params(rows[0]))
+        else:
+            conn.executemany(tables.SQLITE_INSERT_ROW, [tables.sqlite_row_params(r) for r in rows])
 
 
 def _raise_lost(conn: sqlite3.Connection, execution_id: str) -> None:
