@@ -21,6 +21,7 @@ from flowmonkey.engine import (
     leasing,
     lookup,
     retrying,
+    scheduling,
     simulation,
     terminal,
     timers,
@@ -39,6 +40,8 @@ from flowmonkey.engine.results import (
 )
 from flowmonkey.engine.run import Run
 from flowmonkey.engine.runtime import Hook, Runtime
+from flowmonkey.engine.schedules_api import Schedules
+from flowmonkey.engine.scheduling import FireReport
 from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.engine.table_cache import TableCache
 from flowmonkey.engine.tables import Tables
@@ -582,6 +585,16 @@ class Engine:
         """
         await self._ensure_ready()
         return await timers.tick_timers(self.runtime, limit=limit)
+
+    @property
+    def schedules(self) -> Schedules:
+        """The cron schedules of this engine's store (see ``engine/schedules_api.py``)."""
+        return Schedules(self.runtime)
+
+    async def fire_schedules(self, *, limit: int = 100) -> FireReport:
+        """Fire the due times of due schedules, exactly once each (what workers call)."""
+        await self._ensure_ready()
+        return await scheduling.fire_due(self.runtime, owner=self.owner, limit=limit)
 
     async def recover_stale(self) -> builtins.list[str]:
         """Make ``running`` executions with expired leases runnable again

@@ -40,6 +40,7 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.documents import PostgresDocuments
 from flowmonkey.stores.keys import PostgresKeys
 from flowmonkey.stores.memory import decode_cursor, encode_cursor
 from flowmonkey.stores.postgres_base import PostgresBase
@@ -49,6 +50,7 @@ from flowmonkey.stores.postgres_commit import (
     idempotency_tenant,
 )
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
+from flowmonkey.stores.schedules_sql import PostgresSchedules
 from flowmonkey.stores.tables import PostgresTables
 from flowmonkey.versions import semver_key
 
@@ -57,7 +59,9 @@ _TERMINAL = frozenset(("completed", "failed", "cancelled"))
 __all__ = ["PostgresStore", "PostgresWakeSignaler"]
 
 
-class PostgresStore(PostgresBase, PostgresKeys, PostgresTables):
+class PostgresStore(
+    PostgresBase, PostgresKeys, PostgresSchedules, PostgresDocuments, PostgresTables
+):
     """``Store`` on PostgreSQL (psycopg 3 + psycopg_pool). See the module docstring.
 
     Args:

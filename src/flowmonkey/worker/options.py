@@ -31,6 +31,10 @@ class WorkerOptions:
     """How often due timers, retries and timeouts are applied (``engine.tick_timers``)."""
     reaper_interval: float = 5.0
     """How often stale runs are recovered (``engine.recover_stale``)."""
+    schedule_interval: float = 1.0
+    """Longest sleep of the schedule loop (it wakes earlier for the next due time)."""
+    fire_schedules: bool = True
+    """Fire cron schedules in this worker (every worker may: each time fires once)."""
     lease_for: timedelta | None = None
     """Lease length for claimed executions; ``None`` keeps the engine's ``lease_for``.
     A crashed worker's executions are picked up again at most this long after the crash."""
@@ -48,7 +52,13 @@ class WorkerOptions:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
-        for name in ("poll_interval", "scheduler_interval", "reaper_interval", "max_backoff"):
+        for name in (
+            "poll_interval",
+            "scheduler_interval",
+            "schedule_interval",
+            "reaper_interval",
+            "max_backoff",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.shutdown_grace < 0:
