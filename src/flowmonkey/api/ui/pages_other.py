@@ -5,16 +5,24 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Form, Query, Request
+from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
 
 from flowmonkey import errors
 from flowmonkey.api.auth import check_visible, list_tenant
 from flowmonkey.api.deps import check_id, not_found, state_of
+from flowmonkey.api.form_render import (
+    fields,
+    parse_submission,
+    render_controls,
+    shown_values,
+    unsupported,
+)
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.routes_tables import table_call
 from flowmonkey.api.running import settle
-from flowmonkey.api.ui.forms import form_fields, form_values
 from flowmonkey.api.ui.render import UiRoute, page
 from flowmonkey.api.ui.session import (
     COOKIE,
@@ -182,11 +190,40 @@ async def _task(request: Request, session: UiSession, task_id: str) -> Task:
     return task
 
 
+JSON_FIELD = "data"
+"""The one text area of a task whose form the renderer cannot draw (nested schemas)."""
+
+
+def _controls(task: Task) -> list[Any] | None:
+    """The form's controls (the shared renderer of public forms), or ``None`` when the
+    schema is not one it draws: then the page asks for the data as JSON."""
+    if task.form and not unsupported(task.form):
+        return fields(task.form)
+    return None
+
+
 def _task_page(
-    request: Request, session: UiSession, task: Task, status: int = 200, **extra: Any
+    request: Request,
+    session: UiSession,
+    task: Task,
+    status: int = 200,
+    values: dict[str, Any] | None = None,
+    problems: dict[str, str] | None = None,
+    typed: str = "",
 ) -> Response:
+    controls = _controls(task)
+    html = None
+    if controls is not None:
+        html = Markup(render_controls(controls, values or {}, problems or {}))
     return page(
-        request, "task.html", session, status, task=task, fields=form_fields(task.form), **extra
+        request,
+        "task.html",
+        session,
+        status,
+        task=task,
+        controls=html,
+        problems=problems or {},
+        typed=typed,
     )
 
 
@@ -198,14 +235,25 @@ async def task(task_id: str, request: Request, session: Session) -> Response:
 
 @router.post("/inbox/{task_id}")
 async def complete(task_id: str, request: Request, session: Session) -> Response:
-    """Complete the task with the form's values; validation errors re-show the form."""
+    """Complete the task with the form's values; problems re-show the form, values kept."""
     form = await request.form()
     check_csrf(session, str(form.get("csrf") or ""))
     if not session.can_write:
         raise Problem(403, 'This API key lacks the "write" scope.', code="FORBIDDEN")
     found = await _task(request, session, task_id)
-    raw = {k: str(v) for k, v in form.items() if isinstance(v, str)}
-    data, problems = form_values(found.form, raw)
+    posted: dict[str, list[str]] = {}
+    for name, value in form.multi_items():
+        if name != "csrf" and isinstance(value, str):
+            posted.setdefault(name, []).append(value)
+    typed = (posted.get(JSON_FIELD) or [""])[0]
+    data: Any
+    if found.form and _controls(found) is not None:
+        data, problems = parse_submission(found.form, None, posted)
+    else:
+        try:
+            data, problems = (orjson.loads(typed) if typed.strip() else {}), {}
+        except orjson.JSONDecodeError as exc:
+            data, problems = None, {"": f"The data is not valid JSON: {exc}"}
     if not problems:
         state = state_of(request)
         try:
@@ -214,13 +262,15 @@ async def complete(task_id: str, request: Request, session: Session) -> Response
             )
         except errors.FlowMonkeyError as exc:
             p = Problem.from_error(exc)
-            problems = p.errors or [{"path": "", "message": p.detail}]
+            problems = {e["path"].split(".")[-1]: e["message"] for e in p.errors or []}
+            problems = problems or {"": p.detail}
         else:
             await settle(state, result.execution, 0)
             return RedirectResponse(
                 f"/ui/executions/{found.execution_id}?done=completed", status_code=303
             )
-    return _task_page(request, session, found, 422, problems=problems, given=raw)
+    shown = shown_values(posted, data if isinstance(data, dict) else {}, problems)
+    return _task_page(request, session, found, 422, shown, problems, typed)
 
 
 # -- tables ----------------------------------------------------------------------------
