@@ -134,6 +134,10 @@ def test_flows_tables_sign_in_and_phone_width(chromium: Any, site: Site) -> None
         admin.post("/api/v1/tables", json={"name": "stock", "schema": schema})
     with site.api("acme") as acme:
         acme.post("/api/v1/tables/stock/rows", json={"data": {"sku": "A-1", "qty": 3}})
+        made = acme.post(
+            "/api/v1/schedules", json={"id": "nightly", "flow_id": "three", "cron": "0 2 * * *"}
+        )
+        assert made.status_code == 201, made.text
     page = sign_in(chromium, site, "acme", "/ui/flows")
     check_accessibility(page)
     page.get_by_role("link", name="approval", exact=True).click()
@@ -144,6 +148,13 @@ def test_flows_tables_sign_in_and_phone_width(chromium: Any, site: Site) -> None
     expect(page.get_by_role("cell", name="A-1")).to_be_visible()
     check_accessibility(page)
     screenshot(page, "table")
+    page.goto(f"{site.url}/ui/schedules/nightly")
+    expect(page.get_by_role("button", name="Run now")).to_be_visible()
+    check_accessibility(page)
+    screenshot(page, "schedule")
+    for screen in ("schedules", "triggers", "forms"):
+        page.goto(f"{site.url}/ui/{screen}")
+        check_accessibility(page)
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{site.url}/ui/executions")
     check_accessibility(page)

@@ -20,10 +20,11 @@ __all__ = ["install_ui"]
 
 def install_ui(app: FastAPI, settings: ApiSettings) -> None:
     """Mount the dashboard on ``app``."""
-    from flowmonkey.api.ui import pages_executions, pages_other
+    from flowmonkey.api.ui import pages_executions, pages_other, pages_triggers
 
     app.state.flowmonkey_ui_signer = UiSigner(settings.ui_secret)
     app.state.flowmonkey_ui_templates = templates()
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     app.include_router(pages_executions.router)
     app.include_router(pages_other.router)
+    app.include_router(pages_triggers.router)
