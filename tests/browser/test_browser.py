@@ -24,6 +24,10 @@ def test_sign_in_find_an_execution_by_id_and_read_its_page(chromium: Any, site: 
     expect(page.locator(".counts")).to_contain_text("failed")
     check_accessibility(page)
     screenshot(page, "executions")
+    # htmx refreshes the first page every 5 s (under the CSP: no eval, no inline script).
+    with page.expect_response(lambda r: "/ui/executions-rows" in r.url, timeout=LIVE) as got:
+        pass
+    assert got.value.status == 200
     page.get_by_label("Execution or correlation id").fill(done)
     page.get_by_role("button", name="Find").click()
     page.wait_for_url(f"**/ui/executions/{done}")

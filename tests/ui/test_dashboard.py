@@ -404,3 +404,16 @@ def _hash(secret: str) -> str:
     from flowmonkey.model.keys import hash_key
 
     return hash_key(secret)
+
+
+async def test_vendored_assets_are_served_from_the_package(api: Api) -> None:
+    client = browser(api)
+    for path, marker in (
+        ("/ui/static/vendor/htmx.min.js", b"htmx"),
+        ("/ui/static/vendor/mermaid.min.js", b"mermaid"),
+        ("/ui/static/app.js", b"EventSource"),
+        ("/ui/static/app.css", b"prefers-color-scheme: dark"),
+    ):
+        answer = await client.get(path)  # no sign-in needed for static files
+        assert answer.status_code == 200 and marker in answer.content, path
+    await client.aclose()
