@@ -417,3 +417,24 @@ async def test_vendored_assets_are_served_from_the_package(api: Api) -> None:
         answer = await client.get(path)  # no sign-in needed for static files
         assert answer.status_code == 200 and marker in answer.content, path
     await client.aclose()
+
+
+async def test_unknown_dashboard_pages_are_an_html_404(api: Api, people: dict[str, Any]) -> None:
+    assert (await browser(api).get("/ui/nowhere")).status_code == 303  # sign in first
+    answer = await people["acme"].get("/ui/nowhere/at/all")
+    assert answer.status_code == 404 and "There is no such page." in answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "content-security-policy" in answer.headers
+
+
+async def test_sign_in_is_rate_limited_per_client(tmp_path: Any) -> None:
+    from tests.api.conftest import open_api
+
+    from flowmonkey.api import ApiSettings
+
+    settings = ApiSettings(public_rate_limit=0.001, public_rate_burst=2)
+    async for api in open_api(tmp_path, settings=settings):
+        client = browser(api)
+        codes = [(await sign_in(client, "fmk_guess")).status_code for _ in range(3)]
+        assert codes == [401, 401, 429]
+        await client.aclose()

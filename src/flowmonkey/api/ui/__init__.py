@@ -26,5 +26,5 @@ def install_ui(app: FastAPI, settings: ApiSettings) -> None:
     app.state.flowmonkey_ui_templates = templates()
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     app.include_router(pages_executions.router)
-    app.include_router(pages_other.router)
     app.include_router(pages_triggers.router)
+    app.include_router(pages_other.router)  # last: it ends with the catch-all 404 page

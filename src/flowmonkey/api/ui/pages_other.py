@@ -89,6 +89,8 @@ async def login(
     token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Check the key, then set the session cookie and go where the person was going."""
+    client = request.client.host if request.client else "unknown"
+    state_of(request).public_limiter.check(f"ip:{client}")  # 429 for a guessing loop
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not secrets.compare_digest(token, expected):
         return _login_page(request, next, "The form expired; try again.", 403)
@@ -302,3 +304,10 @@ async def table(
     )
     columns = list(definition.schema.get("properties", {}) or {})
     return page(request, "table.html", session, table=definition, rows=rows, columns=columns)
+
+
+@router.get("/{rest:path}")
+async def unknown_page(rest: str, request: Request) -> Response:
+    """Any other dashboard address: the 404 page (after sign-in, as for every page)."""
+    await session_of(request)
+    raise Problem(404, "There is no such page.", code="NOT_FOUND")
