@@ -169,3 +169,20 @@ def test_flows_tables_sign_in_and_phone_width(chromium: Any, site: Site) -> None
     check_accessibility(fresh)
     screenshot(fresh, "sign-in")
     fresh.context.close()
+
+
+def test_pages_read_without_javascript(chromium: Any, site: Site) -> None:
+    execution_id = site.start("gated")
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{site.url}/ui/executions/{execution_id}")
+    page.get_by_label("API key").fill(site.keys["acme"])
+    page.get_by_role("button", name="Sign in").click()  # a plain form post
+    page.wait_for_url(f"**/ui/executions/{execution_id}")
+    expect(page.locator("#status")).to_have_text("failed")
+    expect(page.locator("#graph")).to_contain_text("flowchart TD")  # the Mermaid text
+    expect(page.locator("#events")).to_contain_text("execution.failed")
+    expect(page.locator("ol.gantt svg")).to_have_count(1)
+    page.goto(f"{site.url}/ui/executions")
+    expect(page.get_by_role("link", name=execution_id)).to_be_visible()
+    context.close()
