@@ -438,3 +438,25 @@ async def test_sign_in_is_rate_limited_per_client(tmp_path: Any) -> None:
         codes = [(await sign_in(client, "fmk_guess")).status_code for _ in range(3)]
         assert codes == [401, 401, 429]
         await client.aclose()
+
+
+async def test_a_form_posted_after_expiry_returns_to_its_page(
+    api: Api, people: dict[str, Any]
+) -> None:
+    execution_id = await start(api, "acme", "approval")
+    client = people["acme"]
+    page_url = f"/ui/executions/{execution_id}"
+    token = csrf_of((await client.get(page_url)).text)
+    api.clock.advance(timedelta(hours=9))
+    answer = await client.post(
+        f"{page_url}/cancel",
+        data={"csrf": token},
+        headers={"Referer": f"http://testserver{page_url}"},
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/ui/login?next={page_url}"
+    assert await status_of(api, execution_id) == "waiting"  # nothing done while signed out
+    elsewhere = await client.post(
+        f"{page_url}/cancel", data={"csrf": token}, headers={"Referer": "http://evil.example/ui/x"}
+    )
+    assert elsewhere.headers["location"] == "/ui/login?next=/ui/executions"

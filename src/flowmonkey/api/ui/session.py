@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from starlette.responses import Response
@@ -101,12 +101,15 @@ def safe_next(value: str | None) -> str:
 
 
 def _asked_for(request: Request) -> str:
-    path = request.url.path
-    if request.method != "GET":
-        # A form posted with an expired session: come back to the page it was on.
-        path = path.rsplit("/", 1)[0] if path.count("/") > 3 else "/ui/executions"
-    query = f"?{request.url.query}" if request.url.query and request.method == "GET" else ""
-    return path + query
+    """The page to come back to after signing in: the one asked for, or for a form
+    posted with an expired session the page the form was on (its same-origin Referer)."""
+    if request.method == "GET":
+        query = f"?{request.url.query}" if request.url.query else ""
+        return request.url.path + query
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc == request.url.netloc and referer.path.startswith("/ui/"):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return "/ui/executions"
 
 
 def signer_of(request: Request) -> UiSigner:
