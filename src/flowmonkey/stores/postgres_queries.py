@@ -55,6 +55,21 @@ LOAD_NO_HISTORY = _LOAD.format(history="NULL::bytea[]")
 GET = LOAD_WITH_HISTORY + "WHERE e.id = %s"
 GET_NO_HISTORY = LOAD_NO_HISTORY + "WHERE e.id = %s"
 GET_MANY = LOAD_WITH_HISTORY + "WHERE e.id = ANY(%s::text[]) ORDER BY e.created_at, e.id"
+# A listing page: the keys of each requested status come from that status's index range
+# (one UNION ALL arm each, ``LIMIT`` each), so only (statuses x page) keys are ever
+# sorted; then the page rows are loaded. Statuses are written into the arms as literals
+# (they come from ``ExecutionStatus``, never from user text) so the planner estimates
+# each arm from that status's own statistics: waiting rows vastly outnumber the others.
+LIST_ARM = """(SELECT id, created_at FROM executions WHERE status = '{status}'{where}
+ ORDER BY created_at DESC, id DESC LIMIT %(limit)s)"""
+LIST_KEYS = """
+SELECT id, created_at FROM (
+{arms}
+) AS k ORDER BY created_at DESC, id DESC LIMIT %(limit)s
+"""
+LIST_PAGE = LOAD_NO_HISTORY.replace(
+    "FROM executions e\n", "FROM ({keys}) AS page JOIN executions e ON e.id = page.id\n"
+) + "ORDER BY page.created_at DESC, page.id DESC"
 FIND_CHILDREN = LOAD_NO_HISTORY + "WHERE e.parent_execution_id = %s ORDER BY e.created_at, e.id"
 
 # -- create and commit: one statement of data-modifying CTEs ------------------------------
@@ -298,17 +313,22 @@ RETURNING 1
 # -- scheduler queries -------------------------------------------------------------------
 
 _UNLEASED = "(lease_owner IS NULL OR lease_expires_at <= %(now)s)"
+# One partial-index range per kind of due time, each cut to `limit` rows, so a pass
+# reads only due rows however many are parked; only those few are grouped and sorted.
 DUE = f"""
 SELECT id FROM (
-    SELECT id, wake_at AS due_at FROM executions
-    WHERE status = 'waiting' AND wake_at <= %(now)s AND {_UNLEASED}
+    (SELECT id, wake_at AS due_at FROM executions
+     WHERE status = 'waiting' AND wake_at <= %(now)s AND {_UNLEASED}
+     ORDER BY wake_at, id LIMIT %(limit)s)
     UNION ALL
-    SELECT id, deadline_at FROM executions
-    WHERE deadline_at <= %(now)s AND status NOT IN ('completed', 'failed', 'cancelled')
-      AND {_UNLEASED}
+    (SELECT id, deadline_at FROM executions
+     WHERE deadline_at <= %(now)s AND status NOT IN ('completed', 'failed', 'cancelled')
+       AND {_UNLEASED}
+     ORDER BY deadline_at LIMIT %(limit)s)
     UNION ALL
-    SELECT id, wait_deadline_at FROM executions
-    WHERE status = 'waiting' AND wait_deadline_at <= %(now)s AND {_UNLEASED}
+    (SELECT id, wait_deadline_at FROM executions
+     WHERE status = 'waiting' AND wait_deadline_at <= %(now)s AND {_UNLEASED}
+     ORDER BY wait_deadline_at LIMIT %(limit)s)
 ) AS d
 GROUP BY id ORDER BY MIN(due_at), id LIMIT %(limit)s
 """

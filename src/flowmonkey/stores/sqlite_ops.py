@@ -34,7 +34,9 @@ __all__ = [
     "find_children",
     "get",
     "get_flow",
+    "ALL_STATUSES",
     "list_executions",
+    "list_sql",
     "list_flows",
     "release",
     "rows",
@@ -143,18 +145,32 @@ def get(conn: sqlite3.Connection, execution_id: str, history: bool) -> Execution
     return None if row is None else _build(conn, row, history=history)
 
 
-def list_executions(conn: sqlite3.Connection, query: ExecutionQuery) -> Page[Execution]:
-    """One page, newest first; fetches ``limit + 1`` rows to know whether more follow."""
-    where: list[str] = []
+# Listing index per equality filter, most selective first: each is (filter, status,
+# created_at, id), so one status of one filter value is one backwards index range.
+_LIST_INDEXES = (
+    ("parent_execution_id", "executions_parent"),
+    ("correlation_id", "executions_correlation"),
+    ("flow_id", "executions_flow"),
+    ("tenant_id", "executions_tenant"),
+)
+ALL_STATUSES = tuple(str(s) for s in ExecutionStatus)
+
+
+def list_sql(query: ExecutionQuery) -> tuple[str, list[Any]]:
+    """The per-status page query of ``query``: its SQL (``?`` for the status first) and
+    the arguments that follow the status. Public so a test can check its query plan."""
+    index = "executions_status"
+    where = ["status = ?"]
     args: list[Any] = []
-    if query.status:
-        where.append(f"status IN ({', '.join('?' * len(query.status))})")
-        args.extend(str(s) for s in query.status)
-    for column in ("flow_id", "tenant_id", "correlation_id", "parent_execution_id"):
+    for column, name in _LIST_INDEXES:
         value = getattr(query, column)
         if value is not None:
+            if index == "executions_status":
+                index = name
             where.append(f"{column} = ?")
             args.append(value)
+    if index == "executions_flow" and query.tenant_id is not None:
+        index = "executions_tenant_flow"
     if query.created_after is not None:
         where.append("created_at >= ?")
         args.append(q.to_us(query.created_after))
@@ -163,17 +179,29 @@ def list_executions(conn: sqlite3.Connection, query: ExecutionQuery) -> Page[Exe
         args.append(q.to_us(query.created_before))
     if query.cursor:
         at, ident = decode_cursor(query.cursor)
-        where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-        args.extend((q.to_us(at), q.to_us(at), ident))
-    sql = "SELECT id, info, state, checkpoint FROM executions"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        # A row value: SQLite turns it into an index range (an OR would not be).
+        where.append("(created_at, id) < (?, ?)")
+        args.extend((q.to_us(at), ident))
+    sql = (
+        f"SELECT created_at, id FROM executions INDEXED BY {index} "
+        f"WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
     args.append(query.limit + 1)
-    found = conn.execute(sql, args).fetchall()
-    items = [_build(conn, row, history=False) for row in found[: query.limit]]
+    return sql, args
+
+
+def list_executions(conn: sqlite3.Connection, query: ExecutionQuery) -> Page[Execution]:
+    """One page, newest first: ``limit + 1`` keys from each status's index range, merged,
+    so a page costs O(page x statuses) whatever the number of stored executions."""
+    statuses = [str(s) for s in query.status] if query.status else ALL_STATUSES
+    sql, args = list_sql(query)
+    keys: list[tuple[int, str]] = []
+    for status in dict.fromkeys(statuses):
+        keys.extend(conn.execute(sql, (status, *args)).fetchall())
+    keys.sort(reverse=True)
+    items = [_load(conn, ident, history=False) for _, ident in keys[: query.limit]]
     next_cursor = None
-    if len(found) > query.limit and items:
+    if len(keys) > query.limit and items:
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id)
     return Page(items=items, next_cursor=next_cursor)
 

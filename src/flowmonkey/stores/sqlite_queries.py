@@ -270,13 +270,30 @@ SELECT_CHILDREN = (
 
 # Runnable: pending or due waiting with no live lease, or running with an expired lease.
 # A running execution whose lease was released is left to ``stale`` (the reaper).
-SELECT_CLAIMABLE = f"""
-SELECT {_EXEC_COLUMNS}, lease_owner, lease_token, lease_expires_at FROM executions
-WHERE (status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now))
-   OR (status = 'waiting' AND wake_at <= :now
-       AND (lease_owner IS NULL OR lease_expires_at <= :now))
-   OR (status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= :now)
-ORDER BY created_at, id
+# Each kind is read from its own partial index (INDEXED BY: fixed plans, whatever the
+# statistics say, and an error instead of a silent table scan if an index went missing),
+# at most :limit rows each; only the union of those is sorted oldest first.
+SELECT_CLAIMABLE = """
+SELECT e.id, e.info, e.state, e.checkpoint, e.lease_owner, e.lease_token, e.lease_expires_at
+FROM (
+    SELECT * FROM (
+        SELECT id, created_at FROM executions INDEXED BY executions_pending
+        WHERE status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now)
+        ORDER BY created_at, id LIMIT :limit)
+    UNION ALL
+    SELECT * FROM (
+        SELECT id, created_at FROM executions INDEXED BY executions_wake
+        WHERE status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= :now
+          AND (lease_owner IS NULL OR lease_expires_at <= :now)
+        ORDER BY wake_at, id LIMIT :limit)
+    UNION ALL
+    SELECT * FROM (
+        SELECT id, created_at FROM executions INDEXED BY executions_running
+        WHERE status = 'running' AND lease_expires_at <= :now AND lease_owner IS NOT NULL
+        ORDER BY lease_expires_at, id LIMIT :limit)
+) AS picked
+JOIN executions AS e ON e.id = picked.id
+ORDER BY picked.created_at, picked.id
 LIMIT :limit
 """
 
@@ -357,32 +374,38 @@ ON CONFLICT (tenant_id, flow_id, key) DO UPDATE
 SET execution_id = excluded.execution_id, expires_at = excluded.expires_at
 """
 
-_NEVER = 2**63 - 1  # larger than any stored time: "not due" in the MIN below
+_UNLEASED = "(lease_owner IS NULL OR lease_expires_at <= :now)"
 
-_DUE_NOW = """
-    (status = 'waiting' AND wake_at <= :now)
-    OR deadline_at <= :now
-    OR (status = 'waiting' AND wait_deadline_at <= :now)
-"""
-
-# Ordered by the earliest due time (the first thing that became due), then id.
+# One indexed range per kind of due time, each stopping at the first row not yet due
+# (so a million parked executions cost nothing); only the due rows are grouped and sorted
+# by the earliest due time (the first thing that became due), then id.
 SELECT_DUE = f"""
-SELECT id, MIN(
-    CASE WHEN status = 'waiting' AND wake_at <= :now THEN wake_at ELSE {_NEVER} END,
-    CASE WHEN deadline_at <= :now THEN deadline_at ELSE {_NEVER} END,
-    CASE WHEN status = 'waiting' AND wait_deadline_at <= :now THEN wait_deadline_at
-         ELSE {_NEVER} END
-) AS due_at
-FROM executions
-WHERE status IN ('pending', 'running', 'waiting', 'cancelling')
-  AND (lease_owner IS NULL OR lease_expires_at <= :now)
-  AND ({_DUE_NOW})
-ORDER BY due_at, id
+SELECT id FROM (
+    SELECT * FROM (
+        SELECT id, wake_at AS due_at FROM executions INDEXED BY executions_wake
+        WHERE status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= :now AND {_UNLEASED}
+        ORDER BY wake_at, id LIMIT :limit)
+    UNION ALL
+    SELECT * FROM (
+        SELECT id, deadline_at AS due_at FROM executions INDEXED BY executions_deadline
+        WHERE deadline_at IS NOT NULL AND status NOT IN ('completed', 'failed', 'cancelled')
+          AND deadline_at <= :now AND {_UNLEASED}
+        ORDER BY deadline_at, id LIMIT :limit)
+    UNION ALL
+    SELECT * FROM (
+        SELECT id, wait_deadline_at AS due_at FROM executions
+            INDEXED BY executions_wait_deadline
+        WHERE status = 'waiting' AND wait_deadline_at IS NOT NULL
+          AND wait_deadline_at <= :now AND {_UNLEASED}
+        ORDER BY wait_deadline_at, id LIMIT :limit)
+)
+GROUP BY id ORDER BY MIN(due_at), id
 LIMIT :limit
 """
 
+# Running executions only (their partial index): live work, never the parked ones.
 SELECT_STALE = """
-SELECT id FROM executions
+SELECT id FROM executions INDEXED BY executions_running
 WHERE status = 'running'
   AND ((lease_owner IS NOT NULL AND lease_expires_at <= :now)
        OR (lease_owner IS NULL AND updated_at < :before))
