@@ -36,6 +36,8 @@ from flowmonkey.stores.base import (
     ExecutionQuery,
     Lease,
     Page,
+    PurgeBatch,
+    PurgeQuery,
     StepCommit,
     StoredFlow,
     TaskQuery,
@@ -47,6 +49,8 @@ from flowmonkey.stores.postgres_commit import (
     create_statement,
     idempotency_tenant,
 )
+from flowmonkey.stores import purge as purge_rules
+from flowmonkey.stores.postgres_purge import purge_batch
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
 from flowmonkey.versions import semver_key
 
@@ -356,6 +360,14 @@ class PostgresStore(PostgresBase):
         params.append(query.limit)
         rows = await self._fetchall(sql, params)
         return [q.decode_task(doc, status) for doc, status in rows]
+
+    # -- retention --------------------------------------------------------------------------
+
+    async def purge(self, query: PurgeQuery) -> PurgeBatch:
+        """Delete one batch of old finished executions (see ``Store.purge``)."""
+        purge_rules.statuses(query)  # a bad query fails before a connection is taken
+        async with self._tx() as conn:
+            return await purge_batch(conn, query)
 
     # -- flow definitions -------------------------------------------------------------------
 

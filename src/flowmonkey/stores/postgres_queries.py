@@ -340,6 +340,50 @@ WHERE status = 'running'
 ORDER BY updated_at, id LIMIT %(limit)s
 """
 
+# -- retention -----------------------------------------------------------------------------
+
+# Candidates of one terminal status, oldest first, from the listing index (the status is a
+# literal for the planner's estimates, as in LIST_ARM). ``kept``: a parent still exists.
+PURGE_CANDIDATES = """
+SELECT e.id, e.created_at, e.updated_at, e.flow_id, e.spec,
+    (e.parent_execution_id IS NOT NULL
+     AND EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_execution_id)) AS kept
+FROM executions e
+WHERE e.status = '{status}' AND e.created_at < %(cutoff)s{where}
+ORDER BY e.created_at, e.id LIMIT %(limit)s
+"""
+PURGE_FLOW = " AND e.flow_id = %(flow_id)s"
+PURGE_AFTER = " AND (e.created_at, e.id) > (%(after_at)s, %(after_id)s)"
+# Every execution below the roots, through the parent index.
+PURGE_TREES = """
+WITH RECURSIVE tree (root, id) AS (
+    SELECT r, r FROM unnest(%(roots)s::text[]) AS r
+    UNION ALL
+    SELECT t.root, c.id FROM tree t JOIN executions c ON c.parent_execution_id = t.id
+)
+SELECT t.root, t.id, e.status, e.spec FROM tree t JOIN executions e ON e.id = t.id
+"""
+# What the executions own, counted, then (next statement) the executions themselves; in
+# this order so the counts are real rather than hidden in ON DELETE CASCADE.
+PURGE_OWNED = """
+WITH ev AS (DELETE FROM events WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+ctx AS (DELETE FROM execution_context WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+sr AS (DELETE FROM step_records WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+rt AS (DELETE FROM resume_tokens WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+tk AS (DELETE FROM tasks WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+ik AS (
+    DELETE FROM idempotency_keys k
+    USING unnest(%(k_tenant)s::text[], %(k_flow)s::text[], %(k_key)s::text[],
+                 %(k_exec)s::text[]) AS d (tenant_id, flow_id, key, execution_id)
+    WHERE k.tenant_id = d.tenant_id AND k.flow_id = d.flow_id AND k.key = d.key
+      AND k.execution_id = d.execution_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM ctx) + (SELECT count(*) FROM sr)
+     + (SELECT count(*) FROM rt) + (SELECT count(*) FROM tk) + (SELECT count(*) FROM ik)
+"""
+PURGE_EXECUTIONS = "DELETE FROM executions WHERE id = ANY(%(ids)s::text[])"
+
 # -- events, tokens, tasks, flows --------------------------------------------------------
 
 EVENTS = """

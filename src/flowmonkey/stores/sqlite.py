@@ -34,6 +34,8 @@ from flowmonkey.stores.base import (
     ExecutionQuery,
     Lease,
     Page,
+    PurgeBatch,
+    PurgeQuery,
     StepCommit,
     StoredFlow,
     TaskQuery,
@@ -419,6 +421,12 @@ class SqliteStore:
         sql += " ORDER BY created_at, id LIMIT ?"
         args.append(query.limit)
         return [q.task_from_row(row) for row in await self._tx(False, ops.rows, sql, args)]
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def purge(self, query: PurgeQuery) -> PurgeBatch:
+        """Delete one batch of old finished executions (see ``Store.purge``)."""
+        return await self._tx(True, ops.purge, query)
 
     # -- flow definitions -----------------------------------------------------------------
 
