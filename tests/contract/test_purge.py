@@ -218,5 +218,3 @@ async def test_only_final_statuses_can_be_purged(store: Store, status: Execution
 async def test_a_malformed_cursor_is_rejected(store: Store) -> None:
     with pytest.raises(ValueError, match="invalid purge cursor"):
         await store.purge(PurgeQuery(older_than=CUTOFF, now=CUTOFF, cursor="nope"))
-
-

@@ -94,7 +94,9 @@ async def _explain(conn: psycopg.AsyncConnection[Any], query: str, params: Any) 
 
 def _check(plan: dict[str, Any], what: str) -> None:
     nodes = _nodes(plan)
-    seq = [n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "executions"]
+    seq = [
+        n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "executions"
+    ]
     assert not seq, f"{what}: full scan of executions\n{orjson.dumps(plan).decode()}"
     sorts = _unbounded_sorts(plan)
     assert not sorts, f"{what}: sorts unbounded rows {sorts}\n{orjson.dumps(plan).decode()}"
@@ -135,9 +137,7 @@ LISTINGS = [
     ExecutionQuery(correlation_id="c1"),
     ExecutionQuery(parent_execution_id="p5", status=[ExecutionStatus.WAITING]),
     ExecutionQuery(created_after=NOW - timedelta(days=4), created_before=NOW - timedelta(days=2)),
-    ExecutionQuery(
-        flow_id="f3", cursor=encode_cursor(NOW - timedelta(days=3), "e00050000")
-    ),
+    ExecutionQuery(flow_id="f3", cursor=encode_cursor(NOW - timedelta(days=3), "e00050000")),
 ]
 
 

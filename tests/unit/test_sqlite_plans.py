@@ -96,7 +96,10 @@ def test_listing_pages_are_index_ranges_without_sort(
     (read,) = _table_reads(plan)
     # COVERING when the index holds every filter column; else the row is read for the rest.
     assert read.startswith(
-        (f"SEARCH executions USING COVERING INDEX {index} (", f"SEARCH executions USING INDEX {index} (")
+        (
+            f"SEARCH executions USING COVERING INDEX {index} (",
+            f"SEARCH executions USING INDEX {index} (",
+        )
     ), read
     if query.cursor or query.created_after:
         assert "created_at" in read, read  # the range starts at the cursor, not the top

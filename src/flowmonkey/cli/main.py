@@ -14,6 +14,7 @@ from flowmonkey import __version__
 from flowmonkey.cli.commands_exec import cancel, resume, run, signal, tick
 from flowmonkey.cli.commands_flow import graph, validate
 from flowmonkey.cli.commands_query import events, flows, history, list_executions, status
+from flowmonkey.cli.commands_retention import purge
 from flowmonkey.cli.errors import CliError, to_cli_error
 from flowmonkey.cli.state import DEFAULT_STORE, CliState
 from flowmonkey.cli.worker import migrate_command, worker_command
@@ -75,6 +76,7 @@ cli.add_command(validate)
 cli.add_command(graph)
 cli.add_command(worker_command)
 cli.add_command(migrate_command)
+cli.add_command(purge)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.clock import Clock, SystemClock
-from flowmonkey.engine import control, driving, lookup, terminal, timers
+from flowmonkey.engine import control, driving, lookup, retention, terminal, timers
 from flowmonkey.engine.bus import EventBus, Listener
 from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.creation import create_execution
@@ -67,6 +67,8 @@ class Engine:
         self.flows = flows if flows is not None else FlowRegistry()
         self.options = options if options is not None else EngineOptions()
         self.clock: Clock = clock if clock is not None else SystemClock()
+        self.purge_stats = retention.PurgeStats()
+        """Totals of this engine's purges (executions, rows, batches, passes)."""
         self.bus = EventBus()
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
         """Lease owner prefix of this engine (a worker sets its own worker id)."""
@@ -461,6 +463,31 @@ class Engine:
         """Make ``running`` executions with expired leases runnable again
         (``run_number += 1``, ``execution.recovered``)."""
         return await timers.recover_stale(self)
+
+    async def purge(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        status: Iterable[ExecutionStatus | str] | None = None,
+        flow_id: str | None = None,
+        dry_run: bool = False,
+        pause: float = 0.0,
+        batch_size: int | None = None,
+    ) -> retention.PurgeReport:
+        """Purge finished executions in small batches (see docs/retention.md).
+
+        With ``older_than``: those that finished longer ago than that (``status`` and
+        ``flow_id`` narrow it). Without: the retention pass (``EngineOptions.retention``
+        and each flow's ``retention``), which is what a worker runs periodically.
+        """
+        await self._ensure_ready()
+        size = batch_size or self.options.purge_batch_size
+        if older_than is None:
+            return await retention.purge_expired(self, batch_size=size, pause=pause)
+        return await retention.purge(
+            self, older_than=older_than, status=status, flow_id=flow_id, dry_run=dry_run,
+            batch_size=size, pause=pause,
+        )  # fmt: skip
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token, TokenStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import purge as purge_rules
 from flowmonkey.stores.base import (
     Acquired,
     ExecutionQuery,
@@ -32,7 +33,6 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
-from flowmonkey.stores import purge as purge_rules
 from flowmonkey.versions import semver_key
 
 __all__ = ["MemoryStore", "encode_cursor", "decode_cursor"]

@@ -31,6 +31,7 @@ from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores import postgres_queries as q
+from flowmonkey.stores import purge as purge_rules
 from flowmonkey.stores.base import (
     Acquired,
     ExecutionQuery,
@@ -49,12 +50,12 @@ from flowmonkey.stores.postgres_commit import (
     create_statement,
     idempotency_tenant,
 )
-from flowmonkey.stores import purge as purge_rules
 from flowmonkey.stores.postgres_purge import purge_batch
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
 from flowmonkey.versions import semver_key
 
 __all__ = ["PostgresStore", "PostgresWakeSignaler", "list_sql"]
+
 
 def list_sql(query: ExecutionQuery) -> tuple[str, dict[str, Any]]:
     """The page query of ``query`` and its parameters (public for the query-plan test)."""

@@ -49,9 +49,7 @@ async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
             position, at, ident = position + 1, None, None
         else:
             at, ident = found[-1][1], found[-1][0]
-    next_cursor = (
-        purge_rules.encode_cursor(position, at, ident) if position < len(wanted) else None
-    )
+    next_cursor = purge_rules.encode_cursor(position, at, ident) if position < len(wanted) else None
     trees: dict[str, list[purge_rules.Node]] = defaultdict(list)
     if roots:
         cur = await conn.execute(q.PURGE_TREES, {"roots": list(roots)})

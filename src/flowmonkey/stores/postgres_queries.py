@@ -67,9 +67,12 @@ SELECT id, created_at FROM (
 {arms}
 ) AS k ORDER BY created_at DESC, id DESC LIMIT %(limit)s
 """
-LIST_PAGE = LOAD_NO_HISTORY.replace(
-    "FROM executions e\n", "FROM ({keys}) AS page JOIN executions e ON e.id = page.id\n"
-) + "ORDER BY page.created_at DESC, page.id DESC"
+LIST_PAGE = (
+    LOAD_NO_HISTORY.replace(
+        "FROM executions e\n", "FROM ({keys}) AS page JOIN executions e ON e.id = page.id\n"
+    )
+    + "ORDER BY page.created_at DESC, page.id DESC"
+)
 FIND_CHILDREN = LOAD_NO_HISTORY + "WHERE e.parent_execution_id = %s ORDER BY e.created_at, e.id"
 
 # -- create and commit: one statement of data-modifying CTEs ------------------------------

@@ -81,7 +81,9 @@ class Node:
     key_expires_at: datetime | None = None
 
 
-def idempotency_of(header: Mapping[str, Any]) -> tuple[tuple[str, str, str] | None, datetime | None]:
+def idempotency_of(
+    header: Mapping[str, Any],
+) -> tuple[tuple[str, str, str] | None, datetime | None]:
     """The idempotency key of a stored header (its JSON dict) and when it expires."""
     key = header.get("idempotency_key")
     if key is None:

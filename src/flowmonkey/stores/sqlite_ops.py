@@ -426,9 +426,7 @@ def purge(conn: sqlite3.Connection, query: PurgeQuery) -> PurgeBatch:
             position, at, ident = position + 1, None, None
         else:
             at, ident = q.from_us(found[-1][1]), found[-1][0]
-    next_cursor = (
-        purge_rules.encode_cursor(position, at, ident) if position < len(wanted) else None
-    )
+    next_cursor = purge_rules.encode_cursor(position, at, ident) if position < len(wanted) else None
     verdict = purge_rules.decide(trees, query.now)
     if query.dry_run or not verdict.ids:
         return PurgeBatch(executions=len(verdict.ids), rows=0, next_cursor=next_cursor)

@@ -31,6 +31,11 @@ class WorkerOptions:
     """How often due timers, retries and timeouts are applied (``engine.tick_timers``)."""
     reaper_interval: float = 5.0
     """How often stale runs are recovered (``engine.recover_stale``)."""
+    purge_interval: float = 600.0
+    """How often the retention pass runs (``engine.purge()``: ``EngineOptions.retention``
+    and each flow's ``retention``; nothing is purged when neither is set)."""
+    purge_pause: float = 0.05
+    """Pause between two purge batches, so steps are never queued behind a long purge."""
     lease_for: timedelta | None = None
     """Lease length for claimed executions; ``None`` keeps the engine's ``lease_for``.
     A crashed worker's executions are picked up again at most this long after the crash."""
@@ -48,9 +53,12 @@ class WorkerOptions:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
-        for name in ("poll_interval", "scheduler_interval", "reaper_interval", "max_backoff"):
+        for name in ("poll_interval", "scheduler_interval", "reaper_interval", "max_backoff",
+                     "purge_interval"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        if self.purge_pause < 0:
+            raise ValueError("purge_pause must be >= 0")
         if self.shutdown_grace < 0:
             raise ValueError("shutdown_grace must be >= 0")
         if self.lease_for is not None and self.lease_for <= timedelta(0):

@@ -9,6 +9,8 @@ One ``Worker.run()`` is an ``asyncio.TaskGroup`` of:
 - the **scheduler**: ``engine.tick_timers()`` every ``scheduler_interval`` (due wakes,
   retries, wait and execution timeouts become runnable);
 - the **reaper**: ``engine.recover_stale()`` every ``reaper_interval``;
+- the **retention pass**: ``engine.purge()`` every ``purge_interval`` (small batches,
+  ``purge_pause`` apart; a no-op unless a retention period is configured);
 - the **wake listener** (when there is a ``WakeSignaler``) and the optional health server.
 
 Lease heartbeats for every driven run come from the engine.
@@ -169,6 +171,8 @@ class Worker:
             "concurrency": self.options.concurrency,
             "last_claim_at": _iso(self.last_claim_at),
             "last_poll_at": _iso(self.last_poll_at),
+            "purged_executions": self.engine.purge_stats.executions,
+            "purged_rows": self.engine.purge_stats.rows,
         }
         if not healthy and self._last_error:
             body["error"] = self._last_error
@@ -332,6 +336,11 @@ class Worker:
                     stopping=self._stopping, log=log, extra=self._extra, on_work=self._runnable,
                     max_backoff=options.max_backoff,
                 ), name="flowmonkey-reaper"),
+                group.create_task(run_every(
+                    "retention (purge)", options.purge_interval, self._purge,
+                    stopping=self._stopping, log=log, extra=self._extra,
+                    max_backoff=options.max_backoff,
+                ), name="flowmonkey-retention"),
             ]  # fmt: skip
             # The engine heartbeats every run it drives; nothing here holds anything that a
             # cancellation could leave behind.
@@ -352,6 +361,10 @@ class Worker:
             _, pending = await asyncio.wait(helpers, timeout=_HELPER_GRACE)
             for task in pending:
                 task.cancel()
+
+    async def _purge(self) -> list[str]:
+        await self.engine.purge(pause=self.options.purge_pause)
+        return []  # purging makes nothing runnable
 
     def _runnable(self, ids: list[str]) -> None:
         """Executions became runnable (wake signal, scheduler, reaper): claim them now."""
