@@ -74,10 +74,7 @@ def _context(conn: sqlite3.Connection, execution_id: str) -> dict[str, Any]:
 
 
 def _history(conn: sqlite3.Connection, execution_id: str) -> list[StepRecord]:
-    return [
-        StepRecord.from_dict(_loads(data))
-        for (data,) in conn.execute(q.SELECT_HISTORY, (execution_id,))
-    ]
+    return [q.step_from_blob(data) for (data,) in conn.execute(q.SELECT_HISTORY, (execution_id,))]
 
 
 def _build(
@@ -86,15 +83,16 @@ def _build(
     *,
     history: bool,
     state: dict[str, Any] | None = None,
+    status: str | None = None,
 ) -> Execution:
-    """Execution from a row starting ``id, info, state, checkpoint``, plus its context."""
+    """Execution from a row starting with ``q.EXEC_COLUMNS``, plus its context."""
     ident = row[0]
-    return q.execution_from_parts(
-        row[1],
-        row[2] if state is None else state,
-        row[3],
+    return q.execution_from_row(
+        row,
         _context(conn, ident),
         _history(conn, ident) if history else [],
+        state=state,
+        status=status,
     )
 
 
@@ -234,31 +232,31 @@ def _grant(
     lease_for: timedelta,
     start: bool = True,
 ) -> Acquired:
-    """Lease the execution in ``row`` (``id, info, state, checkpoint, lease_owner,
-    lease_token``) to ``owner``."""
-    ident, previous_owner = row[0], row[4]
-    token = row[5] + 1
+    """Lease the execution in ``row`` (``q.EXEC_COLUMNS``, then lease owner, token and
+    expiry) to ``owner``."""
+    ident, previous_owner = row[0], row[14]
+    token = row[15] + 1
     expires = now + lease_for
     state: dict[str, Any] = _loads(row[2])
-    status = state["status"]
+    status = row[6]
     # Taking a running execution's lease (expired or stolen) means its runner is gone,
     # whoever that was: a worker may reclaim its own expired lease after an outage.
     recovered = (
         status == _RUNNING
         and previous_owner is not None
-        and (previous_owner != owner or row[6] is None or row[6] <= q.to_us(now))
+        and (previous_owner != owner or row[16] is None or row[16] <= q.to_us(now))
     )
     if start and status == _PENDING:
-        state["status"] = _RUNNING
+        status = _RUNNING
         if state.get("started_at") is None:
-            state["started_at"] = now.isoformat()
+            state["started_at"] = q.to_us(now)
         conn.execute(
             q.GRANT_START, (owner, token, q.to_us(expires), _dumps(state, option=_OPT), ident)
         )
     else:
         conn.execute(q.GRANT, (owner, token, q.to_us(expires), ident))
     lease = Lease(execution_id=ident, owner=owner, token=token, expires_at=expires)
-    execution = _build(conn, row, history=True, state=state)
+    execution = _build(conn, row, history=True, state=state, status=status)
     return Acquired(execution=execution, lease=lease, recovered=recovered)
 
 
@@ -275,9 +273,9 @@ def acquire(
     row = conn.execute(q.SELECT_FOR_ACQUIRE, (execution_id,)).fetchone()
     if row is None:
         raise errors.ExecutionNotFound(execution_id)
-    lease_owner, expires = row[4], row[6]
+    lease_owner, expires = row[14], row[16]
     free = lease_owner is None or lease_owner == owner or expires <= q.to_us(now)
-    if _loads(row[2])["status"] in TERMINAL or not (free or steal):
+    if row[6] in TERMINAL or not (free or steal):
         return Acquired(execution=_build(conn, row, history=True), lease=None)
     return _grant(conn, row, owner, now, lease_for, start)
 
@@ -377,8 +375,12 @@ def release(conn: sqlite3.Connection, lease: Lease) -> None:
 # -- retention ----------------------------------------------------------------------------
 
 
-def _node(ident: str, status: str, info: bytes) -> purge_rules.Node:
-    key, expires = purge_rules.idempotency_of(_loads(info))
+def _node(
+    ident: str, status: str, tenant_id: str | None, flow_id: str, info: bytes
+) -> purge_rules.Node:
+    header = _loads(info)
+    header["tenant_id"], header["flow_id"] = tenant_id, flow_id
+    key, expires = purge_rules.idempotency_of(header)
     return purge_rules.Node(ident, status, key, expires)
 
 
@@ -410,18 +412,19 @@ def purge(conn: sqlite3.Connection, query: PurgeQuery) -> PurgeBatch:
             where.append("(created_at, id) > (?, ?)")
             args.extend((q.to_us(at), ident))
         found = conn.execute(
-            f"SELECT id, created_at, updated_at, flow_id, parent_execution_id, status, info "
+            "SELECT id, created_at, updated_at, flow_id, parent_execution_id, status, tenant_id, "
+            f"info "
             f"FROM executions INDEXED BY {index} WHERE {' AND '.join(where)} "
             "ORDER BY created_at, id LIMIT ?",
             (*args, budget),
         ).fetchall()
         budget -= len(found)
-        for row_id, _, updated, flow_id, parent, status, info in found:
+        for row_id, _, updated, flow_id, parent, status, tenant_id, info in found:
             if updated >= cutoff or flow_id in excluded:
                 continue
             if parent is not None and conn.execute(q.EXECUTION_EXISTS, (parent,)).fetchone():
                 continue  # kept with its parent
-            trees.append(_tree(conn, _node(row_id, status, info)))
+            trees.append(_tree(conn, _node(row_id, status, tenant_id, flow_id, info)))
         if budget > 0:  # this status is done
             position, at, ident = position + 1, None, None
         else:

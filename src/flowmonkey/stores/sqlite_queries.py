@@ -8,6 +8,7 @@ a step commit pays no string building. Times are integer microseconds since the 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,9 @@ from flowmonkey.model.records import ResumeTokenRecord, Task
 __all__ = [
     "COMMIT_NARROW",
     "INFO_KEYS",
-    "execution_from_parts",
+    "EXEC_COLUMNS",
+    "compact_state",
+    "execution_from_row",
     "from_us",
     "info_blob",
     "opt_dt",
@@ -28,6 +31,7 @@ __all__ = [
     "resume_token_from_row",
     "resume_token_params",
     "split_statements",
+    "step_from_blob",
     "state_params",
     "task_from_row",
     "task_params",
@@ -79,9 +83,42 @@ def opt_dt(value: int | None) -> datetime | None:
 # -- executions -----------------------------------------------------------------------
 
 
+# Header fields that are columns of ``executions``: neither JSON document repeats them.
+_INFO_COLUMNS = frozenset({
+    "id", "flow_id", "flow_version", "created_at", "tenant_id", "correlation_id",
+    "parent_execution_id",
+})  # fmt: skip
+_STATE_COLUMNS = frozenset({"status", "updated_at", "wake_at", "deadline_at"})
+_STATE_TIMES = ("started_at", "finished_at")
+"""State times stored as integer microseconds (17 bytes less than ISO text each)."""
+_TOKEN_TIMES = ("wake_at", "wait_started_at", "wait_deadline_at")
+
+
 def info_blob(header: dict[str, Any]) -> bytes:
-    """JSON of the create-time header fields."""
-    return _dumps({k: v for k, v in header.items() if k in INFO_KEYS}, option=_OPT)
+    """JSON of the create-time header fields the columns do not hold (``None`` and empty
+    values left out: the header reader defaults them)."""
+    return _dumps(
+        {k: v for k, v in header.items() if k in INFO_KEYS and k not in _INFO_COLUMNS and v},
+        option=_OPT,
+    )
+
+
+def compact_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``Execution.state_dict()`` as stored: no column-held fields, no ``None`` or empty
+    values, times in microseconds."""
+    out = {k: v for k, v in state.items() if k not in _STATE_COLUMNS and v is not None}
+    for key in _STATE_TIMES:
+        value = out.get(key)
+        if isinstance(value, datetime):
+            out[key] = to_us(value)
+    for token in out.get("tokens", ()):
+        for key in _TOKEN_TIMES:
+            value = token.get(key)
+            if isinstance(value, str):
+                token[key] = to_us(datetime.fromisoformat(value))
+    if not out.get("retry_attempts", True):
+        del out["retry_attempts"]
+    return out
 
 
 def state_params(
@@ -89,7 +126,7 @@ def state_params(
 ) -> tuple[str, int, int | None, int | None, int | None, bytes, bytes | None]:
     """``(status, updated_at, wake_at, deadline_at, wait_deadline_at, state, checkpoint)``
     column values for the mutable part of an execution."""
-    state = execution.state_dict()
+    state = compact_state(execution.state_dict())
     checkpoint = execution.checkpoint
     wait_deadline: datetime | None = None
     for token in execution.tokens:
@@ -101,7 +138,7 @@ def state_params(
         ):
             wait_deadline = at
     return (
-        state["status"],
+        execution.status.value,
         to_us(execution.updated_at),
         opt_us(execution.wake_at),
         opt_us(execution.deadline_at),
@@ -111,41 +148,89 @@ def state_params(
     )
 
 
-def execution_from_parts(
-    info: bytes | dict[str, Any],
-    state: bytes | dict[str, Any],
-    checkpoint: bytes | None,
+def execution_from_row(
+    row: Sequence[Any],
     context: dict[str, Any],
     history: list[StepRecord],
+    *,
+    state: dict[str, Any] | None = None,
+    status: str | None = None,
 ) -> Execution:
-    """Rebuild an ``Execution`` from its stored columns (JSON bytes or parsed dicts)."""
-    data = _loads(info) if isinstance(info, bytes) else dict(info)
-    data.update(_loads(state) if isinstance(state, bytes) else state)
-    data["checkpoint"] = None if checkpoint is None else _loads(checkpoint)
+    """Rebuild an ``Execution`` from a row starting with ``EXEC_COLUMNS`` (``state`` and
+    ``status`` override the stored ones, as a grant just wrote them)."""
+    data = _loads(row[1])
+    data.update(_loads(row[2]) if state is None else state)
+    for key in _STATE_TIMES:
+        value = data.get(key)
+        if isinstance(value, int):
+            data[key] = from_us(value)
+    for token in data.get("tokens", ()):
+        for key in _TOKEN_TIMES:
+            value = token.get(key)
+            if isinstance(value, int):
+                token[key] = from_us(value)
+    data["id"], data["flow_id"], data["flow_version"] = row[0], row[4], row[5]
+    data["status"] = row[6] if status is None else status
+    data["tenant_id"], data["correlation_id"], data["parent_execution_id"] = row[7:10]
+    data["created_at"] = from_us(row[10])
+    data["updated_at"] = from_us(row[11])
+    data["wake_at"] = opt_dt(row[12])
+    data["deadline_at"] = opt_dt(row[13])
+    data["checkpoint"] = None if row[3] is None else _loads(row[3])
     return Execution.from_header(data, context=context, history=history)
 
 
 def step_params(execution_id: str, record: StepRecord) -> tuple[str, int, bytes]:
-    """A history row of ``events`` (negative sequence, type ``$step``)."""
-    return (execution_id, to_us(record.finished_at), _dumps(record.to_dict(), option=_OPT))
+    """A history row of ``events`` (negative sequence, type ``$step``): the record as an
+    array in ``StepRecord`` field order, times in microseconds, trailing ``None``s cut."""
+    fields = [
+        record.step_id, record.handler_type, record.attempt, record.run_number,
+        record.outcome, to_us(record.started_at), to_us(record.finished_at),
+        record.duration_ms, record.error, record.token_id,
+    ]  # fmt: skip
+    while fields[-1] is None:
+        fields.pop()
+    return (execution_id, to_us(record.finished_at), _dumps(fields, option=_OPT))
+
+
+def step_from_blob(data: bytes) -> StepRecord:
+    """Inverse of ``step_params`` (also reads the object form of older rows)."""
+    value = _loads(data)
+    if isinstance(value, dict):
+        return StepRecord.from_dict(value)
+    value += [None] * (10 - len(value))
+    step_id, handler_type, attempt, run_number, outcome, started, finished, took, error, token = (
+        value
+    )
+    return StepRecord(
+        step_id=step_id, handler_type=handler_type, attempt=attempt, run_number=run_number,
+        outcome=outcome, started_at=from_us(started), finished_at=from_us(finished),
+        duration_ms=took, error=error, token_id=token,
+    )  # fmt: skip
 
 
 def event_params(execution_id: str, event: Event) -> tuple[str, int, str, int, str | None, bytes]:
-    """Row of ``events``."""
+    """Row of ``events``; the payload's ``execution_id`` is the row's, so not repeated."""
+    data = event.data
+    if data.get("execution_id") == execution_id:
+        data = {k: v for k, v in data.items() if k != "execution_id"}
     return (
         execution_id,
         event.sequence,
         event.type,
         to_us(event.timestamp),
         event.tenant_id,
-        _dumps(event.data, option=_OPT),
+        _dumps(data, option=_OPT),
     )
 
 
 def event_from_row(execution_id: str, row: sqlite3.Row | tuple[Any, ...]) -> Event:
     """Inverse of ``event_params`` for ``SELECT sequence, type, timestamp, tenant_id, data``."""
     sequence, type_, timestamp, tenant_id, data = row
-    return Event(type_, execution_id, from_us(timestamp), _loads(data), sequence, tenant_id)
+    payload = _loads(data)
+    if "execution_id" not in payload:
+        payload["execution_id"] = execution_id
+    return Event(type_, execution_id, from_us(timestamp), payload, sequence, tenant_id)
 
 
 # -- resume tokens and tasks --------------------------------------------------------------
@@ -242,7 +327,12 @@ def split_statements(script: str) -> list[str]:
 
 # -- SQL ------------------------------------------------------------------------------------
 
-_EXEC_COLUMNS = "id, info, state, checkpoint"
+EXEC_COLUMNS = (
+    "id, info, state, checkpoint, flow_id, flow_version, status, tenant_id, correlation_id, "
+    "parent_execution_id, created_at, updated_at, wake_at, deadline_at"
+)
+"""What ``execution_from_row`` reads (lease columns follow at 14, 15, 16 where selected)."""
+_EXEC_COLUMNS = EXEC_COLUMNS
 
 INSERT_EXECUTION = """
 INSERT INTO executions (id, flow_id, flow_version, status, tenant_id, correlation_id,
@@ -274,7 +364,9 @@ SELECT_CHILDREN = (
 # statistics say, and an error instead of a silent table scan if an index went missing),
 # at most :limit rows each; only the union of those is sorted oldest first.
 SELECT_CLAIMABLE = """
-SELECT e.id, e.info, e.state, e.checkpoint, e.lease_owner, e.lease_token, e.lease_expires_at
+SELECT e.id, e.info, e.state, e.checkpoint, e.flow_id, e.flow_version, e.status, e.tenant_id,
+    e.correlation_id, e.parent_execution_id, e.created_at, e.updated_at, e.wake_at,
+    e.deadline_at, e.lease_owner, e.lease_token, e.lease_expires_at
 FROM (
     SELECT * FROM (
         SELECT id, created_at FROM executions INDEXED BY executions_pending
@@ -467,7 +559,7 @@ INSERT_FLOW = "INSERT INTO flows (flow_id, version, definition, created_at) VALU
 
 # Children of one execution (the purge walks a candidate's tree).
 SELECT_CHILD_NODES = """
-SELECT id, status, info FROM executions INDEXED BY executions_parent
+SELECT id, status, tenant_id, flow_id, info FROM executions INDEXED BY executions_parent
 WHERE parent_execution_id = ?
 """
 
