@@ -1,6 +1,7 @@
 """``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``,
 ``python -m bench engine [--quick] [--only NAME,...] [--profile]``, or
-``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run)."""
+``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run), or
+``python -m bench scale [--size N] [--backends sqlite,postgres]`` (issue 16; not in ``all``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def main() -> int:
         print("commands: peers   side by side with DBOS and Temporal (bench/README.md)")
         print("          engine  engine benchmarks (docs/benchmarks.md)")
         print("          all     engine, then peers (--quick passed to both)")
+        print("          scale   N parked executions vs an empty store (docs/benchmarks.md)")
         return 0
     if argv[0] == "peers":
         from bench.driver import main as peers
@@ -23,6 +25,10 @@ def main() -> int:
         from bench.engine import main as engine
 
         return engine(argv[1:])
+    if argv[0] == "scale":
+        from bench.scale import main as scale
+
+        return scale(argv[1:])
     if argv[0] == "all":
         from bench.driver import main as peers
         from bench.engine import main as engine

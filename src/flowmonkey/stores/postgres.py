@@ -30,6 +30,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import compact
 from flowmonkey.stores import postgres_queries as q
 from flowmonkey.stores import purge as purge_rules
 from flowmonkey.stores.base import (
@@ -331,9 +332,11 @@ class PostgresStore(PostgresBase):
     async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
         """Persisted events with ``sequence > after``, in order."""
         rows = await self._fetchall(q.EVENTS, [execution_id, after])
+        expand = compact.expand_event_row
         return [
-            Event(type_, execution_id, at, orjson.loads(data), sequence, tenant_id)
+            event
             for sequence, type_, at, tenant_id, data in rows
+            for event in expand(execution_id, sequence, type_, at, tenant_id, data, after)
         ]
 
     async def get_resume_token(self, token_hash: str) -> ResumeTokenRecord | None:

@@ -18,8 +18,12 @@ from flowmonkey.stores.base import PurgeBatch, PurgeQuery
 __all__ = ["purge_batch"]
 
 
-def _node(ident: str, status: str, spec: bytes) -> purge_rules.Node:
-    key, expires = purge_rules.idempotency_of(orjson.loads(spec))
+def _node(
+    ident: str, status: str, tenant_id: str | None, flow_id: str, spec: bytes
+) -> purge_rules.Node:
+    header = orjson.loads(spec)
+    header["tenant_id"], header["flow_id"] = tenant_id, flow_id
+    key, expires = purge_rules.idempotency_of(header)
     return purge_rules.Node(ident, status, key, expires)
 
 
@@ -42,9 +46,9 @@ async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
         sql = q.PURGE_CANDIDATES.format(status=wanted[position].value, where=where)
         found = await (await conn.execute(sql, params)).fetchall()
         budget -= len(found)
-        for row_id, _, updated, flow_id, spec, kept in found:
+        for row_id, _, updated, flow_id, tenant_id, spec, kept in found:
             if updated < query.older_than and flow_id not in excluded and not kept:
-                roots[row_id] = _node(row_id, str(wanted[position]), spec)
+                roots[row_id] = _node(row_id, str(wanted[position]), tenant_id, flow_id, spec)
         if budget > 0:  # this status is done
             position, at, ident = position + 1, None, None
         else:
@@ -53,8 +57,11 @@ async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
     trees: dict[str, list[purge_rules.Node]] = defaultdict(list)
     if roots:
         cur = await conn.execute(q.PURGE_TREES, {"roots": list(roots)})
-        for root, node_id, status, spec in await cur.fetchall():
-            trees[root].append(roots[root] if node_id == root else _node(node_id, status, spec))
+        for root, node_id, status, tenant_id, flow_id, spec in await cur.fetchall():
+            node = (
+                roots[root] if node_id == root else _node(node_id, status, tenant_id, flow_id, spec)
+            )
+            trees[root].append(node)
     verdict = purge_rules.decide(trees.values(), query.now)
     if query.dry_run or not verdict.ids:
         return PurgeBatch(executions=len(verdict.ids), rows=0, next_cursor=next_cursor)

@@ -8,13 +8,15 @@ prepared plan, does not depend on how many rows it writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from flowmonkey.model.execution import Execution, StepRecord, TokenStatus
+from flowmonkey.model.execution import Execution, TokenStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import compact
 
 __all__ = [
     "decode_execution",
@@ -43,7 +45,9 @@ SELECT e.status, e.started_at, e.spec, e.state, e.checkpoint,
              WHERE c.execution_id = e.id ORDER BY c.pos) AS ckeys,
        ARRAY(SELECT c.value FROM execution_context c
              WHERE c.execution_id = e.id ORDER BY c.pos) AS cvals,
-       {history} AS hist
+       {history} AS hist,
+       e.id, e.flow_id, e.flow_version, e.tenant_id, e.correlation_id,
+       e.parent_execution_id, e.created_at, e.updated_at, e.wake_at, e.deadline_at
 FROM executions e
 """
 _WITH_HISTORY = (
@@ -178,20 +182,10 @@ HISTORY = """h AS (
     SELECT %(id)s, r FROM unnest(%(history)s::bytea[]) WITH ORDINALITY AS t(r, n)
     WHERE {guard} ORDER BY n
 )"""
-# Several events travel as ONE json parameter, [[seq, type, at, tenant, data], ...]:
-# psycopg dumps arrays element by element in Python, which cost more than the statement.
-# ``json`` (not jsonb) keeps each payload's text exactly as orjson wrote it.
-INSERT_EVENTS = """ev AS (
-    INSERT INTO events (execution_id, sequence, type, at, tenant_id, data)
-    SELECT %(id)s, (e->>0)::bigint, e->>1, (e->>2)::timestamptz, e->>3,
-           convert_to((e->4)::text, 'UTF8')
-    FROM json_array_elements(%(ev_json)s::json) AS e
-    WHERE {guard}
-)"""
-
-# Single-row variants of the three CTEs above: the usual step writes one context key, one
-# history record and one event, and scalar parameters cost psycopg far less to adapt than
-# arrays (whose element type it re-inspects on every call).
+# Single-row variants of the two CTEs above: the usual step writes one context key and one
+# history record, and scalar parameters cost psycopg far less to adapt than arrays (whose
+# element type it re-inspects on every call). A commit's events are always ONE row
+# (``compact.event_row``).
 CONTEXT_SET_ONE = """cs AS (
     INSERT INTO execution_context (execution_id, key, value)
     SELECT %(id)s, %(ctx_key)s::text, %(ctx_value)s::bytea WHERE {guard}
@@ -348,7 +342,7 @@ ORDER BY updated_at, id LIMIT %(limit)s
 # Candidates of one terminal status, oldest first, from the listing index (the status is a
 # literal for the planner's estimates, as in LIST_ARM). ``kept``: a parent still exists.
 PURGE_CANDIDATES = """
-SELECT e.id, e.created_at, e.updated_at, e.flow_id, e.spec,
+SELECT e.id, e.created_at, e.updated_at, e.flow_id, e.tenant_id, e.spec,
     (e.parent_execution_id IS NOT NULL
      AND EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_execution_id)) AS kept
 FROM executions e
@@ -364,7 +358,8 @@ WITH RECURSIVE tree (root, id) AS (
     UNION ALL
     SELECT t.root, c.id FROM tree t JOIN executions c ON c.parent_execution_id = t.id
 )
-SELECT t.root, t.id, e.status, e.spec FROM tree t JOIN executions e ON e.id = t.id
+SELECT t.root, t.id, e.status, e.tenant_id, e.flow_id, e.spec
+FROM tree t JOIN executions e ON e.id = t.id
 """
 # What the executions own, counted, then (next statement) the executions themselves; in
 # this order so the counts are real rather than hidden in ON DELETE CASCADE.
@@ -426,14 +421,34 @@ _dumps = orjson.dumps
 _loads = orjson.loads
 
 
+# Header fields held by columns: the documents do not repeat them (``decode_execution``
+# takes them from the columns).
+_SPEC_COLUMNS = frozenset({
+    "id", "flow_id", "flow_version", "created_at", "tenant_id", "correlation_id",
+    "parent_execution_id", "checkpoint",
+})  # fmt: skip
+_STATE_COLUMNS = frozenset({"status", "updated_at", "started_at", "wake_at", "deadline_at"})
+
+
 def encode_state(header: dict[str, Any]) -> bytes:
-    """JSON of the mutable part of ``Execution.header_dict()``."""
-    return _dumps({key: header[key] for key in _STATE_KEYS})
+    """JSON of the mutable part of ``Execution.header_dict()`` that no column holds:
+    ``None`` and empty values left out, times in microseconds (``stores.compact``)."""
+    state = {
+        key: value
+        for key in _STATE_KEYS
+        if key not in _STATE_COLUMNS and (value := header[key]) is not None
+    }
+    if not state.get("retry_attempts", True):
+        del state["retry_attempts"]
+    return _dumps(compact.times_to_us(state))
 
 
 def encode_spec(header: dict[str, Any]) -> bytes:
-    """JSON of the immutable part of ``Execution.header_dict()`` (no checkpoint)."""
-    return _dumps({k: v for k, v in header.items() if k not in _STATE_KEYS and k != "checkpoint"})
+    """JSON of the immutable part of ``Execution.header_dict()`` that no column holds
+    (``None`` and empty values left out)."""
+    return _dumps(
+        {k: v for k, v in header.items() if k not in _STATE_KEYS and k not in _SPEC_COLUMNS and v}
+    )
 
 
 def wait_deadline(execution: Execution) -> datetime | None:
@@ -446,18 +461,20 @@ def wait_deadline(execution: Execution) -> datetime | None:
     return min(deadlines) if deadlines else None
 
 
-def decode_execution(row: tuple[Any, ...]) -> Execution:
+def decode_execution(row: Sequence[Any]) -> Execution:
     """Build an ``Execution`` from a ``LOAD_*`` row."""
-    status, started_at, spec, state, checkpoint, ckeys, cvals, hist = row
+    status, started_at, spec, state, checkpoint, ckeys, cvals, hist = row[:8]
     data = _loads(spec)
-    data.update(_loads(state))
+    data.update(compact.restore_times(_loads(state)))
+    (data["id"], data["flow_id"], data["flow_version"], data["tenant_id"],
+     data["correlation_id"], data["parent_execution_id"], data["created_at"],
+     data["updated_at"], data["wake_at"], data["deadline_at"]) = row[8:18]  # fmt: skip
     # The columns are authoritative: claim/acquire change them without rewriting `state`.
     data["status"] = status
-    if data.get("started_at") is None and started_at is not None:
-        data["started_at"] = started_at
+    data["started_at"] = started_at
     data["checkpoint"] = _loads(checkpoint) if checkpoint is not None else None
     context = {key: _loads(value) for key, value in zip(ckeys, cvals, strict=True)}
-    history = [StepRecord.from_dict(_loads(r)) for r in hist] if hist else []
+    history = [compact.step_from_blob(r) for r in hist] if hist else []
     return Execution.from_header(data, context=context, history=history)
 
 

@@ -393,8 +393,9 @@ class SqliteStore:
     async def events(self, execution_id: str, *, after: int = 0) -> list[Event]:
         """Persisted events of one execution with ``sequence > after``, in order."""
         # max(): history rows share the table with negative sequences.
-        found = await self._tx(False, ops.rows, q.SELECT_EVENTS, (execution_id, max(after, 0)))
-        return [q.event_from_row(execution_id, row) for row in found]
+        after = max(after, 0)
+        found = await self._tx(False, ops.rows, q.SELECT_EVENTS, (execution_id, after))
+        return [event for row in found for event in q.events_from_row(execution_id, row, after)]
 
     async def get_resume_token(self, token_hash: str) -> ResumeTokenRecord | None:
         """Look a resume token up by its SHA-256 hex digest."""

@@ -142,7 +142,7 @@ def create(
             q.UPSERT_CONTEXT, [(ex.id, k, _dumps(v, option=_OPT)) for k, v in ex.context.items()]
         )
     if events:
-        conn.executemany(q.INSERT_EVENT, [q.event_params(ex.id, e) for e in events])
+        conn.execute(q.INSERT_EVENT, q.event_params(ex.id, events))
     if lease is not None:
         conn.execute(q.GRANT, (lease.owner, lease.token, q.to_us(lease.expires_at), ex.id))
     return execution, True
@@ -332,7 +332,7 @@ def commit(
     if step.history:
         conn.executemany(q.INSERT_STEP, [q.step_params(eid, r) for r in step.history])
     if step.events:
-        conn.executemany(q.INSERT_EVENT, [q.event_params(eid, e) for e in step.events])
+        conn.execute(q.INSERT_EVENT, q.event_params(eid, step.events))
     if step.resume_tokens:
         conn.executemany(
             q.INSERT_RESUME_TOKEN, [q.resume_token_params(r) for r in step.resume_tokens]

@@ -17,6 +17,7 @@ import orjson
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, StepRecord, TokenStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import compact
 
 __all__ = [
     "COMMIT_NARROW",
@@ -89,9 +90,6 @@ _INFO_COLUMNS = frozenset({
     "parent_execution_id",
 })  # fmt: skip
 _STATE_COLUMNS = frozenset({"status", "updated_at", "wake_at", "deadline_at"})
-_STATE_TIMES = ("started_at", "finished_at")
-"""State times stored as integer microseconds (17 bytes less than ISO text each)."""
-_TOKEN_TIMES = ("wake_at", "wait_started_at", "wait_deadline_at")
 
 
 def info_blob(header: dict[str, Any]) -> bytes:
@@ -107,15 +105,7 @@ def compact_state(state: dict[str, Any]) -> dict[str, Any]:
     """``Execution.state_dict()`` as stored: no column-held fields, no ``None`` or empty
     values, times in microseconds."""
     out = {k: v for k, v in state.items() if k not in _STATE_COLUMNS and v is not None}
-    for key in _STATE_TIMES:
-        value = out.get(key)
-        if isinstance(value, datetime):
-            out[key] = to_us(value)
-    for token in out.get("tokens", ()):
-        for key in _TOKEN_TIMES:
-            value = token.get(key)
-            if isinstance(value, str):
-                token[key] = to_us(datetime.fromisoformat(value))
+    compact.times_to_us(out)
     if not out.get("retry_attempts", True):
         del out["retry_attempts"]
     return out
@@ -160,15 +150,7 @@ def execution_from_row(
     ``status`` override the stored ones, as a grant just wrote them)."""
     data = _loads(row[1])
     data.update(_loads(row[2]) if state is None else state)
-    for key in _STATE_TIMES:
-        value = data.get(key)
-        if isinstance(value, int):
-            data[key] = from_us(value)
-    for token in data.get("tokens", ()):
-        for key in _TOKEN_TIMES:
-            value = token.get(key)
-            if isinstance(value, int):
-                token[key] = from_us(value)
+    compact.restore_times(data)
     data["id"], data["flow_id"], data["flow_version"] = row[0], row[4], row[5]
     data["status"] = row[6] if status is None else status
     data["tenant_id"], data["correlation_id"], data["parent_execution_id"] = row[7:10]
@@ -181,56 +163,30 @@ def execution_from_row(
 
 
 def step_params(execution_id: str, record: StepRecord) -> tuple[str, int, bytes]:
-    """A history row of ``events`` (negative sequence, type ``$step``): the record as an
-    array in ``StepRecord`` field order, times in microseconds, trailing ``None``s cut."""
-    fields = [
-        record.step_id, record.handler_type, record.attempt, record.run_number,
-        record.outcome, to_us(record.started_at), to_us(record.finished_at),
-        record.duration_ms, record.error, record.token_id,
-    ]  # fmt: skip
-    while fields[-1] is None:
-        fields.pop()
-    return (execution_id, to_us(record.finished_at), _dumps(fields, option=_OPT))
+    """A history row of ``events`` (negative sequence, type ``$step``)."""
+    return (execution_id, to_us(record.finished_at), compact.step_blob(record))
 
 
-def step_from_blob(data: bytes) -> StepRecord:
-    """Inverse of ``step_params`` (also reads the object form of older rows)."""
-    value = _loads(data)
-    if isinstance(value, dict):
-        return StepRecord.from_dict(value)
-    value += [None] * (10 - len(value))
-    step_id, handler_type, attempt, run_number, outcome, started, finished, took, error, token = (
-        value
-    )
-    return StepRecord(
-        step_id=step_id, handler_type=handler_type, attempt=attempt, run_number=run_number,
-        outcome=outcome, started_at=from_us(started), finished_at=from_us(finished),
-        duration_ms=took, error=error, token_id=token,
-    )  # fmt: skip
+step_from_blob = compact.step_from_blob
 
 
-def event_params(execution_id: str, event: Event) -> tuple[str, int, str, int, str | None, bytes]:
-    """Row of ``events``; the payload's ``execution_id`` is the row's, so not repeated."""
-    data = event.data
-    if data.get("execution_id") == execution_id:
-        data = {k: v for k, v in data.items() if k != "execution_id"}
-    return (
-        execution_id,
-        event.sequence,
-        event.type,
-        to_us(event.timestamp),
-        event.tenant_id,
-        _dumps(data, option=_OPT),
-    )
+def event_params(
+    execution_id: str, events: Sequence[Event]
+) -> tuple[str, int, str, int, str | None, bytes]:
+    """The one ``events`` row of one commit's events (``compact.event_row``)."""
+    sequence, type_, timestamp, tenant_id, data = compact.event_row(execution_id, events)
+    return (execution_id, sequence, type_, to_us(timestamp), tenant_id, data)
 
 
-def event_from_row(execution_id: str, row: sqlite3.Row | tuple[Any, ...]) -> Event:
-    """Inverse of ``event_params`` for ``SELECT sequence, type, timestamp, tenant_id, data``."""
+def events_from_row(
+    execution_id: str, row: sqlite3.Row | tuple[Any, ...], after: int
+) -> list[Event]:
+    """Inverse of ``event_params`` for ``SELECT sequence, type, timestamp, tenant_id, data``
+    (the events with ``sequence > after``)."""
     sequence, type_, timestamp, tenant_id, data = row
-    payload = _loads(data)
-    if "execution_id" not in payload:
-        payload["execution_id"] = execution_id
-    return Event(type_, execution_id, from_us(timestamp), payload, sequence, tenant_id)
+    return compact.expand_event_row(
+        execution_id, sequence, type_, from_us(timestamp), tenant_id, data, after
+    )
 
 
 # -- resume tokens and tasks --------------------------------------------------------------
