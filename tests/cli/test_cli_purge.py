@@ -31,3 +31,8 @@ def test_purge_rejects_bad_durations(invoke: Invoke) -> None:
     assert_user_error(invoke("purge", "--older-than", "0s"), "positive")
     missing = invoke("purge")
     assert missing.exit_code == 2 and "--older-than" in missing.output
+
+
+def test_worker_rejects_a_non_positive_retention(invoke: Invoke) -> None:
+    result = invoke("worker", "--retention", "0s")
+    assert result.exit_code == 2 and "--retention must be positive" in result.output

@@ -178,6 +178,21 @@ def _fail(message: str, code: int) -> NoReturn:
     show_default=True,
     help="How long in-flight steps may finish after SIGTERM.",
 )
+@click.option(
+    "--retention",
+    callback=_duration,
+    metavar="DURATION",
+    default=None,
+    help="Purge finished executions this long after they finished (e.g. 30d) [keep forever].",
+)
+@click.option(
+    "--purge-interval",
+    callback=_duration,
+    metavar="DURATION",
+    default="10m",
+    show_default=True,
+    help="How often the retention pass runs.",
+)
 @click.option("--worker-id", default=None, help="Lease owner id [hostname-pid-random].")
 @click.option(
     "--check",
@@ -199,6 +214,8 @@ def worker_command(
     reaper_interval: timedelta,
     lease_for: timedelta | None,
     shutdown_grace: timedelta,
+    retention: timedelta | None,
+    purge_interval: timedelta,
     worker_id: str | None,
     check: bool,
 ) -> None:
@@ -229,13 +246,18 @@ def worker_command(
             reaper_interval=reaper_interval.total_seconds(),
             lease_for=lease_for,
             shutdown_grace=shutdown_grace.total_seconds(),
+            purge_interval=purge_interval.total_seconds(),
             worker_id=worker_id or default_worker_id(),
             health_port=health_port,
             health_host=health_host,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc))
-    code = asyncio.run(_serve(store_url, handler_modules, flow_paths, redis_url, options))
+    if retention is not None and retention <= timedelta(0):
+        raise click.UsageError("--retention must be positive")
+    code = asyncio.run(
+        _serve(store_url, handler_modules, flow_paths, redis_url, options, retention)
+    )
     sys.exit(code)
 
 
@@ -245,6 +267,7 @@ async def _serve(
     flow_paths: tuple[str, ...],
     redis_url: str | None,
     options: Any,
+    retention: timedelta | None = None,
 ) -> int:
     from flowmonkey.definitions.loader import load_flows
     from flowmonkey.definitions.registry import FlowRegistry
@@ -263,7 +286,9 @@ async def _serve(
         flows = FlowRegistry(load_flows(flow_paths, handler_types=handlers.types()))
     except (errors.FlowMonkeyError, ValueError) as exc:
         _fail(str(exc), 2)
-    engine_options = EngineOptions(lease_for=options.lease_for or EngineOptions().lease_for)
+    engine_options = EngineOptions(
+        lease_for=options.lease_for or EngineOptions().lease_for, retention=retention
+    )
     engine = Engine(store, handlers, flows, options=engine_options)
     signaler = None
     if redis_url:
