@@ -21,7 +21,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token, TokenStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
-from flowmonkey.stores import purge as purge_rules
+from flowmonkey.stores import memory_purge
 from flowmonkey.stores.base import (
     Acquired,
     ExecutionQuery,
@@ -457,80 +457,7 @@ class MemoryStore:
 
     async def purge(self, query: PurgeQuery) -> PurgeBatch:
         """Delete one batch of old finished executions (see ``Store.purge``)."""
-        wanted = purge_rules.statuses(query)
-        position, at, ident = purge_rules.decode_cursor(query.cursor)
-        excluded = set(query.exclude_flow_ids)
-        budget = query.limit
-        trees: builtins.list[builtins.list[purge_rules.Node]] = []
-        while position < len(wanted) and budget > 0:
-            status = wanted[position]
-            found = sorted(
-                (e.created_at, e.id)
-                for e in (r.execution for r in self._rows.values())
-                if e.status is status
-                and e.created_at < query.older_than
-                and (query.flow_id is None or e.flow_id == query.flow_id)
-                and (at is None or (e.created_at, e.id) > (at, ident))
-            )[:budget]
-            budget -= len(found)
-            for _, row_id in found:
-                header = self._rows[row_id].execution
-                if header.updated_at >= query.older_than or header.flow_id in excluded:
-                    continue
-                if header.parent_execution_id in self._rows:
-                    continue  # kept with its parent
-                trees.append(self._tree(row_id))
-            if budget > 0:
-                position, at, ident = position + 1, None, None
-            else:
-                at, ident = found[-1]
-        next_cursor = (
-            purge_rules.encode_cursor(position, at, ident) if position < len(wanted) else None
-        )
-        verdict = purge_rules.decide(trees, query.now)
-        if query.dry_run:
-            return PurgeBatch(executions=len(verdict.ids), rows=0, next_cursor=next_cursor)
-        return PurgeBatch(
-            executions=len(verdict.ids), rows=self._delete(verdict), next_cursor=next_cursor
-        )
-
-    def _tree(self, root_id: str) -> builtins.list[purge_rules.Node]:
-        tree = []
-        todo = [root_id]
-        for ident in todo:
-            header = self._rows[ident].execution
-            key, expires = purge_rules.idempotency_of(
-                {"tenant_id": header.tenant_id, "flow_id": header.flow_id,
-                 "idempotency_key": header.idempotency_key,
-                 "idempotency_expires_at": header.idempotency_expires_at}
-            )  # fmt: skip
-            tree.append(purge_rules.Node(ident, str(header.status), key, expires))
-            todo.extend(
-                r.execution.id
-                for r in self._rows.values()
-                if r.execution.parent_execution_id == ident
-            )
-        return tree
-
-    def _delete(self, verdict: purge_rules.Verdict) -> int:
-        """Drop the executions and what they own; the number of records removed, counted
-        as the SQL stores count rows (history records and events are rows there)."""
-        gone = set(verdict.ids)
-        count = 0
-        for ident in verdict.ids:
-            row = self._rows.pop(ident)
-            count += 1 + len(row.context) + len(row.history) + len(row.events)
-        for token_hash in [h for h, t in self._tokens.items() if t.execution_id in gone]:
-            del self._tokens[token_hash]
-            count += 1
-        for task_id in [i for i, t in self._tasks.items() if t.execution_id in gone]:
-            del self._tasks[task_id]
-            count += 1
-        for tenant, flow_id, key, ident in verdict.keys:
-            if self._idem.get((tenant, flow_id, key)) == ident:
-                del self._idem[(tenant, flow_id, key)]
-                count += 1
-        return count
+        return memory_purge.purge(self._rows, self._tokens, self._tasks, self._idem, query)
 
     # -- events, tokens, tasks ----------------------------------------------------------
 
