@@ -26,7 +26,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.records import ResumeTokenRecord, Task
-from flowmonkey.stores import migrate
+from flowmonkey.stores import migrate, sqlite_purge
 from flowmonkey.stores import sqlite_ops as ops
 from flowmonkey.stores import sqlite_queries as q
 from flowmonkey.stores.base import (
@@ -427,7 +427,7 @@ class SqliteStore:
 
     async def purge(self, query: PurgeQuery) -> PurgeBatch:
         """Delete one batch of old finished executions (see ``Store.purge``)."""
-        return await self._tx(True, ops.purge, query)
+        return await self._tx(True, sqlite_purge.purge, query)
 
     # -- flow definitions -----------------------------------------------------------------
 

@@ -17,15 +17,12 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord
 from flowmonkey.stores import migrate
-from flowmonkey.stores import purge as purge_rules
 from flowmonkey.stores import sqlite_queries as q
 from flowmonkey.stores.base import (
     Acquired,
     ExecutionQuery,
     Lease,
     Page,
-    PurgeBatch,
-    PurgeQuery,
     StepCommit,
     StoredFlow,
 )
@@ -47,7 +44,6 @@ __all__ = [
     "ALL_STATUSES",
     "list_executions",
     "list_sql",
-    "purge",
     "list_flows",
     "release",
     "rows",
@@ -370,74 +366,6 @@ def fenced(conn: sqlite3.Connection, sql: str, value: Any, lease: Lease) -> None
 def release(conn: sqlite3.Connection, lease: Lease) -> None:
     """Drop the lease if it is still this one."""
     conn.execute(q.RELEASE, (lease.execution_id, lease.token, lease.owner))
-
-
-# -- retention ----------------------------------------------------------------------------
-
-
-def _node(
-    ident: str, status: str, tenant_id: str | None, flow_id: str, info: bytes
-) -> purge_rules.Node:
-    header = _loads(info)
-    header["tenant_id"], header["flow_id"] = tenant_id, flow_id
-    key, expires = purge_rules.idempotency_of(header)
-    return purge_rules.Node(ident, status, key, expires)
-
-
-def _tree(conn: sqlite3.Connection, root: purge_rules.Node) -> list[purge_rules.Node]:
-    """The root and every descendant (through the parent index)."""
-    tree = [root]
-    for node in tree:  # grows while it is walked: breadth first
-        tree.extend(_node(*row) for row in conn.execute(q.SELECT_CHILD_NODES, (node.id,)))
-    return tree
-
-
-def purge(conn: sqlite3.Connection, query: PurgeQuery) -> PurgeBatch:
-    """One batch of a purge pass (see ``Store.purge``): examines at most ``query.limit``
-    terminal executions through a listing index, oldest first."""
-    wanted = purge_rules.statuses(query)
-    position, at, ident = purge_rules.decode_cursor(query.cursor)
-    cutoff = q.to_us(query.older_than)
-    excluded = set(query.exclude_flow_ids)
-    budget = query.limit
-    trees: list[list[purge_rules.Node]] = []
-    while position < len(wanted) and budget > 0:
-        where, args = ["status = ?", "created_at < ?"], [str(wanted[position]), cutoff]
-        index = "executions_status"
-        if query.flow_id is not None:
-            index = "executions_flow"
-            where.append("flow_id = ?")
-            args.append(query.flow_id)
-        if at is not None:
-            where.append("(created_at, id) > (?, ?)")
-            args.extend((q.to_us(at), ident))
-        found = conn.execute(
-            "SELECT id, created_at, updated_at, flow_id, parent_execution_id, status, tenant_id, "
-            f"info "
-            f"FROM executions INDEXED BY {index} WHERE {' AND '.join(where)} "
-            "ORDER BY created_at, id LIMIT ?",
-            (*args, budget),
-        ).fetchall()
-        budget -= len(found)
-        for row_id, _, updated, flow_id, parent, status, tenant_id, info in found:
-            if updated >= cutoff or flow_id in excluded:
-                continue
-            if parent is not None and conn.execute(q.EXECUTION_EXISTS, (parent,)).fetchone():
-                continue  # kept with its parent
-            trees.append(_tree(conn, _node(row_id, status, tenant_id, flow_id, info)))
-        if budget > 0:  # this status is done
-            position, at, ident = position + 1, None, None
-        else:
-            at, ident = q.from_us(found[-1][1]), found[-1][0]
-    next_cursor = purge_rules.encode_cursor(position, at, ident) if position < len(wanted) else None
-    verdict = purge_rules.decide(trees, query.now)
-    if query.dry_run or not verdict.ids:
-        return PurgeBatch(executions=len(verdict.ids), rows=0, next_cursor=next_cursor)
-    params = [(i,) for i in verdict.ids]
-    deleted = sum(conn.executemany(sql, params).rowcount for sql in q.PURGE_DELETES)
-    if verdict.keys:
-        deleted += conn.executemany(q.PURGE_KEY, verdict.keys).rowcount
-    return PurgeBatch(executions=len(verdict.ids), rows=deleted, next_cursor=next_cursor)
 
 
 # -- flows --------------------------------------------------------------------------------

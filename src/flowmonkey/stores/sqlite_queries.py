@@ -511,28 +511,6 @@ SELECT_ALL_FLOW_VERSIONS = "SELECT flow_id, version FROM flows"
 
 INSERT_FLOW = "INSERT INTO flows (flow_id, version, definition, created_at) VALUES (?, ?, ?, ?)"
 
-# -- retention ------------------------------------------------------------------------------
-
-# Children of one execution (the purge walks a candidate's tree).
-SELECT_CHILD_NODES = """
-SELECT id, status, tenant_id, flow_id, info FROM executions INDEXED BY executions_parent
-WHERE parent_execution_id = ?
-"""
-
-# Children first so each count is real (the executions' ON DELETE CASCADE would hide it).
-PURGE_DELETES = (
-    "DELETE FROM events WHERE execution_id = ?",
-    "DELETE FROM execution_context WHERE execution_id = ?",
-    "DELETE FROM resume_tokens WHERE execution_id = ?",
-    "DELETE FROM tasks WHERE execution_id = ?",
-    "DELETE FROM executions WHERE id = ?",
-)
-
-PURGE_KEY = """
-DELETE FROM idempotency_keys
-WHERE tenant_id = ? AND flow_id = ? AND key = ? AND execution_id = ?
-"""
-
 SELECT_SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
 
 INSERT_SCHEMA_VERSION = "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)"
