@@ -10,7 +10,7 @@ LOCK := requirements/dev.txt
 MIN_LOCK := requirements/min.txt
 UV_VERSION := 0.13.8
 # The tools the lowest-bounds run needs besides the package: taken at their locked versions.
-TEST_TOOLS := pytest pytest-asyncio pytest-timeout hypothesis
+TEST_TOOLS := pytest pytest-asyncio pytest-timeout hypothesis aiosmtpd
 
 .PHONY: install test test-min check fmt lock lock-upgrade example bench bench-quick bench-setup bench-peers clean
 
@@ -33,13 +33,14 @@ test-min: $(STAMP)
 	$(MIN_VENV)/bin/pip install -q --upgrade pip
 	$(MIN_VENV)/bin/pip install -q -c $(MIN_LOCK) -e '.[all]'
 	$(MIN_VENV)/bin/pip install -q $$(grep -E '^($(shell echo $(TEST_TOOLS) | tr ' ' '|'))==' $(LOCK))
-	$(MIN_VENV)/bin/pip freeze | grep -iE '^(orjson|pyyaml|jmespath|jsonschema|psycopg|redis|click|rich|httpx)=='
+	$(MIN_VENV)/bin/pip freeze | grep -iE '^(orjson|pyyaml|jmespath|jsonschema|psycopg|redis|click|rich|httpx|aiosmtplib)=='
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests

@@ -1,5 +1,6 @@
 """``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``,
 ``python -m bench engine [--quick] [--only NAME,...] [--profile]``, or
+``python -m bench http [--quick]`` (the cost of the engine around one http step),
 ``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run), or
 ``python -m bench scale [--size N] [--backends sqlite,postgres]`` (issue 16; not in ``all``)."""
 
@@ -14,6 +15,7 @@ def main() -> int:
         print(__doc__)
         print("commands: peers   side by side with DBOS and Temporal (bench/README.md)")
         print("          engine  engine benchmarks (docs/benchmarks.md)")
+        print("          http    one http step vs bare httpx requests (docs/benchmarks.md)")
         print("          all     engine, then peers (--quick passed to both)")
         print("          scale   N parked executions vs an empty store (docs/benchmarks.md)")
         return 0
@@ -25,6 +27,10 @@ def main() -> int:
         from bench.engine import main as engine
 
         return engine(argv[1:])
+    if argv[0] == "http":
+        from bench.http_step import main as http
+
+        return http(argv[1:])
     if argv[0] == "scale":
         from bench.scale import main as scale
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.retention import keep_latest
 from bench.workloads import ALL_WORKLOADS, BENCH, ROOT, WORK
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -31,6 +32,10 @@ SYSTEMS: dict[str, dict[str, Any]] = {
                    "backends": ("sqlite", "postgres")},
     "dbos": {"python": BENCH / ".venvs" / "dbos" / "bin" / "python",
              "module": "bench.runners.dbos_runner", "backends": ("sqlite", "postgres")},
+    # DBOS's synchronous workflows called directly: only where a caller takes the result
+    "dbos-sync": {"python": BENCH / ".venvs" / "dbos" / "bin" / "python",
+                  "module": "bench.runners.dbos_sync_runner", "backends": ("sqlite", "postgres"),
+                  "workloads": ("W1", "W2")},
     "temporal": {"python": BENCH / ".venvs" / "temporal" / "bin" / "python",
                  "module": "bench.runners.temporal_runner", "backends": ("sqlite",)},
 }
@@ -129,7 +134,7 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench peers")
     ap.add_argument("--quick", action="store_true", help="small sizes, 1 measured run")
-    ap.add_argument("--systems", default="flowmonkey,dbos,temporal")
+    ap.add_argument("--systems", default="flowmonkey,dbos,dbos-sync,temporal")
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--workloads", default=",".join(ALL_WORKLOADS))
     ap.add_argument("--runs", type=int, default=None,
@@ -233,6 +238,10 @@ def main(argv: list[str]) -> int:
                 skipped.append(f"flowmonkey: engine API not available ({chk.stdout.strip()}"
                                f"{chk.stderr.strip()[-200:]})")
                 continue
+        own = [w for w in workloads if w in spec.get("workloads", workloads)]
+        if not own:
+            skipped.append(f"{s}: none of the selected workloads applies")
+            continue
         for be in backends:
             if be not in spec["backends"]:
                 skipped.append(f"{s}: no {be} backend")
@@ -243,13 +252,13 @@ def main(argv: list[str]) -> int:
                 wd.mkdir(parents=True, exist_ok=True)
                 # the warm-up run uses the quick sizes and only W1/W2 (it only warms
                 # caches, files and the server; the rest would cost minutes for nothing)
-                wl = [w for w in workloads if w in WARMUP_WORKLOADS] or workloads
+                wl = [w for w in own if w in WARMUP_WORKLOADS] or own
                 cmd = [str(py), "-m", spec["module"], "--backend", be,
                        "--mode", "quick" if is_warm else mode,
-                       "--workloads", ",".join(wl if is_warm else workloads),
+                       "--workloads", ",".join(wl if is_warm else own),
                        "--workdir", str(wd),
                        "--run", str(i)]
-                db = f"bench_{s}"
+                db = f"bench_{s.replace('-', '_')}"
                 if be == "postgres":
                     cmd += ["--pg-dsn", fresh_pg_db(db)]
                 label = f"{s}/{be} run {i}{' (warm-up)' if is_warm else ''}"
@@ -288,6 +297,7 @@ def main(argv: list[str]) -> int:
         md = report.write_docs(summary, records, skipped, commands, argv, mode, runs, warm,
                                total, out_path)
         console.print(f"docs: {os.path.relpath(md, ROOT)}")
+        keep_latest(out_path)
     return 0
 
 

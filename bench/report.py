@@ -117,6 +117,19 @@ def _find(summary: list[dict[str, Any]], system: str, backend: str, wl: str,
     return None
 
 
+def fastest_dbos(summary: list[dict[str, Any]], backend: str, wl: str,
+                 variant: str) -> tuple[str, dict[str, Any]] | None:
+    """DBOS's fastest configuration measured for this row: its async path (``dbos``) or
+    its synchronous workflows called directly (``dbos-sync``)."""
+    found = [(s, r) for s in ("dbos", "dbos-sync")
+             if (r := _find(summary, s, backend, wl, variant)) is not None]
+    if not found:
+        return None
+    if wl == "W1":
+        return min(found, key=lambda sr: sr[1]["per_step"]["p50_ms"])
+    return max(found, key=lambda sr: sr[1]["steps_per_s"])
+
+
 def goals(summary: list[dict[str, Any]],
           records: list[dict[str, Any]] | None = None) -> list[tuple[str, str, str]]:
     """(goal, measured, met/MISSED) rows for the issue's goals, from the medians
@@ -131,19 +144,21 @@ def goals(summary: list[dict[str, Any]],
     for be in ("sqlite", "postgres"):
         for var in sorted({r["variant"] for r in summary if r["workload"] == "W1"},
                           key=lambda v: int(v.split("=")[1])):
-            a, b = _find(summary, fm, be, "W1", var), _find(summary, "dbos", be, "W1", var)
-            if a and b:
+            a, fast = _find(summary, fm, be, "W1", var), fastest_dbos(summary, be, "W1", var)
+            if a and fast:
+                name, b = fast
                 x = b["per_step"]["p50_ms"] / a["per_step"]["p50_ms"]
-                out.append((f"W1 {var} {be}: >= 5x DBOS (per-step p50)",
+                out.append((f"W1 {var} {be}: >= 5x DBOS's fastest (per-step p50)",
                             f"{x:.1f}x ({_f(a['per_step']['p50_ms'], 2)} vs "
-                            f"{_f(b['per_step']['p50_ms'], 2)} ms)", verdict(x >= 5)))
+                            f"{_f(b['per_step']['p50_ms'], 2)} ms, {name})", verdict(x >= 5)))
         for var in sorted({r["variant"] for r in summary if r["workload"] == "W2"}):
-            a, b = _find(summary, fm, be, "W2", var), _find(summary, "dbos", be, "W2", var)
-            if a and b:
+            a, fast = _find(summary, fm, be, "W2", var), fastest_dbos(summary, be, "W2", var)
+            if a and fast:
+                name, b = fast
                 x = a["steps_per_s"] / b["steps_per_s"]
-                out.append((f"W2 {var} {be}: >= 5x DBOS (steps/s)",
-                            f"{x:.1f}x ({_f(a['steps_per_s'])} vs {_f(b['steps_per_s'])})",
-                            verdict(x >= 5)))
+                out.append((f"W2 {var} {be}: >= 5x DBOS's fastest (steps/s)",
+                            f"{x:.1f}x ({_f(a['steps_per_s'])} vs {_f(b['steps_per_s'])},"
+                            f" {name})", verdict(x >= 5)))
         bursts = sorted({r["variant"] for r in summary
                          if r["workload"] == "W3" and r["variant"].startswith("burst")})
         for var in ("one-at-a-time", *bursts):

@@ -277,6 +277,7 @@ class Adapter:
         self.backend = ""
         self.side_url = ""
         self.notes: dict[str, Any] = {}
+        self.workload = ""
 
     async def setup(self, backend: str) -> None:
         self.backend = backend
@@ -611,6 +612,7 @@ async def run_workloads(a: Adapter, mode: str, workloads: list[str],
         await warmup(a, P["warmup_flows"])
     for w in workloads:
         t0 = time.perf_counter()
+        a.workload = w  # an adapter may pick its path per workload (dbos-sync)
         try:
             if w == "W1":
                 recs = await w1(a, P["W1"])

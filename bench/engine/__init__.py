@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     docs = args.docs if args.docs is not None else (not args.quick and not args.only)
     if docs and core.update_docs(results, meta, path):
         print(f"updated {core.DOCS.relative_to(core.ROOT)}")
+        from bench.retention import keep_latest
+
+        keep_latest(path)
     return 1 if any(r.skipped and r.skipped.startswith("error") for r in results) else 0
 
 

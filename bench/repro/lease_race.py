@@ -51,8 +51,9 @@ async def main(dsn: str) -> None:
         await asyncio.sleep(3)
         worker.stop()
         await task
-    print(f"leases re-granted to the worker that already held them: {len(regranted)} "
-          f"{regranted[:3]}")
+    print(
+        f"leases re-granted to the worker that already held them: {len(regranted)} {regranted[:3]}"
+    )
 
 
 if __name__ == "__main__":

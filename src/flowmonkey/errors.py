@@ -20,8 +20,11 @@ __all__ = [
     "FlowValidationError",
     "HandlerNotFound",
     "IdempotencyConflict",
+    "InvalidCursor",
+    "InvalidDuration",
     "InvalidResumeToken",
     "InvalidSignal",
+    "InvalidValue",
     "LeaseLost",
     "ResumeTokenExpired",
     "SchemaVersionError",
@@ -52,6 +55,16 @@ class FlowMonkeyError(Exception):
         return out
 
 
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates escaped: a definition may contain them (JSON allows
+    ``"\\ud800"``), and printing them to a UTF-8 terminal would raise."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class ValidationIssue:
     """One problem found in a flow definition."""
@@ -62,6 +75,10 @@ class ValidationIssue:
     """What is wrong, in one sentence."""
     severity: str = "error"
     """``error`` (the flow is rejected) or ``warning`` (reported, accepted)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _printable(self.path))
+        object.__setattr__(self, "message", _printable(self.message))
 
     def to_dict(self) -> dict[str, str]:
         """Return the issue as a JSON-ready dict."""
@@ -89,7 +106,7 @@ class FlowValidationError(FlowMonkeyError):
             listed = "; ".join(f"{i.path}: {i.message}" for i in errors)
             name = f'Flow "{flow_id}"' if flow_id else "Flow"
             message = f"{name} is invalid ({len(errors)} problem(s)): {listed}"
-        super().__init__(message, details=[i.to_dict() for i in self.issues])
+        super().__init__(_printable(message), details=[i.to_dict() for i in self.issues])
 
 
 class FlowNotFound(FlowMonkeyError):
@@ -166,6 +183,31 @@ class IdempotencyConflict(FlowMonkeyError):
     code = "IDEMPOTENCY_CONFLICT"
 
 
+class InvalidCursor(FlowMonkeyError, ValueError):
+    """A listing cursor is not one a previous page returned (garbled, truncated, forged).
+
+    Also a ``ValueError``, which stores raised for bad cursors before it existed.
+    """
+
+    code = "INVALID_CURSOR"
+
+    def __init__(self, cursor: str) -> None:
+        self.cursor = cursor
+        shown = cursor if len(cursor) <= 60 else cursor[:60] + "..."
+        super().__init__(
+            f"Invalid cursor {shown!r}: pass the next_cursor of a previous page unchanged"
+        )
+
+
+class InvalidDuration(FlowMonkeyError, ValueError):
+    """A duration cannot be parsed, is negative, or is longer than ``MAX_DURATION``.
+
+    Also a ``ValueError``, which ``parse_duration`` raised before it existed.
+    """
+
+    code = "INVALID_DURATION"
+
+
 class HandlerNotFound(FlowMonkeyError):
     """No handler is registered for a step type."""
 
@@ -212,6 +254,13 @@ class LeaseLost(StoreError):
     def __init__(self, execution_id: str, reason: str = "lease taken over") -> None:
         self.execution_id = execution_id
         super().__init__(f'Lease on execution "{execution_id}" lost: {reason}')
+
+
+class InvalidValue(FlowMonkeyError, ValueError):
+    """A value cannot be stored as given: not JSON, or a number JSON cannot hold (NaN,
+    Infinity), or an empty ``tenant_id``. Nothing was written."""
+
+    code = "INVALID_VALUE"
 
 
 class ContextLimitError(FlowMonkeyError):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from flowmonkey.clock import FakeClock
 from flowmonkey.definitions.registry import FlowRegistry
 from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.options import EngineOptions
@@ -18,34 +19,6 @@ from flowmonkey.stores.base import Store
 from flowmonkey.stores.memory import MemoryStore
 
 __all__ = ["FakeClock", "TestHarness", "make_engine"]
-
-
-class FakeClock:
-    """A clock that only moves when told to (``advance``/``set``)."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start if start is not None else datetime(2026, 1, 1, tzinfo=UTC)
-        if self._now.tzinfo is None:
-            raise ValueError("FakeClock needs a timezone-aware start time")
-
-    def now(self) -> datetime:
-        """The current fake time."""
-        return self._now
-
-    def advance(self, delta: timedelta | float) -> datetime:
-        """Move forward by a ``timedelta`` or a number of seconds; returns the new time."""
-        if not isinstance(delta, timedelta):
-            delta = timedelta(seconds=delta)
-        if delta < timedelta(0):
-            raise ValueError("time only moves forward")
-        self._now += delta
-        return self._now
-
-    def set(self, when: datetime) -> None:
-        """Jump to ``when`` (must not be earlier than now)."""
-        if when < self._now:
-            raise ValueError("time only moves forward")
-        self._now = when
 
 
 def make_engine(

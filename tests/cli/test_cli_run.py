@@ -180,8 +180,22 @@ def test_store_from_environment(store_url: str) -> None:
     assert len(json_out(listed)["items"]) == 1
 
 
-def test_max_wait_zero_stops_at_the_retry_backoff(invoke: Invoke) -> None:
-    result = run_order(invoke, "--json", "--max-wait", "0")
+def test_max_wait_zero_stops_at_the_retry_backoff(invoke: Invoke, tmp_path: Path) -> None:
+    # The example's 50 ms backoff, made an hour long: the resume below must find the
+    # execution still in its retry wait however slow the machine is (once the backoff
+    # has passed, the wait is over and ``resume`` rightly refuses: it is not waiting);
+    # the gateway fails once only, so the resumed attempt succeeds.
+    flow = tmp_path / "flow.yaml"
+    slow = "backoffMs: 3600000, backoffMultiplier: 2, maxBackoffMs: 3600000"
+    text = (ORDER / "flow.yaml").read_text()
+    assert "backoffMs: 50, backoffMultiplier: 2, maxBackoffMs: 1000" in text
+    text = text.replace("backoffMs: 50, backoffMultiplier: 2, maxBackoffMs: 1000", slow)
+    assert "failFirstAttempts: 2" in text
+    flow.write_text(text.replace("failFirstAttempts: 2", "failFirstAttempts: 1"))
+    result = invoke(
+        "--json", "run", str(flow), "--handlers", str(ORDER / "handlers.py"),
+        "--input", f"@{ORDER / 'input.json'}", "--max-wait", "0",
+    )  # fmt: skip
     assert result.exit_code == 3, result.output
     doc = json_out(result)
     assert doc["status"] == "waiting"
@@ -200,3 +214,40 @@ def test_version_and_help(invoke: Invoke) -> None:
     for command in ("run", "resume", "signal", "cancel", "status", "history", "list",
                     "events", "flows", "validate", "graph"):  # fmt: skip
         assert command in helped.stdout
+
+
+def test_cancel_from_a_process_without_the_flow_ends_cancelled(
+    invoke: Invoke, store_url: str
+) -> None:
+    """Issue 9, items 3 and 8: an app registered the flow in code only (it is not in
+    the store); ``flowmonkey cancel`` still ends in ``cancelled`` with its record and
+    event, never ``failed FLOW_NOT_FOUND``."""
+    import asyncio
+
+    from flowmonkey import FlowBuilder, Result, handler
+    from flowmonkey.stores import open_store
+    from flowmonkey.testing import make_engine
+
+    @handler("hold")
+    async def hold(ctx: object) -> Result:
+        return Result.wait(reason="on hold")
+
+    flow = FlowBuilder("code-only").step("hold", "hold").build()
+
+    async def start() -> str:
+        async with make_engine([hold], [flow], store=open_store(store_url)) as engine:
+            result = await engine.start("code-only", {})
+            assert (await engine.store.get_flow("code-only")) is None
+            return result.execution.id
+
+    execution_id = asyncio.run(start())
+    result = invoke("cancel", execution_id, "--reason", "stop it")
+    assert result.exit_code == 0, result.output
+    doc = json_out(invoke("--json", "status", execution_id))
+    assert doc["status"] == "cancelled"
+    assert doc.get("error") is None
+    assert doc["cancellation"]["source"] == "user"
+    assert doc["cancellation"]["reason"] == "stop it"
+    events = json_out(invoke("--json", "events", execution_id))["events"]
+    assert events[-1]["type"] == "execution.cancelled"
+    assert "execution.failed" not in [e["type"] for e in events]

@@ -47,6 +47,51 @@ async def test_claim_picks_runnable_executions_oldest_first(store: Store) -> Non
     assert await claimed_ids(store, owner="w2") == []
 
 
+async def test_claim_of_flows_takes_only_those_flow_versions(store: Store) -> None:
+    mine = make_execution(id="mine", flow_id="orders", created_at=at(1))
+    other_version = make_execution(
+        id="other-version", flow_id="orders", flow_version="2.0.0", created_at=at(0)
+    )
+    other_flow = make_execution(id="other-flow", flow_id="refunds", created_at=at(0))
+    due = waiting(id="due", flow_id="orders", wake_at=NOW, created_at=at(2))
+    await create_all(store, mine, other_version, other_flow, due)
+    await started(store, make_execution(id="crashed", flow_id="refunds", created_at=at(3)),
+                  now=T0)  # fmt: skip
+    # Nothing to run: claims nothing (and does not take the others' work).
+    assert await store.claim(owner="w", now=NOW, lease_for=LEASE, limit=10, flows=[]) == []
+    got = await store.claim(
+        owner="w", now=NOW, lease_for=LEASE, limit=10, flows=[("orders", "1.0.0")]
+    )
+    assert [a.execution.id for a in got] == ["mine", "due"]
+    got = await store.claim(
+        owner="w2", now=NOW, lease_for=LEASE, limit=10,
+        flows={("refunds", "1.0.0"), ("orders", "9.9.9")},
+    )  # fmt: skip
+    assert [a.execution.id for a in got] == ["other-flow", "crashed"]
+    assert [a.recovered for a in got] == [False, True]
+    # The rest is still there for anyone.
+    assert await claimed_ids(store, owner="w3") == ["other-version"]
+
+
+async def test_runnable_by_flow_counts_what_claim_would_take(store: Store) -> None:
+    await create_all(
+        store,
+        make_execution(id="a1", flow_id="a"),
+        make_execution(id="a2", flow_id="a", created_at=at(1)),
+        make_execution(id="a-v2", flow_id="a", flow_version="2.0.0"),
+        waiting(id="b-due", flow_id="b", wake_at=NOW),
+        waiting(id="b-later", flow_id="b", wake_at=at(5000)),
+        make_execution(id="c-done", flow_id="c", status=ExecutionStatus.COMPLETED),
+    )
+    await started(store, make_execution(id="b-crashed", flow_id="b"), now=T0)
+    await started(store, make_execution(id="c-live", flow_id="c"), now=NOW)
+    assert await store.runnable_by_flow(now=NOW) == {
+        ("a", "1.0.0"): 2, ("a", "2.0.0"): 1, ("b", "1.0.0"): 2,
+    }  # fmt: skip
+    await store.claim(owner="w", now=NOW, lease_for=LEASE, limit=10, flows=[("a", "1.0.0")])
+    assert await store.runnable_by_flow(now=NOW) == {("a", "2.0.0"): 1, ("b", "1.0.0"): 2}
+
+
 async def test_claim_grants_leases_like_acquire(store: Store) -> None:
     execution = make_execution(id="p")
     crashed = make_execution(id="c", created_at=at(1))

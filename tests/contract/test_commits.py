@@ -70,6 +70,23 @@ async def test_commit_writes_the_mutable_header(store: Store) -> None:
     assert await store.get(execution.id) == waiting
 
 
+async def test_commit_keeps_a_tokens_recovery_count(store: Store) -> None:
+    """``Token.recoveries`` (re-claims of its step without a commit) is part of the
+    header every store keeps: POISONED_STEP depends on it surviving each re-claim."""
+    execution, lease = await started(store, make_execution())
+    recovered = replace(
+        execution,
+        run_number=3,
+        tokens=[Token(id="t0", step_id="start", recoveries=2)],
+        updated_at=at(2),
+    )
+    await store.commit(lease, step(recovered))
+    stored = await store.get(execution.id)
+    assert stored is not None
+    assert stored.tokens[0].recoveries == 2 and stored.run_number == 3
+    assert stored == recovered
+
+
 async def test_commit_writes_context_deltas_only(store: Store) -> None:
     execution, lease = await started(
         store, make_execution(context={"keep": {"big": "x" * 1000}, "drop": 1, "change": 1})

@@ -10,6 +10,7 @@ from contract.factories import T0, at, make_execution, started, step, step_recor
 from flowmonkey import errors
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.stores.base import ExecutionQuery, Store
+from flowmonkey.testing import make_engine
 
 
 async def ids(store: Store, **filters: Any) -> list[str]:
@@ -165,3 +166,64 @@ async def test_latest_flow_is_by_semver(store: Store) -> None:
     assert await store.flow_versions("orders") == ["1.10.0", "1.10.0-rc.1", "1.9.0", "1.2.0", "0.9"]
     listed = await store.list_flows()
     assert [(f.flow_id, f.version) for f in listed] == [("billing", "2.0.0"), ("orders", "1.10.0")]
+
+
+_BAD_CURSORS = [
+    "garbage",  # not base64
+    "W10=",  # base64 of []: wrong shape
+    "WyJ4IiwiZSJd",  # ["x","e"]: not a time
+    "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwiZSJd",  # a naive time: would not compare
+    "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwxXQ==",  # an id that is not a string
+    "/w==",  # not UTF-8
+    "",  # empty: treated as "no cursor" (first page), not an error
+]
+
+
+@pytest.mark.parametrize("cursor", _BAD_CURSORS)
+async def test_a_garbled_cursor_is_a_typed_error(store: Store, cursor: str) -> None:
+    await store.create(make_execution(id="e1"))
+    if not cursor:
+        page = await store.list(ExecutionQuery(cursor=cursor))
+        assert [e.id for e in page.items] == ["e1"]
+        return
+    with pytest.raises(errors.InvalidCursor) as info:
+        await store.list(ExecutionQuery(cursor=cursor))
+    assert info.value.code == "INVALID_CURSOR"
+    assert isinstance(info.value, ValueError)  # what stores raised before: still caught
+
+
+async def test_engine_list_with_a_garbled_cursor_raises_invalid_cursor(store: Store) -> None:
+    engine = make_engine(store=store)
+    await store.create(make_execution(id="e1"))
+    good = await engine.list(limit=1)
+    assert [e.id for e in good.items] == ["e1"]
+    with pytest.raises(errors.InvalidCursor):
+        await engine.list(cursor="garbage")
+
+
+async def test_every_store_holds_the_largest_definition_validation_accepts(store: Store) -> None:
+    # The definition limits (flowmonkey.jsonvalues) are meant to be what every store can
+    # write: the deepest nesting, the extreme integers and 1 MiB all round-trip.
+    import json
+
+    from flowmonkey.definitions import load_flow
+    from flowmonkey.jsonvalues import INT_MAX, INT_MIN, MAX_DEFINITION_BYTES, MAX_DEFINITION_DEPTH
+
+    deep: Any = []
+    for _ in range(MAX_DEFINITION_DEPTH - 5):  # flow 1, steps 2, a 3, config 4, c 5...
+        deep = [deep]
+    config = {"c": deep, "hi": INT_MAX, "lo": INT_MIN, "text": "é€😀"}
+    base = {
+        "id": "big",
+        "version": "1.0.0",
+        "initialStepId": "a",
+        "steps": {"a": {"id": "a", "type": "noop", "config": config}},
+        "blob": "",
+    }
+    used = len(json.dumps(load_flow(base).to_dict(), separators=(",", ":")).encode())
+    base["blob"] = "x" * (MAX_DEFINITION_BYTES - used)
+    definition = load_flow(base).to_dict()
+    assert await store.save_flow(definition, now=at(1))
+    stored = await store.get_flow("big", "1.0.0")
+    assert stored is not None
+    assert stored.definition == definition

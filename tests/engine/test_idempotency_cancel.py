@@ -42,18 +42,17 @@ async def test_same_key_returns_same_execution(make: MakeEngine) -> None:
         assert len((await engine.list()).items) == 1
 
 
-async def test_idempotency_hit_is_delivered_not_appended_to_the_log(make: MakeEngine) -> None:
-    # The hit describes a duplicate *call*; it changes nothing about the execution, so it
-    # goes to listeners (sequence 0) and the execution's own log stays as it was.
+async def test_idempotency_hit_is_delivered_and_appended_to_the_log(make: MakeEngine) -> None:
+    # API.md: every event is persisted and delivered (issue 9, item 8).
     async with make([wait_forever], flows()) as engine:
-        seen: list[str] = []
-        engine.on("idempotency.hit", lambda e: seen.append(e.execution_id or ""))
+        seen: list[Event] = []
+        engine.on("idempotency.hit", seen.append)
         first = await engine.create("f", {}, idempotency_key="k1")
         await engine.create("f", {}, idempotency_key="k1")
         events = await engine.events(first.execution.id)
-        assert [e.type for e in events] == ["execution.created"]
-        assert [e.sequence for e in events] == [1]
-        assert seen == [first.execution.id]
+        assert [e.type for e in events] == ["execution.created", "idempotency.hit"]
+        assert [e.sequence for e in events] == [1, 2]
+        assert seen == [events[1]]
 
 
 async def test_idempotency_hit_after_run(make: MakeEngine) -> None:

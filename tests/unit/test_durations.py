@@ -131,3 +131,26 @@ def test_format_duration(delta: timedelta, text: str) -> None:
 def test_format_round_trips_every_accepted_form(value: object) -> None:
     delta = parse_duration(value)
     assert parse_duration(format_duration(delta)) == delta
+
+
+def test_durations_beyond_the_maximum_are_a_typed_error() -> None:
+    from flowmonkey.durations import MAX_DURATION, MAX_DURATION_MS
+    from flowmonkey.errors import FlowMonkeyError, InvalidDuration
+
+    assert MAX_DURATION == timedelta(days=3650)
+    assert parse_duration("3650d") == MAX_DURATION
+    assert parse_duration(MAX_DURATION_MS) == MAX_DURATION
+    for value in (
+        "9999999d",
+        "P9999999D",
+        "3650d1ms",
+        MAX_DURATION_MS + 1,
+        1.0e300,
+        "9" * 5000,
+        "9" * 400 + "d",
+        MAX_DURATION + timedelta(milliseconds=1),
+    ):
+        with pytest.raises(InvalidDuration, match="the maximum is 3650 days") as info:
+            parse_duration(value, field="timeout")
+        assert info.value.code == "INVALID_DURATION"
+        assert isinstance(info.value, FlowMonkeyError) and isinstance(info.value, ValueError)

@@ -157,7 +157,7 @@ def test_decorator_reads_async_timeout_and_docstring() -> None:
 
 
 def test_decorator_does_not_register_anywhere() -> None:
-    assert len(HandlerRegistry()) == 0
+    assert len(HandlerRegistry(standard=False)) == 0
 
 
 def test_decorator_misuse_is_a_clear_error() -> None:
@@ -190,7 +190,7 @@ def test_timeout_forms(spec: Any, expected: timedelta) -> None:
     def fn(ctx: HandlerContext) -> None: ...
 
     assert fn.__flowmonkey_handler__.timeout == expected  # type: ignore[attr-defined]
-    assert HandlerRegistry([fn]).get("t").timeout == expected  # type: ignore[union-attr]
+    assert HandlerRegistry([fn], standard=False).get("t").timeout == expected  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("spec", [0, -1, "soon", True])
@@ -203,7 +203,7 @@ def test_bad_timeouts_are_rejected(spec: Any) -> None:
 
 
 async def test_sync_and_async_functions_are_stored_unwrapped() -> None:
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     rh = registry.register(greet)
     assert rh is registry.get("greet")
     assert rh.fn is greet  # hot path: no wrapper
@@ -220,7 +220,7 @@ async def test_plain_function_with_type_kwarg() -> None:
     async def raw(ctx: HandlerContext) -> int:
         return 1
 
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     rh = registry.register(raw, type="raw")
     assert rh.fn is raw
     assert rh.is_async is True
@@ -234,7 +234,7 @@ async def test_plain_function_with_type_kwarg() -> None:
 
 
 def test_type_kwarg_renames_a_decorated_function() -> None:
-    registry = HandlerRegistry([greet])
+    registry = HandlerRegistry([greet], standard=False)
     rh = registry.register(greet, type="hello")
     assert registry.types() == ["greet", "hello"]
     assert rh.metadata.type == "hello"
@@ -247,7 +247,7 @@ def test_callable_object_with_async_call_counts_as_async() -> None:
         async def __call__(self, ctx: HandlerContext) -> int:
             return 2
 
-    rh = HandlerRegistry().register(Callable(), type="obj")
+    rh = HandlerRegistry(standard=False).register(Callable(), type="obj")
     assert rh.is_async is True
 
 
@@ -255,7 +255,7 @@ def test_callable_object_with_async_call_counts_as_async() -> None:
 
 
 async def test_class_is_instantiated_once_and_fn_is_bound_execute() -> None:
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     rh = registry.register(Plain)
     assert rh.is_async is False
     assert inspect.ismethod(rh.fn)
@@ -268,13 +268,13 @@ async def test_class_is_instantiated_once_and_fn_is_bound_execute() -> None:
 
 def test_instance_registration_uses_that_instance() -> None:
     plain = Plain()
-    rh = HandlerRegistry([plain]).get("plain")
+    rh = HandlerRegistry([plain], standard=False).get("plain")
     assert rh is not None
     assert rh.fn.__self__ is plain  # type: ignore[attr-defined]
 
 
 def test_class_metadata() -> None:
-    meta = HandlerRegistry([Charge]).metadata("charge")
+    meta = HandlerRegistry([Charge], standard=False).metadata("charge")
     assert meta is not None
     assert meta.name == "charge"
     assert meta.description == "Charges a card."
@@ -287,7 +287,7 @@ def test_class_metadata() -> None:
     assert meta.input_schema is not None
     assert meta.input_schema["properties"]["lines"]["items"]["title"] == "Line"
     # A class without a docstring does not inherit Handler's.
-    assert HandlerRegistry([Plain]).metadata("plain").description is None  # type: ignore[union-attr]
+    assert HandlerRegistry([Plain], standard=False).metadata("plain").description is None  # type: ignore[union-attr]
 
 
 def test_bad_classes_are_rejected() -> None:
@@ -309,7 +309,7 @@ def test_bad_classes_are_rejected() -> None:
 
         def execute(self, ctx: HandlerContext) -> None: ...
 
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     with pytest.raises(TypeError, match="NoType must set `type`"):
         registry.register(NoType)
     with pytest.raises(TypeError, match="abstract"):
@@ -330,7 +330,7 @@ def test_bad_classes_are_rejected() -> None:
 
 async def test_invalid_input_and_config_fail_without_calling_handler() -> None:
     charge = Charge()
-    rh = HandlerRegistry([charge]).get("charge")
+    rh = HandlerRegistry([charge], standard=False).get("charge")
     assert rh is not None
     result = await call(rh, make_ctx({"amount": "ten", "lines": [{"qty": 2}]}, {}))
     assert isinstance(result, Result)
@@ -351,7 +351,7 @@ async def test_invalid_input_and_config_fail_without_calling_handler() -> None:
 
 async def test_valid_input_is_converted_to_dataclasses() -> None:
     charge = Charge()
-    rh = HandlerRegistry([charge]).get("charge")
+    rh = HandlerRegistry([charge], standard=False).get("charge")
     assert rh is not None
     assert rh.is_async is True
     assert inspect.iscoroutinefunction(rh.fn)
@@ -372,7 +372,7 @@ async def test_valid_input_is_converted_to_dataclasses() -> None:
 
 
 def test_sync_class_with_validation_gets_a_sync_wrapper() -> None:
-    registry = HandlerRegistry([SyncTyped])
+    registry = HandlerRegistry([SyncTyped], standard=False)
     rh = registry.get("sync-typed")
     assert rh is not None
     assert rh.is_async is False
@@ -392,7 +392,7 @@ async def test_function_with_dict_schema_validates_but_does_not_convert() -> Non
     async def fn(ctx: HandlerContext) -> None:
         seen.append(ctx.input)
 
-    rh = HandlerRegistry([fn]).get("dict-schema")
+    rh = HandlerRegistry([fn], standard=False).get("dict-schema")
     assert rh is not None
     assert rh.fn is not fn
     assert rh.is_async is True
@@ -409,7 +409,7 @@ def test_function_with_dataclass_schemas_converts_and_stays_sync() -> None:
     def fn(ctx: HandlerContext) -> tuple[Any, Any]:
         return ctx.input, ctx.config
 
-    rh = HandlerRegistry([fn]).get("typed")
+    rh = HandlerRegistry([fn], standard=False).get("typed")
     assert rh is not None
     assert rh.is_async is False
     assert rh.fn(make_ctx({"sku": "a"}, {"n": 2})) == (Line("a"), Positive(2))
@@ -423,7 +423,7 @@ def test_post_init_error_is_an_input_validation_failure() -> None:
     def fn(ctx: HandlerContext) -> None:
         calls.append(1)
 
-    rh = HandlerRegistry([fn]).get("positive")
+    rh = HandlerRegistry([fn], standard=False).get("positive")
     assert rh is not None
     failed = rh.fn(make_ctx(None, {"n": 0}))
     assert failed.error.code == "INPUT_VALIDATION_FAILED"
@@ -437,7 +437,7 @@ def test_invalid_schema_fails_at_registration() -> None:
     def fn(ctx: HandlerContext) -> None: ...
 
     with pytest.raises(ValueError, match='handler "bad-schema": config_schema: invalid JSON'):
-        HandlerRegistry([fn])
+        HandlerRegistry([fn], standard=False)
 
 
 def test_validate_config_runs_schema_then_hook() -> None:
@@ -459,7 +459,7 @@ def test_validate_config_runs_schema_then_hook() -> None:
         def validate_config(self, config: Any) -> list[str]:
             raise KeyError("boom")
 
-    registry = HandlerRegistry([Hooked, Crashing, greet])
+    registry = HandlerRegistry([Hooked, Crashing, greet], standard=False)
     assert registry.validate_config("hooked", {}) == ["mode: is required"]
     assert registry.validate_config("hooked", {"mode": "z"}) == ["mode: unknown mode z"]
     assert registry.validate_config("hooked", {"mode": "a"}) == []
@@ -473,7 +473,7 @@ def test_validate_config_runs_schema_then_hook() -> None:
 
 
 def test_duplicates_replace_and_lookup_api() -> None:
-    registry = HandlerRegistry([greet, Plain])
+    registry = HandlerRegistry([greet, Plain], standard=False)
     with pytest.raises(ValueError, match='Handler "greet" already registered'):
         registry.register(greet)
 
@@ -496,15 +496,15 @@ def test_duplicates_replace_and_lookup_api() -> None:
 
 
 def test_registered_handler_can_be_copied_between_registries() -> None:
-    first = HandlerRegistry([Charge])
+    first = HandlerRegistry([Charge], standard=False)
     rh = first.get("charge")
-    second = HandlerRegistry([rh])
+    second = HandlerRegistry([rh], standard=False)
     assert second.get("charge") is rh
     assert second.validate_config("charge", {}) == ["currency: is required"]
 
 
 def test_on_register_callbacks() -> None:
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     got: list[str] = []
     registry.on_register.append(lambda rh: got.append(rh.type))
     registry.register(greet)
@@ -513,7 +513,7 @@ def test_on_register_callbacks() -> None:
 
 
 def test_manifest_is_json_ready() -> None:
-    registry = HandlerRegistry([greet, Charge])
+    registry = HandlerRegistry([greet, Charge], standard=False)
     manifest = json.loads(json.dumps(registry.manifest()))
     assert manifest["version"] == "1"
     assert [h["type"] for h in manifest["handlers"]] == ["greet", "charge"]
@@ -591,7 +591,7 @@ MODULE_SOURCE = textwrap.dedent(
         return "renamed"
 
 
-    handlers = HandlerRegistry()
+    handlers = HandlerRegistry(standard=False)
     handlers.register(renamed, type="mod-registry")
     handlers.register(ModClass)  # also defined above: registered once
     """
@@ -601,7 +601,7 @@ MODULE_SOURCE = textwrap.dedent(
 def test_register_module_from_file(tmp_path: Path) -> None:
     path = tmp_path / "my_handlers.py"
     path.write_text(MODULE_SOURCE)
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     added = registry.register_module(str(path))
     assert sorted(added) == ["mod-class", "mod-fn", "mod-registry", "mod-typed"]
     assert sorted(registry.types()) == sorted(added)
@@ -611,7 +611,7 @@ def test_register_module_from_file(tmp_path: Path) -> None:
     result = asyncio.run(call(registry.get("mod-class"), make_ctx()))  # type: ignore[arg-type]
     assert result == Result.success("ok")
     # Loading the same file again in another registry works (Path objects too).
-    assert sorted(HandlerRegistry().register_module(path)) == sorted(added)
+    assert sorted(HandlerRegistry(standard=False).register_module(path)) == sorted(added)
 
 
 def test_register_module_by_dotted_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -620,7 +620,7 @@ def test_register_module_by_dotted_name(tmp_path: Path, monkeypatch: pytest.Monk
     (package / "__init__.py").write_text("")
     (package / "steps.py").write_text(MODULE_SOURCE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
     added = registry.register_module("fm_test_pkg_handlers.steps")
     assert "mod-fn" in added and "mod-class" in added
     assert registry.get("mod-fn").metadata.type == "mod-fn"  # type: ignore[union-attr]
@@ -629,7 +629,7 @@ def test_register_module_by_dotted_name(tmp_path: Path, monkeypatch: pytest.Monk
 def test_register_module_is_all_or_nothing(tmp_path: Path) -> None:
     path = tmp_path / "dupes.py"
     path.write_text(MODULE_SOURCE)
-    registry = HandlerRegistry()
+    registry = HandlerRegistry(standard=False)
 
     @handler("mod-typed")
     def clash(ctx: HandlerContext) -> None: ...
@@ -650,7 +650,7 @@ def test_register_module_is_all_or_nothing(tmp_path: Path) -> None:
 )
 def test_bad_module_is_a_clear_error(target: str, message: str) -> None:
     with pytest.raises(FlowMonkeyError) as info:
-        HandlerRegistry().register_module(target)
+        HandlerRegistry(standard=False).register_module(target)
     assert info.value.code == HANDLERS_NOT_LOADED
     assert message in str(info.value)
 
@@ -659,10 +659,10 @@ def test_broken_module_file_is_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("def oops(:\n")
     with pytest.raises(FlowMonkeyError, match=r"broken.py\" failed to load: SyntaxError") as info:
-        HandlerRegistry().register_module(broken)
+        HandlerRegistry(standard=False).register_module(broken)
     assert info.value.code == HANDLERS_NOT_LOADED
     needs = tmp_path / "needs_dep.py"
     needs.write_text("import no_such_dependency_xyz\n")
     with pytest.raises(FlowMonkeyError, match="no_such_dependency_xyz") as info:
-        HandlerRegistry().register_module(needs)
+        HandlerRegistry(standard=False).register_module(needs)
     assert info.value.code == HANDLERS_NOT_LOADED

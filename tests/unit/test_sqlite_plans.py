@@ -63,6 +63,19 @@ def test_claim_reads_runnable_rows_only(conn: sqlite3.Connection) -> None:
     ]
 
 
+def test_claim_of_some_flows_and_the_survey_read_runnable_rows_only(
+    conn: sqlite3.Connection,
+) -> None:
+    runnable = [
+        "SCAN executions USING INDEX executions_pending",
+        "SEARCH executions USING INDEX executions_running (lease_expires_at<?)",
+        "SEARCH executions USING INDEX executions_wake (wake_at>? AND wake_at<?)",
+    ]
+    params = {"now": 1, "limit": 10, "flows": '[["f", "1.0.0"]]'}
+    assert sorted(_table_reads(_plan(conn, q.SELECT_CLAIMABLE_OF_FLOWS, params))) == runnable
+    assert sorted(_table_reads(_plan(conn, q.RUNNABLE_BY_FLOW, {"now": 1}))) == runnable
+
+
 def test_stale_reads_running_rows_only(conn: sqlite3.Connection) -> None:
     plan = _plan(conn, q.SELECT_STALE, {"now": 1, "before": 1, "limit": 10})
     assert _table_reads(plan) == ["SCAN executions USING INDEX executions_running"]

@@ -8,6 +8,7 @@ import pytest
 
 from flowmonkey.definitions import BUILTIN_STEP_TYPES, step_edges, validate_flow
 from flowmonkey.definitions.builtins import step_exits
+from flowmonkey.definitions.validate import errors_only
 from flowmonkey.errors import ValidationIssue
 from flowmonkey.model.flow import Flow, Step
 
@@ -474,9 +475,12 @@ def test_switch_self_loop_warns() -> None:
 @pytest.mark.parametrize(
     "steps",
     [
-        # a handler step in the loop may change the context, wait or fail
+        # a handler step whose success port leaves the loop
         {"s": {"type": "switch", "config": {"cases": [], "default": "t"}},
-         "t": task(transitions={"onSuccess": "s"})},
+         "t": task(transitions={"onSuccess": "s", "ports": {"done": None}})},
+        # a handler step in a loop that waits elsewhere in it
+        {"t": task(transitions={"onSuccess": "d"}),
+         "d": {"type": "delay", "config": {"duration": "1s"}, "transitions": {"onSuccess": "t"}}},
         # a wait in the loop
         {"s": {"type": "switch", "config": {"cases": [], "default": "w"}},
          "w": {"type": "waitForSignal", "transitions": {"onSuccess": "s"}}},
@@ -489,6 +493,25 @@ def test_switch_self_loop_warns() -> None:
 )  # fmt: skip
 def test_loops_with_a_way_out_do_not_warn(steps: dict[str, Any]) -> None:
     assert not any("cycle" in i.message for i in validate_flow(make(steps)))
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        {"s": {"type": "switch", "config": {"cases": [], "default": "t"}},
+         "t": task(transitions={"onSuccess": "s"})},
+        {"a": task(transitions={"onSuccess": "b"}), "b": task(transitions={"onSuccess": "a"})},
+        # a failure route is not a way out of a loop that succeeds
+        {"a": task(transitions={"onSuccess": "a", "onFailure": None})},
+    ],
+)  # fmt: skip
+def test_handler_loop_with_no_wait_and_no_exit_warns(steps: dict[str, Any]) -> None:
+    """Issue 9, item 8 (SEMANTICS.md): it would run until max_steps."""
+    issues = validate_flow(make(steps))
+    assert not errors_only(issues)
+    (warning,) = [i for i in issues if "cycle" in i.message]
+    assert warning.severity == "warning"
+    assert "no wait and no exit" in warning.message and "max_steps" in warning.message
 
 
 # --- step_edges -------------------------------------------------------------------------

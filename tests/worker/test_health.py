@@ -49,6 +49,7 @@ async def test_ok_while_running_and_503_while_the_store_fails(tmp_path: Path) ->
         assert status == 200
         assert body["status"] == "ok" and body["worker_id"] == "w-1"
         assert body["in_flight"] == 0 and body["last_claim_at"] is None
+        assert body["sync_handlers"]["queued_steps"] == 0  # steps waiting for a thread
         assert await check_health(port)
         assert (await get(port, "/nope"))[0] == 404
 

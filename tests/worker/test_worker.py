@@ -399,3 +399,73 @@ async def test_redis_wake_signals_cross_processes(redis_url: str, tmp_path: Path
                 await asyncio.wait_for(done.wait(), timeout=10)
                 assert time.monotonic() - began < 5
             await client.wake_signaler.close()
+
+
+async def test_claims_only_executions_whose_flow_and_handlers_it_has(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 9, item 3: work this worker cannot run is never leased, changed or failed
+    (no FLOW_NOT_FOUND / HANDLER_NOT_FOUND); it is counted and reported instead."""
+
+    @handler("work")
+    async def work(ctx: Any) -> Result:
+        return Result.success()
+
+    @handler("other")
+    async def other(ctx: Any) -> Result:
+        return Result.success()
+
+    runnable = FlowBuilder("runnable").step("a", "work").build()
+    no_handler = FlowBuilder("no-handler").step("a", "work").step("b", "other").build()
+    unknown = FlowBuilder("unknown").step("a", "work").build()
+    creator = make_engine(backend, [work, other], [runnable, no_handler, unknown])
+    async with creator:
+        ours = await create_many(creator, "runnable", 3)
+        theirs = [
+            (await creator.create("no-handler", {})).execution.id,
+            (await creator.create("unknown", {})).execution.id,
+        ]
+        before = {i: await creator.get(i) for i in theirs}
+        engine = make_engine(backend, [work], [runnable, no_handler])
+        async with engine:
+            worker = Worker(engine, WorkerOptions(concurrency=4, **FAST))
+            caplog.set_level("WARNING", logger="flowmonkey.worker")
+            async with running(worker):
+                await wait_all_done(engine.store, 3, timeout=30)
+
+                async def surveyed() -> bool:
+                    return worker.unrunnable == 2
+
+                await eventually(surveyed, timeout=10, what="the survey of unrunnable work")
+                assert worker.health()[1]["unrunnable"] == 2
+                # Announced while it listens (PostgreSQL NOTIFY): taken by id, found
+                # unrunnable, given back once, and not taken again on its own re-announce.
+                late = (await creator.create("no-handler", {})).execution.id
+
+                async def counted() -> bool:
+                    return worker.unrunnable == 3
+
+                await eventually(counted, timeout=10, what="the survey to count it")
+                assert worker.started == 3  # never started driving it
+        late_ex = await creator.get(late)
+        assert late_ex is not None and late_ex.status is ExecutionStatus.PENDING
+        assert late_ex.error is None and late_ex.history == []
+        assert late_ex.started_at is None
+        for execution_id in ours:
+            got = await creator.get(execution_id)
+            assert got is not None and got.status is ExecutionStatus.COMPLETED
+        for execution_id in theirs:
+            # Untouched: same row (not even given back: updated_at unchanged).
+            assert await creator.get(execution_id) == before[execution_id]
+        messages = " | ".join(r.getMessage() for r in caplog.records)
+        assert (
+            'no-handler@1.0.0 left for another worker: this worker has no handler for "other"'
+            in (messages)
+        )
+        assert "unknown@1.0.0 left for another worker: this worker does not have the flow" in (
+            messages
+        )
+        # A worker that has them runs them.
+        worker = Worker(creator, WorkerOptions(concurrency=4, **FAST))
+        async with running(worker):
+            await wait_all_done(creator.store, 6, timeout=30)

@@ -13,7 +13,12 @@ import typing as t
 import click
 
 from flowmonkey.cli.errors import EXIT_COMPLETED, EXIT_FAILED, EXIT_WAITING, CliError
-from flowmonkey.cli.options import common_options, handlers_option, max_wait_option
+from flowmonkey.cli.options import (
+    common_options,
+    engine_options,
+    handlers_option,
+    max_wait_option,
+)
 from flowmonkey.cli.output import Output, format_time
 from flowmonkey.cli.progress import ProgressPrinter
 from flowmonkey.cli.state import (
@@ -130,6 +135,7 @@ def _start(state: CliState, handler_specs: tuple[str, ...]) -> tuple[Output, t.A
 @click.argument("flow_file", metavar="FLOW_FILE")
 @click.option("--input", "input_", metavar="JSON|@FILE", help="Initial context (a JSON object).")
 @handlers_option
+@engine_options
 @click.option("--tenant", metavar="T", help="Tenant id of the execution.")
 @click.option("--idempotency-key", metavar="K", help="Return the existing execution for K.")
 @max_wait_option
@@ -186,6 +192,7 @@ async def _prepare(engine: Engine, execution_id: str, handlers: t.Any) -> None:
 @click.option("--data", metavar="JSON|@FILE", help="Resume data (stored at context.resumeData).")
 @click.option("--token", metavar="T", help="The resume token the waiting step created.")
 @handlers_option
+@engine_options
 @max_wait_option
 @common_options
 def resume(
@@ -219,6 +226,7 @@ def resume(
 @click.option("--port", metavar="P", help="Port of the step to continue on.")
 @click.option("--payload", metavar="JSON|@FILE", help="Signal payload (stored at outputKey).")
 @handlers_option
+@engine_options
 @max_wait_option
 @common_options
 def signal(
@@ -280,6 +288,7 @@ def _runs_now(execution: Execution, now: t.Any) -> bool:
 
 @click.command()
 @handlers_option
+@engine_options
 @common_options
 def tick(handler_specs: tuple[str, ...]) -> None:
     """Run what is due now, once: apply due timers, retries and timeouts, then drive

@@ -12,15 +12,19 @@ from flowmonkey.cli.output import Output
 from flowmonkey.cli.state import check_flow_file, get_state, load_handlers, read_flow
 from flowmonkey.definitions.mermaid import to_mermaid
 from flowmonkey.errors import FlowValidationError, ValidationIssue
+from flowmonkey.handlers.registry import HandlerRegistry
 
 __all__ = ["graph", "validate"]
 
 
-def _check_file(path: str, handler_types: list[str] | None) -> dict[str, t.Any]:
-    """Every issue of one file (a parse error is an issue too)."""
+def _check_file(
+    path: str, handler_types: list[str] | None, handlers: HandlerRegistry
+) -> dict[str, t.Any]:
+    """Every issue of one file (a parse error is an issue too), step configs included."""
     report: dict[str, t.Any] = {"file": path, "flow_id": None, "version": None}
     try:
         flow, issues = check_flow_file(path, handler_types)
+        issues = [*issues, *handlers.check_flow_configs(flow)]
     except FlowValidationError as exc:
         issues = exc.issues or [ValidationIssue("", exc.message)]
         if len(issues) == 1 and not issues[0].path:
@@ -39,13 +43,15 @@ def _check_file(path: str, handler_types: list[str] | None) -> dict[str, t.Any]:
 def validate(flow_files: tuple[str, ...], handler_specs: tuple[str, ...]) -> None:
     """Check flow files and print every issue (path, message, severity).
 
-    With --handlers, step types without a handler are errors too. Exit 0 when no file
-    has errors (warnings are fine), 1 otherwise.
+    Step configs are checked against their handler's schema (the standard handlers
+    and --handlers). With --handlers, step types without a handler are errors too.
+    Exit 0 when no file has errors (warnings are fine), 1 otherwise.
     """
     state = get_state()
     out = Output(json_mode=state.json_output)
-    types = load_handlers(handler_specs).types() if handler_specs else None
-    reports = [_check_file(path, types) for path in flow_files]
+    handlers = load_handlers(handler_specs)  # the standard handlers, plus --handlers
+    types = handlers.types() if handler_specs else None
+    reports = [_check_file(path, types, handlers) for path in flow_files]
     valid = all(r["valid"] for r in reports)
     if out.json_mode:
         out.document({"valid": valid, "files": reports})

@@ -8,7 +8,17 @@ import click
 
 from flowmonkey.cli.state import get_state
 
-__all__ = ["common_options", "handlers_option", "json_option", "max_wait_option", "store_option"]
+__all__ = [
+    "base_url_option",
+    "common_options",
+    "engine_options",
+    "handlers_option",
+    "http_allow_option",
+    "json_option",
+    "max_wait_option",
+    "split_http_allow",
+    "store_option",
+]
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -74,3 +84,78 @@ def store_option(fn: F) -> F:
 def common_options(fn: F) -> F:
     """``--store`` and ``--json``, accepted after the command name too."""
     return store_option(json_option(fn))
+
+
+def split_http_allow(values: t.Iterable[str]) -> tuple[str, ...]:
+    """``("a,b", "c")`` -> ``("a", "b", "c")``: repeated options and comma lists."""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+def _set_http_allow(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    allow = split_http_allow(value)
+    if allow:
+        get_state().http_allow = allow
+    return allow
+
+
+def http_allow_option(fn: F) -> F:
+    """``--http-allow HOST|CIDR`` (repeatable; env ``FLOWMONKEY_HTTP_ALLOW``, comma-separated):
+    internal hosts or networks the ``http``/``webhook`` steps may reach. Fills
+    ``EngineOptions.http_allow``; the value is also passed to the command as
+    ``http_allow`` (a tuple)."""
+    return click.option(
+        "--http-allow",
+        "http_allow",
+        multiple=True,
+        metavar="HOST|CIDR",
+        envvar="FLOWMONKEY_HTTP_ALLOW",
+        callback=_set_http_allow,
+        help="Host or network the http/webhook steps may reach although it is internal "
+        "(repeatable; env FLOWMONKEY_HTTP_ALLOW, comma-separated).",
+    )(fn)
+
+
+def _set_base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        get_state().base_url = value
+    return value
+
+
+def base_url_option(fn: F) -> F:
+    """``--base-url URL`` (env ``FLOWMONKEY_BASE_URL``): the API's public URL, used in the
+    ``callback_url`` of ``webhook`` steps (``EngineOptions.base_url``)."""
+    return click.option(
+        "--base-url",
+        "base_url",
+        metavar="URL",
+        envvar="FLOWMONKEY_BASE_URL",
+        callback=_set_base_url,
+        help="Public URL of the HTTP API, for webhook callback URLs [env FLOWMONKEY_BASE_URL].",
+    )(fn)
+
+
+def engine_options(fn: F) -> F:
+    """``--http-allow`` and ``--base-url`` for commands that open an engine (kept in the
+    CLI state, read by ``open_engine``; not passed to the command)."""
+    fn = click.option(
+        "--http-allow",
+        "http_allow",
+        multiple=True,
+        metavar="HOST|CIDR",
+        envvar="FLOWMONKEY_HTTP_ALLOW",
+        expose_value=False,
+        callback=_set_http_allow,
+        help="Host or network the http/webhook steps may reach although it is internal "
+        "(repeatable; env FLOWMONKEY_HTTP_ALLOW, comma-separated).",
+    )(fn)
+    return click.option(
+        "--base-url",
+        "base_url",
+        metavar="URL",
+        envvar="FLOWMONKEY_BASE_URL",
+        expose_value=False,
+        callback=_set_base_url,
+        help="Public URL of the HTTP API, for webhook callback URLs [env FLOWMONKEY_BASE_URL].",
+    )(fn)

@@ -23,8 +23,9 @@ from flowmonkey.definitions.loader import check_flow, load_flow, parse_flow
 from flowmonkey.definitions.registry import FlowRegistry
 from flowmonkey.engine.engine import Engine
 from flowmonkey.engine.options import EngineOptions
-from flowmonkey.errors import FlowMonkeyError, ValidationIssue
+from flowmonkey.errors import FlowMonkeyError, FlowValidationError, ValidationIssue
 from flowmonkey.handlers.registry import HandlerRegistry
+from flowmonkey.jsonvalues import MAX_JSON_DEPTH, json_problems
 from flowmonkey.model.flow import Flow
 from flowmonkey.stores import open_store, redact_url
 
@@ -57,6 +58,10 @@ class CliState:
     json_output: bool = False
     handler_specs: list[str] = field(default_factory=list)
     """The ``--handlers`` values of the running command (to print a resume command)."""
+    http_allow: tuple[str, ...] = ()
+    """``--http-allow`` / ``FLOWMONKEY_HTTP_ALLOW`` (``EngineOptions.http_allow``)."""
+    base_url: str | None = None
+    """``--base-url`` / ``FLOWMONKEY_BASE_URL`` (``EngineOptions.base_url``)."""
 
 
 def get_state() -> CliState:
@@ -79,8 +84,12 @@ def run_async(coro: Coroutine[t.Any, t.Any, T]) -> T:
 def parse_json_arg(value: str | None, option: str) -> t.Any:
     """Parse a JSON option value, or ``@path`` to read it from a file (``@-``: stdin).
 
+    The value must be storable JSON (see ``flowmonkey.jsonvalues``): integers within 64
+    bits, no lone surrogates, at most ``MAX_JSON_DEPTH`` levels deep.
+
     Raises:
-        CliError: unreadable file or invalid JSON (with line and column).
+        CliError: unreadable file, invalid JSON (with line and column), or JSON the
+            stores could not hold (with the path of each problem). Never a traceback.
     """
     if value is None:
         return None
@@ -96,18 +105,40 @@ def parse_json_arg(value: str | None, option: str) -> t.Any:
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"{source}: cannot read file: {exc}", code="BAD_JSON")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
+    except RecursionError:
+        raise CliError(
+            f"{source}: invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels", code="BAD_JSON"
+        ) from None
     except ValueError as exc:
         if not isinstance(exc, json.JSONDecodeError):
-            raise CliError(f"{source}: invalid JSON: {exc}", code="BAD_JSON")
+            raise CliError(f"{source}: invalid JSON: {exc}", code="BAD_JSON") from None
         raise CliError(
             f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             code="BAD_JSON",
+        ) from None
+    problems = json_problems(value, max_depth=MAX_JSON_DEPTH)
+    if problems:
+        where = [f"{p.path or '<value>'}: {p.message}" for p in problems]
+        raise CliError(
+            f"{source}: JSON the stores cannot hold: {where[0]}",
+            code="BAD_JSON",
+            details=where[1:],
+            data=[{"path": p.path, "message": p.message} for p in problems],
         )
+    return value
 
 
 def _reject_constant(name: str) -> t.Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _bounded_int(text: str) -> int:
+    # Python's own guard (4300 digits) would suggest raising a limit; 20 digits is
+    # already past 64 bits, and json_problems names the path of a shorter large one.
+    if len(text.lstrip("-")) > 20:
+        raise ValueError(f"integer {text[:20]}... is beyond 64 bits")
+    return int(text)
 
 
 def parse_json_object(value: str | None, option: str) -> dict[str, t.Any]:
@@ -188,10 +219,12 @@ def missing_handler_types(flow: Flow, handlers: HandlerRegistry) -> list[str]:
 
 
 def check_handlers(flow: Flow, handlers: HandlerRegistry) -> None:
-    """Refuse to drive ``flow`` when a step type has no handler (it would fail the run).
+    """Refuse to drive ``flow`` when a step type has no handler or a step's config does
+    not fit its handler (either would fail the run).
 
     Raises:
         CliError: naming the missing types.
+        FlowValidationError: step configs that do not fit their handler.
     """
     missing = missing_handler_types(flow, handlers)
     if missing:
@@ -200,6 +233,9 @@ def check_handlers(flow: Flow, handlers: HandlerRegistry) -> None:
             f'flow "{flow.key}" needs handlers for {names}: pass --handlers MODULE',
             code="HANDLER_NOT_FOUND",
         )
+    issues = handlers.check_flow_configs(flow)
+    if issues:
+        raise FlowValidationError(flow.id, issues)
 
 
 # -- engine ------------------------------------------------------------------------------
@@ -222,7 +258,9 @@ async def open_engine(
         raise CliError(f"--store {redact_url(state.store_url)}: {exc}", code="BAD_STORE_URL")
     except FlowMonkeyError as exc:
         raise CliError(f"--store: {exc.message}", code=exc.code)
-    options = EngineOptions(automatic_recovery=recover)
+    options = EngineOptions(
+        automatic_recovery=recover, http_allow=state.http_allow, base_url=state.base_url
+    )
     engine = Engine(store, handlers, FlowRegistry(), options=options)
     async with engine:
         yield engine

@@ -20,6 +20,7 @@ import click
 import orjson
 
 from flowmonkey import errors
+from flowmonkey.cli.options import base_url_option, http_allow_option
 from flowmonkey.durations import parse_duration
 
 __all__ = ["JsonFormatter", "migrate_command", "register", "worker_command"]
@@ -194,6 +195,8 @@ def _fail(message: str, code: int) -> NoReturn:
     help="How often the retention pass runs.",
 )
 @click.option("--worker-id", default=None, help="Lease owner id [hostname-pid-random].")
+@http_allow_option
+@base_url_option
 @click.option(
     "--check",
     is_flag=True,
@@ -217,6 +220,8 @@ def worker_command(
     retention: timedelta | None,
     purge_interval: timedelta,
     worker_id: str | None,
+    http_allow: tuple[str, ...],
+    base_url: str | None,
     check: bool,
 ) -> None:
     """Claim and run executions from the store until SIGTERM/SIGINT.
@@ -255,8 +260,9 @@ def worker_command(
         raise click.UsageError(str(exc))
     if retention is not None and retention <= timedelta(0):
         raise click.UsageError("--retention must be positive")
+    engine_kwargs = {"http_allow": http_allow, "base_url": base_url, "retention": retention}
     code = asyncio.run(
-        _serve(store_url, handler_modules, flow_paths, redis_url, options, retention)
+        _serve(store_url, handler_modules, flow_paths, redis_url, options, engine_kwargs)
     )
     sys.exit(code)
 
@@ -267,7 +273,7 @@ async def _serve(
     flow_paths: tuple[str, ...],
     redis_url: str | None,
     options: Any,
-    retention: timedelta | None = None,
+    engine_kwargs: dict[str, Any] | None = None,
 ) -> int:
     from flowmonkey.definitions.loader import load_flows
     from flowmonkey.definitions.registry import FlowRegistry
@@ -287,7 +293,7 @@ async def _serve(
     except (errors.FlowMonkeyError, ValueError) as exc:
         _fail(str(exc), 2)
     engine_options = EngineOptions(
-        lease_for=options.lease_for or EngineOptions().lease_for, retention=retention
+        lease_for=options.lease_for or EngineOptions().lease_for, **(engine_kwargs or {})
     )
     engine = Engine(store, handlers, flows, options=engine_options)
     signaler = None

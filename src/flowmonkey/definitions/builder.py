@@ -269,9 +269,10 @@ class FlowBuilder:
             FlowValidationError: the flow has errors (every issue is listed).
         """
         steps: dict[str, Step] = {}
+        issues = list(self._issues)
         for index, step_id in enumerate(self._order):
             following = self._order[index + 1] if index + 1 < len(self._order) else None
-            steps[step_id] = self._make_step(step_id, self._steps[step_id], following)
+            steps[step_id] = self._make_step(step_id, self._steps[step_id], following, issues)
         flow = Flow(
             id=self._id,
             version=self._version,
@@ -280,10 +281,16 @@ class FlowBuilder:
             initial_step_id=self._start or (self._order[0] if self._order else ""),
             steps=steps,
         )
-        raise_for_issues(flow.id, self._issues + validate_flow(flow))
+        raise_for_issues(flow.id, issues + validate_flow(flow))
         return flow
 
-    def _make_step(self, step_id: str, spec: dict[str, Any], following: str | None) -> Step:
+    def _make_step(
+        self,
+        step_id: str,
+        spec: dict[str, Any],
+        following: str | None,
+        issues: list[ValidationIssue],
+    ) -> Step:
         def resolve(target: Target) -> str | None:
             return following if isinstance(target, Next) else target
 
@@ -296,7 +303,13 @@ class FlowBuilder:
                 config["default"] = resolve(config["default"])
         raw_input = spec["input"]
         retry = spec["retry"]
-        timeout = spec["timeout"]
+        timeout = None
+        if spec["timeout"] is not None:
+            try:
+                timeout = parse_duration(spec["timeout"], field="timeout")
+            except ValueError as exc:  # listed with every other issue by build()
+                message = str(exc).removeprefix("timeout: ")
+                issues.append(ValidationIssue(f"steps.{step_id}.timeout", message))
         return Step(
             id=step_id,
             type=spec["type"],
@@ -321,7 +334,7 @@ class FlowBuilder:
                 if isinstance(retry, RetryPolicy) or retry is None
                 else RetryPolicy.from_dict(retry)
             ),
-            timeout=parse_duration(timeout, field="timeout") if timeout is not None else None,
+            timeout=timeout,
             name=spec["name"],
             description=spec["description"],
         )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowmonkey.definitions import builtins
+from flowmonkey.definitions.expressions import expression_problem
 from flowmonkey.durations import parse_datetime, parse_duration
 from flowmonkey.errors import ValidationIssue
 from flowmonkey.model.flow import Step
@@ -43,7 +44,8 @@ def check_builtin_config(step: Step, path: str) -> list[ValidationIssue]:
         builtins.USER_TASK: _user_task,
         builtins.DELAY: _delay,
     }
-    check = checks.get(step.type)
+    step_type: object = step.type  # a Step built in Python may hold anything
+    check = checks.get(step_type) if isinstance(step_type, str) else None
     if check is None:
         return []
     issues = check(step.config, f"{path}.config")
@@ -145,9 +147,6 @@ def _join(config: Mapping[str, Any], path: str) -> list[ValidationIssue]:
 
 
 def _switch(config: Mapping[str, Any], path: str) -> list[ValidationIssue]:
-    import jmespath  # lazily: only flows with expressions need it
-    import jmespath.exceptions
-
     issues: list[ValidationIssue] = []
     cases = config.get("cases")
     if cases is None:
@@ -166,13 +165,9 @@ def _switch(config: Mapping[str, Any], path: str) -> list[ValidationIssue]:
         if not isinstance(when, str) or not when.strip():
             issues.append(_err(f"{case_path}.when", "Required: a JMESPath expression"))
         else:
-            try:
-                jmespath.compile(when)
-            except jmespath.exceptions.JMESPathError as exc:
-                detail = " ".join(str(exc).split())
-                issues.append(
-                    _err(f"{case_path}.when", f"invalid JMESPath expression {when!r}: {detail}")
-                )
+            problem = expression_problem(when)
+            if problem is not None:
+                issues.append(_err(f"{case_path}.when", problem))
         if "goto" not in case:
             issues.append(_err(f"{case_path}.goto", "Required: a step id (or null to complete)"))
         elif case["goto"] is not None and not isinstance(case["goto"], str):

@@ -65,9 +65,9 @@ _TRANSITION_LABELS = {
 }
 
 
-def is_builtin(step_type: str) -> bool:
+def is_builtin(step_type: object) -> bool:
     """True when ``step_type`` is run by the engine itself."""
-    return step_type in BUILTIN_STEP_TYPES
+    return isinstance(step_type, str) and step_type in BUILTIN_STEP_TYPES
 
 
 def switch_cases(step: Step) -> list[tuple[int, Any, Any]]:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowmonkey.definitions import builtins
+from flowmonkey.definitions.expressions import expression_problem
 from flowmonkey.definitions.graph import fork_joins
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.model.flow import Flow, Step, Transitions
@@ -55,9 +56,6 @@ def translate_expression(expression: str) -> str:
     Raises:
         ValueError: the expression cannot be translated into valid JMESPath.
     """
-    import jmespath  # lazily: only flows with expressions need it
-    import jmespath.exceptions
-
     out: list[str] = []
     pos = 0
     while pos < len(expression):
@@ -85,10 +83,9 @@ def translate_expression(expression: str) -> str:
         else:
             out.append(text)
     result = "".join(out)
-    try:
-        jmespath.compile(result)
-    except jmespath.exceptions.JMESPathError as exc:
-        raise ValueError(f"not translatable to JMESPath ({' '.join(str(exc).split())})") from None
+    problem = expression_problem(result)
+    if problem is not None:
+        raise ValueError(f"not translatable to JMESPath ({problem})")
     return result
 
 
@@ -147,7 +144,7 @@ class _Compiler:
             ok = True
             for end in ("sourceNodeId", "targetNodeId"):
                 ref = edge.get(end)
-                if ref not in self.nodes:
+                if not isinstance(ref, str) or ref not in self.nodes:
                     self.error(f"edges[{i}].{end}", f'edge "{name}": unknown node {ref!r}')
                     ok = False
             if ok:

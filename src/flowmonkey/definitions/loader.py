@@ -6,7 +6,6 @@ and a Vyuh graph (``code``, ``nodes``, ``edges``), compiled by ``graph_import``.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Collection, Iterable, Mapping
@@ -14,12 +13,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flowmonkey.definitions.graph_import import compile_graph, is_graph
+from flowmonkey.definitions.source import (
+    FLOW_FILE_SUFFIXES,
+    FlowSource,
+    read_definition,
+    source_name,
+)
 from flowmonkey.definitions.validate import raise_for_issues, validate_parsed
 from flowmonkey.errors import FlowValidationError, ValidationIssue
+from flowmonkey.jsonvalues import MAX_DEFINITION_BYTES
 from flowmonkey.model.flow import Flow
 
 __all__ = [
     "FLOW_FILE_SUFFIXES",
+    "MAX_DEFINITION_BYTES",
     "check_flow",
     "dump_flow",
     "load_flow",
@@ -27,106 +34,23 @@ __all__ = [
     "parse_flow",
 ]
 
-FLOW_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
-FlowSource = str | os.PathLike[str] | Mapping[str, Any]
-
-
-@functools.cache
-def _flow_yaml_loader() -> Any:
-    """Safe YAML loader that keeps timestamps as strings (flow files are JSON-shaped).
-
-    Built on first use, so ``import flowmonkey`` does not pay for PyYAML.
-    """
-    import yaml
-
-    class FlowYamlLoader(yaml.SafeLoader):
-        pass
-
-    FlowYamlLoader.yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    return FlowYamlLoader
-
-
-def _fail(source: str, message: str) -> FlowValidationError:
-    return FlowValidationError(None, [ValidationIssue("", message)], f"{source}: {message}")
-
-
-def _parse_text(text: str, source: str, *, json_only: bool = False) -> Any:
-    json_error: json.JSONDecodeError | None = None
-    if json_only or text.lstrip().startswith(("{", "[")):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            if json_only:
-                where = f"{source}:{exc.lineno}:{exc.colno}"
-                raise _fail(where, f"invalid JSON: {exc.msg}") from None
-            json_error = exc  # maybe YAML flow style ({id: x}); report JSON's error if not
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_flow_yaml_loader())
-    except yaml.YAMLError as exc:
-        if json_error is not None:
-            where = f"{source}:{json_error.lineno}:{json_error.colno}"
-            raise _fail(where, f"invalid JSON: {json_error.msg}") from None
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise _fail(where, f"invalid YAML: {problem}") from None
-
-
-def _looks_like_path(text: str) -> bool:
-    if "\n" in text or text.lstrip().startswith(("{", "[")):
-        return False
-    if text.strip().lower().endswith(FLOW_FILE_SUFFIXES):
-        return True
-    try:
-        return Path(text).is_file()
-    except (OSError, ValueError):  # e.g. a long one-line YAML text: "file name too long"
-        return False
-
-
-def _read_source(source: FlowSource) -> tuple[Any, str]:
-    """Return the raw data and a name for messages."""
-    if isinstance(source, Mapping):
-        return source, "<dict>"
-    if isinstance(source, os.PathLike) or _looks_like_path(str(source)):
-        path = Path(os.fspath(source))
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise _fail(str(path), "cannot read flow file: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _fail(str(path), f"cannot read flow file: {exc}") from None
-        return _parse_text(text, str(path), json_only=path.suffix.lower() == ".json"), str(path)
-    if isinstance(source, str):
-        return _parse_text(source, "<string>"), "<string>"
-    raise TypeError(f"cannot load a flow from {type(source).__name__}")
-
-
-def parse_flow(source: FlowSource) -> Flow:
+def parse_flow(source: FlowSource, *, max_bytes: int = MAX_DEFINITION_BYTES) -> Flow:
     """Parse a flow (file path, JSON/YAML text or dict) WITHOUT validating it.
+
+    ``max_bytes`` bounds the definition as compact JSON (see ``load_flow``).
 
     Raises:
         FlowValidationError: unreadable file, bad JSON/YAML (file and line in the
-            message), or a definition with parts that cannot be parsed (every such
-            part is listed; ``check_flow`` also validates the rest).
+            message), data that is not storable JSON within the limits, or a definition
+            with parts that cannot be parsed (every such part is listed; ``check_flow``
+            also validates the rest).
     """
-    data, name = _read_mapping(source)
+    data, name = read_definition(source, max_bytes)
     try:
         return compile_graph(data) if is_graph(data) else Flow.from_dict(data)
     except FlowValidationError as exc:
         raise _named(exc, name) from None
-
-
-def _read_mapping(source: FlowSource) -> tuple[Mapping[str, Any], str]:
-    data, name = _read_source(source)
-    if not isinstance(data, Mapping):
-        raise _fail(name, "a flow definition must be an object (a mapping)")
-    return data, name
 
 
 def _named(exc: FlowValidationError, name: str) -> FlowValidationError:
@@ -137,7 +61,10 @@ def _named(exc: FlowValidationError, name: str) -> FlowValidationError:
 
 
 def check_flow(
-    source: FlowSource, *, handler_types: Collection[str] | None = None
+    source: FlowSource,
+    *,
+    handler_types: Collection[str] | None = None,
+    max_bytes: int = MAX_DEFINITION_BYTES,
 ) -> tuple[Flow, list[ValidationIssue]]:
     """Parse a flow leniently and validate it, without raising for invalid definitions.
 
@@ -149,9 +76,10 @@ def check_flow(
 
     Raises:
         FlowValidationError: the source cannot be read at all (missing file, bad
-            JSON/YAML, not an object, a Vyuh graph that does not compile).
+            JSON/YAML, duplicate keys, not an object, not storable JSON within the
+            limits, a Vyuh graph that does not compile).
     """
-    data, name = _read_mapping(source)
+    data, name = read_definition(source, max_bytes)
     parse_issues: list[ValidationIssue] = []
     if is_graph(data):
         try:
@@ -160,35 +88,42 @@ def check_flow(
             raise _named(exc, name) from None
     else:
         flow, parse_issues = Flow.parse(data)
-    return flow, validate_parsed(flow, parse_issues, handler_types=handler_types)
+    issues = validate_parsed(flow, parse_issues, handler_types=handler_types, max_bytes=max_bytes)
+    return flow, issues
 
 
-def load_flow(source: FlowSource, *, handler_types: Collection[str] | None = None) -> Flow:
+def load_flow(
+    source: FlowSource,
+    *,
+    handler_types: Collection[str] | None = None,
+    max_bytes: int = MAX_DEFINITION_BYTES,
+) -> Flow:
     """Load and fully validate a flow from a file path, JSON/YAML text or a dict.
 
     Args:
         source: a ``.json``/``.yaml``/``.yml`` path, JSON or YAML text, or a mapping in
             the FlowMonkey shape or the Vyuh graph shape.
         handler_types: when given, unknown handler types are errors too.
+        max_bytes: the largest definition accepted, as compact UTF-8 JSON with every
+            key counted (also ignored ones, and YAML aliases expanded); a file or text
+            may be up to 4 times as long (indentation, comments). Default 1 MiB.
 
     Raises:
         FlowValidationError: (code ``INVALID_FLOW``) with every issue in ``.issues``:
             parse problems (each at its field's path) and validation problems together.
+            Never a ``TypeError``, ``ValueError`` or ``RecursionError`` for bad content.
     """
-    flow, issues = check_flow(source, handler_types=handler_types)
-    name = None if isinstance(source, Mapping) else _source_name(source)
+    flow, issues = check_flow(source, handler_types=handler_types, max_bytes=max_bytes)
+    name = None if isinstance(source, Mapping) else source_name(source)
     raise_for_issues(flow.id or None, issues, source=name)
     return flow
 
 
-def _source_name(source: str | os.PathLike[str]) -> str:
-    if isinstance(source, os.PathLike) or _looks_like_path(str(source)):
-        return os.fspath(source)
-    return "<string>"
-
-
 def load_flows(
-    paths: Iterable[str | os.PathLike[str]], *, handler_types: Collection[str] | None = None
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    handler_types: Collection[str] | None = None,
+    max_bytes: int = MAX_DEFINITION_BYTES,
 ) -> list[Flow]:
     """Load several flow files; a directory contributes its ``*.json``/``*.yaml``/``*.yml``
     files (sorted by name, not recursive)."""
@@ -197,9 +132,11 @@ def load_flows(
         path = Path(entry)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in FLOW_FILE_SUFFIXES)
-            flows.extend(load_flow(p, handler_types=handler_types) for p in files)
+            flows.extend(
+                load_flow(p, handler_types=handler_types, max_bytes=max_bytes) for p in files
+            )
         else:
-            flows.append(load_flow(path, handler_types=handler_types))
+            flows.append(load_flow(path, handler_types=handler_types, max_bytes=max_bytes))
     return flows
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Mapping
+from datetime import timedelta
 from typing import Any
 
 from flowmonkey.definitions import builtins
 from flowmonkey.definitions.builtin_config import check_builtin_config, is_dot_path
+from flowmonkey.definitions.cycles import loop_warnings
 from flowmonkey.definitions.graph import check_graph
+from flowmonkey.durations import MAX_DURATION, MAX_DURATION_MS
 from flowmonkey.errors import FlowValidationError, ValidationIssue
+from flowmonkey.jsonvalues import MAX_DEFINITION_BYTES, MAX_DEFINITION_DEPTH, json_problems
 from flowmonkey.model.flow import SELECTOR_TYPES, Flow, RetryPolicy, Step
 from flowmonkey.versions import is_semver
 
@@ -23,7 +28,10 @@ __all__ = [
 
 
 def validate_flow(
-    flow: Flow, *, handler_types: Collection[str] | None = None
+    flow: Flow,
+    *,
+    handler_types: Collection[str] | None = None,
+    max_bytes: int = MAX_DEFINITION_BYTES,
 ) -> list[ValidationIssue]:
     """Return every problem of ``flow`` (errors and warnings) in one list.
 
@@ -31,8 +39,11 @@ def validate_flow(
         flow: the parsed flow.
         handler_types: the registered handler types; when given, a step whose type is
             neither built-in nor listed is an error. ``None`` skips that check.
+        max_bytes: the largest definition (``flow.to_dict()`` as compact JSON, unknown
+            keys included); a flow that is not storable JSON within this size and
+            ``MAX_DEFINITION_DEPTH`` levels gets only those issues.
     """
-    return _validate(flow, handler_types, graph=True)
+    return _validate(flow, handler_types, graph=True, max_bytes=max_bytes)
 
 
 def validate_parsed(
@@ -40,6 +51,7 @@ def validate_parsed(
     parse_issues: Collection[ValidationIssue],
     *,
     handler_types: Collection[str] | None = None,
+    max_bytes: int = MAX_DEFINITION_BYTES,
 ) -> list[ValidationIssue]:
     """Every issue of a leniently parsed flow (``Flow.parse``): ``parse_issues`` first,
     then the validation issues of the parts that did parse.
@@ -52,7 +64,7 @@ def validate_parsed(
     """
     parsed = list(parse_issues)
     graph = not any(_affects_edges(i.path) for i in parsed)
-    found = _validate(flow, handler_types, graph=graph)
+    found = _validate(flow, handler_types, graph=graph, max_bytes=max_bytes)
     covered = [i.path for i in parsed]
     return parsed + [i for i in found if not any(_under(i.path, p) for p in covered)]
 
@@ -71,9 +83,13 @@ def _under(path: str, parent: str) -> bool:
 
 
 def _validate(
-    flow: Flow, handler_types: Collection[str] | None, *, graph: bool
+    flow: Flow, handler_types: Collection[str] | None, *, graph: bool, max_bytes: int
 ) -> list[ValidationIssue]:
-    issues: list[ValidationIssue] = []
+    issues, fatal = _check_storable(flow, max_bytes)
+    if fatal:
+        # Nothing else is checked: the other checks walk config values, compile
+        # expressions and schemas, and would only trip over the same values.
+        return issues
     if not flow.id:
         issues.append(_err("id", "Required"))
     if not flow.version:
@@ -96,9 +112,22 @@ def _validate(
         issues.append(_err("initialStepId", f'Step "{flow.initial_step_id}" not found'))
     for key, step in flow.steps.items():
         issues += _check_step(key, step, flow, handler_types)
-    if graph:
+    # A non-string type (reported above) would break the graph walk's type lookups.
+    if graph and all(isinstance(step.type, str) for step in flow.steps.values()):
         issues += check_graph(flow)
+        issues += loop_warnings(flow)  # cycles with no way out, self-recursion
     return issues
+
+
+def _check_storable(flow: Flow, max_bytes: int) -> tuple[list[ValidationIssue], bool]:
+    """Problems of ``flow`` as the stores will write it (a flow built in Python or from a
+    dict may hold anything), and whether one of them is fatal (see ``JsonProblem``)."""
+    try:
+        data = flow.to_dict()
+    except (TypeError, ValueError, AttributeError) as exc:
+        return [_err("", f"cannot be written as a definition: {exc}")], True
+    problems = json_problems(data, max_depth=MAX_DEFINITION_DEPTH, max_bytes=max_bytes)
+    return [_err(p.path, p.message) for p in problems], any(p.fatal for p in problems)
 
 
 def errors_only(issues: Collection[ValidationIssue]) -> list[ValidationIssue]:
@@ -154,8 +183,9 @@ def _check_step(
     issues += _check_transitions(step, path, flow)
     if step.retry is not None:
         issues += _check_retry(step.retry, f"{path}.retry")
-    if step.timeout is not None and step.timeout.total_seconds() <= 0:
-        issues.append(_err(f"{path}.timeout", "must be a positive duration"))
+    timeout: Any = step.timeout
+    if timeout is not None:
+        issues += _check_timeout(timeout, f"{path}.timeout")
     issues += check_builtin_config(step, path)
     for extra in step.extra:
         issues.append(
@@ -164,6 +194,16 @@ def _check_step(
             )
         )
     return issues
+
+
+def _check_timeout(timeout: Any, path: str) -> list[ValidationIssue]:
+    if not isinstance(timeout, timedelta):
+        return [_err(path, f"must be a duration, got {timeout!r}")]
+    if timeout.total_seconds() <= 0:
+        return [_err(path, "must be a positive duration")]
+    if timeout > MAX_DURATION:
+        return [_err(path, f"must be at most {MAX_DURATION.days} days (ten years)")]
+    return []
 
 
 def _check_selector(step: Step, path: str) -> list[ValidationIssue]:
@@ -235,8 +275,16 @@ def _check_retry(retry: RetryPolicy, path: str) -> list[ValidationIssue]:
         ("maxBackoffMs", retry.max_backoff_ms, 0),
     )
     for name, value, minimum in numbers:
-        if not _is_number(value) or value < minimum:
+        if not _is_number(value) or not minimum <= value < math.inf:
             issues.append(_err(f"{path}.{name}", f"must be a number >= {minimum:g}, got {value!r}"))
+        elif name != "backoffMultiplier" and value > MAX_DURATION_MS:
+            issues.append(
+                _err(
+                    f"{path}.{name}",
+                    f"must be at most {MAX_DURATION_MS} ms ({MAX_DURATION.days} days), "
+                    f"got {value!r}",
+                )
+            )
     retry_on: Any = retry.retry_on
     if retry_on is not None and (
         not isinstance(retry_on, tuple) or not all(isinstance(c, str) for c in retry_on)

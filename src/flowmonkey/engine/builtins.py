@@ -16,7 +16,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey.durations import parse_datetime, parse_duration
+from flowmonkey.engine.creation import create_execution
+from flowmonkey.engine.result_check import clamp_duration
 from flowmonkey.engine.selectors import get_path, render_template
+from flowmonkey.engine.terminal import cancel
 from flowmonkey.handlers.base import HandlerMetadata
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.handlers.registry import RegisteredHandler
@@ -25,8 +28,8 @@ from flowmonkey.model.records import Task
 from flowmonkey.model.result import Result
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
     from flowmonkey.engine.run import StepRuntime
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Step
 
 __all__ = ["CHILD_POLL", "WAIT_KINDS", "builtin_handlers", "children_of_visit", "task_id_for"]
@@ -58,7 +61,7 @@ def task_id_for(execution_id: str, step_id: str, visit: int) -> str:
 
 
 async def children_of_visit(
-    engine: Engine, parent_id: str, step_id: str, visit: int
+    engine: Runtime, parent_id: str, step_id: str, visit: int
 ) -> list[Execution]:
     """Child executions started by one visit of a ``subflow``/``forEach`` step."""
     return [
@@ -68,7 +71,7 @@ async def children_of_visit(
     ]
 
 
-def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
+def builtin_handlers(engine: Runtime) -> list[RegisteredHandler]:
     """The built-in step types as handlers bound to ``engine``."""
     import jmespath  # only engines that run a switch pay for it (see ``compiled``)
     import jmespath.exceptions
@@ -101,7 +104,9 @@ def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
         config = ctx.config
         try:
             if config.get("duration") is not None:
-                wake_at = now + parse_duration(config["duration"], field="config.duration")
+                wake_at = now + clamp_duration(
+                    parse_duration(config["duration"], field="config.duration")
+                )
             else:
                 until = config.get("until")
                 if isinstance(until, str) and "${" in until:
@@ -124,7 +129,7 @@ def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
         config = ctx.config
         due_at = None
         if config.get("dueIn") is not None:
-            due_at = now + parse_duration(config["dueIn"], field="config.dueIn")
+            due_at = now + clamp_duration(parse_duration(config["dueIn"], field="config.dueIn"))
         task = Task(
             id=task_id,
             execution_id=execution.id,
@@ -165,6 +170,9 @@ def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
         children = await children_of_visit(engine, rt.run.execution.id, rt.step.id, rt.token.visit)
         child = children[0] if children else None
         if child is None:
+            too_deep = _depth_exceeded(engine, rt)
+            if too_deep is not None:
+                return too_deep
             child_input = ctx.input if isinstance(ctx.input, Mapping) else {}
             child = await _start_child(
                 engine, rt, flow_id, config.get("version"), child_input, index=0
@@ -188,6 +196,10 @@ def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
         if not items:
             return Result.success([])
         children = await children_of_visit(engine, rt.run.execution.id, rt.step.id, rt.token.visit)
+        if not children:
+            too_deep = _depth_exceeded(engine, rt)
+            if too_deep is not None:
+                return too_deep
         by_index = {int(c.metadata.get("index", 0)): c for c in children}
         failed = [
             c
@@ -197,7 +209,7 @@ def builtin_handlers(engine: Engine) -> list[RegisteredHandler]:
         if failed:
             for c in children:
                 if not c.status.is_terminal:
-                    await engine.cancel(c.id, source="parent", reason="a sibling failed")
+                    await cancel(engine, c.id, source="parent", reason="a sibling failed")
             return _child_outcome(rt, failed, None, single=True)
         running = sum(1 for c in children if not c.status.is_terminal)
         concurrency = int(config.get("concurrency") or 10)
@@ -255,8 +267,21 @@ def _render_title(template: str, context: Mapping[str, Any]) -> str:
     return _TITLE.sub(sub, template)
 
 
+def _depth_exceeded(engine: Runtime, rt: StepRuntime) -> Result | None:
+    """The failure of a step that would start a child beyond ``max_subflow_depth``."""
+    limit = engine.options.max_subflow_depth
+    if rt.run.execution.depth < limit:
+        return None
+    return Result.failure(
+        "SUBFLOW_DEPTH_EXCEEDED",
+        f"starting a child here would nest sub-flows deeper than max_subflow_depth ({limit})",
+        details={"depth": rt.run.execution.depth, "max_subflow_depth": limit},
+        retryable=False,
+    )
+
+
 async def _start_child(
-    engine: Engine,
+    engine: Runtime,
     rt: StepRuntime,
     flow_id: str,
     version: Any,
@@ -266,9 +291,12 @@ async def _start_child(
 ) -> Execution:
     run, step, token = rt.run, rt.step, rt.token
     parent = run.execution
-    created = await engine.create(
+    created, _ = await create_execution(
+        engine,
         flow_id,
         dict(child_input),
+        depth=parent.depth + 1,
+        lease_self=False,
         version=str(version) if version is not None else None,
         tenant_id=parent.tenant_id,
         parent_execution_id=parent.id,

@@ -1,6 +1,6 @@
 """Operations that hand data to a waiting execution from outside a step: resume (by id
 or token), signals and user tasks. Due work lives in ``timers``, cancel/fail and the
-after-terminal work in ``terminal``."""
+after-terminal work in ``terminal`` and ``timers``."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.builtins import task_id_for
-from flowmonkey.engine.leasing import release_untouched, settle_status
+from flowmonkey.engine.driving import drive
+from flowmonkey.engine.leasing import acquire, open_run, release_untouched
 from flowmonkey.engine.limits import OutputError
+from flowmonkey.engine.lookup import TOKEN_MOVES, resolve_handler
+from flowmonkey.engine.parallel import advance
 from flowmonkey.engine.results import RunResult
 from flowmonkey.engine.run import Run, hash_token
-from flowmonkey.engine.step import advance, complete_if_done, move_after_wait
 from flowmonkey.engine.timers import apply_due
+from flowmonkey.engine.transitions import complete_if_done, move_after_wait, settle_status
 from flowmonkey.model.execution import ExecutionStatus, Token, TokenStatus
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
+    from flowmonkey.model.flow import Step
     from flowmonkey.model.records import Task
 
 __all__ = ["complete_task", "resume", "resume_by_token", "signal"]
@@ -36,28 +40,48 @@ def _waiting_token(run: Run, step_id: str | None) -> Token | None:
     return None
 
 
-async def _open_waiting(engine: Engine, execution_id: str) -> Run:
-    """Lease a waiting execution (after applying due work) or raise ExecutionNotWaiting."""
-    acquired = await engine.acquire(execution_id, start=False)
-    run = await engine.open_run(acquired)
+async def _open_waiting(engine: Runtime, execution_id: str, *, run_next: bool) -> Run:
+    """Lease a waiting execution (after applying due work) or raise ExecutionNotWaiting.
+
+    Without the flow in this process only a hand-off (``run_next=False``) can proceed;
+    otherwise ``FlowNotFound`` is raised and nothing changes.
+    """
+    acquired = await acquire(engine, execution_id, start=False)
+    run = await open_run(engine, acquired, need_flow=False)
     if run is None:
         status = acquired.execution.status
         raise errors.ExecutionNotWaiting(execution_id, str(status))
-    await apply_due(engine, run)
+    if run_next and not run.flow_known:
+        await release_untouched(engine, run)
+        raise errors.FlowNotFound(run.execution.flow_id, run.execution.flow_version)
+    try:
+        await apply_due(engine, run)
+    except BaseException:
+        await release_untouched(engine, run)
+        raise
     if run.execution.status is not _WAITING_S:
         await release_untouched(engine, run)
         raise errors.ExecutionNotWaiting(execution_id, str(run.execution.status))
     return run
 
 
+def _step_of(run: Run, token: Token) -> Step | None:
+    """The step a waiting token is at; ``FlowNotFound`` when this process lacks the flow
+    and the wait predates ``Token.wait_step`` (nothing to go on: nothing may change)."""
+    step = run.waiting_step(token)
+    if step is None and not run.flow_known:
+        raise errors.FlowNotFound(run.execution.flow_id, run.execution.flow_version)
+    return step
+
+
 async def resume(
-    engine: Engine, execution_id: str, data: Any, *, token: str | None, run_next: bool = True
+    engine: Runtime, execution_id: str, data: Any, *, token: str | None, run_next: bool = True
 ) -> RunResult:
     """See ``Engine.resume``."""
     token_hash = None
     if token is not None:
         token_hash = await _check_token(engine, token, execution_id)
-    run = await _open_waiting(engine, execution_id)
+    run = await _open_waiting(engine, execution_id, run_next=run_next)
     try:
         if token_hash is not None:
             record = await engine.store.get_resume_token(token_hash)
@@ -70,7 +94,7 @@ async def resume(
         else:
             waiting = _waiting_token(run, None)
         assert waiting is not None
-        step = run.flow.steps.get(waiting.step_id) if waiting.step_id else None
+        step = _step_of(run, waiting)
         now = engine.clock.now()
         if data is not None:
             _write_payload(run, "resumeData", data, literal=True)
@@ -84,6 +108,8 @@ async def resume(
             await run.commit(release=True)
             await engine.after_terminal(run.execution)
             return RunResult.of(run.execution)
+        if run_next and waiting.status is _ACTIVE:
+            _refuse_missing_handler(engine, run, waiting.step_id)
         settle_status(run.execution)
         if not run_next:
             return await _hand_off(engine, run)
@@ -91,10 +117,18 @@ async def resume(
     except BaseException:
         await release_untouched(engine, run)
         raise
-    return await engine.drive(run)
+    return await drive(engine, run)
 
 
-async def _hand_off(engine: Engine, run: Run) -> RunResult:
+def _refuse_missing_handler(engine: Runtime, run: Run, step_id: str | None) -> None:
+    """Raise ``HandlerNotFound`` before anything is committed when the step this call
+    would run next has no handler here (``run_next=False`` hands it to a worker)."""
+    step = run.flow.steps.get(step_id) if step_id is not None else None
+    if step is not None and step.type not in TOKEN_MOVES and resolve_handler(engine, step) is None:
+        raise errors.HandlerNotFound(step.type)
+
+
+async def _hand_off(engine: Runtime, run: Run) -> RunResult:
     """Commit the resume/signal and leave the execution runnable for a worker: one
     transaction, and the wake-up goes to whichever worker claims it first."""
     execution = run.execution
@@ -110,10 +144,10 @@ def _write_payload(run: Run, path: str, value: Any, *, literal: bool = False) ->
     try:
         run.write(path, value, literal=literal)
     except OutputError as exc:
-        raise ValueError(str(exc)) from None
+        raise errors.InvalidValue(str(exc)) from None
 
 
-async def _check_token(engine: Engine, token: str, execution_id: str | None) -> str:
+async def _check_token(engine: Runtime, token: str, execution_id: str | None) -> str:
     token_hash = hash_token(token)
     record = await engine.store.get_resume_token(token_hash)
     if record is None:
@@ -128,7 +162,7 @@ async def _check_token(engine: Engine, token: str, execution_id: str | None) -> 
 
 
 async def resume_by_token(
-    engine: Engine, token: str, data: Any, *, run_next: bool = True
+    engine: Runtime, token: str, data: Any, *, run_next: bool = True
 ) -> RunResult:
     """See ``Engine.resume_by_token``."""
     record = await engine.store.get_resume_token(hash_token(token))
@@ -138,7 +172,7 @@ async def resume_by_token(
 
 
 async def signal(
-    engine: Engine,
+    engine: Runtime,
     execution_id: str,
     step_id: str,
     *,
@@ -149,7 +183,7 @@ async def signal(
 ) -> RunResult:
     """See ``Engine.signal``; ``task`` marks a user task completed in the same commit."""
     try:
-        run = await _open_waiting(engine, execution_id)
+        run = await _open_waiting(engine, execution_id, run_next=run_next)
     except errors.ExecutionNotWaiting as exc:
         raise errors.InvalidSignal(
             f'Execution "{execution_id}" is not waiting at step "{step_id}" (status: {exc.status})'
@@ -160,7 +194,7 @@ async def signal(
             raise errors.InvalidSignal(
                 f'Execution "{execution_id}" is not waiting at step "{step_id}"'
             )
-        step = run.flow.steps.get(step_id)
+        step = _step_of(run, waiting)
         if step is None:
             raise errors.InvalidSignal(f'Step "{step_id}" does not exist in the flow')
         if port is not None and port not in step.transitions.ports:
@@ -206,7 +240,10 @@ async def signal(
         waiting.wait_started_at = waiting.wait_deadline_at = None
         run.emit("execution.resumed", now, {"step_id": step_id, "reason": "signal"})
         if port is not None:
+            waiting.wait_step = None
             target: str | None = step.transitions.ports[port]
+            if run_next:
+                _refuse_missing_handler(engine, run, target)
             run.execution.status = _RUNNING
             await advance(engine, run, waiting, step, target, "success", now,
                           hand_off=not run_next)  # fmt: skip
@@ -220,6 +257,8 @@ async def signal(
                 await run.commit(release=True)
                 await engine.after_terminal(run.execution)
                 return RunResult.of(run.execution)
+            if run_next and waiting.status is _ACTIVE:
+                _refuse_missing_handler(engine, run, waiting.step_id)
             settle_status(run.execution)
             if not run_next:
                 return await _hand_off(engine, run)
@@ -227,11 +266,11 @@ async def signal(
     except BaseException:
         await release_untouched(engine, run)
         raise
-    return await engine.drive(run)
+    return await drive(engine, run)
 
 
 async def complete_task(
-    engine: Engine,
+    engine: Runtime,
     task_id: str,
     *,
     port: str | None,

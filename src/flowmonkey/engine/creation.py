@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey import errors
 from flowmonkey.engine.limits import ContextSizes, OutputError, plan_write
+from flowmonkey.engine.lookup import get_flow
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.results import CreateResult
 from flowmonkey.engine.run import Run
@@ -16,13 +18,13 @@ from flowmonkey.model.execution import Execution, ExecutionStatus, Token
 from flowmonkey.stores.base import Lease
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
 
 __all__ = ["check_context", "create_execution"]
 
 
 async def create_execution(
-    engine: Engine,
+    engine: Runtime,
     flow_id: str,
     context: Mapping[str, Any] | None,
     *,
@@ -38,6 +40,7 @@ async def create_execution(
     execution_timeout: timedelta | None = None,
     wait_timeout: timedelta | None = None,
     execution_id: str | None = None,
+    depth: int = 0,
     lease_self: bool,
 ) -> tuple[CreateResult, Run | None]:
     """Create an execution (see ``Engine.create``); nothing is created on an error.
@@ -45,8 +48,13 @@ async def create_execution(
     ``lease_self`` stores it already leased to ``engine`` and ``running`` and also returns
     the ``Run`` that drives it (``None`` without ``lease_self`` or on an idempotency hit).
     """
-    await engine._ensure_ready()
-    flow = await engine.get_flow(flow_id, version)
+    tenant: Any = tenant_id  # typed str | None, but callers pass anything at run time
+    if tenant is not None and (not isinstance(tenant, str) or not tenant):
+        # "" would share the no-tenant idempotency scope (stores key on tenant or "").
+        raise errors.InvalidValue(
+            f"tenant_id must be a non-empty string or None, got {tenant_id!r}"
+        )
+    flow = await get_flow(engine, flow_id, version)
     initial = dict(context or {})
     if not isinstance(context, Mapping | None):
         raise TypeError("context must be a mapping")
@@ -73,6 +81,7 @@ async def create_execution(
         idempotency_expires_at=now + ttl if idempotency_key is not None else None,
         parent_execution_id=parent_execution_id,
         parent_step_id=parent_step_id,
+        depth=depth,
         execution_timeout=execution_timeout,
         wait_timeout=wait_timeout,
         deadline_at=now + ex_timeout if ex_timeout is not None else None,
@@ -108,21 +117,13 @@ async def create_execution(
         else:
             await engine.notify_runnable(stored.id)
     else:
-        engine.bus.emit(
-            [
-                Event(
-                    "idempotency.hit",
-                    stored.id,
-                    now,
-                    {
-                        "execution_id": stored.id,
-                        "flow_id": flow.id,
-                        "idempotency_key": idempotency_key,
-                    },
-                    0,
-                    tenant_id,
-                )
-            ]
+        # Persisted on the existing execution's log like every event (API.md).
+        await engine.late_events.record(
+            stored.id,
+            "idempotency.hit",
+            {"flow_id": flow.id, "idempotency_key": idempotency_key},
+            now,
+            stored.tenant_id,
         )
     return CreateResult(execution=stored, created=created), run
 
@@ -132,7 +133,7 @@ def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[st
 
     Raises:
         ContextLimitError: a limit is broken.
-        ValueError: a value is not JSON.
+        InvalidValue: a value is not JSON (a ``ValueError``; NaN/Infinity included).
     """
     sizes = ContextSizes({})
     probe: dict[str, Any] = {}
@@ -145,7 +146,7 @@ def check_context(context: Mapping[str, Any], options: EngineOptions) -> dict[st
                 probe, key, value, options.context_limits, sizes, literal=True
             )
         except OutputError as exc:
-            raise ValueError(str(exc)) from None
+            raise errors.InvalidValue(str(exc)) from None
         probe[top] = new_top
         sizes.update(top, len(encoded))
         out[key] = encoded

@@ -1,22 +1,34 @@
-"""``Engine``: the public API. It holds no execution state; every call loads from the store."""
+"""``Engine``: the public API, a thin facade over the operation modules.
+
+It builds the ``Runtime`` they share and calls them; it holds no execution state (every
+call loads from the store) and no logic of its own beyond readiness and registration.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import logging
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.clock import Clock, SystemClock
-from flowmonkey.engine import control, driving, lookup, retention, terminal, timers
+from flowmonkey.engine import (
+    control,
+    driving,
+    leasing,
+    lookup,
+    retention,
+    simulation,
+    terminal,
+    timers,
+)
+from flowmonkey.engine.builtins import builtin_handlers
 from flowmonkey.engine.bus import EventBus, Listener
 from flowmonkey.engine.commits import CommitBatcher
 from flowmonkey.engine.creation import create_execution
-from flowmonkey.engine.heartbeats import LeaseKeeper
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.results import (
     CancelResult,
@@ -26,6 +38,8 @@ from flowmonkey.engine.results import (
     StepResult,
 )
 from flowmonkey.engine.run import Run
+from flowmonkey.engine.runtime import Hook, Runtime
+from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
@@ -35,12 +49,13 @@ from flowmonkey.stores.base import Acquired, ExecutionQuery, Page, Store, TaskQu
 if TYPE_CHECKING:
     from flowmonkey.definitions.registry import FlowRegistry
     from flowmonkey.handlers.registry import HandlerRegistry, RegisteredHandler
+    from flowmonkey.handlers.standard.services import StandardServices
     from flowmonkey.model.result import Result
 
 __all__ = ["Engine"]
 
-log = logging.getLogger("flowmonkey.engine")
-Hook = Callable[[Execution], Any]
+_LATE_EVENT_GRACE = 2.0
+"""Seconds ``close()`` waits for events still waiting on another run's lease."""
 
 
 class Engine:
@@ -62,39 +77,110 @@ class Engine:
         from flowmonkey.definitions.registry import FlowRegistry
         from flowmonkey.handlers.registry import HandlerRegistry
 
-        self.store = store
-        self.handlers = handlers if handlers is not None else HandlerRegistry()
-        self.flows = flows if flows is not None else FlowRegistry()
-        self.options = options if options is not None else EngineOptions()
-        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.runtime = Runtime(
+            store,
+            handlers if handlers is not None else HandlerRegistry(),
+            flows if flows is not None else FlowRegistry(),
+            options if options is not None else EngineOptions(),
+            clock if clock is not None else SystemClock(),
+        )
+        """The state the operation modules share (see ``runtime.py``)."""
+        self.runtime.after_terminal = partial(timers.after_terminal, self.runtime)
         self.purge_stats = retention.PurgeStats()
         """Totals of this engine's purges (executions, rows, batches, passes)."""
-        self.bus = EventBus()
-        self.owner = f"engine-{uuid.uuid4().hex[:12]}"
-        """Lease owner prefix of this engine (a worker sets its own worker id)."""
-        self._acquisitions = 0
-        self._pool: ThreadPoolExecutor | None = None
-        self._inflight: dict[str, Run] = {}
-        self.committer = CommitBatcher(store, busy=lambda: len(self._inflight) > 1)
-        """Groups the step commits of concurrent executions (see ``commits.py``)."""
-        self._leases = LeaseKeeper(self)
-        self._hooks: dict[str, dict[str, list[Hook]]] = {}
-        self._ready = False
-        self._builtins: dict[str, RegisteredHandler] = {}
-        self.wake_signaler: Any = None
-        """Optional ``WakeSignaler``: told when an execution becomes runnable."""
         self.flows.on_register.append(self._flow_registered)
         self.handlers.on_register.append(self._handler_registered)
-        from flowmonkey.engine.builtins import builtin_handlers
-
-        for builtin in builtin_handlers(self):
+        for builtin in builtin_handlers(self.runtime):
             self.register_builtin(builtin)
 
+    # -- what the runtime holds, as the public attributes they always were -----------------
+
+    @property
+    def store(self) -> Store:
+        """The store every call loads from and commits to."""
+        return self.runtime.store
+
+    @store.setter
+    def store(self, value: Store) -> None:
+        self.runtime.store = value
+
+    @property
+    def handlers(self) -> HandlerRegistry:
+        """The user handlers (built-in step types come after them)."""
+        return self.runtime.handlers
+
+    @handlers.setter
+    def handlers(self, value: HandlerRegistry) -> None:
+        self.runtime.handlers = value
+
+    @property
+    def flows(self) -> FlowRegistry:
+        """The registered flows (the store is asked for the ones not registered here)."""
+        return self.runtime.flows
+
+    @flows.setter
+    def flows(self, value: FlowRegistry) -> None:
+        self.runtime.flows = value
+
+    @property
+    def options(self) -> EngineOptions:
+        """The engine's options (a worker may swap in its own while it runs)."""
+        return self.runtime.options
+
+    @options.setter
+    def options(self, value: EngineOptions) -> None:
+        self.runtime.options = value
+
+    @property
+    def clock(self) -> Clock:
+        """Where ``now()`` comes from."""
+        return self.runtime.clock
+
+    @clock.setter
+    def clock(self, value: Clock) -> None:
+        self.runtime.clock = value
+
+    @property
+    def bus(self) -> EventBus:
+        """Delivers events to listeners (``on``)."""
+        return self.runtime.bus
+
+    @property
+    def owner(self) -> str:
+        """Lease owner prefix of this engine (a worker sets its own worker id)."""
+        return self.runtime.owner
+
+    @owner.setter
+    def owner(self, value: str) -> None:
+        self.runtime.owner = value
+
+    @property
+    def wake_signaler(self) -> Any:
+        """Optional ``WakeSignaler``: told when an execution becomes runnable."""
+        return self.runtime.wake_signaler
+
+    @wake_signaler.setter
+    def wake_signaler(self, value: Any) -> None:
+        self.runtime.wake_signaler = value
+
+    @property
+    def services(self) -> StandardServices:
+        """What the standard handlers share: one HTTP client (closed with the engine),
+        the secret provider, ``base_url`` (see docs/handlers/README.md)."""
+        return self.runtime.services
+
+    @property
+    def committer(self) -> CommitBatcher:
+        """Groups the step commits of concurrent executions (see ``commits.py``)."""
+        return self.runtime.committer
+
     def _flow_registered(self, flow: Flow) -> None:
+        self.runtime.runnable = None
         data = {"flow_id": flow.id, "version": flow.version}
         self.bus.emit([Event("flow.registered", None, self.clock.now(), data)])
 
     def _handler_registered(self, handler: Any) -> None:
+        self.runtime.runnable = None
         data = {"handler_type": getattr(handler, "type", str(handler))}
         self.bus.emit([Event("handler.registered", None, self.clock.now(), data)])
 
@@ -102,10 +188,11 @@ class Engine:
 
     async def initialize(self) -> None:
         """Open/migrate the store and, with ``automatic_recovery``, recover stale runs."""
-        if self._ready:
+        if self.runtime.ready:
             return
         await self.store.initialize()
-        self._ready = True
+        self.runtime.services.reopen()
+        self.runtime.ready = True
         if self.options.load_flows_from_store:
             await self.load_flows_from_store()
         if self.options.automatic_recovery:
@@ -113,13 +200,13 @@ class Engine:
 
     async def close(self) -> None:
         """Stop background work, wait for async listeners, close the store."""
-        await self._leases.stop()
+        await self.runtime.leases.stop()
+        await self.runtime.late_events.close(grace=_LATE_EVENT_GRACE)
         await self.bus.drain()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self.runtime.close_pool()
+        await self.runtime.services.aclose()
         await self.store.close()
-        self._ready = False
+        self.runtime.ready = False
 
     async def __aenter__(self) -> Engine:
         await self.initialize()
@@ -129,17 +216,19 @@ class Engine:
         await self.close()
 
     async def _ensure_ready(self) -> None:
-        if not self._ready:
+        if not self.runtime.ready:
             await self.initialize()
 
     @property
     def sync_pool(self) -> ThreadPoolExecutor:
         """The bounded thread pool that runs sync handlers."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.options.sync_handler_threads, thread_name_prefix="flowmonkey"
-            )
-        return self._pool
+        return self.runtime.sync_pool
+
+    @property
+    def sync_handlers(self) -> SyncPool:
+        """The sync-handler pool's accounting: busy threads, steps queued for a thread
+        (``stats()``), queue waits and ``HANDLER_QUEUE_TIMEOUT`` failures."""
+        return self.runtime.sync_handlers
 
     # -- registration and events ---------------------------------------------------------
 
@@ -156,7 +245,7 @@ class Engine:
         on_cancel: Hook | None = None,
     ) -> None:
         """Call these (sync or async) with the final Execution after its terminal commit."""
-        hooks = self._hooks.setdefault(flow_id, {})
+        hooks = self.runtime.hooks.setdefault(flow_id, {})
         for name, fn in (
             ("on_complete", on_complete),
             ("on_fail", on_fail),
@@ -168,28 +257,25 @@ class Engine:
     async def after_terminal(self, execution: Execution) -> None:
         """Wake a waiting parent, then run lifecycle hooks (errors are reported to the log
         and ``"error"`` listeners, never raised)."""
-        if execution.parent_execution_id is not None and execution.parent_step_id is not None:
-            try:
-                await timers.wake_parent(
-                    self,
-                    execution.parent_execution_id,
-                    execution.parent_step_id,
-                    int(execution.metadata.get("parent_visit", 0)),
-                )
-            except Exception:
-                log.exception("waking the parent of %s failed; its poll will notice", execution.id)
-        await terminal.after_terminal(self, execution)
+        await timers.after_terminal(self.runtime, execution)
 
     def register_builtin(self, handler: RegisteredHandler) -> None:
         """Register an engine-provided step type (parallel, switch, ...)."""
-        self._builtins[handler.type] = handler
+        self.runtime.builtins[handler.type] = handler
+        self.runtime.runnable = None
+
+    def runnable_flows(self) -> frozenset[tuple[str, str]]:
+        """``(flow_id, version)`` of every registered flow this engine has a handler for
+        every step of: what a worker (and ``run_until_idle``) claims. Cached until a
+        flow or handler is registered."""
+        return lookup.runnable_flows(self.runtime)
 
     def resolve_handler(self, step: Step) -> RegisteredHandler | None:
         """The handler for a step: user handlers first, then built-in step types.
 
         In simulation mode every non-built-in type gets a passthrough handler.
         """
-        return lookup.resolve_handler(self, step)
+        return lookup.resolve_handler(self.runtime, step)
 
     def wait_timeout_for(self, execution: Execution, step: Step) -> timedelta | None:
         """How long a wait at ``step`` may last before ``onTimeout``/``TIMEOUT``.
@@ -197,18 +283,7 @@ class Engine:
         A user task's ``dueIn`` and a signal wait's ``timeout`` win; otherwise the
         execution's ``wait_timeout``, else the engine default.
         """
-        from flowmonkey.durations import parse_duration
-
-        own = None
-        if step.type == "userTask":
-            own = step.config.get("dueIn")
-        elif step.type == "waitForSignal":
-            own = step.config.get("timeout")
-        if own is not None:
-            return parse_duration(own)
-        if execution.wait_timeout is not None:
-            return execution.wait_timeout
-        return self.options.wait_timeout
+        return self.runtime.wait_timeout_for(execution, step)
 
     async def check_children(self, parent_id: str, step_id: str, visit: int) -> bool:
         """Wake a parent waiting at ``step_id`` once every child of that visit ended.
@@ -216,18 +291,21 @@ class Engine:
         Safe to call any number of times: only a token still waiting for children at
         that step and visit is woken.
         """
-        await timers.wake_parent(self, parent_id, step_id, visit)
+        await timers.wake_parent(self.runtime, parent_id, step_id, visit)
         return True
 
     # -- flows -----------------------------------------------------------------------------
 
     async def get_flow(self, flow_id: str, version: str | None = None) -> Flow:
         """A registered flow, else one saved in the store (then cached in the registry)."""
-        return await lookup.get_flow(self, flow_id, version)
+        return await lookup.get_flow(self.runtime, flow_id, version)
 
-    async def load_flows_from_store(self) -> int:
-        """Register every version of every flow saved in the store; returns the count."""
-        return await lookup.load_flows_from_store(self)
+    async def load_flows_from_store(self, *, strict: bool = True) -> int:
+        """Register every version of every flow saved in the store; returns the count.
+
+        ``strict=False`` skips (and logs) a version that cannot be registered here.
+        """
+        return await lookup.load_flows_from_store(self.runtime, strict=strict)
 
     async def save_flow(self, flow: Flow) -> bool:
         """Persist ``flow`` in the store, then register it (versions are immutable).
@@ -236,7 +314,7 @@ class Engine:
         same id@version) must not end up registered in this process either.
         """
         await self._ensure_ready()
-        return await lookup.save_flow(self, flow)
+        return await lookup.save_flow(self.runtime, flow)
 
     # -- create / run ----------------------------------------------------------------------
 
@@ -263,9 +341,12 @@ class Engine:
         Raises:
             FlowNotFound: unknown flow or version (nothing is created).
             ContextLimitError: the initial context breaks a limit (nothing is created).
+            InvalidValue: a context value is not JSON or holds NaN/Infinity, or
+                ``tenant_id`` is ``""`` (nothing is created).
         """
+        await self._ensure_ready()
         created, _ = await create_execution(
-            self, flow_id, context, tenant_id=tenant_id, idempotency_key=idempotency_key,
+            self.runtime, flow_id, context, tenant_id=tenant_id, idempotency_key=idempotency_key,
             idempotency_ttl=idempotency_ttl, metadata=metadata,
             parent_execution_id=parent_execution_id, parent_step_id=parent_step_id,
             correlation_id=correlation_id, user_id=user_id, version=version,
@@ -280,7 +361,10 @@ class Engine:
         """``create`` then ``run``. On an idempotency hit the existing execution is run if it
         is still ``pending``, else reported as it is (finished, waiting, or running
         elsewhere: a duplicate start never queues up behind the first one)."""
-        created, run = await create_execution(self, flow_id, context, lease_self=True, **kwargs)
+        await self._ensure_ready()
+        created, run = await create_execution(
+            self.runtime, flow_id, context, lease_self=True, **kwargs
+        )
         if run is not None:
             return await self.drive(run)
         existing = created.execution
@@ -290,11 +374,7 @@ class Engine:
 
     async def notify_runnable(self, execution_id: str) -> None:
         """Tell other processes (if a wake signaler is set) that work is ready."""
-        if self.wake_signaler is not None:
-            try:
-                await self.wake_signaler.notify(execution_id)
-            except Exception:
-                log.warning("wake signal for %s failed; workers will poll", execution_id)
+        await self.runtime.notify_runnable(execution_id)
 
     async def acquire(
         self, execution_id: str, *, steal: bool = False, start: bool = True
@@ -306,42 +386,50 @@ class Engine:
         this engine drive one execution at once.
         """
         await self._ensure_ready()
-        inflight = self._inflight.get(execution_id)
-        if inflight is not None and not steal:
-            return Acquired(execution=inflight.execution.clone(), lease=None)
-        return await self.store.acquire(
-            execution_id,
-            owner=self.lease_owner(),
-            now=self.clock.now(),
-            lease_for=self.options.lease_for,
-            steal=steal,
-            start=start,
-        )
+        return await leasing.acquire(self.runtime, execution_id, steal=steal, start=start)
 
     def lease_owner(self) -> str:
         """A fresh lease owner id for one acquisition by this engine."""
-        self._acquisitions += 1
-        return f"{self.owner}/{self._acquisitions}"
+        return self.runtime.lease_owner()
 
-    async def open_run(self, acquired: Acquired) -> Run | None:
-        """Wrap a granted lease in a ``Run`` (None if no lease was granted)."""
-        return await driving.open_run(self, acquired)
+    async def open_run(self, acquired: Acquired, *, need_flow: bool = True) -> Run | None:
+        """Wrap a granted lease in a ``Run`` (None if no lease was granted).
+
+        Raises:
+            FlowNotFound: this process lacks the flow and ``need_flow`` is set; the
+                execution was given back as it was. Without ``need_flow`` the run gets an
+                empty placeholder flow (``run.flow_known`` is False): enough for operations
+                that run no step.
+        """
+        return await leasing.open_run(self.runtime, acquired, need_flow=need_flow)
+
+    async def give_back(self, acquired: Acquired) -> None:
+        """Return a lease this process took but will not use, leaving the execution as
+        it was (a ``pending`` one ``pending`` again, a recovered one recoverable)."""
+        await leasing.give_back_acquired(self.runtime, acquired)
 
     async def run(self, execution_id: str) -> RunResult:
         """Drive the execution until it completes, fails, is cancelled or waits.
 
         Never sleeps until a wake time: a waiting execution returns at once.
-        Raises ``ExecutionNotFound`` for an unknown id.
+
+        Raises:
+            ExecutionNotFound: unknown id.
+            FlowNotFound, HandlerNotFound: this process lacks the flow, or the handler of
+                the step the execution is at; the execution is left as it was (a process
+                that has them runs it). A step reached later in this call without a handler
+                fails the execution with ``HANDLER_NOT_FOUND``.
         """
         acquired = await self.acquire(execution_id)
         run = await self.open_run(acquired)
         if run is None:
             return RunResult.of(acquired.execution)
-        return await self.drive(run)
+        return await self.drive(run, check_handlers=True)
 
     async def step(self, execution_id: str) -> StepResult:
         """Run exactly one step (after applying any due wake or timeout)."""
-        return await driving.step_once(self, execution_id)
+        await self._ensure_ready()
+        return await driving.step_once(self.runtime, execution_id)
 
     async def drive(
         self,
@@ -350,10 +438,18 @@ class Engine:
         max_steps: int | None = None,
         record: builtins.list[tuple[str | None, str | None, str | None]] | None = None,
         stop: asyncio.Event | None = None,
+        check_handlers: bool = False,
     ) -> RunResult:
         """Step a leased execution until it stops (or ``max_steps`` handler steps ran, or
-        ``stop`` is set: then it is left ``pending`` for anyone to continue)."""
-        return await driving.drive(self, run, max_steps=max_steps, record=record, stop=stop)
+        ``stop`` is set: then it is left ``pending`` for anyone to continue).
+
+        ``check_handlers``: raise ``HandlerNotFound`` (execution given back untouched)
+        instead of failing it when the step it is at has no handler here.
+        """
+        return await driving.drive(
+            self.runtime, run, max_steps=max_steps, record=record, stop=stop,
+            check_handlers=check_handlers,
+        )  # fmt: skip
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
         """Run every runnable execution (children too) until none is runnable.
@@ -361,7 +457,8 @@ class Engine:
         Due timers are applied first on each round (by the clock). Returns the number of
         executions driven.
         """
-        return await driving.run_until_idle(self, max_rounds=max_rounds)
+        await self._ensure_ready()
+        return await driving.run_until_idle(self.runtime, max_rounds=max_rounds)
 
     # -- waits, resume, signals (control.py); cancel, fail (terminal.py); timers ---------
 
@@ -381,17 +478,22 @@ class Engine:
 
         Raises:
             ExecutionNotFound, ExecutionNotWaiting, InvalidResumeToken,
-            ResumeTokenExpired, ContextLimitError: nothing changed.
+            ResumeTokenExpired, ContextLimitError, InvalidValue (not JSON, NaN/Infinity):
+            nothing changed.
+            FlowNotFound: this process lacks the flow and ``run_next`` is set (nothing
+            changed; ``run_next=False`` works without it).
         """
         await self._ensure_ready()
-        return await control.resume(self, execution_id, data, token=token, run_next=run_next)
+        return await control.resume(
+            self.runtime, execution_id, data, token=token, run_next=run_next
+        )
 
     async def resume_by_token(
         self, token: str, data: Any = None, *, run_next: bool = True
     ) -> RunResult:
         """Resume whichever execution ``token`` belongs to (``run_next`` as ``resume``)."""
         await self._ensure_ready()
-        return await control.resume_by_token(self, token, data, run_next=run_next)
+        return await control.resume_by_token(self.runtime, token, data, run_next=run_next)
 
     async def signal(
         self,
@@ -408,7 +510,7 @@ class Engine:
         """
         await self._ensure_ready()
         return await control.signal(
-            self, execution_id, step_id, port=port, payload=payload, run_next=run_next
+            self.runtime, execution_id, step_id, port=port, payload=payload, run_next=run_next
         )
 
     async def complete_task(
@@ -424,7 +526,7 @@ class Engine:
         (``run_next`` as ``resume``)."""
         await self._ensure_ready()
         return await control.complete_task(
-            self, task_id, port=port, output=output, user_id=user_id, run_next=run_next
+            self.runtime, task_id, port=port, output=output, user_id=user_id, run_next=run_next
         )
 
     async def cancel(
@@ -432,7 +534,7 @@ class Engine:
     ) -> CancelResult:
         """Cancel atomically (children too). Terminal executions give ``cancelled=False``."""
         await self._ensure_ready()
-        return await terminal.cancel(self, execution_id, source=source, reason=reason)
+        return await terminal.cancel(self.runtime, execution_id, source=source, reason=reason)
 
     async def fail(
         self,
@@ -443,13 +545,13 @@ class Engine:
     ) -> RunResult:
         """Fail a non-terminal execution with this error (same clean-up as cancel)."""
         await self._ensure_ready()
-        return await terminal.fail(self, execution_id, message=message, step_id=step_id, code=code)
+        return await terminal.fail(
+            self.runtime, execution_id, message=message, step_id=step_id, code=code
+        )
 
     def request_cancel(self, execution_id: str) -> None:
         """Cancel the handler this engine is running for ``execution_id``, if any."""
-        run = self._inflight.get(execution_id)
-        if run is not None:
-            run.cancel_handlers()
+        self.runtime.request_cancel(execution_id)
 
     async def tick_timers(self, *, limit: int = 1000) -> builtins.list[str]:
         """Apply every due wake, retry, wait timeout and execution timeout now.
@@ -457,12 +559,12 @@ class Engine:
         Woken executions become runnable (``pending``); no step runs here.
         """
         await self._ensure_ready()
-        return await timers.tick_timers(self, limit=limit)
+        return await timers.tick_timers(self.runtime, limit=limit)
 
     async def recover_stale(self) -> builtins.list[str]:
         """Make ``running`` executions with expired leases runnable again
         (``run_number += 1``, ``execution.recovered``)."""
-        return await timers.recover_stale(self)
+        return await timers.recover_stale(self.runtime)
 
     async def purge(
         self,
@@ -483,10 +585,12 @@ class Engine:
         await self._ensure_ready()
         size = batch_size or self.options.purge_batch_size
         if older_than is None:
-            return await retention.purge_expired(self, batch_size=size, pause=pause)
+            return await retention.purge_expired(
+                self.runtime, self.purge_stats, batch_size=size, pause=pause
+            )
         return await retention.purge(
-            self, older_than=older_than, status=status, flow_id=flow_id, dry_run=dry_run,
-            batch_size=size, pause=pause,
+            self.runtime, self.purge_stats, older_than=older_than, status=status,
+            flow_id=flow_id, dry_run=dry_run, batch_size=size, pause=pause,
         )  # fmt: skip
 
     # -- reads -------------------------------------------------------------------------------
@@ -532,6 +636,11 @@ class Engine:
         await self._ensure_ready()
         return await self.store.events(execution_id, after=after)
 
+    async def settle_events(self, timeout: float | None = None) -> bool:
+        """Wait until events that waited for another run's lease (an ``idempotency.hit``
+        on an execution being run) are in the log. False if ``timeout`` came first."""
+        return await self.runtime.late_events.settle(timeout)
+
     async def tasks(
         self,
         *,
@@ -566,10 +675,12 @@ class Engine:
         max_steps: int = 1000,
     ) -> SimulationResult:
         """Dry-run a flow with passthrough handlers; nothing touches this engine's store."""
-        from flowmonkey.engine.simulation import simulate
+        from flowmonkey.stores.memory import MemoryStore
 
-        return await simulate(
-            self,
+        return await simulation.simulate(
+            self.runtime,
+            type(self),
+            MemoryStore(),
             flow_id,
             context,
             outcomes=outcomes,

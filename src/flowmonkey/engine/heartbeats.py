@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from flowmonkey import errors
+from flowmonkey.engine.options import EngineOptions
 
-if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
-
-__all__ = ["LeaseKeeper"]
+__all__ = ["Driving", "LeaseKeeper"]
 
 log = logging.getLogger("flowmonkey.engine")
 
 
+class Driving(Protocol):
+    """What the keeper reads of its engine's runtime: the lease length and the runs."""
+
+    options: EngineOptions
+    inflight: dict[str, Any]
+
+
 class LeaseKeeper:
-    """Heartbeats every run the engine is driving (its ``_inflight`` runs).
+    """Heartbeats every run the engine is driving (its ``inflight`` runs).
 
     Started lazily from inside the event loop (``ensure_running``) because the engine
     may be constructed outside one.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Driving) -> None:
         self._engine = engine
         self._task: asyncio.Task[None] | None = None
 
@@ -54,7 +59,7 @@ class LeaseKeeper:
         failures = 0
         while True:
             await asyncio.sleep(interval)
-            for run in tuple(engine._inflight.values()):
+            for run in tuple(engine.inflight.values()):
                 if run.released:
                     continue
                 try:

@@ -9,6 +9,7 @@ import orjson
 
 from flowmonkey import errors
 from flowmonkey.engine.options import ContextLimits
+from flowmonkey.jsonvalues import find_non_finite, non_finite_message
 
 __all__ = ["ContextSizes", "OutputError", "dump_value", "nesting_depth", "plan_write"]
 
@@ -22,11 +23,16 @@ class OutputError(ValueError):
 
 
 def dump_value(value: Any, *, what: str = "value") -> bytes:
-    """Encode to JSON bytes; ``OutputError`` for anything JSON cannot hold."""
+    """Encode to JSON bytes; ``OutputError`` for anything JSON cannot hold (also NaN and
+    Infinity, which orjson would write as ``null``)."""
     try:
-        return orjson.dumps(value, option=_DUMP_OPTS)
+        encoded = orjson.dumps(value, option=_DUMP_OPTS)
     except TypeError as exc:
         raise OutputError(f"{what} is not JSON-serialisable: {exc}") from None
+    where = find_non_finite(value, encoded)
+    if where is not None:
+        raise OutputError(non_finite_message(what, where))
+    return encoded
 
 
 def nesting_depth(value: Any, depth: int = 0) -> int:

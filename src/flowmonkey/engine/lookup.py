@@ -1,20 +1,39 @@
-"""What the engine runs: flows (registry first, then the store) and step handlers."""
+"""What the engine runs: flows (registry first, then the store) and step handlers
+(user handlers, then built-in step types; passthrough ones in simulation mode)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from flowmonkey import errors
+from flowmonkey.handlers.base import HandlerMetadata
+from flowmonkey.handlers.registry import RegisteredHandler
 from flowmonkey.model.flow import Flow, Step
+from flowmonkey.model.result import Result
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
-    from flowmonkey.handlers.registry import RegisteredHandler
+    from flowmonkey.engine.runtime import Runtime
+    from flowmonkey.handlers.context import HandlerContext
 
-__all__ = ["get_flow", "load_flows_from_store", "resolve_handler", "save_flow"]
+log = logging.getLogger("flowmonkey.engine")
+
+__all__ = [
+    "TOKEN_MOVES",
+    "get_flow",
+    "load_flows_from_store",
+    "missing_handlers",
+    "passthrough",
+    "resolve_handler",
+    "runnable_flows",
+    "save_flow",
+]
+
+TOKEN_MOVES = frozenset({"parallel", "join"})
+"""Step types the engine moves tokens for itself (no handler needed)."""
 
 
-async def get_flow(engine: Engine, flow_id: str, version: str | None) -> Flow:
+async def get_flow(engine: Runtime, flow_id: str, version: str | None) -> Flow:
     """See ``Engine.get_flow``."""
     flow = engine.flows.get(flow_id, version)
     if flow is not None:
@@ -27,23 +46,32 @@ async def get_flow(engine: Engine, flow_id: str, version: str | None) -> Flow:
     return flow
 
 
-async def load_flows_from_store(engine: Engine) -> int:
-    """See ``Engine.load_flows_from_store``."""
+async def load_flows_from_store(engine: Runtime, *, strict: bool = True) -> int:
+    """See ``Engine.load_flows_from_store``. ``strict=False`` skips (and logs) a stored
+    version this process cannot register instead of raising: a worker looking for what
+    it can run must not stop at one bad definition."""
     count = 0
     for stored in await engine.store.list_flows():
         for version in await engine.store.flow_versions(stored.flow_id):
             if engine.flows.get(stored.flow_id, version) is not None:
                 continue
             found = await engine.store.get_flow(stored.flow_id, version)
-            if found is not None:
+            if found is None:
+                continue
+            try:
                 engine.flows.register(Flow.from_dict(found.definition))
-                count += 1
+            except (errors.FlowValidationError, ValueError, TypeError) as exc:
+                if strict:
+                    raise
+                log.warning("stored flow %s@%s not loaded: %s", stored.flow_id, version, exc)
+                continue
+            count += 1
     return count
 
 
-async def save_flow(engine: Engine, flow: Flow) -> bool:
+async def save_flow(engine: Runtime, flow: Flow) -> bool:
     """See ``Engine.save_flow`` (the engine must be initialized)."""
-    from flowmonkey.definitions.validate import raise_for_issues
+    from flowmonkey.definitions.validate import raise_for_issues  # loads jsonschema
 
     raise_for_issues(flow.id, engine.flows.validate(flow))
     known = engine.flows.get(flow.id, flow.version)
@@ -54,17 +82,51 @@ async def save_flow(engine: Engine, flow: Flow) -> bool:
     return saved
 
 
-def resolve_handler(engine: Engine, step: Step) -> RegisteredHandler | None:
+def missing_handlers(engine: Runtime, flow: Flow) -> list[str]:
+    """Step types of ``flow`` this engine has no handler for (sorted)."""
+    return sorted(
+        {
+            step.type
+            for step in flow.steps.values()
+            if step.type not in TOKEN_MOVES and resolve_handler(engine, step) is None
+        }
+    )
+
+
+def runnable_flows(engine: Runtime) -> frozenset[tuple[str, str]]:
+    """See ``Engine.runnable_flows`` (cached on the runtime until a flow or handler
+    registers)."""
+    if engine.runnable is None:
+        engine.runnable = frozenset(
+            (flow.id, flow.version)
+            for flow in engine.flows.flows()
+            if not missing_handlers(engine, flow)
+        )
+    return engine.runnable
+
+
+def resolve_handler(engine: Runtime, step: Step) -> RegisteredHandler | None:
     """See ``Engine.resolve_handler``."""
     handler = engine.handlers.get(step.type)
     if handler is None:
-        handler = engine._builtins.get(step.type)
-    elif engine.options.mode == "simulation" and step.type not in engine._builtins:
-        from flowmonkey.engine.simulation import passthrough
-
+        handler = engine.builtins.get(step.type)
+    elif engine.options.mode == "simulation" and step.type not in engine.builtins:
         return passthrough(step.type)
     if handler is None and engine.options.mode == "simulation":
-        from flowmonkey.engine.simulation import passthrough
-
         return passthrough(step.type)
     return handler
+
+
+async def _succeed(ctx: HandlerContext) -> Result:
+    return Result.success()
+
+
+def passthrough(step_type: str) -> RegisteredHandler:
+    """A handler that succeeds with no output (what simulation mode runs)."""
+    return RegisteredHandler(
+        type=step_type,
+        fn=_succeed,
+        is_async=True,
+        metadata=HandlerMetadata(type=step_type, name=step_type, description="passthrough"),
+        timeout=None,
+    )

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowmonkey.handlers.secrets import SecretProvider
+    from flowmonkey.handlers.standard.ssrf import Resolver
 
 __all__ = ["ContextLimits", "EngineOptions"]
 
@@ -47,6 +52,14 @@ class EngineOptions:
     """How long a lease lasts without a heartbeat; crash recovery waits at most this."""
     sync_handler_threads: int = 16
     """Size of the thread pool that runs sync (``def``) handlers."""
+    sync_queue_timeout: timedelta = timedelta(minutes=5)
+    """How long a sync handler may wait for a free thread before its step fails with
+    ``HANDLER_QUEUE_TIMEOUT`` (retryable). The step's own timeout counts from when its
+    handler starts, never while it waits for a thread."""
+    max_step_recoveries: int = 5
+    """An execution re-claimed this many times (its runner vanished each time) without
+    its step committing anything is failed with ``POISONED_STEP`` instead of being run
+    again."""
     idempotency_ttl: timedelta = timedelta(hours=24)
     """Default idempotency window (clamped to 7 days)."""
     max_idempotency_ttl: timedelta = timedelta(days=7)
@@ -59,3 +72,17 @@ class EngineOptions:
     """Executions examined per purge transaction (small: a batch holds the write lock)."""
     load_flows_from_store: bool = False
     """On ``initialize``, register every flow version saved in the store."""
+    http_allow: tuple[str, ...] = ()
+    """Hosts and networks (``"api.internal"``, ``"10.0.0.0/8"``) the ``http`` and
+    ``webhook`` handlers may reach although they are internal (the SSRF guard)."""
+    base_url: str | None = None
+    """Public URL of the HTTP API, for ``webhook`` callback URLs (``serve --base-url``)."""
+    secrets: SecretProvider | None = None
+    """Where ``{{ secrets.NAME }}`` come from; ``None``: ``FLOWMONKEY_SECRET_<NAME>``."""
+    http_resolver: Resolver | None = None
+    """``async (host, port) -> [address, ...]`` used by the SSRF guard instead of DNS
+    (tests map a name to an address without touching /etc/hosts)."""
+    max_subflow_depth: int = 32
+    """Deepest sub-flow nesting: a ``subflow``/``forEach`` step of an execution at this
+    depth fails with ``SUBFLOW_DEPTH_EXCEEDED`` instead of starting a child (bounds a flow
+    that starts itself)."""

@@ -1,5 +1,6 @@
-"""Parallel branches: ``parallel`` forks one token per branch, ``join`` merges them, and
-the branch supervisor runs the active tokens of one execution concurrently.
+"""Moving tokens: ``advance`` moves a token to its next step; ``parallel`` forks one token
+per branch and ``join`` merges them. (The branch supervisor that runs the active tokens of
+one execution concurrently is ``step.run_branches``.)
 
 Each branch step commits on its own (commits are serialised per execution, see
 ``Run.commit``), so a crash mid-branch resumes only the unfinished branches: the
@@ -9,28 +10,32 @@ committed tokens say exactly where each branch stands.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.engine import eager
-from flowmonkey.engine import step as step_mod
 from flowmonkey.engine.eager import cancel_soon
-from flowmonkey.engine.leasing import settle_status
-from flowmonkey.engine.run import BRANCH
+from flowmonkey.engine.transitions import (
+    complete_if_done,
+    fail_execution,
+    finish_terminal,
+    parked,
+    settle_status,
+)
 from flowmonkey.model.execution import ExecutionStatus, StepRecord, Token, TokenStatus
 from flowmonkey.stores.base import TaskQuery
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
     from flowmonkey.engine.run import Run
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Step
 
-__all__ = ["fork", "join_arrive", "run_branches"]
+__all__ = ["advance", "fork", "join_arrive"]
 
 _ACTIVE = TokenStatus.ACTIVE
 _WAITING = TokenStatus.WAITING
 _DONE = TokenStatus.DONE
+_PENDING = ExecutionStatus.PENDING
+_WAITING_S = ExecutionStatus.WAITING
 
 
 def _record(run: Run, step: Step, token: Token, outcome: str, now: datetime) -> None:
@@ -52,13 +57,13 @@ def _record(run: Run, step: Step, token: Token, outcome: str, now: datetime) -> 
         )
 
 
-async def fork(engine: Engine, run: Run, token: Token, step: Step) -> tuple[str, str | None]:
+async def fork(engine: Runtime, run: Run, token: Token, step: Step) -> tuple[str, str | None]:
     """Replace ``token`` by one token per branch and commit."""
     execution = run.execution
     branches = step.config.get("branches") or []
     missing = [b for b in branches if b not in run.flow.steps]
     if not branches or missing:
-        await step_mod.fail_execution(
+        await fail_execution(
             run,
             "INVALID_TRANSITION",
             f'parallel step "{step.id}" has unknown branches {missing}',
@@ -96,12 +101,14 @@ async def fork(engine: Engine, run: Run, token: Token, step: Step) -> tuple[str,
     return "success", None
 
 
-async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tuple[str, str | None]:
+async def join_arrive(
+    engine: Runtime, run: Run, token: Token, step: Step
+) -> tuple[str, str | None]:
     """A branch token reached a ``join``: park it, or merge the fork and continue."""
     execution = run.execution
     fork_id = token.fork_id
     if fork_id is None:
-        await step_mod.fail_execution(
+        await fail_execution(
             run,
             "INVALID_TRANSITION",
             f'join "{step.id}" reached outside a parallel fork',
@@ -179,12 +186,12 @@ async def join_arrive(engine: Engine, run: Run, token: Token, step: Step) -> tup
     if dropped:
         _drop(run, dropped, pending, now)
     execution.status = ExecutionStatus.RUNNING
-    return await step_mod.advance(
+    return await advance(
         engine, run, continuation, step, step.transitions.on_success, "success", now
     )
 
 
-async def _pending_tasks(engine: Engine, run: Run, dropped: list[Token]) -> list[Any]:
+async def _pending_tasks(engine: Runtime, run: Run, dropped: list[Token]) -> list[Any]:
     """Pending user tasks of the dropped tokens: stored ones and ones still buffered."""
     ids = {t.id for t in dropped}
     stored = await engine.store.list_tasks(
@@ -224,76 +231,67 @@ def _arrived(token: Token, join: Step) -> bool:
     return token.status is _DONE or (token.step_id == join.id and token.wait_kind == "join")
 
 
-async def run_branches(engine: Engine, run: Run) -> None:
-    """Run every active token concurrently until none is active (or the run ends)."""
+async def advance(
+    engine: Runtime,
+    run: Run,
+    token: Token,
+    step: Step,
+    target: str | None,
+    outcome: str,
+    now: datetime,
+    *,
+    hand_off: bool = False,
+) -> tuple[str, str | None]:
+    """Move ``token`` from ``step`` to ``target`` (``None`` ends the token) and commit.
 
-    run.concurrent = True
+    ``hand_off``: commit the move as ``pending`` and give the lease back (the caller
+    does not run the next step; a worker will).
+    """
     execution = run.execution
-    tasks: dict[str, asyncio.Task[None]] = {}
-    # Finished branches report here: O(1) per completion, where asyncio.wait over all
-    # branches would cost O(branches) each time (quadratic for a wide fork).
-    finished: asyncio.Queue[tuple[str, asyncio.Task[None]]] = asyncio.Queue()
-
-    async def branch(token: Token) -> None:
-        while token.status is _ACTIVE and not execution.status.is_terminal:
-            await step_mod.execute_step(engine, run, token)
-
-    def spawn(token: Token) -> None:
-        # Eager start: run the branch in this task until it first has to wait. Most
-        # branch steps never do (quick handlers, an in-memory store), and a task per
-        # branch would cost more than the step. At the first real wait the rest of the
-        # branch moves to its own task (see ``HANDOFF``).
-        coro = branch(token)
-        context = contextvars.copy_context()
-        context.run(BRANCH.set, object())
-        try:
-            first = context.run(coro.send, None)
-        except StopIteration:
-            return
-        task = asyncio.get_running_loop().create_task(
-            eager.continue_in_task(coro, first, run.branches_started), context=context
+    if target is None:
+        token.status = _DONE
+        if complete_if_done(run, now):
+            await run.commit(release=True, at=now)
+            await finish_terminal(run)
+            return outcome, None
+        stop = parked(execution)
+        if stop:
+            execution.status = _WAITING_S
+        await run.commit(release=stop, at=now)
+        return outcome, None
+    steps = run.flow.steps
+    # Without the flow here (a hand-off from a process that lacks it) any target goes:
+    # validation checked them all when the flow was saved.
+    if target not in steps and run.flow_known:
+        await fail_execution(
+            run,
+            "INVALID_TRANSITION",
+            f'Step "{step.id}" -> "{target}" not found',
+            step_id=step.id,
         )
-        tasks[token.id] = task
-        run.token_tasks[token.id] = task
-        token_id = token.id
-
-        def report(done: asyncio.Task[None]) -> None:
-            finished.put_nowait((token_id, done))
-
-        task.add_done_callback(report)
-
-    run.supervisor = asyncio.current_task()
-    try:
-        while not execution.status.is_terminal:
-            spawned = False
-            for token in list(execution.tokens):
-                if token.status is _ACTIVE and token.id not in tasks:
-                    spawn(token)
-                    spawned = True
-                    if _ended(execution):  # an eager branch may have ended the run
-                        break
-            if spawned:
-                continue  # eager branches may have merged a join or forked again
-            if not tasks:
-                return
-            token_id, task = await finished.get()
-            if tasks.get(token_id) is task:
-                del tasks[token_id]
-                run.token_tasks.pop(token_id, None)
-            if task.cancelled():
-                continue  # a dropped branch of an ``any`` join
-            exc = task.exception()
-            if exc is not None:
-                raise exc
-    finally:
-        # Stop only the branches busy in a handler: one that is applying or committing a
-        # step (perhaps the one that ended the run, about to run its hooks) finishes it.
-        started = run.branches_started
-        for task in tasks.values():
-            if task in run.handler_tasks or task not in started or not _ended(execution):
-                cancel_soon(task, started)
-        if tasks:
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
-        run.token_tasks.clear()
-        started.clear()
-        run.supervisor = None
+        return outcome, None
+    token.step_id = target
+    token.visit = execution.step_count
+    run.emit(
+        "transition",
+        now,
+        {"from_step_id": step.id, "to_step_id": target, "outcome": outcome},
+    )
+    target_step = steps[target] if run.flow_known else None
+    if (
+        target_step is not None
+        and target_step.type == "join"
+        and token.fork_id is not None
+        and engine.handlers.get("join") is None
+    ):
+        # Arriving at a join is only a token move: do it in this step's commit rather
+        # than in one of its own (halves the commits of a wide fork).
+        await join_arrive(engine, run, token, target_step)
+        return outcome, target
+    if hand_off:
+        execution.status = _PENDING
+        await run.commit(release=True, at=now)
+        await engine.notify_runnable(execution.id)
+        return outcome, target
+    await run.commit(at=now)
+    return outcome, target

@@ -20,7 +20,7 @@ from flowmonkey.model.flow import KEEP_FOREVER
 from flowmonkey.stores.base import PurgeQuery
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
 
 __all__ = ["PurgeReport", "PurgeStats", "purge", "purge_expired"]
 
@@ -59,7 +59,8 @@ class PurgeStats:
 
 
 async def purge(
-    engine: Engine,
+    engine: Runtime,
+    stats: PurgeStats,
     *,
     older_than: timedelta,
     status: Iterable[ExecutionStatus | str] | None = None,
@@ -86,7 +87,6 @@ async def purge(
         )  # fmt: skip
         report += PurgeReport(batch.executions, batch.rows, 1, dry_run)
         if not dry_run:
-            stats = engine.purge_stats
             stats.executions += batch.executions
             stats.rows += batch.rows
             stats.batches += 1
@@ -95,12 +95,12 @@ async def purge(
             break
         await asyncio.sleep(pause)  # let workers at the store between batches
     if not dry_run:
-        engine.purge_stats.passes += 1
+        stats.passes += 1
     return report
 
 
 async def purge_expired(
-    engine: Engine, *, batch_size: int = 200, pause: float = 0.0
+    engine: Runtime, stats: PurgeStats, *, batch_size: int = 200, pause: float = 0.0
 ) -> PurgeReport:
     """The retention pass a worker runs: ``EngineOptions.retention`` for every flow,
     except flows whose latest registered version sets its own ``retention``."""
@@ -114,12 +114,13 @@ async def purge_expired(
     for flow_id, retention in sorted(overrides.items()):
         if retention != KEEP_FOREVER:
             report += await purge(
-                engine, older_than=retention, flow_id=flow_id, batch_size=batch_size, pause=pause
-            )
+                engine, stats, older_than=retention, flow_id=flow_id, batch_size=batch_size,
+                pause=pause,
+            )  # fmt: skip
     if default is not None:
         report += await purge(
-            engine, older_than=default, exclude_flow_ids=overrides, batch_size=batch_size,
-            pause=pause,
+            engine, stats, older_than=default, exclude_flow_ids=overrides,
+            batch_size=batch_size, pause=pause,
         )  # fmt: skip
     if report.executions:
         log.info(

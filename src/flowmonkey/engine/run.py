@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.eager import run_eagerly
-from flowmonkey.engine.limits import ContextSizes, plan_write
+from flowmonkey.engine.limits import ContextSizes, dump_value, plan_write
+from flowmonkey.engine.recording import CommitFailed, StepCancelled
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import (
     ErrorInfo,
@@ -31,7 +32,7 @@ from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores.base import Lease, StepCommit
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Flow, Step
 
 __all__ = ["BRANCH", "Run", "StepRuntime", "hash_token"]
@@ -78,7 +79,9 @@ class Run:
         "engine",
         "events",
         "execution",
+        "failed_commit",
         "flow",
+        "flow_known",
         "handler_tasks",
         "history",
         "join_waits",
@@ -96,11 +99,15 @@ class Run:
         "use_token",
     )
 
-    def __init__(self, engine: Engine, execution: Execution, lease: Lease, flow: Flow) -> None:
+    def __init__(self, engine: Runtime, execution: Execution, lease: Lease, flow: Flow) -> None:
         self.engine = engine
         self.execution = execution
         self.lease = lease
         self.flow = flow
+        self.flow_known = True
+        """False when this process lacks the flow (``flow`` is an empty placeholder): only
+        operations that run no step (cancel, fail, resume/signal handed to a worker, due
+        timers) may use such a run; they read the waiting step from its token."""
         self.context_view = MappingProxyType(execution.context)
         """Read-only view of the context for handlers (the dict itself never changes)."""
         self._sizes: ContextSizes | None = None
@@ -133,6 +140,10 @@ class Run:
         self.cancel_requested = False
         self.lease_lost = False
         self.released = False
+        self.failed_commit: CommitFailed | None = None
+        """Set when a step's commit failed because of its values: the working copy then
+        holds changes the store never got, so no other branch may commit until the
+        driver has reloaded it and recorded the failure."""
 
     # -- buffered changes ------------------------------------------------------------
 
@@ -192,6 +203,8 @@ class Run:
     async def _commit(self, *, release: bool, at: datetime | None) -> None:
         if self.released:
             return
+        if self.failed_commit is not None:
+            raise StepCancelled()  # a sibling branch's commit failed: see failed_commit
         execution = self.execution
         execution.updated_at = at if at is not None else self.engine.clock.now()
         _sync_position(execution)
@@ -263,6 +276,33 @@ class Run:
         for task in tuple(self.handler_tasks):
             task.cancel()
 
+    def reload(self, stored: Execution) -> None:
+        """Start over from ``stored`` (the execution as last committed), dropping every
+        buffered change. The working copy keeps its identity (the driver and the
+        handlers' context view hold it)."""
+        execution = self.execution
+        context = execution.context
+        for name in _EXECUTION_FIELDS:
+            setattr(execution, name, getattr(stored, name))
+        context.clear()
+        context.update(stored.context)
+        execution.context = context
+        self._sizes = None
+        self.dirty = {}
+        self.context_delete = []
+        self.events = []
+        self.history = []
+        self.new_tokens = []
+        self.tasks = []
+        self.use_token = None
+        self.revoke_tokens = False
+        self.revoke_steps = []
+        self.cancel_tasks = False
+        self.touched = None
+        self.join_waits = {}
+        self.concurrent = False
+        self.failed_commit = None
+
     # -- position helpers --------------------------------------------------------------
 
     def active_token(self) -> Token | None:
@@ -271,6 +311,24 @@ class Run:
             if token.status is _ACTIVE:
                 return token
         return None
+
+    def waiting_step(self, token: Token) -> Step | None:
+        """The step ``token`` is at: from the flow, else (when this process lacks the flow)
+        from what its wait recorded (``Token.wait_step``)."""
+        step_id = token.step_id
+        if step_id is None:
+            return None
+        step = self.flow.steps.get(step_id)
+        if step is None and not self.flow_known and token.wait_step is not None:
+            from flowmonkey.model.flow import Step
+
+            step = Step.from_dict({**token.wait_step, "id": step_id})
+        return step
+
+    def has_step(self, step_id: str) -> bool:
+        """True when ``step_id`` may be moved to: a step of the flow, or any id when this
+        process lacks the flow (validation checked every target when it was saved)."""
+        return not self.flow_known or step_id in self.flow.steps
 
     def finish(self, status: ExecutionStatus, at: datetime, error: ErrorInfo | None) -> None:
         """Make the execution terminal: tokens done, resume tokens revoked, tasks cancelled."""
@@ -289,8 +347,12 @@ class Run:
                 token.wait_reason = None
                 token.wait_kind = None
                 token.wait_deadline_at = None
+                token.wait_step = None
         self.revoke_tokens = True
         self.cancel_tasks = True
+
+
+_EXECUTION_FIELDS = tuple(Execution.__slots__)
 
 
 def _sync_position(execution: Execution) -> None:
@@ -397,6 +459,10 @@ class StepRuntime:
     async def save_checkpoint(self, data: Any) -> None:
         """Persist checkpoint data for the running step now."""
         run = self.run
+        try:
+            dump_value(data, what="checkpoint data")
+        except ValueError as exc:  # not JSON, or NaN/Infinity (it would come back as null)
+            raise errors.InvalidValue(str(exc)) from None
         checkpoint = {"step_id": self.step.id, "data": data}
         await run.engine.store.save_checkpoint(run.lease, checkpoint)
         run.execution.checkpoint = checkpoint
@@ -411,6 +477,11 @@ class StepRuntime:
     async def heartbeat(self, progress: float | None, message: str | None) -> None:
         """Extend the lease now (long handlers call this through ``ctx.heartbeat``)."""
         await self.run.heartbeat()
+
+    @property
+    def services(self) -> Any:
+        """The engine's ``StandardServices``."""
+        return self.run.engine.services
 
     def create_resume_token(self, expires_in: timedelta) -> str:
         """A 256-bit random token; only its hash is stored, with this step's commit."""

@@ -11,34 +11,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey.clock import FakeClock
+from flowmonkey.engine.lookup import get_flow
 from flowmonkey.engine.results import SimulationResult
-from flowmonkey.handlers.base import HandlerMetadata
 from flowmonkey.handlers.context import HandlerContext
-from flowmonkey.handlers.registry import HandlerRegistry, RegisteredHandler
+from flowmonkey.handlers.registry import HandlerRegistry
 from flowmonkey.model.execution import ExecutionStatus, TokenStatus
 from flowmonkey.model.result import Result
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
+    from flowmonkey.engine.runtime import Runtime
+    from flowmonkey.stores.base import Store
 
-__all__ = ["passthrough", "simulate"]
+__all__ = ["simulate"]
 
 Outcome = Result | Callable[..., Any]
-
-
-async def _succeed(ctx: HandlerContext) -> Result:
-    return Result.success()
-
-
-def passthrough(step_type: str) -> RegisteredHandler:
-    """A handler that succeeds with no output (what simulation mode runs)."""
-    return RegisteredHandler(
-        type=step_type,
-        fn=_succeed,
-        is_async=True,
-        metadata=HandlerMetadata(type=step_type, name=step_type, description="passthrough"),
-        timeout=None,
-    )
+EngineFactory = Callable[..., Any]
+"""Builds the private engine of a simulation: ``Engine.simulate`` passes its own class, as
+this module sits below ``Engine`` and never imports it."""
 
 
 async def _outcome(value: Outcome, ctx: HandlerContext) -> Any:
@@ -51,7 +41,9 @@ async def _outcome(value: Outcome, ctx: HandlerContext) -> Any:
 
 
 async def simulate(
-    engine: Engine,
+    engine: Runtime,
+    make_engine: EngineFactory,
+    store: Store,
     flow_id: str,
     context: Mapping[str, Any] | None,
     *,
@@ -68,14 +60,10 @@ async def simulate(
     or a bare payload); timers and retries fire by moving a private fake clock;
     anything else is left waiting.
     """
-    from flowmonkey.engine.engine import Engine
-    from flowmonkey.stores.memory import MemoryStore
-    from flowmonkey.testing import FakeClock
-
-    flow = await engine.get_flow(flow_id, version)
+    flow = await get_flow(engine, flow_id, version)
     scripted = dict(outcomes or {})
     clock = FakeClock(engine.clock.now())
-    sim: Engine
+    sim: Any
     handlers = HandlerRegistry()
     step_types = {s.type for s in flow.steps.values()}
 
@@ -84,7 +72,7 @@ async def simulate(
             for key in (ctx.step.id, step_type):
                 if key in scripted:
                     return await _outcome(scripted[key], ctx)
-            builtin = sim._builtins.get(step_type)
+            builtin = sim.runtime.builtins.get(step_type)
             if builtin is not None:
                 return await builtin.fn(ctx)
             return Result.success()
@@ -95,8 +83,8 @@ async def simulate(
         if step_type in ("parallel", "join"):
             continue
         handlers.register(make(step_type), type=step_type)
-    sim = Engine(
-        MemoryStore(),
+    sim = make_engine(
+        store,
         handlers,
         engine.flows,
         options=replace(

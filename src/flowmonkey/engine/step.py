@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from flowmonkey import errors
+from flowmonkey.durations import MAX_DURATION_MS
 from flowmonkey.engine import parallel
 from flowmonkey.engine.builtins import WAIT_KINDS
-from flowmonkey.engine.eager import Resume, handoff
+from flowmonkey.engine.invoke import invoke
 from flowmonkey.engine.limits import OutputError
+from flowmonkey.engine.lookup import resolve_handler
+from flowmonkey.engine.parallel import advance
+from flowmonkey.engine.recording import CommitFailed, StepCancelled, unrecordable
+from flowmonkey.engine.result_check import check_result, clamp_delay_ms, clamp_duration
+from flowmonkey.engine.run import StepRuntime
+from flowmonkey.engine.secret_use import redact_attempt, resolve_step_config
 from flowmonkey.engine.selectors import SelectorError, resolve_input
+from flowmonkey.engine.timers import wake_parent
+from flowmonkey.engine.transitions import fail_execution, finish_terminal, parked
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.model.execution import (
     ErrorInfo,
@@ -24,20 +32,11 @@ from flowmonkey.model.execution import (
 from flowmonkey.model.result import UNSET, Result
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
-    from flowmonkey.engine.run import Run, StepRuntime
-    from flowmonkey.handlers.registry import RegisteredHandler
+    from flowmonkey.engine.run import Run
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Step
 
-__all__ = [
-    "StepCancelled",
-    "advance",
-    "complete_if_done",
-    "execute_step",
-    "fail_execution",
-    "move_after_wait",
-    "parked",
-]
+__all__ = ["StepCancelled", "apply_result", "execute_step", "wait_snapshot"]
 
 _RUNNING = ExecutionStatus.RUNNING
 _PENDING = ExecutionStatus.PENDING
@@ -49,159 +48,32 @@ _WAITING = TokenStatus.WAITING
 _DONE = TokenStatus.DONE
 
 
-class StepCancelled(Exception):
-    """The running handler was cancelled because the execution was cancelled/taken over."""
-
-
-def _as_result(value: Any) -> Result:
-    if isinstance(value, Result):
-        return value
-    return Result.success(value)
-
-
-def _failure_from(exc: BaseException) -> Result:
-    if isinstance(exc, errors.ContextLimitError):
-        # Deterministic: the same write would break the same limit on every retry.
-        return Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
-    if isinstance(exc, errors.FlowMonkeyError):
-        return Result.failure(exc.code, exc.message, details=exc.details)
-    message = str(exc) or type(exc).__name__
-    return Result.failure("HANDLER_ERROR", message, details={"exception": type(exc).__name__})
-
-
-async def _invoke(
-    engine: Engine, run: Run, handler: RegisteredHandler, ctx: HandlerContext, timeout: float
-) -> tuple[Result, bool]:
-    """Call the handler; returns ``(result, timed_out)``. Never raises for handler errors."""
-    if handler.is_async:
-        try:
-            coro = handler.fn(ctx)
-            first = coro.send(None)
-        except StopIteration as stop:
-            return _as_result(stop.value), False
-        except Exception as exc:
-            return _failure_from(exc), False
-        if run.supervisor is not None and run.supervisor is asyncio.current_task():
-            # A branch running eagerly in the supervisor: move to its own task first.
-            await handoff()
-        awaitable: Any = Resume(coro, first)
-    else:
-        if run.supervisor is not None and run.supervisor is asyncio.current_task():
-            await handoff()
-        loop = asyncio.get_running_loop()
-        awaitable = loop.run_in_executor(engine.sync_pool, handler.fn, ctx)
-    task = asyncio.current_task()
-    assert task is not None
-    run.handler_tasks.add(task)
-    timeout_cm = asyncio.timeout(timeout)
-    try:
-        async with timeout_cm:
-            value = await awaitable
-    except TimeoutError:
-        ctx.cancelled.set()
-        return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
-    except asyncio.CancelledError:
-        ctx.cancelled.set()
-        if run.cancel_requested:
-            task.uncancel()
-            raise StepCancelled() from None
-        raise
-    except Exception as exc:
-        return _failure_from(exc), False
-    finally:
-        run.handler_tasks.discard(task)
-    if timeout_cm.expired():
-        # The handler swallowed the cancellation; its late result is discarded.
-        return Result.failure("TIMEOUT", f"step timed out after {timeout:g}s"), True
-    return _as_result(value), False
-
-
-async def fail_execution(
-    run: Run, code: str, message: str, *, step_id: str | None, details: Any = None
-) -> None:
-    """Fail the execution before/without a handler attempt (no step consumed)."""
-    now = run.engine.clock.now()
-    info = ErrorInfo(code=code, message=message, step_id=step_id, details=details, at=now)
-    run.finish(_FAILED, now, info)
-    run.emit("execution.failed", now, {"step_id": step_id, "error": info.to_dict()})
-    await run.commit(release=True)
-    await finish_terminal(run)
-
-
-_ENDING_WAITS = frozenset({"delay", "waitForSignal", "userTask"})
-
-
-async def finish_terminal(run: Run) -> None:
-    """Hooks and parent wake-up after the terminal commit. Shielded in a concurrent run:
-    the branch runner cancels the other branches once the run ends, and that must not
-    cut the hooks of the branch that ended it."""
-    if run.concurrent:
-        await asyncio.shield(run.engine.after_terminal(run.execution))
-    else:
-        await run.engine.after_terminal(run.execution)
-
-
-def move_after_wait(
-    step: Step | None, token: Token, step_count: int = 0, run: Run | None = None
-) -> bool:
-    """A wait is over: continue at onResume, else onSuccess, else the same step.
-
-    Retry backoffs and child waits always re-run the same step (it is re-entrant). A
-    built-in wait step (delay, waitForSignal, userTask) with neither target ends the
-    token instead (returns True): re-running it would only wait again.
-    """
-    token.status = _ACTIVE
-    kind = token.wait_kind
-    if run is not None and token.step_id is not None and kind not in ("retry", "child"):
-        # The wait is over: tokens minted for it must not resume a later visit.
-        run.revoke_steps.append(token.step_id)
-    token.wake_at = None
-    token.wait_reason = None
-    token.wait_kind = None
-    token.wait_started_at = None
-    token.wait_deadline_at = None
-    if step is None or kind in ("retry", "child"):
-        return False
-    target = step.transitions.on_resume or step.transitions.on_success
-    if target is not None:
-        token.step_id = target
-        token.visit = max(step_count, token.visit + 1)
-        return False
-    if step.type in _ENDING_WAITS:
-        token.status = _DONE
-        return True
-    return False
-
-
-def complete_if_done(run: Run, now: datetime) -> bool:
-    """After a token ended: complete the execution when no token is left."""
-    execution = run.execution
-    if all(t.status is _DONE for t in execution.tokens):
-        run.finish(_COMPLETED, now, None)
-        run.emit(
-            "execution.completed",
-            now,
-            {"flow_id": execution.flow_id, "total_steps": execution.step_count},
-        )
-        return True
-    return False
-
-
-def parked(execution: Any) -> bool:
-    """True when no token is active: the execution waits (and releases its lease)."""
-    return not any(t.status is _ACTIVE for t in execution.tokens)
+def wait_snapshot(step: Step) -> dict[str, Any]:
+    """What ending a wait at ``step`` needs (``Token.wait_step``): its type, ``outputKey``
+    and transitions, so resume, signal and timeouts work without the flow definition."""
+    out: dict[str, Any] = {"type": step.type}
+    if step.output_key is not None:
+        out["outputKey"] = step.output_key
+    transitions = step.transitions.to_dict()
+    if transitions:
+        out["transitions"] = transitions
+    return out
 
 
 def _retry_delay_ms(step: Step, retry_index: int) -> float:
     policy = step.retry
     assert policy is not None
-    delay = policy.delay_ms(retry_index)
+    try:
+        delay = policy.delay_ms(retry_index)
+    except OverflowError:  # a huge multiplier to a high power
+        delay = MAX_DURATION_MS
     if policy.jitter and delay > 0:
         delay += random.uniform(0, delay * 0.1)
-    return delay
+    # However the policy came to be, a backoff never exceeds MAX_DURATION.
+    return clamp_delay_ms(delay)
 
 
-async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str | None]:
+async def execute_step(engine: Runtime, run: Run, token: Token) -> tuple[str, str | None]:
     """Run the step under ``token`` and commit its outcome.
 
     Returns ``(outcome, next_step_id)``; ``outcome`` is ``success``/``failure``/``wait``,
@@ -221,10 +93,11 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
         return "error", None
     if (step.type == "parallel" or step.type == "join") and engine.handlers.get(step.type) is None:
         async with run.applying():
+            token.recoveries = 0  # the fork or join commits this token's move
             if step.type == "parallel":
                 return await parallel.fork(engine, run, token, step)
             return await parallel.join_arrive(engine, run, token, step)
-    handler = engine.resolve_handler(step)
+    handler = resolve_handler(engine, step)
     if handler is None:
         await fail_execution(
             run, "HANDLER_NOT_FOUND", f'No handler for "{step.type}"', step_id=step.id
@@ -246,19 +119,39 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
         started,
         {"step_id": step.id, "handler_type": step.type, "attempt": attempt},
     )
+    config: Any = step.config
+    prepared: tuple[Any, tuple[str, ...]] | Result | None = None
+    if engine.uses_secrets(flow, step):
+        prepared = await resolve_step_config(engine, step)
+        if not isinstance(prepared, Result):
+            config = prepared[0]
     ctx = HandlerContext(
         input=step_input,
-        config=step.config,
+        config=config,
         context=run.context_view,
         step=step,
         execution_id=execution.id,
         attempt=attempt,
         run_number=execution.run_number,
         tenant_id=execution.tenant_id,
-        lazy=(run, token),
+        lazy=(StepRuntime, run, token),
     )
     timeout = step.timeout or handler.timeout or engine.options.default_step_timeout
-    result, timed_out = await _invoke(engine, run, handler, ctx, timeout.total_seconds())
+    if isinstance(prepared, Result):
+        result, timed_out = prepared, False  # a missing secret: the handler never runs
+    else:
+        if prepared is not None:
+            ctx._secrets = prepared[1]
+            engine.services.secrets_in_use(ctx._secrets)
+        try:
+            result, timed_out = await invoke(engine, run, handler, ctx, timeout.total_seconds())
+        finally:
+            if ctx._secrets:
+                engine.services.secrets_done(ctx._secrets)
+        if ctx._secrets:
+            # Before the checks: a message about a bad result must not quote a value.
+            result = redact_attempt(result, ctx)
+    result = check_result(result, started)
     if result.outcome == "failure":
         error = result.error
         if error is not None and error.retryable and not handler.metadata.retryable:
@@ -266,7 +159,7 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
             result = Result.failure(error.code, error.message, details=error.details,
                                     retryable=False)  # fmt: skip
     if not run.concurrent:
-        return await _apply(
+        return await apply_result(
             engine, run, token, step, result, timed_out, timeout, started, attempt, ctx
         )
     async with run.applying():
@@ -274,13 +167,13 @@ async def execute_step(engine: Engine, run: Run, token: Token) -> tuple[str, str
             # The branch was dropped (an ``any`` join), or a sibling ended the run, while
             # its handler ran: its result is discarded.
             return "dropped", None
-        return await _apply(
+        return await apply_result(
             engine, run, token, step, result, timed_out, timeout, started, attempt, ctx
         )
 
 
-async def _apply(
-    engine: Engine,
+async def apply_result(
+    engine: Runtime,
     run: Run,
     token: Token,
     step: Step,
@@ -289,14 +182,20 @@ async def _apply(
     timeout: timedelta,
     started: datetime,
     attempt: int,
-    ctx: HandlerContext,
+    ctx: HandlerContext | None,
 ) -> tuple[str, str | None]:
-    """Record an attempt's outcome and commit it (under the run lock when concurrent)."""
+    """Record an attempt's outcome and commit it (under the run lock when concurrent).
+
+    Raises:
+        CommitFailed: the commit could not be built or written for a reason that lies
+            in the result (not the store's health); nothing was written.
+    """
     execution = run.execution
     if run.concurrent:
         run.touched = [token]
     finished = engine.clock.now()
     execution.step_count += 1
+    token.recoveries = 0  # this step commits: the execution is not poisoned
     if timed_out:
         run.emit("step.timeout", finished, {"step_id": step.id, "timeout_ms": timeout / _MS})
     outcome = result.outcome
@@ -313,7 +212,7 @@ async def _apply(
         except errors.ContextLimitError as exc:
             result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
             outcome = "failure"
-    runtime = ctx._runtime
+    runtime = ctx._runtime if ctx is not None else None
     if outcome == "failure" and runtime is not None:
         # A failed attempt leaves no trace in the context: undo its ``ctx.set``s (also
         # when the handler succeeded but its output could not be stored).
@@ -334,6 +233,30 @@ async def _apply(
                 token_id=token.id if len(execution.tokens) > 1 else None,
             )
         )
+    try:
+        return await _route(engine, run, token, step, result, finished, attempt)
+    except (errors.LeaseLost, errors.StoreUnavailable, StepCancelled):
+        raise
+    except Exception as exc:
+        if not unrecordable(exc):
+            raise
+        # Nothing of this step reached the store; the driver reloads the execution and
+        # records the step as failed instead (see ``driving.record_unrecordable``).
+        failed = CommitFailed(token.id, step.id, attempt, started, exc)
+        run.failed_commit = failed  # concurrent branches stop committing (see Run._commit)
+        raise failed from exc
+
+
+async def _route(
+    engine: Runtime,
+    run: Run,
+    token: Token,
+    step: Step,
+    result: Result,
+    finished: datetime,
+    attempt: int,
+) -> tuple[str, str | None]:
+    outcome = result.outcome
     if outcome == "success":
         run.emit(
             "step.completed",
@@ -349,6 +272,7 @@ async def _apply(
         )
         await _after_wait(engine, run, token, step, result, finished)
         return "wait", step.id
+    error_dict = result.error.to_dict() if result.error is not None else None
     run.emit(
         "step.failed",
         finished,
@@ -361,7 +285,7 @@ _MS = timedelta(milliseconds=1)
 
 
 async def _after_success(
-    engine: Engine, run: Run, token: Token, step: Step, result: Result, now: datetime
+    engine: Runtime, run: Run, token: Token, step: Step, result: Result, now: datetime
 ) -> tuple[str, str | None]:
     execution = run.execution
     execution.retry_attempts.pop(step.id, None)
@@ -385,70 +309,8 @@ async def _after_success(
     return await advance(engine, run, token, step, target, "success", now)
 
 
-async def advance(
-    engine: Engine,
-    run: Run,
-    token: Token,
-    step: Step,
-    target: str | None,
-    outcome: str,
-    now: datetime,
-    *,
-    hand_off: bool = False,
-) -> tuple[str, str | None]:
-    """Move ``token`` from ``step`` to ``target`` (``None`` ends the token) and commit.
-
-    ``hand_off``: commit the move as ``pending`` and give the lease back (the caller
-    does not run the next step; a worker will).
-    """
-    execution = run.execution
-    if target is None:
-        token.status = _DONE
-        if complete_if_done(run, now):
-            await run.commit(release=True, at=now)
-            await finish_terminal(run)
-            return outcome, None
-        stop = parked(execution)
-        if stop:
-            execution.status = _WAITING_S
-        await run.commit(release=stop, at=now)
-        return outcome, None
-    if target not in run.flow.steps:
-        await fail_execution(
-            run,
-            "INVALID_TRANSITION",
-            f'Step "{step.id}" -> "{target}" not found',
-            step_id=step.id,
-        )
-        return outcome, None
-    token.step_id = target
-    token.visit = execution.step_count
-    run.emit(
-        "transition",
-        now,
-        {"from_step_id": step.id, "to_step_id": target, "outcome": outcome},
-    )
-    target_step = run.flow.steps[target]
-    if (
-        target_step.type == "join"
-        and token.fork_id is not None
-        and engine.handlers.get("join") is None
-    ):
-        # Arriving at a join is only a token move: do it in this step's commit rather
-        # than in one of its own (halves the commits of a wide fork).
-        await parallel.join_arrive(engine, run, token, target_step)
-        return outcome, target
-    if hand_off:
-        execution.status = _PENDING
-        await run.commit(release=True, at=now)
-        await engine.notify_runnable(execution.id)
-        return outcome, target
-    await run.commit(at=now)
-    return outcome, target
-
-
 async def _after_wait(
-    engine: Engine, run: Run, token: Token, step: Step, result: Result, now: datetime
+    engine: Runtime, run: Run, token: Token, step: Step, result: Result, now: datetime
 ) -> None:
     execution = run.execution
     wake_at = result.wake_at
@@ -460,9 +322,12 @@ async def _after_wait(
     token.wait_reason = result.reason
     token.wait_kind = kind
     token.wait_started_at = now
+    token.wait_step = wait_snapshot(step)
     # The wait timeout bounds waits for something outside (a signal, resume, task or
     # child); a timer's own wake time already bounds it.
     wait_timeout = engine.wait_timeout_for(execution, step) if kind != "timer" else None
+    if wait_timeout is not None:
+        wait_timeout = clamp_duration(wait_timeout)  # a flow's "9999999d" cannot overflow
     token.wait_deadline_at = now + wait_timeout if wait_timeout is not None else None
     stop = parked(execution)
     if stop:
@@ -482,11 +347,11 @@ async def _after_wait(
     if kind == "child" and stop:
         # A child may have finished before this wait was committed; its wake-up could
         # not reach us then (we held the lease), so look now.
-        await engine.check_children(execution.id, step.id, token.visit)
+        await wake_parent(engine, execution.id, step.id, token.visit)
 
 
 async def _after_failure(
-    engine: Engine,
+    engine: Runtime,
     run: Run,
     token: Token,
     step: Step,
@@ -507,6 +372,9 @@ async def _after_failure(
     ):
         execution.retry_attempts[step.id] = done + 1
         delay_ms = _retry_delay_ms(step, done)
+        if isinstance(result.delay, timedelta):
+            # The server said when to come back (``Retry-After``); the policy caps it.
+            delay_ms = clamp_delay_ms(min(result.delay / _MS, float(policy.max_backoff_ms)))
         run.emit(
             "step.retry",
             now,

@@ -8,25 +8,26 @@ from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
 from flowmonkey.engine.bus import call_maybe_async
+from flowmonkey.engine.leasing import acquire, open_run
 from flowmonkey.engine.results import CancelResult, RunResult
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Cancellation, ErrorInfo, Execution, ExecutionStatus
 from flowmonkey.stores.base import TaskQuery
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
     from flowmonkey.engine.run import Run
+    from flowmonkey.engine.runtime import Runtime
 
-__all__ = ["after_terminal", "cancel", "fail", "note_cancelled_tasks", "terminal_cleanup"]
+__all__ = ["cancel", "fail", "note_cancelled_tasks", "run_hooks", "terminal_cleanup"]
 
 
 async def cancel(
-    engine: Engine, execution_id: str, *, source: str, reason: str | None
+    engine: Runtime, execution_id: str, *, source: str, reason: str | None
 ) -> CancelResult:
     """See ``Engine.cancel``: one commit under a stolen lease, then the children."""
-    acquired = await engine.acquire(execution_id, steal=True, start=False)
+    acquired = await acquire(engine, execution_id, steal=True, start=False)
     previous = acquired.execution.status
-    run = await engine.open_run(acquired)
+    run = await open_run(engine, acquired, need_flow=False)  # no step runs: no flow needed
     if run is None:
         return CancelResult(
             cancelled=False,
@@ -53,11 +54,11 @@ async def cancel(
 
 
 async def fail(
-    engine: Engine, execution_id: str, *, message: str, step_id: str | None, code: str
+    engine: Runtime, execution_id: str, *, message: str, step_id: str | None, code: str
 ) -> RunResult:
     """See ``Engine.fail``."""
-    acquired = await engine.acquire(execution_id, steal=True, start=False)
-    run = await engine.open_run(acquired)
+    acquired = await acquire(engine, execution_id, steal=True, start=False)
+    run = await open_run(engine, acquired, need_flow=False)
     if run is None:
         raise errors.ExecutionTerminal(execution_id, str(acquired.execution.status))
     now = engine.clock.now()
@@ -75,15 +76,15 @@ async def fail(
     return RunResult.of(execution)
 
 
-async def terminal_cleanup(engine: Engine, execution: Execution) -> None:
+async def terminal_cleanup(engine: Runtime, execution: Execution) -> None:
     """After a terminal commit: cancel the children of a cancelled/failed execution, then
-    wake its parent and run its hooks (``Engine.after_terminal``)."""
+    wake its parent and run its hooks (``Runtime.after_terminal``)."""
     if execution.status is ExecutionStatus.CANCELLED or execution.status is ExecutionStatus.FAILED:
         await _cancel_children(engine, execution.id)
     await engine.after_terminal(execution)
 
 
-async def _cancel_children(engine: Engine, execution_id: str) -> int:
+async def _cancel_children(engine: Runtime, execution_id: str) -> int:
     count = 0
     for child in await engine.store.find_children(execution_id):
         if child.status.is_terminal:
@@ -93,7 +94,7 @@ async def _cancel_children(engine: Engine, execution_id: str) -> int:
     return count
 
 
-async def note_cancelled_tasks(engine: Engine, run: Run, now: Any, reason: str) -> None:
+async def note_cancelled_tasks(engine: Runtime, run: Run, now: Any, reason: str) -> None:
     """Emit ``task.cancelled`` for the pending tasks that ``finish`` is about to cancel."""
     pending = await engine.store.list_tasks(
         TaskQuery(execution_id=run.execution.id, status="pending", limit=10_000)
@@ -104,9 +105,9 @@ async def note_cancelled_tasks(engine: Engine, run: Run, now: Any, reason: str) 
         )
 
 
-async def after_terminal(engine: Engine, execution: Execution) -> None:
+async def run_hooks(engine: Runtime, execution: Execution) -> None:
     """Lifecycle hooks after the terminal commit; errors never undo it."""
-    hooks = engine._hooks.get(execution.flow_id)
+    hooks = engine.hooks.get(execution.flow_id)
     if not hooks:
         return
     name = {

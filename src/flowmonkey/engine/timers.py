@@ -4,20 +4,31 @@ parent whose children ended, and picking up stale runs."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
+from flowmonkey import errors
 from flowmonkey.engine.builtins import children_of_visit, task_id_for
-from flowmonkey.engine.leasing import release_untouched, settle_status
-from flowmonkey.engine.step import complete_if_done, move_after_wait
-from flowmonkey.engine.terminal import note_cancelled_tasks, terminal_cleanup
-from flowmonkey.model.execution import Cancellation, ErrorInfo, ExecutionStatus, Token, TokenStatus
+from flowmonkey.engine.leasing import acquire, open_run, recover, release_untouched
+from flowmonkey.engine.terminal import note_cancelled_tasks, run_hooks, terminal_cleanup
+from flowmonkey.engine.transitions import complete_if_done, move_after_wait, settle_status
+from flowmonkey.model.execution import (
+    Cancellation,
+    ErrorInfo,
+    Execution,
+    ExecutionStatus,
+    Token,
+    TokenStatus,
+)
 
 if TYPE_CHECKING:
-    from flowmonkey.engine.engine import Engine
     from flowmonkey.engine.run import Run
+    from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Step
 
-__all__ = ["apply_due", "note_recovery", "recover_stale", "tick_timers", "wake_parent"]
+__all__ = ["after_terminal", "apply_due", "recover_stale", "tick_timers", "wake_parent"]
+
+log = logging.getLogger("flowmonkey.engine")
 
 _PENDING = ExecutionStatus.PENDING
 _RUNNING = ExecutionStatus.RUNNING
@@ -25,7 +36,7 @@ _WAITING = TokenStatus.WAITING
 _ACTIVE = TokenStatus.ACTIVE
 
 
-async def _due_changes(engine: Engine, run: Run) -> bool:
+async def _due_changes(engine: Runtime, run: Run) -> bool:
     """Apply due timeouts and wakes to the working copy. Returns True if anything changed.
 
     Order matters: an expired execution deadline wins over everything; a wait deadline
@@ -49,11 +60,13 @@ async def _due_changes(engine: Engine, run: Run) -> bool:
         run.finish(ExecutionStatus.CANCELLED, now, info)
         run.emit("execution.cancelled", now, {"source": "timeout", "reason": "execution timed out"})
         return True
+    if not run.flow_known:
+        _refuse_blind_waits(run, now)
     changed = False
     for token in list(execution.tokens):
         if token.status is not _WAITING or token.wait_kind == "join":
             continue
-        step = run.flow.steps.get(token.step_id) if token.step_id else None
+        step = run.waiting_step(token)
         if (
             token.wait_kind != "retry"
             and token.wait_deadline_at is not None
@@ -83,8 +96,23 @@ async def _due_changes(engine: Engine, run: Run) -> bool:
     return changed
 
 
+def _refuse_blind_waits(run: Run, now: Any) -> None:
+    """Without the flow, a due wait is applied from what it recorded (``wait_step``); a
+    wait that recorded nothing (it began before waits did) needs the flow: raise
+    ``FlowNotFound`` so that nothing changes here."""
+    for token in run.execution.tokens:
+        if (
+            token.status is _WAITING
+            and token.wait_step is None
+            and token.wait_kind not in ("join", "retry", "child")
+            and any(at is not None and at <= now for at in (token.wake_at, token.wait_deadline_at))
+        ):
+            execution = run.execution
+            raise errors.FlowNotFound(execution.flow_id, execution.flow_version)
+
+
 async def _wait_timed_out(
-    engine: Engine, run: Run, token: Token, step: Step | None, now: Any
+    engine: Runtime, run: Run, token: Token, step: Step | None, now: Any
 ) -> bool:
     """Follow ``onTimeout`` or fail with ``TIMEOUT``; True when the execution ended."""
     step_id = token.step_id
@@ -103,7 +131,8 @@ async def _wait_timed_out(
     token.status = _ACTIVE
     token.wake_at = token.wait_reason = token.wait_kind = None
     token.wait_started_at = token.wait_deadline_at = None
-    if target is not None and target in run.flow.steps:
+    token.wait_step = None
+    if target is not None and run.has_step(target):
         token.step_id = target
         token.visit = run.execution.step_count
         run.emit(
@@ -119,7 +148,7 @@ async def _wait_timed_out(
     return True
 
 
-async def apply_due(engine: Engine, run: Run, *, for_tick: bool = False) -> bool:
+async def apply_due(engine: Runtime, run: Run, *, for_tick: bool = False) -> bool:
     """Apply due work to a leased execution and commit it (``tick_timers`` releases)."""
     if not await _due_changes(engine, run):
         return False
@@ -138,12 +167,12 @@ async def apply_due(engine: Engine, run: Run, *, for_tick: bool = False) -> bool
     return True
 
 
-async def _open(engine: Engine, execution_id: str, *, steal: bool = False) -> Run | None:
-    acquired = await engine.acquire(execution_id, steal=steal, start=False)
-    return await engine.open_run(acquired)
+async def _open(engine: Runtime, execution_id: str, *, steal: bool = False) -> Run | None:
+    acquired = await acquire(engine, execution_id, steal=steal, start=False)
+    return await open_run(engine, acquired, need_flow=False)
 
 
-async def tick_timers(engine: Engine, *, limit: int) -> list[str]:
+async def tick_timers(engine: Runtime, *, limit: int) -> list[str]:
     """See ``Engine.tick_timers``."""
     applied = []
     for execution_id in await engine.store.due(now=engine.clock.now(), limit=limit):
@@ -153,12 +182,14 @@ async def tick_timers(engine: Engine, *, limit: int) -> list[str]:
         try:
             if await apply_due(engine, run, for_tick=True):
                 applied.append(execution_id)
+        except errors.FlowNotFound:
+            continue  # left for a process that has the flow (released below)
         finally:
             await release_untouched(engine, run)
     return applied
 
 
-async def recover_stale(engine: Engine) -> list[str]:
+async def recover_stale(engine: Runtime) -> list[str]:
     """See ``Engine.recover_stale``."""
     now = engine.clock.now()
     ids = await engine.store.stale(
@@ -166,14 +197,14 @@ async def recover_stale(engine: Engine) -> list[str]:
     )
     recovered = []
     for execution_id in ids:
-        acquired = await engine.acquire(execution_id)
-        run = await engine.open_run(acquired)
+        acquired = await acquire(engine, execution_id)
+        run = await open_run(engine, acquired, need_flow=False)
         if run is None:
             continue
         # open_run already counted the new run when the lease had expired; an
         # unleased stale row (no lease to expire) is counted here.
         if not acquired.recovered:
-            note_recovery(run)
+            await recover(run)
         if run.execution.status is _RUNNING:
             run.execution.status = _PENDING
         await run.commit(release=True)
@@ -182,31 +213,20 @@ async def recover_stale(engine: Engine) -> list[str]:
     return recovered
 
 
-def note_recovery(run: Run) -> None:
-    """A crashed or stalled run is picked up again: ``run_number += 1``."""
-    execution = run.execution
-    execution.run_number += 1
-    run.emit(
-        "execution.recovered",
-        run.engine.clock.now(),
-        {"run_number": execution.run_number, "step_id": execution.current_step_id},
-    )
-
-
-async def wake_parent(engine: Engine, parent_id: str, step_id: str, visit: int) -> None:
+async def wake_parent(engine: Runtime, parent_id: str, step_id: str, visit: int) -> None:
     """Make a parent waiting for children at ``step_id`` runnable once they all ended."""
     children = await children_of_visit(engine, parent_id, step_id, visit)
     if any(not c.status.is_terminal for c in children):
         return
-    acquired = await engine.acquire(parent_id, start=False)
+    acquired = await acquire(engine, parent_id, start=False)
     for attempt in range(40):
         if attempt:
-            acquired = await engine.acquire(parent_id, start=False)
+            acquired = await acquire(engine, parent_id, start=False)
         if acquired.lease is not None or acquired.execution.status.is_terminal:
             break
         # Busy: usually the parent itself is committing its wait; it re-checks after.
         await asyncio.sleep(min(0.005 * (attempt + 1), 0.05))
-    run = await engine.open_run(acquired)
+    run = await open_run(engine, acquired, need_flow=False)
     if run is None:
         return
     try:
@@ -224,7 +244,7 @@ async def wake_parent(engine: Engine, parent_id: str, step_id: str, visit: int) 
         if token is None:
             return
         now = engine.clock.now()
-        move_after_wait(run.flow.steps.get(step_id), token, run.execution.step_count)
+        move_after_wait(run.waiting_step(token), token, run.execution.step_count)
         run.emit("execution.resumed", now, {"step_id": step_id, "reason": "children"})
         settle_status(run.execution)
         if run.execution.status is _RUNNING:
@@ -233,3 +253,20 @@ async def wake_parent(engine: Engine, parent_id: str, step_id: str, visit: int) 
         await engine.notify_runnable(parent_id)
     finally:
         await release_untouched(engine, run)
+
+
+async def after_terminal(engine: Runtime, execution: Execution) -> None:
+    """What follows a terminal commit (``Runtime.after_terminal``): wake a waiting parent,
+    then run lifecycle hooks (errors are reported to the log and ``"error"`` listeners,
+    never raised)."""
+    if execution.parent_execution_id is not None and execution.parent_step_id is not None:
+        try:
+            await wake_parent(
+                engine,
+                execution.parent_execution_id,
+                execution.parent_step_id,
+                int(execution.metadata.get("parent_visit", 0)),
+            )
+        except Exception:
+            log.exception("waking the parent of %s failed; its poll will notice", execution.id)
+    await run_hooks(engine, execution)

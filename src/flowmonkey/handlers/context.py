@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,6 +42,11 @@ class StepRuntime(Protocol):
         """Make a resume token bound to this execution and step."""
         ...
 
+    @property
+    def services(self) -> Any:
+        """The engine's shared resources of the standard handlers (``StandardServices``)."""
+        ...
+
 
 class HandlerContext:
     """Everything a handler gets: resolved ``input``, static ``config``, the context.
@@ -55,6 +60,7 @@ class HandlerContext:
         "_cancelled",
         "_lazy",
         "_runtime",
+        "_secrets",
         "_snapshot",
         "attempt",
         "config",
@@ -78,7 +84,7 @@ class HandlerContext:
         run_number: int,
         tenant_id: str | None,
         runtime: StepRuntime | None = None,
-        lazy: tuple[Any, Any] | None = None,
+        lazy: tuple[Callable[[Any, Step, Any], StepRuntime], Any, Any] | None = None,
     ) -> None:
         self.input: Any = input
         self.config: Any = config
@@ -94,9 +100,12 @@ class HandlerContext:
         self._cancelled: threading.Event | None = None
         self._runtime = runtime
         self._lazy = lazy
-        """``(run, token)``: the engine's runtime is built on first use (most steps never
-        call ``set``/``checkpoint``/``create_resume_token``)."""
+        """``(factory, run, token)``: the engine's runtime is built on first use (most steps
+        never call ``set``/``checkpoint``/``create_resume_token``). The engine hands over the
+        factory so this layer never imports the engine."""
         self._snapshot: Execution | None = None
+        self._secrets: tuple[str, ...] = ()
+        """Values of the secrets resolved into ``config`` (set by the engine)."""
 
     def replace(self, *, input: Any = None, config: Any = None) -> HandlerContext:
         """A copy with converted ``input``/``config`` that shares the cancellation event."""
@@ -115,6 +124,7 @@ class HandlerContext:
         copy.context = self.context
         copy._cancelled = self.cancelled
         copy._snapshot = self._snapshot
+        copy._secrets = self._secrets
         return copy
 
     @property
@@ -141,11 +151,28 @@ class HandlerContext:
         if runtime is None:
             if self._lazy is None:
                 raise RuntimeError("this HandlerContext is not attached to a running step")
-            from flowmonkey.engine.run import StepRuntime as _EngineRuntime
-
-            run, token = self._lazy
-            runtime = self._runtime = _EngineRuntime(run, self.step, token)
+            factory, run, token = self._lazy
+            runtime = self._runtime = factory(run, self.step, token)
         return runtime
+
+    @property
+    def services(self) -> Any:
+        """Engine-wide resources shared by the standard handlers (``StandardServices``:
+        the HTTP client, the secret provider, ``base_url``)."""
+        return self._rt().services
+
+    def redact(self, value: Any) -> Any:
+        """``value`` with the secrets resolved into this step's config replaced by ``***``.
+
+        The engine already redacts the result and ``ctx.set`` writes; call this before
+        anything leaves the process directly (a log line, a message to a third party
+        that echoes it back is fine).
+        """
+        if not self._secrets:
+            return value
+        from flowmonkey.handlers.secrets import redact
+
+        return redact(value, self._secrets)
 
     def get(self, key: str, default: Any = None) -> Any:
         """Read a top-level context value."""

@@ -15,6 +15,7 @@ import inspect
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -22,7 +23,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from flowmonkey.errors import FlowMonkeyError, HandlerNotFound
+import orjson
+
+from flowmonkey.errors import FlowMonkeyError, HandlerNotFound, ValidationIssue
 from flowmonkey.handlers.base import (
     METADATA_ATTR,
     Handler,
@@ -35,6 +38,7 @@ from flowmonkey.handlers.base import (
 )
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.handlers.schema import Converter, Issue, SchemaValidator, converter_for
+from flowmonkey.model.flow import Flow
 from flowmonkey.model.result import Result
 
 __all__ = ["HANDLERS_NOT_LOADED", "INPUT_VALIDATION_FAILED", "HandlerRegistry", "RegisteredHandler"]
@@ -72,20 +76,31 @@ class _Entry:
 class _Gate:
     """Checks (and converts) ``ctx.config``/``ctx.input`` before a handler runs."""
 
-    __slots__ = ("config_convert", "config_validator", "input_convert", "input_validator")
+    __slots__ = (
+        "config_convert",
+        "config_validator",
+        "input_convert",
+        "input_validator",
+        "valid_configs",
+    )
 
-    def __init__(self, meta: HandlerMetadata, localns: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, meta: HandlerMetadata, localns: Mapping[str, Any] | None, *, trusted: bool = False
+    ) -> None:
         def compile_schema(schema: dict[str, Any] | None, what: str) -> SchemaValidator | None:
             if schema is None:
                 return None
             try:
-                return SchemaValidator(schema)
+                return SchemaValidator(schema, check=not trusted)
             except ValueError as exc:
                 raise ValueError(f'handler "{meta.type}": {what}: {exc}') from exc
 
         def convert(tp: type[Any] | None) -> Converter | None:
             return None if tp is None else converter_for(tp, localns=localns)
 
+        self.valid_configs: set[bytes] = set()
+        """Configs (as canonical JSON) already found valid: a step's config is the same on
+        every run, and a schema check costs more than the JSON encoding."""
         self.config_validator = compile_schema(meta.config_schema, "config_schema")
         self.input_validator = compile_schema(meta.input_schema, "input_schema")
         self.config_convert = convert(meta.config_type)
@@ -99,7 +114,12 @@ class _Gate:
         """The context to call the handler with, or the failure to return instead."""
         issues: list[Issue] = []
         if self.config_validator is not None:
-            issues += [{**i, "source": "config"} for i in self.config_validator.errors(ctx.config)]
+            key = _config_key(ctx.config)
+            if key is None or key not in self.valid_configs:
+                found = self.config_validator.errors(ctx.config)
+                issues += [{**i, "source": "config"} for i in found]
+                if not found and key is not None and len(self.valid_configs) < _MAX_VALID_CONFIGS:
+                    self.valid_configs.add(key)
         if self.input_validator is not None:
             issues += [{**i, "source": "input"} for i in self.input_validator.errors(ctx.input)]
         if issues:
@@ -120,6 +140,17 @@ class _Gate:
         # The copy shares the runtime and the cancellation event with the engine's context
         # while leaving the engine's own ``config``/``input`` untouched.
         return ctx.replace(input=changes.get("input"), config=changes.get("config"))
+
+
+_MAX_VALID_CONFIGS = 4096
+
+
+def _config_key(config: Any) -> bytes | None:
+    """``config`` as canonical JSON, or ``None`` when it is not JSON data."""
+    try:
+        return orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
 
 
 def _validation_failure(issues: list[Issue]) -> Result:
@@ -155,8 +186,9 @@ def _entry(
     *,
     localns: Mapping[str, Any] | None = None,
     config_hook: ConfigHook | None = None,
+    trusted: bool = False,
 ) -> _Entry:
-    gate = _Gate(meta, localns)
+    gate = _Gate(meta, localns, trusted=trusted)
     fn = _gated(call, gate, meta.is_async) if gate.needed else call
     registered = RegisteredHandler(
         type=meta.type, fn=fn, is_async=meta.is_async, metadata=meta, timeout=meta.timeout
@@ -171,10 +203,23 @@ class HandlerRegistry:
     ``RegisteredHandler``; the engine uses this to emit ``handler.registered``.
     """
 
-    def __init__(self, handlers: Iterable[Any] = ()) -> None:
-        """Register each of ``handlers`` (anything ``register`` accepts)."""
+    def __init__(self, handlers: Iterable[Any] = (), *, standard: bool = True) -> None:
+        """Register the standard handlers (unless ``standard=False``), then each of
+        ``handlers`` (anything ``register`` accepts)."""
         self._entries: dict[str, _Entry] = {}
+        self._standard: set[str] = set()
+        """Types still served by a standard handler (a user handler may replace them)."""
         self.on_register: list[Callable[[RegisteredHandler], Any]] = []
+        if standard:
+            from flowmonkey.handlers.standard import standard_handlers
+
+            for std in standard_handlers():
+                # Their schemas are constants checked by the test suite: compiling them
+                # without the metaschema check keeps a new registry cheap (~1 ms, not 30).
+                meta = std.describe()
+                entry = _entry(std.execute, meta, config_hook=std.validate_config, trusted=True)
+                self._entries[entry.registered.type] = entry
+                self._standard.add(entry.registered.type)
         for h in handlers:
             self.register(h)
 
@@ -249,19 +294,33 @@ class HandlerRegistry:
         seen: set[str] = set()
         for entry in entries:
             t = entry.registered.type
-            if t in seen or (t in self._entries and not replace):
+            taken = t in self._entries and t not in self._standard
+            if t in seen or (taken and not replace):
                 raise ValueError(
                     f'Handler "{t}" already registered (pass replace=True to override)'
                 )
             seen.add(t)
         for entry in entries:
-            self._entries[entry.registered.type] = entry
+            t = entry.registered.type
+            if t in self._standard:
+                self._standard.discard(t)
+                warnings.warn(
+                    f'handler "{t}" replaces the standard handler of that type',
+                    UserWarning,
+                    stacklevel=4,
+                )
+            self._entries[t] = entry
             for callback in list(self.on_register):
                 callback(entry.registered)
 
     def unregister(self, type: str) -> bool:
         """Remove the handler of ``type``; False if there was none."""
+        self._standard.discard(type)
         return self._entries.pop(type, None) is not None
+
+    def is_standard(self, type: str) -> bool:
+        """True when ``type`` is served by a standard handler (see flowmonkey.handlers.standard)."""
+        return type in self._standard
 
     def register_module(self, module: ModuleType | str | os.PathLike[str]) -> list[str]:
         """Register every handler a module defines; return their types.
@@ -340,6 +399,21 @@ class HandlerRegistry:
         except Exception as exc:
             # A crashing hook must not crash flow validation; report it as a problem.
             return [f"validate_config raised {type_name(exc)}: {exc}"]
+
+    def check_flow_configs(self, flow: Flow) -> list[ValidationIssue]:
+        """The config problems of every step of ``flow`` whose type is registered here
+        (``flowmonkey validate`` and the API reject a flow with any, before it runs)."""
+        issues: list[ValidationIssue] = []
+        for key, step in flow.steps.items():
+            if step.type not in self._entries:
+                continue
+            for problem in self.validate_config(step.type, step.config):
+                where, sep, message = problem.partition(": ")
+                if not sep:
+                    where, message = "$", problem
+                suffix = "" if where == "$" else ("" if where.startswith("[") else ".") + where
+                issues.append(ValidationIssue(f"steps.{key}.config{suffix}", message))
+        return issues
 
     def __contains__(self, type: object) -> bool:
         return type in self._entries

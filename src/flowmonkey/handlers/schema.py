@@ -369,8 +369,9 @@ class SchemaValidator:
 
     __slots__ = ("_validator", "schema")
 
-    def __init__(self, schema: Mapping[str, Any]) -> None:
-        """Check and compile ``schema``.
+    def __init__(self, schema: Mapping[str, Any], *, check: bool = True) -> None:
+        """Check and compile ``schema``; ``check=False`` skips the metaschema check (for
+        constant schemas already checked elsewhere: it is most of the cost).
 
         Raises:
             ValueError: the schema itself is not a valid Draft 2020-12 schema.
@@ -379,10 +380,11 @@ class SchemaValidator:
 
         self.schema = dict(schema)
         validator_class = _validator_class()
-        try:
-            validator_class.check_schema(self.schema)
-        except jsonschema.SchemaError as exc:
-            raise ValueError(f"invalid JSON Schema: {exc.message}") from exc
+        if check:
+            try:
+                validator_class.check_schema(self.schema)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"invalid JSON Schema: {exc.message}") from exc
         self._validator: Validator = validator_class(
             self.schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
         )

@@ -82,6 +82,13 @@ class Token:
     wait_deadline_at: datetime | None = None
     visit: int = 0
     """Step count when the token entered its step (identifies one visit of a step)."""
+    wait_step: dict[str, Any] | None = None
+    """What ending this wait needs from the waiting step (its ``type``, ``outputKey`` and
+    ``transitions``, in the flow's JSON shape), recorded when the wait starts: resume,
+    signal, timeouts and wakes then work in a process that lacks the flow definition."""
+    recoveries: int = 0
+    """Times the execution was re-claimed after losing its runner while this token was
+    active, since the token's step last committed (``POISONED_STEP`` bounds it)."""
 
     def copy(self) -> Token:
         """A copy (tokens are mutable; stores keep their own)."""
@@ -98,6 +105,8 @@ class Token:
         token.wait_started_at = self.wait_started_at
         token.wait_deadline_at = self.wait_deadline_at
         token.visit = self.visit
+        token.wait_step = self.wait_step
+        token.recoveries = self.recoveries
         return token
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +122,10 @@ class Token:
                 out[name] = value.isoformat()
         if self.visit:
             out["visit"] = self.visit
+        if self.wait_step is not None:
+            out["wait_step"] = self.wait_step
+        if self.recoveries:
+            out["recoveries"] = self.recoveries
         return out
 
     @classmethod
@@ -131,6 +144,8 @@ class Token:
             wait_started_at=_dt(data.get("wait_started_at")),
             wait_deadline_at=_dt(data.get("wait_deadline_at")),
             visit=data.get("visit", 0),
+            wait_step=data.get("wait_step"),
+            recoveries=data.get("recoveries", 0),
         )
 
 
@@ -277,6 +292,9 @@ class Execution:
     parent_execution_id: str | None = None
     parent_step_id: str | None = None
     """The parent's step (a ``subflow``/``forEach`` step) that started this child."""
+    depth: int = 0
+    """Sub-flow nesting: 0 for an execution started directly, its parent's + 1 for a
+    child (bounded by ``EngineOptions.max_subflow_depth``)."""
     cancellation: Cancellation | None = None
     retry_attempts: dict[str, int] = field(default_factory=dict)
     execution_timeout: timedelta | None = None
@@ -361,6 +379,7 @@ class Execution:
             "idempotency_expires_at": _iso(self.idempotency_expires_at),
             "parent_execution_id": self.parent_execution_id,
             "parent_step_id": self.parent_step_id,
+            "depth": self.depth,
             "cancellation": self.cancellation.to_dict() if self.cancellation else None,
             "retry_attempts": self.retry_attempts,
             "execution_timeout_ms": _ms(self.execution_timeout),
@@ -409,6 +428,7 @@ class Execution:
             idempotency_expires_at=_dt(data.get("idempotency_expires_at")),
             parent_execution_id=data.get("parent_execution_id"),
             parent_step_id=data.get("parent_step_id"),
+            depth=data.get("depth") or 0,
             cancellation=Cancellation.from_dict(data.get("cancellation")),
             retry_attempts=dict(data.get("retry_attempts") or {}),
             execution_timeout=_td(data.get("execution_timeout_ms")),

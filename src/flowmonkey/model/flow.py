@@ -1,7 +1,8 @@
 """Flow definitions as pure data: ``Flow``, ``Step``, selectors, transitions, retry policy.
 
 The JSON/YAML shape is FlowMonkey's (camelCase); Python attributes are snake_case.
-``Flow.from_dict`` only parses; validation lives in ``flowmonkey.definitions.validate``.
+``Flow.from_dict`` only parses; validation lives in ``flowmonkey.definitions.validate``
+(``validate_flow(flow)``): the model never imports the layer above it.
 ``Flow.parse`` / ``Step.parse`` are the lenient parsers behind ``from_dict``: they collect
 one issue per unparseable field (with its precise path) and keep going.
 """
@@ -221,9 +222,14 @@ class RetryPolicy:
 
     def delay_ms(self, retry_index: int) -> float:
         """Delay before retry ``retry_index`` (0-based), without jitter."""
-        return float(
-            min(self.backoff_ms * self.backoff_multiplier**retry_index, self.max_backoff_ms)
-        )
+        cap = float(self.max_backoff_ms)
+        if not self.backoff_ms:
+            return 0.0
+        try:
+            grown = self.backoff_ms * float(self.backoff_multiplier) ** retry_index
+        except OverflowError:  # e.g. a multiplier of 1000 at the 200th retry: past any cap
+            return cap
+        return float(min(grown, cap))
 
 
 _STEP_KEYS = {
@@ -336,9 +342,14 @@ class Step:
                 timeout = parse_duration(raw_timeout, field="timeout")
             except ValueError as exc:
                 bad("timeout", str(exc).removeprefix("timeout: "))
+        step_type = data.get("type")
+        if step_type is not None and not isinstance(step_type, str):
+            # A list or object here would reach set and dict lookups by type.
+            bad("type", f"must be a string (a handler or built-in type), got {_kind(step_type)}")
+            step_type = None
         step = cls(
             id=step_id,
-            type=data.get("type") or "",
+            type=step_type or "",
             config=dict(config or {}),
             input=selector,
             output_key=data.get("outputKey"),
@@ -400,12 +411,6 @@ class Flow:
         """``"<id>@<version>"``."""
         return f"{self.id}@{self.version}"
 
-    def validate(self, *, handler_types: Any = None) -> list[ValidationIssue]:
-        """Every problem of this flow (errors and warnings); see ``validate_flow``."""
-        from flowmonkey.definitions.validate import validate_flow
-
-        return validate_flow(self, handler_types=handler_types)
-
     def step(self, step_id: str) -> Step | None:
         """Return the step with this id, or ``None``."""
         return self.steps.get(step_id)
@@ -448,9 +453,19 @@ class Flow:
             items = [(str(k), f"steps.{k}", v) for k, v in raw_steps.items()]
         elif isinstance(raw_steps, list):
             # Accept a list of steps (keyed by their ids) as a convenience.
+            first_index: dict[str, int] = {}
             for i, raw in enumerate(raw_steps):
                 step_id = raw.get("id") if isinstance(raw, Mapping) else None
-                if isinstance(step_id, str) and step_id:
+                if isinstance(step_id, str) and step_id in first_index:
+                    # Keyed by id, the later step would silently replace the earlier one.
+                    issues.append(
+                        ValidationIssue(
+                            f"steps[{i}].id",
+                            f'duplicate step id "{step_id}" (also steps[{first_index[step_id]}])',
+                        )
+                    )
+                elif isinstance(step_id, str) and step_id:
+                    first_index[step_id] = i
                     items.append((step_id, f"steps.{step_id}", raw))
                 else:
                     issues.append(

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
+
+from flowmonkey.durations import MAX_DURATION
 
 __all__ = ["UNSET", "Result", "StepError"]
+
+_MAX_SECONDS = MAX_DURATION.total_seconds()
 
 
 class _Unset:
@@ -56,6 +60,7 @@ class Result:
     error: StepError | None = None
     wake_at: datetime | None = None
     delay: timedelta | None = None
+    """A wait's delay; on a failure, the server-given delay before the retry."""
     reason: str | None = None
 
     @classmethod
@@ -69,12 +74,25 @@ class Result:
 
     @classmethod
     def failure(
-        cls, code: str, message: str, *, details: Any = None, retryable: bool = True
+        cls,
+        code: str,
+        message: str,
+        *,
+        details: Any = None,
+        retryable: bool = True,
+        retry_after: timedelta | float | None = None,
     ) -> Result:
-        """The step failed with ``code``; ``retryable=False`` skips the retry policy."""
+        """The step failed with ``code``; ``retryable=False`` skips the retry policy.
+
+        ``retry_after`` (a ``timedelta`` or seconds; e.g. an HTTP ``Retry-After``) replaces
+        the policy's next backoff, capped by its ``maxBackoffMs``.
+        """
+        if isinstance(retry_after, int | float):
+            retry_after = timedelta(seconds=retry_after)
         return cls(
             outcome="failure",
             error=StepError(code=code, message=message, details=details, retryable=retryable),
+            delay=retry_after,
         )
 
     @classmethod
@@ -86,10 +104,22 @@ class Result:
         reason: str | None = None,
         output: Any = None,
     ) -> Result:
-        """Park the execution. Without ``wake_at``/``delay`` it waits for resume or signal."""
-        if isinstance(delay, int | float):
+        """Park the execution. Without ``wake_at``/``delay`` it waits for resume or signal.
+
+        ``wake_at`` must be timezone-aware and ``delay`` at most ``MAX_DURATION`` (ten
+        years): the engine fails the step with ``INVALID_RESULT`` otherwise.
+        """
+        if (
+            isinstance(delay, int | float)
+            and not isinstance(delay, bool)
+            and abs(delay) <= _MAX_SECONDS  # False for NaN: the engine refuses it then
+        ):
             delay = timedelta(seconds=delay)
-        return cls(outcome="wait", wake_at=wake_at, delay=delay, reason=reason, output=output)
+        # A number that is no duration (NaN, 1e300 s) is kept as given: the engine
+        # then fails the step with a clear INVALID_RESULT rather than the handler dying
+        # in timedelta().
+        kept = cast("timedelta | None", delay)
+        return cls(outcome="wait", wake_at=wake_at, delay=kept, reason=reason, output=output)
 
     @property
     def is_success(self) -> bool:

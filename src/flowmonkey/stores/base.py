@@ -14,7 +14,7 @@ never overwrite the work of the worker that took over (it gets ``LeaseLost``).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -234,7 +234,11 @@ class Store(Protocol):
         ...
 
     async def list(self, query: ExecutionQuery) -> Page[Execution]:
-        """Return a page of executions (no history), newest first."""
+        """Return a page of executions (no history), newest first.
+
+        Raises:
+            InvalidCursor: ``query.cursor`` is not a ``next_cursor`` this store returned.
+        """
         ...
 
     async def find_children(self, parent_execution_id: str) -> builtins.list[Execution]:
@@ -290,13 +294,26 @@ class Store(Protocol):
         ...
 
     async def claim(
-        self, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        limit: int,
+        flows: Collection[tuple[str, str]] | None = None,
     ) -> builtins.list[Acquired]:
         """Lease up to ``limit`` runnable executions, oldest first.
 
         Runnable: ``pending`` with no live lease; ``waiting`` with ``wake_at <= now``
         and no live lease; ``running`` whose lease expired. Same effects as ``acquire``.
+        ``flows``: only executions whose ``(flow_id, flow_version)`` is one of these (a
+        worker claims only what it can run; an empty collection claims nothing).
         """
+        ...
+
+    async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
+        """How many executions are runnable (as ``claim`` defines it) per
+        ``(flow_id, flow_version)``: lets a worker notice work it cannot run."""
         ...
 
     async def due(self, *, now: datetime, limit: int) -> builtins.list[str]:
@@ -316,6 +333,24 @@ class Store(Protocol):
         ...
 
     # -- events, resume tokens, tasks -------------------------------------------------------
+
+    async def append_event(
+        self, execution_id: str, type: str, data: dict[str, Any], *, at: datetime, now: datetime
+    ) -> Event | None:
+        """Append one event to an execution's log with its next sequence, atomically.
+
+        Done only while no process holds a live lease on it (a terminal execution, or one
+        unleased or whose lease expired at ``now``): a lease holder's commits number the
+        events themselves. An expired lease is fenced (its token bumped, as a takeover
+        does) so its stalled holder cannot commit a clashing sequence later.
+
+        Returns:
+            The stored event, or ``None`` (a live lease is held: nothing written).
+
+        Raises:
+            ExecutionNotFound: no such execution.
+        """
+        ...
 
     async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
         """Persisted events of one execution with ``sequence > after``, in order."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -49,12 +49,21 @@ def encode_cursor(created_at: datetime, execution_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Inverse of ``encode_cursor``; ``ValueError`` for a malformed cursor."""
+    """Inverse of ``encode_cursor``.
+
+    Raises:
+        InvalidCursor: ``cursor`` is not one ``encode_cursor`` made (any garbage, however
+            shaped: it comes from users, e.g. ``flowmonkey list --cursor``).
+    """
     try:
         created, ident = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(ident)
-    except Exception as exc:
-        raise ValueError(f"invalid cursor: {cursor!r}") from exc
+        at = datetime.fromisoformat(created)
+    except Exception as exc:  # base64, UTF-8, JSON, shape, ISO time: all mean "garbage"
+        raise errors.InvalidCursor(str(cursor)) from exc
+    # Well-formed JSON of the wrong shape would fail later, inside a store's comparison.
+    if at.tzinfo is None or not isinstance(ident, str):
+        raise errors.InvalidCursor(cursor)
+    return at, ident
 
 
 class _Row:
@@ -401,12 +410,30 @@ class MemoryStore:
         return header.status is _RUNNING and row.lease_owner is not None
 
     async def claim(
-        self, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        limit: int,
+        flows: Collection[tuple[str, str]] | None = None,
     ) -> builtins.list[Acquired]:
-        """Lease up to ``limit`` runnable executions, oldest first."""
+        """Lease up to ``limit`` runnable executions (of ``flows`` if given), oldest first."""
         rows = [r for r in self._rows.values() if self._runnable(r, now)]
+        if flows is not None:
+            keys = set(flows)
+            rows = [r for r in rows if (r.execution.flow_id, r.execution.flow_version) in keys]
         rows.sort(key=lambda r: (r.execution.created_at, r.execution.id))
         return [self._grant(r, owner, now, lease_for) for r in rows[:limit]]
+
+    async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
+        """Runnable executions per ``(flow_id, flow_version)``."""
+        out: dict[tuple[str, str], int] = {}
+        for row in self._rows.values():
+            if self._runnable(row, now):
+                key = (row.execution.flow_id, row.execution.flow_version)
+                out[key] = out.get(key, 0) + 1
+        return out
 
     async def due(self, *, now: datetime, limit: int) -> builtins.list[str]:
         """Unleased executions with a due wake, deadline or wait deadline."""
@@ -460,6 +487,23 @@ class MemoryStore:
         return memory_purge.purge(self._rows, self._tokens, self._tasks, self._idem, query)
 
     # -- events, tokens, tasks ----------------------------------------------------------
+
+    async def append_event(
+        self, execution_id: str, type: str, data: dict[str, Any], *, at: datetime, now: datetime
+    ) -> Event | None:
+        """Append one event unless a live lease is held (see ``Store.append_event``)."""
+        row = self._rows.get(execution_id)
+        if row is None:
+            raise errors.ExecutionNotFound(execution_id)
+        header = row.execution
+        if not header.status.is_terminal and row.lease_owner is not None:
+            if row.lease_expires is None or row.lease_expires > now:
+                return None
+            row.lease_token += 1  # fence the stalled holder
+        data = orjson.loads(orjson.dumps(data))
+        header.event_seq += 1
+        row.events.append((type, at, data, header.event_seq, header.tenant_id))
+        return Event(type, execution_id, at, data, header.event_seq, header.tenant_id)
 
     async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
         """Persisted events after ``after``."""

@@ -19,7 +19,7 @@ Layout and costs (schema in ``sql/postgres/``):
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,6 +54,8 @@ from flowmonkey.stores.postgres_commit import (
 from flowmonkey.stores.postgres_purge import purge_batch
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
 from flowmonkey.versions import semver_key
+
+_TERMINAL = frozenset(("completed", "failed", "cancelled"))
 
 __all__ = ["PostgresStore", "PostgresWakeSignaler", "list_sql"]
 
@@ -290,15 +292,28 @@ class PostgresStore(PostgresBase):
             raise errors.LeaseLost(lease.execution_id)
 
     async def claim(
-        self, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        limit: int,
+        flows: Collection[tuple[str, str]] | None = None,
     ) -> builtins.list[Acquired]:
         """Lease up to ``limit`` runnable executions, oldest first (SKIP LOCKED)."""
-        if limit <= 0:
+        if limit <= 0 or (flows is not None and not flows):
             return []
         expires = now + lease_for
-        params = {"owner": owner, "now": now, "expires": expires, "limit": limit, "start": True}
+        params: dict[str, Any] = {
+            "owner": owner, "now": now, "expires": expires, "limit": limit, "start": True
+        }  # fmt: skip
+        sql = q.CLAIM
+        if flows is not None:
+            sql = q.CLAIM_OF_FLOWS
+            params["flow_ids"] = [k[0] for k in flows]
+            params["flow_versions"] = [k[1] for k in flows]
         async with self._tx() as conn:
-            cur = await conn.execute(q.CLAIM, params)
+            cur = await conn.execute(sql, params)
             granted = {
                 ident: (token, recovered) for ident, token, recovered in await cur.fetchall()
             }
@@ -315,6 +330,11 @@ class PostgresStore(PostgresBase):
             out.append(Acquired(execution=execution, lease=lease, recovered=recovered))
         return out
 
+    async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
+        """Runnable executions per ``(flow_id, flow_version)``."""
+        rows = await self._fetchall(q.RUNNABLE_BY_FLOW, {"now": now})
+        return {(flow_id, version): count for flow_id, version, count in rows}
+
     async def due(self, *, now: datetime, limit: int) -> builtins.list[str]:
         """Unleased executions with a due wake, deadline or wait deadline."""
         rows = await self._fetchall(q.DUE, {"now": now, "limit": limit})
@@ -328,6 +348,33 @@ class PostgresStore(PostgresBase):
         return [r[0] for r in rows]
 
     # -- events, resume tokens, tasks -----------------------------------------------------
+
+    async def append_event(
+        self, execution_id: str, type: str, data: dict[str, Any], *, at: datetime, now: datetime
+    ) -> Event | None:
+        """Append one event unless a live lease is held (see ``Store.append_event``)."""
+        async with self._tx() as conn:
+            cur = await conn.execute(q.SELECT_FOR_APPEND, [execution_id])
+            row = await cur.fetchone()
+            if row is None:
+                raise errors.ExecutionNotFound(execution_id)
+            status, state_blob, owner, expires, tenant_id = row
+            fence = False
+            if status not in _TERMINAL and owner is not None:
+                if expires is None or expires > now:
+                    return None
+                fence = True  # the lease expired: its stalled holder must not commit later
+            state = orjson.loads(state_blob)
+            state["event_seq"] = sequence = int(state.get("event_seq") or 0) + 1
+            await conn.execute(
+                q.UPDATE_STATE_FENCED if fence else q.UPDATE_STATE,
+                [orjson.dumps(state), execution_id],
+            )
+            await conn.execute(
+                q.INSERT_EVENT_ROW,
+                [execution_id, sequence, type, at, tenant_id, orjson.dumps(data)],
+            )
+        return Event(type, execution_id, at, orjson.loads(orjson.dumps(data)), sequence, tenant_id)
 
     async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
         """Persisted events with ``sequence > after``, in order."""

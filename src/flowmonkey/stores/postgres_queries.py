@@ -265,21 +265,21 @@ RETURNING e.lease_token,
 # Each kind of runnable row is read from its own partial index, oldest first, locking
 # with SKIP LOCKED so concurrent claimers take disjoint rows instead of queueing on the
 # same ones; the union is then cut to `limit`, oldest (created_at, id) first.
-CLAIM = f"""
+_CLAIM = f"""
 WITH pending AS (
     SELECT id, created_at, false AS recovered FROM executions
-    WHERE status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= %(now)s)
+    WHERE status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= %(now)s){{flows}}
     ORDER BY created_at, id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), woken AS (
     SELECT id, created_at, false AS recovered FROM executions
     WHERE status = 'waiting' AND wake_at <= %(now)s
-      AND (lease_owner IS NULL OR lease_expires_at <= %(now)s)
+      AND (lease_owner IS NULL OR lease_expires_at <= %(now)s){{flows}}
     ORDER BY wake_at, id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), expired AS (
     SELECT id, created_at, true AS recovered FROM executions
-    WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= %(now)s
+    WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= %(now)s{{flows}}
     ORDER BY lease_expires_at, id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), picked AS (
@@ -292,6 +292,13 @@ UPDATE executions e SET {_GRANT}
 FROM picked WHERE e.id = picked.id
 RETURNING e.id, e.lease_token, picked.recovered
 """
+CLAIM = _CLAIM.format(flows="")
+# Only the flows a worker can run (parallel arrays of flow ids and versions).
+CLAIM_OF_FLOWS = _CLAIM.format(
+    flows="""
+      AND (flow_id, flow_version) IN (
+        SELECT f, v FROM unnest(%(flow_ids)s::text[], %(flow_versions)s::text[]) AS k(f, v))"""
+)
 HEARTBEAT = """
 UPDATE executions SET lease_expires_at = %(expires)s
 WHERE id = %(id)s AND lease_token = %(token)s AND lease_owner = %(owner)s
@@ -310,6 +317,19 @@ RETURNING 1
 # -- scheduler queries -------------------------------------------------------------------
 
 _UNLEASED = "(lease_owner IS NULL OR lease_expires_at <= %(now)s)"
+# Runnable rows per flow: one partial-index read per kind of runnable row (as CLAIM).
+RUNNABLE_BY_FLOW = f"""
+SELECT flow_id, flow_version, count(*) FROM (
+    SELECT flow_id, flow_version FROM executions WHERE status = 'pending' AND {_UNLEASED}
+    UNION ALL
+    SELECT flow_id, flow_version FROM executions
+    WHERE status = 'waiting' AND wake_at <= %(now)s AND {_UNLEASED}
+    UNION ALL
+    SELECT flow_id, flow_version FROM executions
+    WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= %(now)s
+) AS runnable
+GROUP BY flow_id, flow_version
+"""
 # One partial-index range per kind of due time, each cut to `limit` rows, so a pass
 # reads only due rows however many are parked; only those few are grouped and sorted.
 DUE = f"""
@@ -387,6 +407,18 @@ PURGE_EXECUTIONS = "DELETE FROM executions WHERE id = ANY(%(ids)s::text[])"
 EVENTS = """
 SELECT sequence, type, at, tenant_id, data FROM events
 WHERE execution_id = %s AND sequence > %s ORDER BY sequence
+"""
+SELECT_FOR_APPEND = """
+SELECT status, state, lease_owner, lease_expires_at, tenant_id FROM executions
+WHERE id = %s FOR UPDATE
+"""
+UPDATE_STATE = "UPDATE executions SET state = %s WHERE id = %s"
+UPDATE_STATE_FENCED = (
+    "UPDATE executions SET state = %s, lease_token = lease_token + 1 WHERE id = %s"
+)
+INSERT_EVENT_ROW = """
+INSERT INTO events (execution_id, sequence, type, at, tenant_id, data)
+VALUES (%s, %s, %s, %s, %s, %s)
 """
 GET_RESUME_TOKEN = """
 SELECT token_hash, execution_id, step_id, created_at, expires_at, status, used_at

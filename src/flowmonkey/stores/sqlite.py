@@ -14,7 +14,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, TypeVarTuple
@@ -371,12 +371,24 @@ class SqliteStore:
         await self._tx(True, ops.fenced, q.SAVE_CHECKPOINT, blob, lease)
 
     async def claim(
-        self, *, owner: str, now: datetime, lease_for: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        limit: int,
+        flows: Collection[tuple[str, str]] | None = None,
     ) -> list[Acquired]:
         """Lease up to ``limit`` runnable executions, oldest first (see ``Store.claim``)."""
-        if limit <= 0:
+        if limit <= 0 or (flows is not None and not flows):
             return []
-        return await self._tx(True, ops.claim, owner, now, lease_for, limit)
+        keys = None if flows is None else orjson.dumps([list(k) for k in flows]).decode()
+        return await self._tx(True, ops.claim, owner, now, lease_for, limit, keys)
+
+    async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
+        """Runnable executions per ``(flow_id, flow_version)``."""
+        found = await self._tx(False, ops.rows, q.RUNNABLE_BY_FLOW, {"now": q.to_us(now)})
+        return {(flow_id, version): count for flow_id, version, count in found}
 
     async def due(self, *, now: datetime, limit: int) -> list[str]:
         """Unleased executions with a due wake, deadline or wait deadline."""
@@ -389,6 +401,13 @@ class SqliteStore:
         return [row[0] for row in await self._tx(False, ops.rows, q.SELECT_STALE, params)]
 
     # -- events, resume tokens, tasks -----------------------------------------------------
+
+    async def append_event(
+        self, execution_id: str, type: str, data: dict[str, Any], *, at: datetime, now: datetime
+    ) -> Event | None:
+        """Append one event unless a live lease is held (see ``Store.append_event``)."""
+        event = Event(type, execution_id, at, data, 0)
+        return await self._tx(True, ops.append_event, event, q.to_us(now))
 
     async def events(self, execution_id: str, *, after: int = 0) -> list[Event]:
         """Persisted events of one execution with ``sequence > after``, in order."""

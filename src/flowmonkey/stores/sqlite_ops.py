@@ -34,6 +34,7 @@ __all__ = [
     "MigrationTarget",
     "TERMINAL",
     "acquire",
+    "append_event",
     "claim",
     "commit",
     "create",
@@ -277,15 +278,46 @@ def acquire(
 
 
 def claim(
-    conn: sqlite3.Connection, owner: str, now: datetime, lease_for: timedelta, limit: int
+    conn: sqlite3.Connection,
+    owner: str,
+    now: datetime,
+    lease_for: timedelta,
+    limit: int,
+    flows: str | None = None,
 ) -> list[Acquired]:
-    """Lease up to ``limit`` runnable executions, oldest first.
+    """Lease up to ``limit`` runnable executions, oldest first (``flows``: a JSON list of
+    ``[flow_id, version]`` pairs to restrict the claim to).
 
     The caller's BEGIN IMMEDIATE holds the write lock from this SELECT to the UPDATEs,
     so a claimer in another process cannot pick the same rows in between.
     """
-    found = conn.execute(q.SELECT_CLAIMABLE, {"now": q.to_us(now), "limit": limit}).fetchall()
+    params = {"now": q.to_us(now), "limit": limit, "flows": flows}
+    sql = q.SELECT_CLAIMABLE if flows is None else q.SELECT_CLAIMABLE_OF_FLOWS
+    found = conn.execute(sql, params).fetchall()
     return [_grant(conn, row, owner, now, lease_for) for row in found]
+
+
+def append_event(conn: sqlite3.Connection, event: Event, now: int) -> Event | None:
+    """``Store.append_event``: ``event`` gets the execution's next sequence and tenant."""
+    eid = event.execution_id
+    assert eid is not None
+    row = conn.execute(q.SELECT_FOR_APPEND, (eid,)).fetchone()
+    if row is None:
+        raise errors.ExecutionNotFound(eid)
+    status, state_blob, owner, expires, tenant_id = row
+    fence = False
+    if status not in TERMINAL and owner is not None:
+        if expires is None or expires > now:
+            return None
+        fence = True  # the lease expired: its stalled holder must not commit after this
+    state = _loads(state_blob)
+    state["event_seq"] = sequence = int(state.get("event_seq") or 0) + 1
+    conn.execute(
+        q.UPDATE_STATE_FENCED if fence else q.UPDATE_STATE, (_dumps(state, option=_OPT), eid)
+    )
+    stored = Event(event.type, eid, event.timestamp, event.data, sequence, tenant_id)
+    conn.execute(q.INSERT_EVENT, q.event_params(eid, [stored]))
+    return stored
 
 
 def commit(

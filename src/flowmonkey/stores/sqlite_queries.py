@@ -50,6 +50,7 @@ INFO_KEYS = frozenset({
     "id", "flow_id", "flow_version", "created_at", "tenant_id", "metadata",
     "correlation_id", "user_id", "idempotency_key", "idempotency_expires_at",
     "parent_execution_id", "parent_step_id", "execution_timeout_ms", "wait_timeout_ms",
+    "depth",
 })  # fmt: skip
 """Header keys fixed at create: stored once in ``info`` and never rewritten by a commit.
 Every other ``header_dict`` key (except ``checkpoint``, which has its own column) is
@@ -319,31 +320,55 @@ SELECT_CHILDREN = (
 # Each kind is read from its own partial index (INDEXED BY: fixed plans, whatever the
 # statistics say, and an error instead of a silent table scan if an index went missing),
 # at most :limit rows each; only the union of those is sorted oldest first.
-SELECT_CLAIMABLE = """
+_RUNNABLE_ARMS = """
+    SELECT * FROM (
+        SELECT {columns} FROM executions INDEXED BY executions_pending
+        WHERE status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now){flows}
+        ORDER BY created_at, id{limit})
+    UNION ALL
+    SELECT * FROM (
+        SELECT {columns} FROM executions INDEXED BY executions_wake
+        WHERE status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= :now
+          AND (lease_owner IS NULL OR lease_expires_at <= :now){flows}
+        ORDER BY wake_at, id{limit})
+    UNION ALL
+    SELECT * FROM (
+        SELECT {columns} FROM executions INDEXED BY executions_running
+        WHERE status = 'running' AND lease_expires_at <= :now AND lease_owner IS NOT NULL{flows}
+        ORDER BY lease_expires_at, id{limit})
+"""
+_CLAIMABLE = """
 SELECT e.id, e.info, e.state, e.checkpoint, e.flow_id, e.flow_version, e.status, e.tenant_id,
     e.correlation_id, e.parent_execution_id, e.created_at, e.updated_at, e.wake_at,
     e.deadline_at, e.lease_owner, e.lease_token, e.lease_expires_at
-FROM (
-    SELECT * FROM (
-        SELECT id, created_at FROM executions INDEXED BY executions_pending
-        WHERE status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now)
-        ORDER BY created_at, id LIMIT :limit)
-    UNION ALL
-    SELECT * FROM (
-        SELECT id, created_at FROM executions INDEXED BY executions_wake
-        WHERE status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= :now
-          AND (lease_owner IS NULL OR lease_expires_at <= :now)
-        ORDER BY wake_at, id LIMIT :limit)
-    UNION ALL
-    SELECT * FROM (
-        SELECT id, created_at FROM executions INDEXED BY executions_running
-        WHERE status = 'running' AND lease_expires_at <= :now AND lease_owner IS NOT NULL
-        ORDER BY lease_expires_at, id LIMIT :limit)
-) AS picked
+FROM ({arms}) AS picked
 JOIN executions AS e ON e.id = picked.id
 ORDER BY picked.created_at, picked.id
 LIMIT :limit
 """
+SELECT_CLAIMABLE = _CLAIMABLE.format(
+    arms=_RUNNABLE_ARMS.format(columns="id, created_at", flows="", limit=" LIMIT :limit")
+)
+# The same runnable rows (all of them: they are the work due now), counted per flow.
+RUNNABLE_BY_FLOW = (
+    "SELECT flow_id, flow_version, COUNT(*) FROM ("
+    + _RUNNABLE_ARMS.format(columns="flow_id, flow_version", flows="", limit="")
+    + ") GROUP BY flow_id, flow_version"
+)
+# Only the flows a worker can run (``:flows`` is a JSON list of [flow_id, version]).
+_OF_FLOWS = """
+          AND (flow_id, flow_version) IN (
+            SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+            FROM json_each(:flows))"""
+SELECT_CLAIMABLE_OF_FLOWS = _CLAIMABLE.format(
+    arms=_RUNNABLE_ARMS.format(columns="id, created_at", flows=_OF_FLOWS, limit=" LIMIT :limit")
+)
+
+SELECT_FOR_APPEND = """
+SELECT status, state, lease_owner, lease_expires_at, tenant_id FROM executions WHERE id = ?
+"""
+UPDATE_STATE = "UPDATE executions SET state = ? WHERE id = ?"
+UPDATE_STATE_FENCED = "UPDATE executions SET state = ?, lease_token = lease_token + 1 WHERE id = ?"
 
 GRANT = "UPDATE executions SET lease_owner = ?, lease_token = ?, lease_expires_at = ? WHERE id = ?"
 

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
+from flowmonkey.worker.coverage import Coverage
 from flowmonkey.worker.health import HealthServer
 from flowmonkey.worker.options import WorkerOptions
 from flowmonkey.worker.scheduler import (
@@ -118,6 +119,13 @@ class Worker:
         self.started = 0
         """Executions this worker has started driving."""
         self._wake_ready = asyncio.Event()
+        self._coverage = Coverage(engine, log, self._extra)
+
+    @property
+    def unrunnable(self) -> int:
+        """Runnable executions (at the last survey, every ``reaper_interval``) that this
+        worker cannot run: it lacks their flow or a handler. It never claims them."""
+        return self._coverage.unrunnable
 
     # -- public surface ------------------------------------------------------------------
 
@@ -171,6 +179,9 @@ class Worker:
             "concurrency": self.options.concurrency,
             "last_claim_at": _iso(self.last_claim_at),
             "last_poll_at": _iso(self.last_poll_at),
+            "unrunnable": self.unrunnable,
+            # Steps queued for a sync-handler thread (their timeouts have not started).
+            "sync_handlers": self.engine.sync_handlers.stats(),
             "purged_executions": self.engine.purge_stats.executions,
             "purged_rows": self.engine.purge_stats.rows,
         }
@@ -253,6 +264,8 @@ class Worker:
         while True:
             try:
                 await self.engine.initialize()
+                # Flows other processes saved: claims are limited to what this can run.
+                await self.engine.load_flows_from_store(strict=False)
             except errors.SchemaVersionError:
                 raise
             except errors.StoreUnavailable as exc:
@@ -337,6 +350,11 @@ class Worker:
                     max_backoff=options.max_backoff,
                 ), name="flowmonkey-reaper"),
                 group.create_task(run_every(
+                    "survey (runnable flows)", options.reaper_interval, self._coverage.survey,
+                    stopping=self._stopping, log=log, extra=self._extra,
+                    max_backoff=options.max_backoff,
+                ), name="flowmonkey-survey"),
+                group.create_task(run_every(
                     "retention (purge)", options.purge_interval, self._purge,
                     stopping=self._stopping, log=log, extra=self._extra,
                     max_backoff=options.max_backoff,
@@ -388,6 +406,7 @@ class Worker:
                     claimed = await engine.store.claim(
                         owner=engine.owner, now=engine.clock.now(),
                         lease_for=engine.options.lease_for, limit=free,
+                        flows=engine.runnable_flows(),
                     )  # fmt: skip
                 except Exception as exc:
                     self._store_ok = False
@@ -420,7 +439,7 @@ class Worker:
         engine, started = self.engine, 0
         while self._notified and started < free and not self._stopping.is_set():
             execution_id = self._notified.popleft()
-            if execution_id in self._running_ids.values():
+            if execution_id in self._running_ids.values() or self._coverage.left(execution_id):
                 continue
             try:
                 acquired = await engine.acquire(execution_id)
@@ -431,6 +450,13 @@ class Worker:
                 break
             if acquired.lease is None:
                 continue  # another worker got it first, or it is already finished
+            ex = acquired.execution
+            if (ex.flow_id, ex.flow_version) not in engine.runnable_flows():
+                # Announced by id, not claimed by flow: this worker lacks the flow or a
+                # handler of it. Leave it as it was for a worker that has them.
+                self._coverage.gave_back(execution_id)
+                await engine.give_back(acquired)
+                continue
             self._start(acquired)
             started += 1
         return started
@@ -470,9 +496,14 @@ class Worker:
                     extra={**extra, "run_number": run.execution.run_number},
                 )  # fmt: skip
             # On shutdown the run stops between steps and is left pending for others.
-            result = await engine.drive(run, stop=self._stopping)
+            result = await engine.drive(run, stop=self._stopping, check_handlers=True)
             log.debug("execution %s is %s", execution.id, result.status.value,
                       extra={**extra, "status": result.status.value})  # fmt: skip
+        except (errors.FlowNotFound, errors.HandlerNotFound) as exc:
+            # Announced by id (a wake signal), not claimed by flow: given back untouched.
+            self._coverage.gave_back(execution.id)
+            log.warning("left %s for another worker: %s", execution.id, exc.message,
+                        extra={**extra, "error": exc.message})  # fmt: skip
         except errors.StoreUnavailable as exc:
             log.warning(
                 "store unavailable while driving %s; it is retried once its lease expires: %s",
