@@ -206,26 +206,53 @@ LISTS: dict[str, ExecutionQuery] = {
 }
 
 
-async def measure(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
-    """Live step, scheduler, claim and list pages on the store as it is now."""
-    store = engine.store
-    await _live_steps(engine, 5)  # warm-up
-    out: dict[str, Any] = {"live_step_ms": _ms(await _live_steps(engine, args.live))}
-    out["tick_ms"] = await _timed(lambda: engine.tick_timers(limit=100), args.runs)
-    out["claim_ms"] = await _timed(
-        lambda: store.claim(owner="bench", now=engine.clock.now(),
-                            lease_for=timedelta(seconds=30), limit=10),  # fmt: skip
-        args.runs,
-    )
-    pages = {}
-    for name, query in LISTS.items():
-        pages[name] = await _timed(lambda q=query: store.list(q), args.runs)  # type: ignore[misc]
-    page2 = await store.list(ExecutionQuery(limit=50))
-    if page2.next_cursor:
-        deep = ExecutionQuery(limit=50, cursor=page2.next_cursor)
-        pages["all, page 2"] = await _timed(lambda: store.list(deep), args.runs)
-    out["list_ms"] = pages
-    return out
+async def _samples(fn: Callable[[], Awaitable[Any]], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        await fn()
+        times.append(time.perf_counter() - began)
+    return times
+
+
+async def measure(
+    engines: dict[str, Engine], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Live step, scheduler, claim and list pages on each store, in alternating rounds
+    (the machine is shared: both see the same load), medians and p99 over all rounds."""
+    rounds = 5
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in engines}
+    for engine in engines.values():
+        await _live_steps(engine, 5)  # warm-up
+    for round_ in range(rounds):
+        order = list(engines.items())
+        if round_ % 2:
+            order.reverse()
+        for name, engine in order:
+            store = engine.store
+            got = samples[name]
+            got.setdefault("live_step", []).extend(
+                await _live_steps(engine, max(args.live // rounds, 1))
+            )
+            runs = max(args.runs // rounds, 1)
+            tick = await _samples(lambda e=engine: e.tick_timers(limit=100), runs)  # type: ignore[misc]
+            got.setdefault("tick", []).extend(tick)
+            claim = await _samples(
+                lambda e=engine: e.store.claim(  # type: ignore[misc]
+                    owner="bench", now=e.clock.now(), lease_for=timedelta(seconds=30), limit=10
+                ),
+                runs,
+            )
+            got.setdefault("claim", []).extend(claim)
+            for label, query in LISTS.items():
+                page = await _samples(lambda q=query, st=store: st.list(q), runs)  # type: ignore[misc]
+                got.setdefault(f"list {label}", []).extend(page)
+            first = await store.list(ExecutionQuery(limit=50))
+            if first.next_cursor:
+                deep = ExecutionQuery(limit=50, cursor=first.next_cursor)
+                page = await _samples(lambda q=deep, st=store: st.list(q), runs)  # type: ignore[misc]
+                got.setdefault("list all, page 2", []).extend(page)
+    return {name: {k: _ms(v) for k, v in got.items()} for name, got in samples.items()}
 
 
 async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
@@ -269,48 +296,62 @@ async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-async def run_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Empty, then ``--size`` parked: every figure, same store, same run."""
-    result: dict[str, Any] = {"backend": name, "size": args.size}
-    schema = f"fm_scale_{uuid.uuid4().hex[:8]}"
-    path = WORK / f"scale-{uuid.uuid4().hex[:8]}.db"
+async def _open(name: str, label: str) -> tuple[Engine, Any]:
+    """An engine on a new store of backend ``name``; returns it and where it lives."""
     if name == "sqlite":
         WORK.mkdir(parents=True, exist_ok=True)
-        store: Store = SqliteStore(path)
-    else:
-        from flowmonkey.stores.postgres import PostgresStore
+        path = WORK / f"scale-{label}-{uuid.uuid4().hex[:8]}.db"
+        return _engine(SqliteStore(path)), path
+    from flowmonkey.stores.postgres import PostgresStore
 
-        store = PostgresStore(PG, schema=schema, max_size=10)
-    engine = _engine(store)
+    schema = f"fm_scale_{label}_{uuid.uuid4().hex[:8]}"
+    return _engine(PostgresStore(PG, schema=schema, max_size=10)), schema
+
+
+async def _drop(name: str, where: Any) -> None:
+    if name == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{where}{suffix}").unlink(missing_ok=True)
+        return
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(PG, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{where}" CASCADE')
+
+
+async def _bytes(name: str, where: Any, *, vacuum: bool) -> int:
+    return sqlite_bytes(where) if name == "sqlite" else await pg_bytes(where, vacuum=vacuum)
+
+
+async def run_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """An empty store and one with ``--size`` parked, measured in alternating rounds."""
+    result: dict[str, Any] = {"backend": name, "size": args.size}
+    empty, empty_at = await _open(name, "empty")
+    full, full_at = await _open(name, "parked")
     try:
-        async with engine:
-            result["empty"] = await measure(engine, args)
-            empty_bytes = sqlite_bytes(path) if name == "sqlite" else await pg_bytes(schema, vacuum=True)
+        async with empty, full:
+            before = await _bytes(name, full_at, vacuum=True)
             began = time.perf_counter()
             if name == "sqlite":
                 # The same store code on the same file, without an fsync per create:
                 # generating is not what is measured.
-                async with _engine(SqliteStore(path, synchronous="OFF")) as bulk:
+                async with _engine(SqliteStore(full_at, synchronous="OFF")) as bulk:
                     await generate(bulk, args.size, finished=False, age=timedelta(days=10))
             else:
-                await generate(engine, args.size, finished=False, age=timedelta(days=10))
+                await generate(full, args.size, finished=False, age=timedelta(days=10))
             result["generate_s"] = round(time.perf_counter() - began, 1)
-            if name == "postgres":
-                await pg_bytes(schema, vacuum=True)  # also ANALYZE: statistics as in production
-            full = sqlite_bytes(path) if name == "sqlite" else await pg_bytes(schema, vacuum=False)
-            result["bytes_per_parked"] = round((full - empty_bytes) / max(args.size, 1))
-            result["store_bytes"] = full
-            result["parked"] = await measure(engine, args)
-            result["purge"] = await purge_run(engine, args)
+            if name == "postgres":  # VACUUM FULL ANALYZE: statistics as in production
+                await pg_bytes(full_at, vacuum=True)
+                await pg_bytes(empty_at, vacuum=True)
+            after = await _bytes(name, full_at, vacuum=False)
+            result["bytes_per_parked"] = round((after - before) / max(args.size, 1))
+            result["store_bytes"] = after
+            measured = await measure({"empty": empty, "parked": full}, args)
+            result["empty"], result["parked"] = measured["empty"], measured["parked"]
+            result["purge"] = await purge_run(full, args)
     finally:
-        if name == "sqlite":
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        else:
-            import psycopg
-
-            async with await psycopg.AsyncConnection.connect(PG, autocommit=True) as conn:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await _drop(name, empty_at)
+        await _drop(name, full_at)
     return result
 
 
@@ -320,10 +361,7 @@ def _print(results: list[dict[str, Any]]) -> None:
         print(f"\n== {r['backend']}: {r['size']:,} parked (generated in {r['generate_s']}s), "
               f"{r['bytes_per_parked']} B per parked execution, store {r['store_bytes']:,} B")  # fmt: skip
         print(f"{'':28} {'empty':>16} {'parked':>16}")
-        rows = [("live step p50/p99 ms", e["live_step_ms"], p["live_step_ms"]),
-                ("scheduler pass ms", e["tick_ms"], p["tick_ms"]),
-                ("claim (nothing due) ms", e["claim_ms"], p["claim_ms"])]  # fmt: skip
-        rows += [(f"list {k} ms", e["list_ms"].get(k), v) for k, v in p["list_ms"].items()]
+        rows = [(f"{k} p50/p99 ms", e.get(k), v) for k, v in p.items()]
         for label, a, b in rows:
             fa = f"{a['p50']}/{a['p99']}" if a else "-"
             print(f"{label:28} {fa:>16} {b['p50']}/{b['p99']:>7}")
