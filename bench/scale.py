@@ -30,7 +30,6 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -152,8 +151,14 @@ async def generate(engine: Engine, count: int, *, finished: bool, age: timedelta
             execution.tenant_id = f"t{n % TENANTS}"
             execution.correlation_id = f"c{n // 10}"
             moved = [
-                Event(e.type, ident, created, {**e.data, "execution_id": ident}, e.sequence,
-                      execution.tenant_id)  # fmt: skip
+                Event(
+                    e.type,
+                    ident,
+                    created,
+                    {**e.data, "execution_id": ident},
+                    e.sequence,
+                    execution.tenant_id,
+                )  # fmt: skip
                 for e in events
             ]
             await engine.store.create(execution, moved)
@@ -265,7 +270,7 @@ async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
         stop = asyncio.Event()
         during: list[float] = []
 
-        async def stepper() -> None:
+        async def stepper(stop: asyncio.Event = stop, during: list[float] = during) -> None:
             while not stop.is_set():
                 began = time.perf_counter()
                 # SQLite runs inline on the loop: yield, and count the wait for the
@@ -399,4 +404,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
