@@ -45,6 +45,7 @@ from flowmonkey import (
     SqliteStore,
     handler,
 )
+from flowmonkey.engine.creation import time_ordered_id
 from flowmonkey.model.events import Event
 from flowmonkey.stores.base import ExecutionQuery, Store
 
@@ -140,8 +141,8 @@ async def generate(engine: Engine, count: int, *, finished: bool, age: timedelta
     async def worker() -> None:
         while queue:
             n = queue.pop()
-            ident = str(uuid.uuid4())
             created = oldest + step * n
+            ident = time_ordered_id(created)  # as the engine makes them
             execution = template.clone()
             execution.id = ident
             execution.created_at = created
