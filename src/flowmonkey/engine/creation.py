@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
