@@ -1,6 +1,7 @@
 """``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``,
-``python -m bench engine [--quick] [--only NAME,...] [--profile]``, or
+``python -m bench engine [--quick] [--only NAME,...] [--profile]``,
 ``python -m bench http [--quick]`` (the cost of the engine around one http step),
+``python -m bench api [--runs N] [--n N] [--backends sqlite,postgres]``,
 ``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run), or
 ``python -m bench scale [--size N] [--backends sqlite,postgres]`` (issue 16; not in ``all``)."""
 
@@ -16,6 +17,7 @@ def main() -> int:
         print("commands: peers   side by side with DBOS and Temporal (bench/README.md)")
         print("          engine  engine benchmarks (docs/benchmarks.md)")
         print("          http    one http step vs bare httpx requests (docs/benchmarks.md)")
+        print("          api     the HTTP API: POST req/s, start-and-wait, overhead")
         print("          all     engine, then peers (--quick passed to both)")
         print("          scale   N parked executions vs an empty store (docs/benchmarks.md)")
         return 0
@@ -31,6 +33,10 @@ def main() -> int:
         from bench.http_step import main as http
 
         return http(argv[1:])
+    if argv[0] == "api":
+        from bench.api import main as api
+
+        return api(argv[1:])
     if argv[0] == "scale":
         from bench.scale import main as scale
 

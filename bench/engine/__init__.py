@@ -8,7 +8,8 @@ rate, single stream, sequential steps). Prints a rich table, writes
 and prints the top of the profile (``.prof`` files go to ``bench/.work/``).
 
 Benchmarks: memory-throughput, context-growth, sqlite-durable, postgres-single,
-postgres-concurrent, signal-latency, parallel-fanout, subflow-fanout. Postgres ones use
+postgres-concurrent, signal-latency, parallel-fanout, subflow-fanout, pipe-cost,
+table-export. Postgres ones use
 ``BENCH_PG_ADMIN`` (default ``postgresql://postgres@127.0.0.1:5432/test``) and a
 throwaway schema each run; they are skipped when the server is unreachable.
 """
@@ -35,6 +36,8 @@ ORDER = [
     "signal-latency",
     "parallel-fanout",
     "subflow-fanout",
+    "pipe-cost",
+    "table-export",
 ]
 
 
@@ -56,9 +59,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # the benchmark modules register themselves on import
-    from bench.engine import core, distributed, throughput
+    from bench.engine import core, distributed, tables, throughput
 
-    _ = (distributed, throughput)
+    _ = (distributed, tables, throughput)
     names = sorted(core.REGISTRY, key=ORDER.index)
     if args.list:
         for name in names:

@@ -12,6 +12,7 @@ __all__ = [
     "ContextNestingError",
     "ContextSizeLimitError",
     "ContextValueTooLargeError",
+    "ExecutionNotFailed",
     "ExecutionNotFound",
     "ExecutionNotWaiting",
     "ExecutionTerminal",
@@ -151,6 +152,18 @@ class ExecutionTerminal(FlowMonkeyError):
         self.execution_id = execution_id
         self.status = status
         super().__init__(f'Execution "{execution_id}" is already {status}')
+
+
+class ExecutionNotFailed(FlowMonkeyError):
+    """Only a ``failed`` execution can be retried; this one is not (or cannot be)."""
+
+    code = "EXECUTION_NOT_FAILED"
+
+    def __init__(self, execution_id: str, status: str, reason: str | None = None) -> None:
+        self.execution_id = execution_id
+        self.status = status
+        why = reason or f"status: {status}"
+        super().__init__(f'Execution "{execution_id}" cannot be retried ({why})')
 
 
 class InvalidSignal(FlowMonkeyError):

@@ -101,6 +101,25 @@ async def test_terminal_execution_gets_no_lease(store: Store) -> None:
         assert acquired.execution == execution
 
 
+async def test_failed_true_leases_a_failed_execution_only(store: Store) -> None:
+    failed = make_execution(status=ExecutionStatus.FAILED, finished_at=at(1))
+    await store.create(failed)
+    acquired = await store.acquire(
+        failed.id, owner="w1", now=T0, lease_for=LEASE, start=False, failed=True
+    )
+    assert acquired.lease is not None
+    assert acquired.execution.status is ExecutionStatus.FAILED  # start=False: unchanged
+    other = await store.acquire(failed.id, owner="w2", now=T0, lease_for=LEASE, failed=True)
+    assert other.lease is None  # a live lease still excludes others
+    for status in (ExecutionStatus.COMPLETED, ExecutionStatus.CANCELLED):
+        execution = make_execution(status=status, finished_at=at(1))
+        await store.create(execution)
+        refused = await store.acquire(
+            execution.id, owner="w1", now=T0, lease_for=LEASE, failed=True, steal=True
+        )
+        assert refused.lease is None
+
+
 async def test_tokens_strictly_increase(store: Store) -> None:
     execution = make_execution()
     await store.create(execution)

@@ -62,9 +62,11 @@ class WorkerProcess:
         concurrency: int = 4,
         lease_for: str = "2s",
         extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.log = log
-        env = {**os.environ, "FLOWMONKEY_SIDE_EFFECTS": str(effects), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "FLOWMONKEY_SIDE_EFFECTS": str(effects), "PYTHONUNBUFFERED": "1",
+               **(env or {})}  # fmt: skip
         self._log_file = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flowmonkey.cli.worker", "--store", url, "--handlers", APP,

@@ -12,6 +12,7 @@ import typing as t
 
 import click
 
+from flowmonkey.cli.commands_bulk import filter_option, run_bulk
 from flowmonkey.cli.errors import EXIT_COMPLETED, EXIT_FAILED, EXIT_WAITING, CliError
 from flowmonkey.cli.options import (
     common_options,
@@ -183,6 +184,8 @@ async def _prepare(engine: Engine, execution_id: str, handlers: t.Any) -> None:
     execution = await engine.get(execution_id)
     if execution is None:
         raise ExecutionNotFound(execution_id)
+    if getattr(engine, "remote", False):
+        return  # --server: the server's workers hold the handlers
     flow = await engine.get_flow(execution.flow_id, execution.flow_version)
     check_handlers(flow, handlers)
 
@@ -317,12 +320,23 @@ def tick(handler_specs: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("execution_id", metavar="ID")
+@click.argument("execution_id", metavar="ID", required=False)
 @click.option("--reason", metavar="R", help="Why it is cancelled (recorded).")
+@filter_option
 @common_options
-def cancel(execution_id: str, reason: str | None) -> None:
-    """Cancel execution ID (and its children). Exit 2 if it already finished."""
+def cancel(
+    execution_id: str | None, reason: str | None, filters: tuple[str, ...], dry_run: bool
+) -> None:
+    """Cancel execution ID (and its children). Exit 2 if it already finished.
+
+    With --filter K=V instead of ID: cancel every matching execution (at most 10,000;
+    --dry-run to see how many first); exit 1 when some could not be cancelled.
+    """
     state = get_state()
+    if (execution_id is None) == (not filters):
+        raise CliError("give an execution ID or --filter KEY=VALUE (not both)", code="USAGE")
+    if execution_id is None:
+        run_bulk(state, "cancel", filters, dry_run=dry_run, reason=reason)
     out = Output(json_mode=state.json_output)
 
     async def go() -> t.Any:

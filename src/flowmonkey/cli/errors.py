@@ -37,6 +37,7 @@ _HINTS: dict[str, str] = {
     "FLOW_NOT_FOUND": "run the flow file once with `flowmonkey run FLOW_FILE` "
     "or see `flowmonkey flows`",
     "EXECUTION_NOT_WAITING": "only a waiting execution can be resumed",
+    "EXECUTION_NOT_FAILED": "only a failed execution can be retried",
 }
 """Extra advice appended to the message of some error codes."""
 

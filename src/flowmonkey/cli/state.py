@@ -56,6 +56,9 @@ class CliState:
 
     store_url: str = DEFAULT_STORE
     json_output: bool = False
+    server_url: str | None = None
+    """``--server``: talk to a flowmonkey server instead of a store."""
+    api_key: str | None = None
     handler_specs: list[str] = field(default_factory=list)
     """The ``--handlers`` values of the running command (to print a resume command)."""
     http_allow: tuple[str, ...] = ()
@@ -252,6 +255,17 @@ async def open_engine(
     Raises:
         CliError: the store URL is not understood.
     """
+    if state.server_url is not None:
+        from flowmonkey.cli.remote import RemoteEngine
+        from flowmonkey.client import Client
+
+        remote = RemoteEngine(Client(state.server_url, state.api_key))
+        try:
+            # The commands that honour --server use only what RemoteEngine offers.
+            yield t.cast(Engine, remote)
+        finally:
+            await remote.close()
+        return
     try:
         store = open_store(state.store_url)
     except ValueError as exc:

@@ -305,6 +305,9 @@ async def _serve(
         "store %s; %d handler type(s), %d flow(s)", redact_url(store_url),
         len(handlers), len(flows), extra={"worker_id": options.worker_id},
     )  # fmt: skip
+    from flowmonkey.tracing import configure_from_env
+
+    stop_tracing = configure_from_env(engine)
     worker = Worker(engine, options, wake_signaler=signaler)
     try:
         await worker.run()
@@ -319,6 +322,8 @@ async def _serve(
         return 1
     finally:
         await engine.close()
+        if stop_tracing is not None:
+            stop_tracing()
     return 0
 
 

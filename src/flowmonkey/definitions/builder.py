@@ -27,6 +27,7 @@ from flowmonkey.definitions.validate import raise_for_issues, validate_flow
 from flowmonkey.durations import format_duration, parse_duration
 from flowmonkey.errors import ValidationIssue
 from flowmonkey.model.flow import Flow, InputSelector, RetryPolicy, Step, Transitions
+from flowmonkey.model.pipes import Pipe
 
 __all__ = ["NEXT", "FlowBuilder", "Next", "Target"]
 
@@ -114,8 +115,13 @@ class FlowBuilder:
         timeout: DurationLike | None = None,
         name: str | None = None,
         description: str | None = None,
+        pipes: Sequence[Pipe | Mapping[str, Any]] = (),
     ) -> Self:
-        """Add a step running handler ``type`` (or a built-in type)."""
+        """Add a step running handler ``type`` (or a built-in type).
+
+        ``pipes`` write rows into data tables in the step's commit: ``Pipe`` objects or
+        their file shape ``{"table", "map", "when"?}`` (see also :meth:`pipe`).
+        """
         if id in self._steps:
             self._issues.append(ValidationIssue(f"steps.{id}", f'step "{id}" is added twice'))
             return self
@@ -136,7 +142,18 @@ class FlowBuilder:
             "timeout": timeout,
             "name": name,
             "description": description,
+            "pipes": [p if isinstance(p, Pipe) else _pipe(p) for p in pipes],
         }
+        return self
+
+    def pipe(self, table: str, map: str, *, when: str = "success") -> Self:
+        """Add a pipe to the step added last: when it ends ``when`` (``success``,
+        ``failure`` or ``always``), the JMESPath ``map`` over ``{input, output, error,
+        context, execution}`` builds a row of ``table``, written in the step's commit."""
+        if not self._order:
+            self._issues.append(ValidationIssue("steps", "pipe() needs a step added first"))
+            return self
+        self._steps[self._order[-1]]["pipes"].append(Pipe(table=table, map=map, when=when))
         return self
 
     def parallel(self, id: str, branches: Sequence[str], *, name: str | None = None) -> Self:
@@ -337,6 +354,7 @@ class FlowBuilder:
             timeout=timeout,
             name=spec["name"],
             description=spec["description"],
+            pipes=tuple(spec.get("pipes", ())),
         )
 
 
@@ -345,6 +363,12 @@ def _duration(value: DurationLike | None) -> int | float | str | None:
     if isinstance(value, timedelta):
         return format_duration(value)
     return value
+
+
+def _pipe(data: Mapping[str, Any]) -> Pipe:
+    return Pipe(
+        table=data.get("table", ""), map=data.get("map", ""), when=data.get("when", "success")
+    )
 
 
 def _compact(**values: Any) -> dict[str, Any]:

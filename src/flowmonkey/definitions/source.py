@@ -18,7 +18,7 @@ from typing import Any
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.jsonvalues import MAX_DEFINITION_DEPTH, json_problems, printable
 
-__all__ = ["FLOW_FILE_SUFFIXES", "FlowSource", "read_definition", "source_name"]
+__all__ = ["FLOW_FILE_SUFFIXES", "FlowSource", "parse_text", "read_definition", "source_name"]
 
 FLOW_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -144,6 +144,15 @@ def _parse_text(text: str, source: str, *, json_only: bool = False) -> Any:
         raise _fail(source, f"invalid YAML: {_TOO_DEEP}") from None
     except ValueError as exc:  # a constructor's conversion (e.g. a malformed number)
         raise _fail(source, f"invalid YAML: {exc}") from None
+
+
+def parse_text(text: str, source: str, *, json_only: bool = False) -> Any:
+    """JSON (or, unless ``json_only``, YAML) text as data: never read as a file path.
+
+    Raises:
+        FlowValidationError: malformed text (``source``, line and column in the message).
+    """
+    return _parse_text(text, source, json_only=json_only)
 
 
 def _looks_like_path(text: str) -> bool:

@@ -12,6 +12,7 @@ from flowmonkey.definitions import builtins
 from flowmonkey.definitions.builtin_config import check_builtin_config, is_dot_path
 from flowmonkey.definitions.cycles import loop_warnings
 from flowmonkey.definitions.graph import check_graph
+from flowmonkey.definitions.pipes import check_pipes
 from flowmonkey.durations import MAX_DURATION, MAX_DURATION_MS
 from flowmonkey.errors import FlowValidationError, ValidationIssue
 from flowmonkey.jsonvalues import MAX_DEFINITION_BYTES, MAX_DEFINITION_DEPTH, json_problems
@@ -31,6 +32,7 @@ def validate_flow(
     flow: Flow,
     *,
     handler_types: Collection[str] | None = None,
+    tables: Collection[str] | None = None,
     max_bytes: int = MAX_DEFINITION_BYTES,
 ) -> list[ValidationIssue]:
     """Return every problem of ``flow`` (errors and warnings) in one list.
@@ -39,11 +41,14 @@ def validate_flow(
         flow: the parsed flow.
         handler_types: the registered handler types; when given, a step whose type is
             neither built-in nor listed is an error. ``None`` skips that check.
+        tables: the names of the existing data tables; when given, a pipe into any other
+            table is an error. ``None`` skips that check (the engine makes it against
+            its store before a flow with pipes is saved or started).
         max_bytes: the largest definition (``flow.to_dict()`` as compact JSON, unknown
             keys included); a flow that is not storable JSON within this size and
             ``MAX_DEFINITION_DEPTH`` levels gets only those issues.
     """
-    return _validate(flow, handler_types, graph=True, max_bytes=max_bytes)
+    return _validate(flow, handler_types, graph=True, max_bytes=max_bytes, tables=tables)
 
 
 def validate_parsed(
@@ -51,6 +56,7 @@ def validate_parsed(
     parse_issues: Collection[ValidationIssue],
     *,
     handler_types: Collection[str] | None = None,
+    tables: Collection[str] | None = None,
     max_bytes: int = MAX_DEFINITION_BYTES,
 ) -> list[ValidationIssue]:
     """Every issue of a leniently parsed flow (``Flow.parse``): ``parse_issues`` first,
@@ -64,7 +70,7 @@ def validate_parsed(
     """
     parsed = list(parse_issues)
     graph = not any(_affects_edges(i.path) for i in parsed)
-    found = _validate(flow, handler_types, graph=graph, max_bytes=max_bytes)
+    found = _validate(flow, handler_types, graph=graph, max_bytes=max_bytes, tables=tables)
     covered = [i.path for i in parsed]
     return parsed + [i for i in found if not any(_under(i.path, p) for p in covered)]
 
@@ -83,7 +89,12 @@ def _under(path: str, parent: str) -> bool:
 
 
 def _validate(
-    flow: Flow, handler_types: Collection[str] | None, *, graph: bool, max_bytes: int
+    flow: Flow,
+    handler_types: Collection[str] | None,
+    *,
+    graph: bool,
+    max_bytes: int,
+    tables: Collection[str] | None = None,
 ) -> list[ValidationIssue]:
     issues, fatal = _check_storable(flow, max_bytes)
     if fatal:
@@ -112,6 +123,8 @@ def _validate(
         issues.append(_err("initialStepId", f'Step "{flow.initial_step_id}" not found'))
     for key, step in flow.steps.items():
         issues += _check_step(key, step, flow, handler_types)
+        if step.pipes:
+            issues += check_pipes(step, f"steps.{key}.pipes", tables)
     # A non-string type (reported above) would break the graph walk's type lookups.
     if graph and all(isinstance(step.type, str) for step in flow.steps.values()):
         issues += check_graph(flow)

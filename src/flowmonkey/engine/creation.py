@@ -68,6 +68,7 @@ async def create_execution(
             f"tenant_id must be a non-empty string or None, got {tenant_id!r}"
         )
     flow = await get_flow(engine, flow_id, version)
+    await engine.tables.check_flow(flow)  # once per flow version: its pipes' tables exist
     initial = dict(context or {})
     if not isinstance(context, Mapping | None):
         raise TypeError("context must be a mapping")

@@ -21,6 +21,7 @@ from flowmonkey.engine import (
     leasing,
     lookup,
     retention,
+    retrying,
     simulation,
     terminal,
     timers,
@@ -40,6 +41,8 @@ from flowmonkey.engine.results import (
 from flowmonkey.engine.run import Run
 from flowmonkey.engine.runtime import Hook, Runtime
 from flowmonkey.engine.sync_pool import SyncPool
+from flowmonkey.engine.table_cache import TableCache
+from flowmonkey.engine.tables import Tables
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
@@ -103,6 +106,12 @@ class Engine:
     @store.setter
     def store(self, value: Store) -> None:
         self.runtime.store = value
+        self.runtime.tables = TableCache(value)
+
+    @property
+    def tables(self) -> Tables:
+        """Data tables of the store: create, list, insert, query, export (docs/tables.md)."""
+        return Tables(self.runtime)
 
     @property
     def handlers(self) -> HandlerRegistry:
@@ -548,6 +557,22 @@ class Engine:
         return await terminal.fail(
             self.runtime, execution_id, message=message, step_id=step_id, code=code
         )
+
+    async def retry(self, execution_id: str, *, run_next: bool = True) -> RunResult:
+        """Continue a ``failed`` execution from the step that failed.
+
+        The step's attempts reset, the context is kept, ``run_number`` + 1 and an
+        ``execution.retried`` event is written (see ``engine/retrying.py``). The steps
+        run in this call; ``run_next=False`` leaves it ``pending`` for a worker.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            ExecutionNotFailed: it is not ``failed`` (or failed across parallel
+                branches); nothing changed.
+        """
+        await self._ensure_ready()
+        revived = await retrying.retry(self.runtime, execution_id)
+        return await self.run(execution_id) if run_next else revived
 
     def request_cancel(self, execution_id: str) -> None:
         """Cancel the handler this engine is running for ``execution_id``, if any."""

@@ -73,7 +73,9 @@ async def save_flow(engine: Runtime, flow: Flow) -> bool:
     """See ``Engine.save_flow`` (the engine must be initialized)."""
     from flowmonkey.definitions.validate import raise_for_issues  # loads jsonschema
 
-    raise_for_issues(flow.id, engine.flows.validate(flow))
+    issues = engine.flows.validate(flow)
+    issues += await engine.tables.missing(flow)  # pipes into tables that do not exist
+    raise_for_issues(flow.id, issues)
     known = engine.flows.get(flow.id, flow.version)
     if known is not None and known.version == flow.version and known != flow:
         engine.flows.register(flow)  # raises: versions are immutable

@@ -34,6 +34,7 @@ from flowmonkey.stores.base import Lease, StepCommit
 if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Flow, Step
+    from flowmonkey.model.tables import TableRow
 
 __all__ = ["BRANCH", "Run", "StepRuntime", "hash_token"]
 
@@ -89,10 +90,12 @@ class Run:
         "lease_lost",
         "lock_holder",
         "new_tokens",
+        "pipe_scope",
         "released",
         "revoke_steps",
         "revoke_tokens",
         "supervisor",
+        "table_rows",
         "tasks",
         "token_tasks",
         "touched",
@@ -117,6 +120,10 @@ class Run:
         self.history: list[StepRecord] = []
         self.new_tokens: list[ResumeTokenRecord] = []
         self.tasks: list[Task] = []
+        self.table_rows: list[TableRow] = []
+        """Rows of the pipes of the step being applied (written with its commit)."""
+        self.pipe_scope: dict[str, Any] | None = None
+        """The fixed part of the ``execution`` a pipe map sees (``engine/pipes.py``)."""
         self.use_token: str | None = None
         self.revoke_tokens = False
         self.revoke_steps: list[str] = []
@@ -225,6 +232,7 @@ class Run:
             tasks=self.tasks,
             cancel_pending_tasks=self.cancel_tasks,
             release=release,
+            table_rows=self.table_rows,
         )
         self.touched = None
         events = self.events
@@ -242,6 +250,8 @@ class Run:
             self.new_tokens = []
         if self.tasks:
             self.tasks = []
+        if self.table_rows:
+            self.table_rows = []
         self.use_token = None
         self.revoke_tokens = False
         if self.revoke_steps:
@@ -294,6 +304,7 @@ class Run:
         self.history = []
         self.new_tokens = []
         self.tasks = []
+        self.table_rows = []
         self.use_token = None
         self.revoke_tokens = False
         self.revoke_steps = []

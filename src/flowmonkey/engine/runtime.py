@@ -26,6 +26,7 @@ from flowmonkey.engine.heartbeats import LeaseKeeper
 from flowmonkey.engine.late_events import LateEvents
 from flowmonkey.engine.options import EngineOptions
 from flowmonkey.engine.sync_pool import SyncPool
+from flowmonkey.engine.table_cache import TableCache
 from flowmonkey.handlers.secrets import has_secret_refs
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Flow, Step
@@ -72,6 +73,7 @@ class Runtime:
         "secret_steps",
         "services",
         "store",
+        "tables",
         "wake_signaler",
     )
 
@@ -103,6 +105,8 @@ class Runtime:
         """Optional ``WakeSignaler``: told when an execution becomes runnable."""
         self.after_terminal: Callable[[Execution], Awaitable[None]] = _nothing_after
         """Wake the parent, then run hooks, after a terminal commit (set by ``Engine``)."""
+        self.tables = TableCache(store)
+        """Data table definitions this process has seen (see ``engine/tables.py``)."""
         self.late_events = LateEvents(self)
         """Events about an execution from outside its steps (``idempotency.hit``)."""
         self.runnable: frozenset[tuple[str, str]] | None = None

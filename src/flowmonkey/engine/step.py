@@ -14,6 +14,7 @@ from flowmonkey.engine.invoke import invoke
 from flowmonkey.engine.limits import OutputError
 from flowmonkey.engine.lookup import resolve_handler
 from flowmonkey.engine.parallel import advance
+from flowmonkey.engine.pipes import PipeFailure, pipe_rows
 from flowmonkey.engine.recording import CommitFailed, StepCancelled, unrecordable
 from flowmonkey.engine.result_check import check_result, clamp_delay_ms, clamp_duration
 from flowmonkey.engine.run import StepRuntime
@@ -24,6 +25,7 @@ from flowmonkey.engine.transitions import fail_execution, finish_terminal, parke
 from flowmonkey.handlers.context import HandlerContext
 from flowmonkey.model.execution import (
     ErrorInfo,
+    Execution,
     ExecutionStatus,
     StepRecord,
     Token,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from flowmonkey.engine.run import Run
     from flowmonkey.engine.runtime import Runtime
     from flowmonkey.model.flow import Step
+    from flowmonkey.model.tables import TableRow
 
 __all__ = ["StepCancelled", "apply_result", "execute_step", "wait_snapshot"]
 
@@ -202,6 +205,16 @@ async def apply_result(
     if outcome not in ("success", "wait", "failure"):
         result = Result.failure("HANDLER_ERROR", f"unknown result outcome {outcome!r}")
         outcome = "failure"
+    pipes = step.pipes  # a step without pipes pays for these two tests only
+    rows = None
+    if pipes and outcome == "success":
+        # Before the output is stored: a pipe that fails leaves no output behind.
+        try:
+            rows = await pipe_rows(engine, run, step, "success", _input_of(ctx), result,
+                                   attempt, finished)  # fmt: skip
+        except PipeFailure as exc:
+            result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
+            outcome = "failure"
     # Store the output before deciding the outcome: a bad write turns success into failure.
     if outcome != "failure" and result.output is not None and step.output_key:
         try:
@@ -212,6 +225,16 @@ async def apply_result(
         except errors.ContextLimitError as exc:
             result = Result.failure(exc.code, exc.message, details=exc.details, retryable=False)
             outcome = "failure"
+    if pipes:
+        if outcome == "failure":
+            # Rows of success pipes are dropped with the success; failure pipes fire
+            # only on the step's final failure (no retry follows).
+            rows = None
+            if not _will_retry(execution, step, result):
+                rows, result = await _failure_rows(engine, run, step, result, attempt,
+                                                   _input_of(ctx), finished)  # fmt: skip
+        if rows:
+            run.table_rows.extend(rows)
     runtime = ctx._runtime if ctx is not None else None
     if outcome == "failure" and runtime is not None:
         # A failed attempt leaves no trace in the context: undo its ``ctx.set``s (also
@@ -282,6 +305,44 @@ async def _route(
 
 
 _MS = timedelta(milliseconds=1)
+
+
+def _input_of(ctx: HandlerContext | None) -> Any:
+    return ctx.input if ctx is not None else None
+
+
+def _will_retry(execution: Execution, step: Step, result: Result) -> bool:
+    """Whether ``_after_failure`` retries this failure (the retry policy allows it)."""
+    error = result.error
+    policy = step.retry
+    return (
+        policy is not None
+        and error is not None
+        and error.retryable
+        and execution.retry_attempts.get(step.id, 0) < policy.max_attempts
+        and (policy.retry_on is None or error.code in policy.retry_on)
+    )
+
+
+async def _failure_rows(
+    engine: Runtime,
+    run: Run,
+    step: Step,
+    result: Result,
+    attempt: int,
+    step_input: Any,
+    now: datetime,
+) -> tuple[list[TableRow] | None, Result]:
+    """Rows of the failure pipes; a pipe that cannot build its row replaces the step's
+    error with its own (the original one kept in ``details.step_error``)."""
+    try:
+        return await pipe_rows(
+            engine, run, step, "failure", step_input, result, attempt, now
+        ), result
+    except PipeFailure as exc:
+        original = result.error.to_dict() if result.error is not None else None
+        details = {**(exc.details or {}), "step_error": original}
+        return None, Result.failure(exc.code, exc.message, details=details, retryable=False)
 
 
 async def _after_success(
@@ -364,12 +425,8 @@ async def _after_failure(
     assert error is not None
     policy = step.retry
     done = execution.retry_attempts.get(step.id, 0)
-    if (
-        policy is not None
-        and error.retryable
-        and done < policy.max_attempts
-        and (policy.retry_on is None or error.code in policy.retry_on)
-    ):
+    if _will_retry(execution, step, result):
+        assert policy is not None
         execution.retry_attempts[step.id] = done + 1
         delay_ms = _retry_delay_ms(step, done)
         if isinstance(result.delay, timedelta):

@@ -16,6 +16,7 @@ from typing import Any
 
 from flowmonkey.durations import format_duration, parse_duration
 from flowmonkey.errors import FlowValidationError, ValidationIssue
+from flowmonkey.model.pipes import Pipe, parse_pipes
 
 __all__ = [
     "SELECTOR_TYPES",
@@ -243,6 +244,7 @@ _STEP_KEYS = {
     "timeout",
     "name",
     "description",
+    "pipes",
 }
 
 
@@ -260,10 +262,8 @@ class Step:
     timeout: timedelta | None = None
     name: str | None = None
     description: str | None = None
-    retention: timedelta | None = None
-    """``retention:`` how long finished executions of this flow are kept before the
-    worker's retention pass purges them (``KEEP_FOREVER`` for ``forever``); ``None``
-    follows ``EngineOptions.retention``."""
+    pipes: tuple[Pipe, ...] = ()
+    """Rows this step writes into data tables, in its own commit (``model/pipes.py``)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Unknown keys of the file form, kept so ``to_dict`` round-trips them."""
 
@@ -358,6 +358,7 @@ class Step:
             timeout=timeout,
             name=data.get("name"),
             description=data.get("description"),
+            pipes=parse_pipes(data.get("pipes"), _join(path, "pipes"), issues),
             extra={k: v for k, v in data.items() if k not in _STEP_KEYS},
         )
         return step, issues
@@ -379,6 +380,8 @@ class Step:
             out["retry"] = self.retry.to_dict()
         if self.timeout is not None:
             out["timeout"] = format_duration(self.timeout)
+        if self.pipes:
+            out["pipes"] = [pipe.to_dict() for pipe in self.pipes]
         out.update(self.extra)
         return out
 

@@ -14,14 +14,17 @@ never overwrite the work of the worker that took over (it gets ``LeaseLost``).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token
+from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.model.tables import RowQuery, TableDef, TableRow
+from flowmonkey.stores.table_export import ExportFormat
 
 __all__ = [
     "Acquired",
@@ -104,6 +107,9 @@ class StepCommit:
     """Mark every pending task of the execution ``cancelled``."""
     release: bool = False
     """Drop the lease after this commit (the execution becomes claimable by anyone)."""
+    table_rows: Sequence[TableRow] = ()
+    """Rows the step's pipes produced (already validated against their tables, whose
+    existence the engine checked): written in this same transaction, or not at all."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,8 +262,12 @@ class Store(Protocol):
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution to ``owner``.
+
+        ``failed=True`` also grants a lease on a ``failed`` execution (``Engine.retry``
+        revives it); other terminal executions are never leased.
 
         Granted when the execution is not terminal and its lease is free, expired,
         already ``owner``'s, or ``steal`` is true. Granting bumps the fencing token.
@@ -400,4 +410,74 @@ class Store(Protocol):
 
     async def flow_versions(self, flow_id: str) -> builtins.list[str]:
         """Stored versions of one flow, newest (semver) first."""
+        ...
+
+    # -- API keys of the HTTP service (see ``stores/keys.py``) -----------------------------
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        """Store a new key. Raises ``StoreError`` when its id or hash already exists."""
+        ...
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        """One key by id, or ``None``."""
+        ...
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The key whose secret hashes (SHA-256 hex) to ``key_hash``, or ``None``."""
+        ...
+
+    async def list_api_keys(self) -> builtins.list[ApiKey]:
+        """Every key (revoked ones too), newest first."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, *, now: datetime) -> ApiKey | None:
+        """Mark a key revoked at ``now`` (kept if already revoked); ``None`` if unknown."""
+        ...
+
+    async def touch_api_key(self, key_id: str, *, now: datetime) -> None:
+        """Record that the key was used at ``now`` (``last_used_at``)."""
+        ...
+
+    # -- data tables (see ``stores/tables.py``) ---------------------------------------------
+
+    async def create_table(self, table: TableDef) -> tuple[TableDef, bool]:
+        """Store a new table and create its indexes; returns ``(stored, created)``.
+
+        The same definition again returns the stored one with ``created=False``.
+
+        Raises:
+            TableConflict: a table with this name has another definition.
+        """
+        ...
+
+    async def get_table(self, name: str) -> TableDef | None:
+        """One table by name, or ``None``."""
+        ...
+
+    async def list_tables(self) -> builtins.list[TableDef]:
+        """Every table, by name."""
+        ...
+
+    async def insert_rows(self, rows: Sequence[TableRow]) -> None:
+        """Insert rows outside any step (all or none; ids must be new).
+
+        Raises:
+            TableNotFound: a row names a table that does not exist (nothing is written).
+        """
+        ...
+
+    async def query_rows(self, table: TableDef, query: RowQuery) -> Page[TableRow]:
+        """One page of ``table``'s rows matching ``query`` (see ``RowQuery``).
+
+        Raises:
+            InvalidTable: the cursor is malformed (code BAD_CURSOR).
+        """
+        ...
+
+    def export_rows(
+        self, table: TableDef, query: RowQuery, format: ExportFormat
+    ) -> AsyncIterator[bytes]:
+        """Every row matching ``query``, in its order, as JSON Lines or CSV chunks
+        (``stores/table_export.py`` defines both shapes); reads ``query.limit`` rows at a
+        time, so memory stays flat however many rows there are."""
         ...

@@ -20,7 +20,9 @@ import orjson
 from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token, TokenStatus
+from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.model.tables import TableDef, TableRow
 from flowmonkey.stores import memory_purge
 from flowmonkey.stores.base import (
     Acquired,
@@ -33,6 +35,8 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.keys import MemoryKeys
+from flowmonkey.stores.tables import MemoryTables
 from flowmonkey.versions import semver_key
 
 __all__ = ["MemoryStore", "encode_cursor", "decode_cursor"]
@@ -169,7 +173,7 @@ def _header_copy(execution: Execution) -> Execution:
     return execution.clone(context={}, history=[])
 
 
-class MemoryStore:
+class MemoryStore(MemoryKeys, MemoryTables):
     """In-memory ``Store``. Single event loop; every method is atomic by construction."""
 
     def __init__(self) -> None:
@@ -178,6 +182,10 @@ class MemoryStore:
         self._tokens: dict[str, ResumeTokenRecord] = {}
         self._tasks: dict[str, Task] = {}
         self._flows: dict[tuple[str, str], StoredFlow] = {}
+        self._api_keys: dict[str, ApiKey] = {}
+        self._tables: dict[str, TableDef] = {}
+        self._table_rows: dict[str, list[TableRow]] = {}
+        self._row_seq = 0
 
     async def initialize(self) -> None:
         """Nothing to open."""
@@ -306,12 +314,14 @@ class MemoryStore:
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution (see the protocol)."""
         row = self._rows.get(execution_id)
         if row is None:
             raise errors.ExecutionNotFound(execution_id)
-        if row.execution.status.is_terminal:
+        status = row.execution.status
+        if status.is_terminal and not (failed and status is ExecutionStatus.FAILED):
             return Acquired(execution=self._load(row, history=True), lease=None)
         free = (
             row.lease_owner is None
@@ -334,6 +344,8 @@ class MemoryStore:
         """Apply a step's delta if the lease still holds."""
         row = self._check(lease)
         execution = commit.execution
+        if commit.table_rows:
+            self._check_tables(commit.table_rows)  # before any change: all or nothing
         if commit.use_resume_token is not None:
             record = self._tokens.get(commit.use_resume_token)
             if record is None or record.execution_id != execution.id:
@@ -370,6 +382,8 @@ class MemoryStore:
                     record.status = "revoked"
         for task in commit.tasks:
             self._tasks[task.id] = replace(task, metadata=dict(task.metadata))
+        if commit.table_rows:
+            self._add_rows(commit.table_rows)
         if commit.cancel_pending_tasks:
             for task in self._tasks.values():
                 if task.execution_id == execution.id and task.status == "pending":

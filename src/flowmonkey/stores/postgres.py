@@ -44,6 +44,7 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.keys import PostgresKeys
 from flowmonkey.stores.memory import decode_cursor, encode_cursor
 from flowmonkey.stores.postgres_base import PostgresBase
 from flowmonkey.stores.postgres_commit import (
@@ -53,6 +54,7 @@ from flowmonkey.stores.postgres_commit import (
 )
 from flowmonkey.stores.postgres_purge import purge_batch
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
+from flowmonkey.stores.tables import PostgresTables
 from flowmonkey.versions import semver_key
 
 _TERMINAL = frozenset(("completed", "failed", "cancelled"))
@@ -87,7 +89,7 @@ def list_sql(query: ExecutionQuery) -> tuple[str, dict[str, Any]]:
     return q.LIST_PAGE.format(keys=q.LIST_KEYS.format(arms=arms)), params
 
 
-class PostgresStore(PostgresBase):
+class PostgresStore(PostgresBase, PostgresKeys, PostgresTables):
     """``Store`` on PostgreSQL (psycopg 3 + psycopg_pool). See the module docstring.
 
     Args:
@@ -175,11 +177,12 @@ class PostgresStore(PostgresBase):
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution (see ``Store.acquire``)."""
         expires = now + lease_for
         params = {"id": execution_id, "owner": owner, "now": now, "expires": expires,
-                  "steal": steal, "start": start}  # fmt: skip
+                  "steal": steal, "start": start, "failed": failed}  # fmt: skip
         async with self._tx() as conn:
             granted = await conn.execute(q.ACQUIRE, params)
             # Read after the UPDATE (which waited for any row lock): this snapshot holds
@@ -215,7 +218,9 @@ class PostgresStore(PostgresBase):
                 f"{lease.execution_id}"
             )
         try:
-            return commit_statements(lease, commit, self._notify_channel)
+            return commit_statements(
+                lease, commit, self._notify_channel, events_channel=self._events_channel
+            )
         except orjson.JSONEncodeError as exc:
             raise errors.StoreError(
                 f"commit of execution {lease.execution_id} is not JSON-serialisable: {exc}"

@@ -32,9 +32,11 @@ from flowmonkey.stores import postgres_queries as q
 from flowmonkey.stores.postgres_conn import (
     DEFAULT_SCHEMA,
     connect_kwargs,
+    events_channel,
     parse_url,
     redact,
     translate_error,
+    url_flag,
     validate_schema,
     wake_channel,
 )
@@ -116,6 +118,10 @@ class PostgresBase:
         connect_timeout: seconds before an unreachable server is reported.
         notify: send ``pg_notify`` when an execution becomes runnable for others.
         channel: NOTIFY channel (default ``flowmonkey_wake_<schema>``).
+        notify_events: also ``pg_notify`` (channel ``flowmonkey_events_<schema>``, payload
+            the execution id) in every commit that writes events, so live event streams
+            (the API's SSE) hear about them at once. Off by default: a NOTIFY serialises
+            committing transactions server-wide. URL: ``?notify_events=true``.
     """
 
     def __init__(
@@ -131,6 +137,7 @@ class PostgresBase:
         notify: bool = True,
         channel: str | None = None,
         application_name: str = "flowmonkey",
+        notify_events: bool = False,
     ) -> None:
         self.dsn = dsn
         self.schema = validate_schema(schema)
@@ -141,6 +148,8 @@ class PostgresBase:
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._notify = notify
+        self.notify_events = notify_events
+        self.events_channel = events_channel(self.schema)
         self._kwargs = connect_kwargs(
             self.schema, connect_timeout=connect_timeout, application_name=application_name
         )
@@ -151,6 +160,7 @@ class PostgresBase:
         """Build from ``postgresql://user:pw@host:port/db?schema=name`` (or ``postgres://``)."""
         dsn, schema = parse_url(url)
         options.setdefault("schema", schema)
+        options.setdefault("notify_events", url_flag(url, "notify_events"))
         return cls(dsn, **options)
 
     @property
@@ -236,6 +246,13 @@ class PostgresBase:
         """A ``PostgresWakeSignaler`` listening on this store's NOTIFY channel."""
         return PostgresWakeSignaler(self.dsn, channel=self.channel)
 
+    def event_listener(self) -> PostgresWakeSignaler | None:
+        """With ``notify_events``: a listener whose ``wait`` returns the ids of executions
+        that committed events (from any process); else ``None``."""
+        if not self.notify_events:
+            return None
+        return PostgresWakeSignaler(self.dsn, channel=self.events_channel)
+
     async def __aenter__(self) -> Self:
         await self.initialize()
         return self
@@ -302,6 +319,10 @@ class PostgresBase:
     @property
     def _notify_channel(self) -> str | None:
         return self.channel if self._notify else None
+
+    @property
+    def _events_channel(self) -> str | None:
+        return self.events_channel if self.notify_events else None
 
 
 def _as_text(value: Any) -> bytes | None:

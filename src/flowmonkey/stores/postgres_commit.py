@@ -19,6 +19,7 @@ from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores import compact
 from flowmonkey.stores import postgres_queries as q
 from flowmonkey.stores.base import Lease, StepCommit
+from flowmonkey.stores.tables import pg_rows_json
 
 __all__ = [
     "Statement",
@@ -166,7 +167,9 @@ def idempotency_tenant(execution: Execution) -> str:
     return execution.tenant_id or ""
 
 
-def commit_statements(lease: Lease, commit: StepCommit, channel: str | None) -> list[Statement]:
+def commit_statements(
+    lease: Lease, commit: StepCommit, channel: str | None, *, events_channel: str | None = None
+) -> list[Statement]:
     """Statements applying one ``StepCommit`` under ``lease``; usually exactly one.
 
     The first statement is fenced and carries the header, resume-token use, context
@@ -202,11 +205,17 @@ def commit_statements(lease: Lease, commit: StepCommit, channel: str | None) -> 
         params["ctx_delete"] = deletes
     history = [compact.step_blob(record) for record in commit.history]
     _rows(params, commit.context_set, history, commit.events, ctes)
+    if commit.table_rows:
+        ctes.append(q.INSERT_TABLE_ROWS)
+        params["tr_json"] = pg_rows_json(commit.table_rows)
     # NOTIFY only when this commit hands the execution to other workers: on ordinary
     # steps the lease holder keeps going, and NOTIFY would serialise commits globally.
     if channel is not None and release and runnable_now(execution):
         result += q.COMMIT_NOTIFY
         params["channel"] = channel
+    if events_channel is not None and commit.events:  # opt-in: live event streams
+        result += q.COMMIT_EVENTS_NOTIFY
+        params["events_channel"] = events_channel
     after: list[Statement] = []
     # Revocations ride in the main statement unless new tokens are inserted by this
     # commit (those must exist before "revoke all active" runs): then they follow it.

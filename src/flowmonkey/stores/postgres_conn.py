@@ -21,10 +21,13 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "LEASE_LOST_SQLSTATE",
     "RESUME_TOKEN_SQLSTATE",
+    "STORE_URL_FLAGS",
     "connect_kwargs",
+    "events_channel",
     "parse_url",
     "redact",
     "translate_error",
+    "url_flag",
     "validate_schema",
     "wake_channel",
 ]
@@ -76,7 +79,7 @@ def parse_url(url: str) -> tuple[str, str]:
     for key, value in query:
         if key == "schema":
             schema = value
-        else:
+        elif key not in STORE_URL_FLAGS:  # the store's own options never reach libpq
             kept.append((key, value))
     dsn = urlunsplit(parts._replace(query=urlencode(kept)))
     return dsn, validate_schema(schema)
@@ -119,6 +122,25 @@ def connect_kwargs(schema: str, *, connect_timeout: float, application_name: str
         "application_name": application_name,
         "options": f"-c search_path={schema} -c timezone=UTC",
     }
+
+
+STORE_URL_FLAGS = frozenset({"notify_events"})
+"""Query parameters of a store URL that are store options, not libpq parameters."""
+
+
+def url_flag(url: str, name: str) -> bool:
+    """Whether the URL's query sets ``name`` to a true value (``1``, ``true``, ``yes``)."""
+    values = [v for k, v in parse_qsl(urlsplit(url).query) if k == name]
+    return bool(values) and values[-1].strip().lower() in ("1", "true", "yes", "on")
+
+
+def events_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of committed events of a schema (``notify_events``)."""
+    channel = f"flowmonkey_events_{schema}"
+    if len(channel) > _MAX_IDENTIFIER:
+        digest = hashlib.sha256(schema.encode()).hexdigest()[:16]
+        channel = f"flowmonkey_events_{digest}"
+    return channel
 
 
 def wake_channel(schema: str) -> str:

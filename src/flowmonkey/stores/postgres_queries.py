@@ -147,6 +147,7 @@ COMMIT_TOKEN_CHECK = (
     " 'token is unknown, not active, or for another execution')"
 )
 COMMIT_NOTIFY = ", pg_notify(%(channel)s, %(id)s)"
+COMMIT_EVENTS_NOTIFY = ", pg_notify(%(events_channel)s, %(id)s)"
 
 # Token revocation and task cancellation as parts of the commit statement (used when the
 # same commit inserts no tokens or tasks: CTEs share one snapshot, so a CTE would not see
@@ -182,6 +183,15 @@ HISTORY = """h AS (
     SELECT %(id)s, r FROM unnest(%(history)s::bytea[]) WITH ORDINALITY AS t(r, n)
     WHERE {guard} ORDER BY n
 )"""
+# Pipe rows of the step (``StepCommit.table_rows``), as one json parameter like the events.
+INSERT_TABLE_ROWS = """tr AS (
+    INSERT INTO table_rows (id, table_name, tenant_id, execution_id, step_id, created_at,
+        data)
+    SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::timestamptz, (r->6)::jsonb
+    FROM json_array_elements(%(tr_json)s::json) WITH ORDINALITY AS t(r, n)
+    WHERE {guard} ORDER BY n
+)"""
+
 # Single-row variants of the two CTEs above: the usual step writes one context key and one
 # history record, and scalar parameters cost psycopg far less to adapt than arrays (whose
 # element type it re-inspects on every call). A commit's events are always ONE row
@@ -254,7 +264,8 @@ UPDATE executions e SET {_GRANT}
 FROM (SELECT id, status, lease_owner, lease_expires_at FROM executions
       WHERE id = %(id)s FOR UPDATE) AS old
 WHERE e.id = old.id
-  AND e.status NOT IN ('completed', 'failed', 'cancelled')
+  AND (e.status NOT IN ('completed', 'failed', 'cancelled')
+       OR (%(failed)s AND e.status = 'failed'))
   AND (e.lease_owner IS NULL OR e.lease_owner = %(owner)s
        OR e.lease_expires_at <= %(now)s OR %(steal)s)
 RETURNING e.lease_token,

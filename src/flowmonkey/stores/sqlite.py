@@ -40,6 +40,8 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.keys import SqliteKeys
+from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
 
 __all__ = ["SqliteStore"]
@@ -128,7 +130,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore:
+class SqliteStore(SqliteKeys, SqliteTables):
     """The ``Store`` protocol on a SQLite file.
 
     Args:
@@ -330,9 +332,12 @@ class SqliteStore:
         lease_for: timedelta,
         steal: bool = False,
         start: bool = True,
+        failed: bool = False,
     ) -> Acquired:
         """Lease one execution (see ``Store.acquire``)."""
-        return await self._tx(True, ops.acquire, execution_id, owner, now, lease_for, steal, start)
+        return await self._tx(
+            True, ops.acquire, execution_id, owner, now, lease_for, steal, start, failed
+        )
 
     async def commit(self, lease: Lease, commit: StepCommit) -> None:
         """Apply one step's changes atomically, fenced by ``lease`` (see ``Store.commit``)."""

@@ -16,7 +16,7 @@ import orjson
 from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord
-from flowmonkey.stores import migrate
+from flowmonkey.stores import migrate, tables
 from flowmonkey.stores import sqlite_queries as q
 from flowmonkey.stores.base import (
     Acquired,
@@ -265,14 +265,18 @@ def acquire(
     lease_for: timedelta,
     steal: bool,
     start: bool = True,
+    failed: bool = False,
 ) -> Acquired:
-    """Lease one execution if it is not terminal and its lease is free (or stolen)."""
+    """Lease one execution if it is not terminal (or ``failed`` and asked for) and its
+    lease is free (or stolen)."""
     row = conn.execute(q.SELECT_FOR_ACQUIRE, (execution_id,)).fetchone()
     if row is None:
         raise errors.ExecutionNotFound(execution_id)
     lease_owner, expires = row[14], row[16]
     free = lease_owner is None or lease_owner == owner or expires <= q.to_us(now)
-    if row[6] in TERMINAL or not (free or steal):
+    status = row[6]
+    revivable = failed and status == "failed"
+    if (status in TERMINAL and not revivable) or not (free or steal):
         return Acquired(execution=_build(conn, row, history=True), lease=None)
     return _grant(conn, row, owner, now, lease_for, start)
 
@@ -373,6 +377,12 @@ def commit(
         conn.executemany(q.UPSERT_TASK, [q.task_params(t) for t in step.tasks])
     if step.cancel_pending_tasks:
         conn.execute(q.CANCEL_PENDING_TASKS, (eid,))
+    if step.table_rows:
+        rows = step.table_rows
+        if len(rows) == 1:  # the usual case: one pipe
+            conn.execute(tables.SQLITE_INSERT_ROW, tables.sqlite_row_params(rows[0]))
+        else:
+            conn.executemany(tables.SQLITE_INSERT_ROW, [tables.sqlite_row_params(r) for r in rows])
 
 
 def _raise_lost(conn: sqlite3.Connection, execution_id: str) -> None:

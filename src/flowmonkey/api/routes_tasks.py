@@ -1,0 +1,127 @@
+"""``/api/v1/tasks``: user tasks (inbox), one task with its form, completing a task."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from flowmonkey.api.auth import Principal, check_visible, list_tenant, require
+from flowmonkey.api.deps import check_id, json, not_found, state_of
+from flowmonkey.api.problems import Problem
+from flowmonkey.api.routes_executions import execution_json
+from flowmonkey.api.running import settle
+from flowmonkey.api.schemas import CompleteTaskBody, ExecutionOut, TaskOut, TaskPage
+from flowmonkey.model.records import Task
+from flowmonkey.stores.base import TaskQuery
+
+__all__ = ["router", "task_json"]
+
+router = APIRouter(prefix="/api/v1", tags=["tasks"])
+
+_MAX_SCAN = 10_000
+"""Tasks a listing reads at most (the store lists tasks without a keyset cursor)."""
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """A task as JSON (times ISO 8601)."""
+    return dataclasses.asdict(task)
+
+
+def _offset(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        value = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("t:"))
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "The cursor is not one this API produced.", code="BAD_CURSOR")
+    if not 0 <= value <= _MAX_SCAN:
+        raise Problem(400, "The cursor is not one this API produced.", code="BAD_CURSOR")
+    return value
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"t:{offset}".encode()).decode()
+
+
+@router.get("/tasks", response_model=TaskPage, summary="List user tasks (newest first)")
+async def list_tasks(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("read"))],
+    status: Annotated[
+        Literal["pending", "completed", "cancelled", "expired"] | None, Query()
+    ] = "pending",
+    assignee: Annotated[str | None, Query(max_length=200)] = None,
+    role: Annotated[str | None, Query(max_length=200)] = None,
+    tenant_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """A page of tasks by status (default ``pending``), assignee and role."""
+    offset = _offset(cursor)
+    tasks = await state_of(request).engine.store.list_tasks(
+        TaskQuery(
+            status=status,
+            assignee=assignee,
+            role=role,
+            tenant_id=list_tenant(principal, tenant_id),
+            limit=min(offset + limit + 1, _MAX_SCAN + 1),
+        )
+    )
+    tasks.reverse()  # the store lists oldest first
+    page = tasks[offset : offset + limit]
+    more = len(tasks) > offset + limit and offset + limit < _MAX_SCAN
+    return json(
+        {
+            "items": [task_json(t) for t in page],
+            "next_cursor": _cursor(offset + limit) if more else None,
+        }
+    )
+
+
+async def _visible_task(request: Request, principal: Principal, task_id: str) -> Task:
+    check_id(task_id, "task")
+    task = await state_of(request).engine.store.get_task(task_id)
+    missing = not_found("task", task_id)
+    if task is None:
+        raise missing
+    check_visible(principal, task.tenant_id, missing)
+    return task
+
+
+@router.get("/tasks/{task_id}", response_model=TaskOut, summary="One task with its form")
+async def get_task(
+    task_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require("read"))],
+) -> Response:
+    """The task; ``form`` is the JSON Schema its completion data must match."""
+    return json(task_json(await _visible_task(request, principal, task_id)))
+
+
+@router.post(
+    "/tasks/{task_id}/complete",
+    response_model=ExecutionOut,
+    summary="Complete a pending task",
+)
+async def complete_task(
+    task_id: str,
+    body: CompleteTaskBody,
+    request: Request,
+    principal: Annotated[Principal, Depends(require("write"))],
+) -> Response:
+    """Validate ``data`` against the form (422 per field), continue the execution
+    (409 when the task is not pending)."""
+    await _visible_task(request, principal, task_id)
+    state = state_of(request)
+    try:
+        result = await state.engine.complete_task(
+            task_id, body.port, body.data, principal.key_id, run_next=False
+        )
+    except ValueError as exc:
+        raise Problem(422, str(exc), code="INVALID_INPUT")
+    execution = await settle(state, result.execution, 0)
+    return json(execution_json(execution))

@@ -1,0 +1,189 @@
+"""Fast paths for the two costs of a pipe: checking a row against its table's schema and
+evaluating the JMESPath that builds it.
+
+Both are *shortcuts for the common case, never replacements*: a row schema made only of
+the keywords below gets a plain-Python check. The check answers "valid" or "not sure". On
+"not sure", the full ``jsonschema`` validator decides and writes the messages. A map
+that is a multi-select hash of field paths and literals (``{a: output.id, b: 'paid'}``,
+the usual pipe) becomes a direct lookup, with JMESPath's semantics for missing fields
+(``null``). Anything else goes through ``jmespath``. ``tests/engine/test_fastpaths.py``
+compares both shortcuts with the libraries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["compile_map", "compile_schema"]
+
+Check = Callable[[Any], bool]
+
+_ANNOTATIONS = frozenset({"title", "description", "$schema", "$id", "default", "examples",
+                          "$comment", "deprecated", "readOnly", "writeOnly"})  # fmt: skip
+_TYPES: dict[str, Check] = {
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
+}
+_BOUNDS: dict[str, Callable[[Any, Any], bool]] = {
+    "minimum": lambda v, b: v >= b,
+    "maximum": lambda v, b: v <= b,
+    "exclusiveMinimum": lambda v, b: v > b,
+    "exclusiveMaximum": lambda v, b: v < b,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def compile_schema(schema: Any) -> Check | None:
+    """A check that returns True only for instances ``schema`` accepts (False means
+    "ask jsonschema"), or None when the schema uses a keyword this shortcut does not
+    handle."""
+    if schema is True or schema == {}:
+        return lambda v: True
+    if not isinstance(schema, Mapping):
+        return None
+    checks: list[Check] = []
+    for key, arg in schema.items():
+        if key in _ANNOTATIONS:
+            continue
+        check = _keyword(key, arg, schema)
+        if check is None:
+            return None
+        checks.append(check)
+    if len(checks) == 1:
+        return checks[0]
+    every = tuple(checks)
+
+    def check_all(value: Any) -> bool:
+        # A loop, not all(<generator>): this runs for every pipe row.
+        for check in every:  # noqa: SIM110
+            if not check(value):
+                return False
+        return True
+
+    return check_all
+
+
+def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
+    if key == "type":
+        names = [arg] if isinstance(arg, str) else arg
+        if not isinstance(names, list) or not all(n in _TYPES for n in names):
+            return None
+        tests = [_TYPES[n] for n in names]
+        return tests[0] if len(tests) == 1 else (lambda v: any(t(v) for t in tests))
+    if key in _BOUNDS and _is_number(arg):
+        compare = _BOUNDS[key]
+        return lambda v: not _is_number(v) or compare(v, arg)
+    if key in ("minLength", "maxLength") and isinstance(arg, int) and not isinstance(arg, bool):
+        if key == "minLength":
+            return lambda v: not isinstance(v, str) or len(v) >= arg
+        return lambda v: not isinstance(v, str) or len(v) <= arg
+    if key == "enum" and isinstance(arg, list) and all(isinstance(e, str) for e in arg):
+        allowed = frozenset(arg)
+        return lambda v: isinstance(v, str) and v in allowed
+    if key == "const" and isinstance(arg, str):
+        return lambda v: v == arg
+    if key == "required" and isinstance(arg, list) and all(isinstance(k, str) for k in arg):
+        names = tuple(arg)
+        return lambda v: not isinstance(v, dict) or all(k in v for k in names)
+    if key == "additionalProperties" and isinstance(arg, bool):
+        if arg:
+            return lambda v: True
+        props = schema.get("properties")
+        if "patternProperties" in schema or not isinstance(props, Mapping):
+            return None
+        known = frozenset(props)
+        return lambda v: not isinstance(v, dict) or known.issuperset(v)
+    if key == "properties" and isinstance(arg, Mapping):
+        subs: dict[str, Check] = {}
+        for name, sub in arg.items():
+            check = compile_schema(sub)
+            if check is None:
+                return None
+            subs[name] = check
+        items = tuple(subs.items())
+
+        def check_properties(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return True
+            for name, check in items:  # noqa: SIM110 - a loop is cheaper per row
+                if name in value and not check(value[name]):
+                    return False
+            return True
+
+        return check_properties
+    return None
+
+
+# -- JMESPath ---------------------------------------------------------------------------
+
+
+def compile_map(parsed: Any) -> Callable[[Any], Any] | None:
+    """A direct evaluator of a compiled JMESPath (``jmespath.compile(...)``) when it is a
+    multi-select hash of field paths and literals, else None."""
+    ast = getattr(parsed, "parsed", None)
+    if not isinstance(ast, dict) or ast.get("type") != "multi_select_dict":
+        return None
+    pairs: list[tuple[str, Callable[[Any], Any]]] = []
+    for pair in ast.get("children", ()):
+        if pair.get("type") != "key_val_pair" or len(pair.get("children", ())) != 1:
+            return None
+        getter = _getter(pair["children"][0])
+        if getter is None:
+            return None
+        pairs.append((pair["value"], getter))
+
+    def evaluate(value: Any) -> Any:
+        if value is None:
+            return None
+        return {key: get(value) for key, get in pairs}
+
+    return evaluate
+
+
+def _getter(node: Any) -> Callable[[Any], Any] | None:
+    kind = node.get("type") if isinstance(node, dict) else None
+    if kind == "literal":
+        constant = node["value"]
+        return lambda value: constant
+    path = _path(node)
+    if path is None:
+        return None
+
+    def get(value: Any) -> Any:
+        for name in path:
+            try:
+                value = value.get(name)
+            except AttributeError:  # JMESPath: a field of a non-object is null
+                return None
+            if value is None:
+                return None
+        return value
+
+    return get
+
+
+def _path(node: Any) -> list[str] | None:
+    kind = node.get("type")
+    if kind == "field":
+        return [node["value"]]
+    if kind == "subexpression" and node.get("children"):
+        out: list[str] = []
+        for child in node["children"]:
+            part = _path(child)
+            if part is None:
+                return None
+            out += part
+        return out
+    return None

@@ -1,0 +1,12 @@
+-- API keys of the HTTP service: only the SHA-256 of a key is stored.
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY,
+    key_hash     TEXT NOT NULL UNIQUE,
+    name         TEXT NOT NULL,
+    tenant       TEXT NOT NULL,
+    scopes       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    last_used_at INTEGER,
+    revoked_at   INTEGER
+);

@@ -1,0 +1,199 @@
+"""SQL of the data tables, for both SQL dialects (pure: text and parameters, no I/O).
+
+Table and field names reach the SQL text only after ``TableDef.problems`` /
+``parse_where`` accepted them (``[a-z][a-z0-9_]*`` and ``[A-Za-z_][A-Za-z0-9_]*``), so
+they need no quoting; every value is a bound parameter.
+
+Ordering treats a missing value as the smallest (SQLite's rule; PostgreSQL is told
+``NULLS FIRST`` ascending and ``NULLS LAST`` descending), then insertion order, so a
+cursor ``(value, seq)`` continues exactly after the last row of the previous page. The
+memory store sorts the same way (``sort_key``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import orjson
+
+from flowmonkey.model.tables import (
+    RowFilter,
+    RowQuery,
+    TableDef,
+    check_query,
+    decode_row_cursor,
+    field_type,
+)
+
+__all__ = [
+    "Dialect",
+    "index_statements",
+    "matches",
+    "row_query",
+    "sort_key",
+]
+
+Dialect = Literal["sqlite", "postgres"]
+
+_PG_CASTS = {"number": "numeric", "integer": "numeric", "boolean": "boolean", "string": "text"}
+_SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+ROW_COLUMNS = "seq, id, table_name, tenant_id, execution_id, step_id, created_at, data"
+
+
+def _index_name(*parts: str) -> str:
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+    return f"table_rows_f_{digest}"
+
+
+def field_expr(dialect: Dialect, table: TableDef, name: str) -> str:
+    """The SQL of a field's value: the exact expression its index is built on."""
+    if dialect == "sqlite":
+        return f"json_extract(data, '$.{name}')"
+    if name in table.indexed:
+        cast = _PG_CASTS[field_type(table, name) or "string"]
+        return f"((data->>'{name}')::{cast})" if cast != "text" else f"(data->>'{name}')"
+    return f"(data->'{name}')"
+
+
+def _param(dialect: Dialect, table: TableDef, name: str) -> str:
+    if dialect == "sqlite":
+        return "?"
+    if name in table.indexed:
+        return f"%s::{_PG_CASTS[field_type(table, name) or 'string']}"
+    return "%s::jsonb"
+
+
+def _value(dialect: Dialect, table: TableDef, name: str, value: Any) -> Any:
+    if dialect == "postgres" and name not in table.indexed:
+        return orjson.dumps(value).decode()  # compared as jsonb (typed equality)
+    return value
+
+
+def index_statements(dialect: Dialect, table: TableDef) -> list[str]:
+    """``CREATE INDEX`` statements for the table's indexed fields.
+
+    Partial indexes, one per table and field: SQLite's on ``json_extract(data, '$.f')``
+    (untyped), PostgreSQL's on the typed expression (plus one led by ``tenant_id``).
+    Rows of other tables never touch them.
+    """
+    out = []
+    for name in table.indexed:
+        expr = field_expr(dialect, table, name)
+        if dialect == "sqlite":
+            out.append(
+                f"CREATE INDEX IF NOT EXISTS {_index_name('sqlite', table.name, name)} "
+                f"ON table_rows ({expr}, seq) WHERE table_name = '{table.name}'"
+            )
+        else:
+            index = _index_name("postgres", table.name, name)
+            out.append(
+                f"CREATE INDEX IF NOT EXISTS {index} ON table_rows ({expr} NULLS FIRST, seq) "
+                f"WHERE table_name = '{table.name}'"
+            )
+            out.append(
+                f"CREATE INDEX IF NOT EXISTS {index}_t ON table_rows "
+                f"(tenant_id, {expr} NULLS FIRST, seq) "
+                f"WHERE table_name = '{table.name}' AND tenant_id IS NOT NULL"
+            )
+    return out
+
+
+def row_query(
+    dialect: Dialect,
+    table: TableDef,
+    query: RowQuery,
+    *,
+    paged: bool = True,
+    columns: str = ROW_COLUMNS,
+) -> tuple[str, list[Any]]:
+    """``SELECT`` of one page (``limit + 1`` rows: the extra one says a next page exists),
+    or of every matching row when not ``paged`` (an export's cursor).
+
+    Raises:
+        InvalidTable: the cursor is malformed (BAD_CURSOR), or the query names a field
+            or operator it may not (see ``check_query``).
+    """
+    check_query(table, query)  # names below go into the SQL text
+    ph = "?" if dialect == "sqlite" else "%s"
+    params: list[Any] = []
+    # The table's name is written out (it is a checked name): the planners can only match
+    # a partial index's ``WHERE table_name = '...'`` against a literal.
+    where = [f"table_name = '{table.name}'"]
+    if query.tenant_id is not None:
+        where.append(f"tenant_id = {ph}")
+        params.append(query.tenant_id)
+    for flt in query.filters:
+        where.append(
+            f"{field_expr(dialect, table, flt.field)} {_SQL_OPS[flt.op]} "
+            f"{_param(dialect, table, flt.field)}"
+        )
+        params.append(_value(dialect, table, flt.field, flt.value))
+    desc = query.descending
+    if query.order_by is None:
+        order = "seq DESC" if desc else "seq"
+        if query.cursor is not None:
+            _, seq = decode_row_cursor(query.cursor)
+            where.append(f"seq {'<' if desc else '>'} {ph}")
+            params.append(seq)
+    else:
+        expr = field_expr(dialect, table, query.order_by)
+        vp = _param(dialect, table, query.order_by)
+        if dialect == "postgres":
+            order = f"{expr} DESC NULLS LAST, seq DESC" if desc else f"{expr} NULLS FIRST, seq"
+        else:
+            order = f"{expr} DESC, seq DESC" if desc else f"{expr}, seq"
+        if query.cursor is not None:
+            value, seq = decode_row_cursor(query.cursor)
+            if value is None and desc:
+                where.append(f"({expr} IS NULL AND seq < {ph})")
+                params.append(seq)
+            elif value is None:
+                where.append(f"(({expr} IS NULL AND seq > {ph}) OR {expr} IS NOT NULL)")
+                params.append(seq)
+            else:
+                cmp = "<" if desc else ">"
+                tail = f" OR {expr} IS NULL" if desc else ""
+                where.append(f"({expr} {cmp} {vp} OR ({expr} = {vp} AND seq {cmp} {ph}){tail})")
+                params += [value, value, seq]
+    sql = f"SELECT {columns} FROM table_rows WHERE {' AND '.join(where)} ORDER BY {order}"
+    if paged:
+        sql += f" LIMIT {ph}"
+        params.append(query.limit + 1)
+    return sql, params
+
+
+# -- the same semantics in Python (memory store) -----------------------------------------
+
+
+def matches(data: Mapping[str, Any], flt: RowFilter) -> bool:
+    """Whether a row's ``data`` passes one filter (a missing value never does, as NULL)."""
+    value = data.get(flt.field)
+    if value is None:
+        return False
+    target = flt.value
+    if isinstance(value, bool) != isinstance(target, bool):
+        return False
+    try:
+        if flt.op == "eq":
+            return bool(value == target)
+        if flt.op == "ne":
+            return bool(value != target)
+        if flt.op == "gt":
+            return bool(value > target)
+        if flt.op == "gte":
+            return bool(value >= target)
+        if flt.op == "lt":
+            return bool(value < target)
+        return bool(value <= target)
+    except TypeError:
+        return False
+
+
+def sort_key(data: Mapping[str, Any], seq: int, field: str | None) -> tuple[Any, ...]:
+    """Sort key of a row: missing values first, then by value, then insertion order."""
+    if field is None:
+        return (seq,)
+    value = data.get(field)
+    return (value is not None, value if value is not None else 0, seq)
