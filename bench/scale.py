@@ -136,11 +136,10 @@ async def generate(engine: Engine, count: int, *, finished: bool, age: timedelta
     # were created over the last ``age``.
     oldest = now - age - (timedelta(days=31) if finished else timedelta(0))
     concurrency = 8
-    queue = list(range(count))
+    numbers = iter(range(count))  # ascending: ids are made in time order
 
     async def worker() -> None:
-        while queue:
-            n = queue.pop()
+        for n in numbers:  # shared by the workers (one event loop: no race)
             created = oldest + step * n
             ident = time_ordered_id(created)  # as the engine makes them
             execution = template.clone()
