@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AlreadyExists",
     "ContextKeyLimitError",
     "ContextLimitError",
     "ContextNestingError",
@@ -24,10 +25,12 @@ __all__ = [
     "InvalidCursor",
     "InvalidDuration",
     "InvalidResumeToken",
+    "InvalidSchedule",
     "InvalidSignal",
     "InvalidValue",
     "LeaseLost",
     "ResumeTokenExpired",
+    "ScheduleNotFound",
     "SchemaVersionError",
     "StoreError",
     "StoreUnavailable",
@@ -346,3 +349,22 @@ def error_from_mapping(data: Mapping[str, Any]) -> FlowMonkeyError:
     return FlowMonkeyError(
         str(data.get("message", "")), code=str(data.get("code", "")), details=data.get("details")
     )
+
+
+class AlreadyExists(StoreError):
+    """A schedule, trigger or form with that id already exists."""
+
+    code = "ALREADY_EXISTS"
+
+
+class ScheduleNotFound(FlowMonkeyError):
+    """No schedule with that id (or not visible to the caller)."""
+
+    code = "SCHEDULE_NOT_FOUND"
+
+
+class InvalidSchedule(FlowMonkeyError):
+    """A schedule definition that cannot be used; ``details`` lists every problem as
+    ``{"path", "message"}``."""
+
+    code = "INVALID_SCHEDULE"

@@ -29,6 +29,9 @@ class Acme:
     failed: str
     task: str
     row: str
+    schedule: str = "acme-nightly"
+    trigger: str = "acme-orders"
+    form: str = "acme-signup"
 
 
 async def acme_resources(api: Api) -> Acme:
@@ -45,8 +48,19 @@ async def acme_resources(api: Api) -> Acme:
     assert (await api["admin"].post("/api/v1/tables", json=table)).status_code == 201
     row = await client.post("/api/v1/tables/notes/rows", json={"data": {"n": 1}})
     assert row.json()["tenant_id"] == "acme"
-    return Acme(waiting=waiting.json()["id"], failed=failed.json()["id"], task=tasks[0]["id"],
+    made = Acme(waiting=waiting.json()["id"], failed=failed.json()["id"], task=tasks[0]["id"],
                 row=row.json()["id"])  # fmt: skip
+    # Triggers of acme (issue 13): a schedule, a webhook trigger, a form with a submission.
+    for path, body in (
+        ("/api/v1/schedules", {"id": made.schedule, "flow_id": "three", "cron": "0 2 * * *"}),
+        ("/api/v1/triggers", {"id": made.trigger, "flow_id": "three"}),
+        ("/api/v1/forms", {"id": made.form, "title": "Sign up", "flow_id": "three",
+                           "schema": {"type": "object", "properties": {"n": {"type": "string"}}}}),
+    ):  # fmt: skip
+        assert (await client.post(path, json=body)).status_code == 201
+    sent = await api["anonymous"].post(f"/forms/{made.form}", json={"n": "x"})
+    assert sent.status_code == 201
+    return made
 
 
 Call = Callable[[httpx.AsyncClient, Acme], Awaitable[httpx.Response]]
@@ -63,7 +77,8 @@ def _hidden(code: str) -> Callable[[httpx.Response, Acme], None]:
 def _no_acme_items(response: httpx.Response, acme: Acme) -> None:
     assert response.status_code == 200, response.text
     text = response.text
-    for ident in (acme.waiting, acme.failed, acme.task, acme.row):
+    for ident in (acme.waiting, acme.failed, acme.task, acme.row, acme.schedule, acme.trigger,
+                  acme.form):  # fmt: skip
         assert ident not in text
 
 
@@ -81,6 +96,9 @@ def _created_in_own_tenant(response: httpx.Response, acme: Acme) -> None:
 
 _EX = _hidden("EXECUTION_NOT_FOUND")
 _TASK = _hidden("TASK_NOT_FOUND")
+_SCH = _hidden("SCHEDULE_NOT_FOUND")
+_HOOK = _hidden("TRIGGER_NOT_FOUND")
+_FORM = _hidden("FORM_NOT_FOUND")
 
 CROSS_TENANT: dict[tuple[str, str], tuple[Call, Callable[[httpx.Response, Acme], None]]] = {
     ("GET", "/api/v1/executions"): (
@@ -112,6 +130,51 @@ CROSS_TENANT: dict[tuple[str, str], tuple[Call, Callable[[httpx.Response, Acme],
     ("POST", "/api/v1/tasks/{task_id}/complete"): (
         lambda c, a: c.post(f"/api/v1/tasks/{a.task}/complete", json={"data": {"ok": True}}),
         _TASK),
+    # triggers (issue 13)
+    ("GET", "/api/v1/schedules"): (lambda c, a: c.get("/api/v1/schedules"), _no_acme_items),
+    ("POST", "/api/v1/schedules"): (
+        lambda c, a: c.post("/api/v1/schedules", json={"flow_id": "three", "cron": "@daily"}),
+        _created_in_own_tenant),
+    ("GET", "/api/v1/schedules/{schedule_id}"): (
+        lambda c, a: c.get(f"/api/v1/schedules/{a.schedule}"), _SCH),
+    ("PATCH", "/api/v1/schedules/{schedule_id}"): (
+        lambda c, a: c.patch(f"/api/v1/schedules/{a.schedule}", json={"cron": "@hourly"}), _SCH),
+    ("DELETE", "/api/v1/schedules/{schedule_id}"): (
+        lambda c, a: c.delete(f"/api/v1/schedules/{a.schedule}"), _SCH),
+    ("GET", "/api/v1/schedules/{schedule_id}/runs"): (
+        lambda c, a: c.get(f"/api/v1/schedules/{a.schedule}/runs"), _SCH),
+    ("POST", "/api/v1/schedules/{schedule_id}/pause"): (
+        lambda c, a: c.post(f"/api/v1/schedules/{a.schedule}/pause"), _SCH),
+    ("POST", "/api/v1/schedules/{schedule_id}/unpause"): (
+        lambda c, a: c.post(f"/api/v1/schedules/{a.schedule}/unpause"), _SCH),
+    ("POST", "/api/v1/schedules/{schedule_id}/trigger"): (
+        lambda c, a: c.post(f"/api/v1/schedules/{a.schedule}/trigger"), _SCH),
+    ("POST", "/api/v1/schedules/{schedule_id}/backfill"): (
+        lambda c, a: c.post(f"/api/v1/schedules/{a.schedule}/backfill",
+                            json={"start": "2026-01-01T00:00:00Z", "end": "2026-01-03T00:00:00Z"}),
+        _SCH),
+    ("GET", "/api/v1/triggers"): (lambda c, a: c.get("/api/v1/triggers"), _no_acme_items),
+    ("POST", "/api/v1/triggers"): (
+        lambda c, a: c.post("/api/v1/triggers", json={"id": "g-hook", "flow_id": "three"}),
+        _created_in_own_tenant),
+    ("GET", "/api/v1/triggers/{trigger_id}"): (
+        lambda c, a: c.get(f"/api/v1/triggers/{a.trigger}"), _HOOK),
+    ("PATCH", "/api/v1/triggers/{trigger_id}"): (
+        lambda c, a: c.patch(f"/api/v1/triggers/{a.trigger}", json={"enabled": False}), _HOOK),
+    ("DELETE", "/api/v1/triggers/{trigger_id}"): (
+        lambda c, a: c.delete(f"/api/v1/triggers/{a.trigger}"), _HOOK),
+    ("GET", "/api/v1/forms"): (lambda c, a: c.get("/api/v1/forms"), _no_acme_items),
+    ("POST", "/api/v1/forms"): (
+        lambda c, a: c.post("/api/v1/forms", json={"id": "g-form", "title": "T", "flow_id": "three",
+                                                   "schema": {"type": "object", "properties": {}}}),
+        _created_in_own_tenant),
+    ("GET", "/api/v1/forms/{form_id}"): (lambda c, a: c.get(f"/api/v1/forms/{a.form}"), _FORM),
+    ("PATCH", "/api/v1/forms/{form_id}"): (
+        lambda c, a: c.patch(f"/api/v1/forms/{a.form}", json={"title": "Mine"}), _FORM),
+    ("DELETE", "/api/v1/forms/{form_id}"): (
+        lambda c, a: c.delete(f"/api/v1/forms/{a.form}"), _FORM),
+    ("GET", "/api/v1/forms/{form_id}/submissions"): (
+        lambda c, a: c.get(f"/api/v1/forms/{a.form}/submissions"), _FORM),
     ("GET", "/api/v1/tables/{name}/rows"): (
         lambda c, a: c.get("/api/v1/tables/notes/rows", params={"limit": 500}), _no_acme_items),
     ("POST", "/api/v1/tables/{name}/rows"): (
@@ -164,6 +227,12 @@ async def _snapshot(api: Api, acme: Acme) -> Any:
     task = await api.engine.store.get_task(acme.task)
     assert task is not None
     out.append(task.status)
+    store = api.engine.store
+    out.append(await store.get_schedule(acme.schedule))
+    out.append(await store.list_schedule_runs(acme.schedule))
+    out.append(await store.get_document("trigger", acme.trigger))
+    out.append(await store.get_document("form", acme.form))
+    out.append(await store.list_form_submissions(acme.form))
     return out
 
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from flowmonkey import __version__
 from flowmonkey.api.auth import KeyChecker
 from flowmonkey.api.metrics import Metrics
+from flowmonkey.api.metrics_triggers import install_trigger_metrics
 from flowmonkey.api.middleware import RequestMiddleware
 from flowmonkey.api.openapi import install_openapi
 from flowmonkey.api.problems import install_problem_handlers
@@ -64,6 +65,7 @@ def create_app(
         public_limiter=RateLimiter(settings.public_rate_limit, settings.public_rate_burst),
         metrics=Metrics() if metrics else None,
     )
+    install_trigger_metrics(engine, state.metrics)  # triggers (issue 13)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,6 +128,12 @@ def create_app(
     app.include_router(routes_public.router)
     for module in (routes_flows, routes_executions, routes_control, routes_events, routes_tasks):
         app.include_router(module.router)
+    from flowmonkey.api import routes_forms, routes_hooks, routes_schedules  # triggers (issue 13)
+
+    for module in (routes_schedules, routes_hooks, routes_forms):
+        app.include_router(module.router, prefix="/api/v1")
+    app.include_router(routes_hooks.public_router)
+    app.include_router(routes_forms.public_router)
     app.include_router(routes_tables.router)
     return app
 

@@ -16,6 +16,7 @@ from flowmonkey.cli.commands_flow import graph, validate
 from flowmonkey.cli.commands_query import events, flows, history, list_executions, status
 from flowmonkey.cli.commands_retention import purge
 from flowmonkey.cli.commands_retry import retry
+from flowmonkey.cli.commands_schedules import schedules
 from flowmonkey.cli.commands_tables import tables
 from flowmonkey.cli.errors import CliError, to_cli_error
 from flowmonkey.cli.keys import keys
@@ -106,6 +107,7 @@ cli.add_command(worker_command)
 cli.add_command(migrate_command)
 cli.add_command(serve_command)
 cli.add_command(keys)
+cli.add_command(schedules)
 cli.add_command(tables)
 cli.add_command(purge)
 

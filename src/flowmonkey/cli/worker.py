@@ -194,6 +194,13 @@ def _fail(message: str, code: int) -> NoReturn:
     show_default=True,
     help="How often the retention pass runs.",
 )
+@click.option(
+    "--schedules/--no-schedules",
+    "fire_schedules",
+    default=True,
+    show_default=True,
+    help="Fire due cron schedules (each scheduled time fires once, whatever the workers).",
+)
 @click.option("--worker-id", default=None, help="Lease owner id [hostname-pid-random].")
 @http_allow_option
 @base_url_option
@@ -219,6 +226,7 @@ def worker_command(
     shutdown_grace: timedelta,
     retention: timedelta | None,
     purge_interval: timedelta,
+    fire_schedules: bool,
     worker_id: str | None,
     http_allow: tuple[str, ...],
     base_url: str | None,
@@ -255,6 +263,7 @@ def worker_command(
             worker_id=worker_id or default_worker_id(),
             health_port=health_port,
             health_host=health_host,
+            fire_schedules=fire_schedules,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc))

@@ -16,12 +16,13 @@ from flowmonkey.engine.results import CreateResult
 from flowmonkey.engine.run import Run
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, Token
+from flowmonkey.model.flow import Flow
 from flowmonkey.stores.base import Lease
 
 if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
 
-__all__ = ["check_context", "create_execution", "time_ordered_id"]
+__all__ = ["check_context", "create_execution", "prepare_execution", "time_ordered_id"]
 
 
 def time_ordered_id(at: datetime) -> str:
@@ -36,7 +37,7 @@ def time_ordered_id(at: datetime) -> str:
     return str(uuid.UUID(int=value))
 
 
-async def create_execution(
+async def prepare_execution(
     engine: Runtime,
     flow_id: str,
     context: Mapping[str, Any] | None,
@@ -54,13 +55,10 @@ async def create_execution(
     wait_timeout: timedelta | None = None,
     execution_id: str | None = None,
     depth: int = 0,
-    lease_self: bool,
-) -> tuple[CreateResult, Run | None]:
-    """Create an execution (see ``Engine.create``); nothing is created on an error.
-
-    ``lease_self`` stores it already leased to ``engine`` and ``running`` and also returns
-    the ``Run`` that drives it (``None`` without ``lease_self`` or on an idempotency hit).
-    """
+) -> tuple[Execution, Event, Flow]:
+    """Build (not store) a new ``pending`` execution and its ``execution.created`` event,
+    checking the tenant, the flow and the context limits (what ``create_execution``
+    stores; a schedule fire stores it in the same transaction as its run record)."""
     tenant: Any = tenant_id  # typed str | None, but callers pass anything at run time
     if tenant is not None and (not isinstance(tenant, str) or not tenant):
         # "" would share the no-tenant idempotency scope (stores key on tenant or "").
@@ -114,6 +112,26 @@ async def create_execution(
         1,
         tenant_id,
     )
+    return execution, created_event, flow
+
+
+async def create_execution(
+    engine: Runtime,
+    flow_id: str,
+    context: Mapping[str, Any] | None,
+    *,
+    lease_self: bool,
+    **options: Any,
+) -> tuple[CreateResult, Run | None]:
+    """Create an execution (see ``Engine.create``); nothing is created on an error.
+
+    ``options`` are those of ``prepare_execution``. ``lease_self`` stores it already
+    leased to ``engine`` and ``running`` and also returns the ``Run`` that drives it
+    (``None`` without ``lease_self`` or on an idempotency hit).
+    """
+    execution, created_event, flow = await prepare_execution(engine, flow_id, context, **options)
+    now = execution.created_at
+    idempotency_key = execution.idempotency_key
     lease = None
     if lease_self:
         # ``start`` runs it right away: store it already leased and running, which

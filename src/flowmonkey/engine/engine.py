@@ -22,6 +22,7 @@ from flowmonkey.engine import (
     lookup,
     retention,
     retrying,
+    scheduling,
     simulation,
     terminal,
     timers,
@@ -40,6 +41,8 @@ from flowmonkey.engine.results import (
 )
 from flowmonkey.engine.run import Run
 from flowmonkey.engine.runtime import Hook, Runtime
+from flowmonkey.engine.schedules_api import Schedules
+from flowmonkey.engine.scheduling import FireReport
 from flowmonkey.engine.sync_pool import SyncPool
 from flowmonkey.engine.table_cache import TableCache
 from flowmonkey.engine.tables import Tables
@@ -585,6 +588,16 @@ class Engine:
         """
         await self._ensure_ready()
         return await timers.tick_timers(self.runtime, limit=limit)
+
+    @property
+    def schedules(self) -> Schedules:
+        """The cron schedules of this engine's store (see ``engine/schedules_api.py``)."""
+        return Schedules(self.runtime)
+
+    async def fire_schedules(self, *, limit: int = 100) -> FireReport:
+        """Fire the due times of due schedules, exactly once each (what workers call)."""
+        await self._ensure_ready()
+        return await scheduling.fire_due(self.runtime, owner=self.owner, limit=limit)
 
     async def recover_stale(self) -> builtins.list[str]:
         """Make ``running`` executions with expired leases runnable again

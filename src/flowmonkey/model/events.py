@@ -35,6 +35,10 @@ EVENT_TYPES = (
     "timer.fired",
     "flow.registered",
     "handler.registered",
+    "schedule.fired",
+    "schedule.skipped",
+    "trigger.received",
+    "form.submitted",
 )
 
 

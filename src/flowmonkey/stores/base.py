@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from flowmonkey.model.documents import FormSubmission, TriggerDocument
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token
 from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.model.schedules import Schedule, ScheduleRun
 from flowmonkey.model.tables import RowQuery, TableDef, TableRow
 from flowmonkey.stores.table_export import ExportFormat
 
@@ -437,6 +439,131 @@ class Store(Protocol):
     async def touch_api_key(self, key_id: str, *, now: datetime) -> None:
         """Record that the key was used at ``now`` (``last_used_at``)."""
         ...
+
+    # -- schedules (see ``stores/schedules.py``) ---------------------------------------------
+
+    async def create_schedule(self, schedule: Schedule) -> None:
+        """Store a new schedule. Raises ``AlreadyExists`` when the id is taken."""
+        ...
+
+    async def save_schedule(self, schedule: Schedule) -> bool:
+        """Replace a schedule's definition and firing state and drop its lease (a fire in
+        flight then fails its fenced ``release_schedule``). False if it does not exist."""
+        ...
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        """One schedule, or ``None``."""
+        ...
+
+    async def list_schedules(self, *, tenant_id: str | None = None) -> builtins.list[Schedule]:
+        """Every schedule by id, or those of one tenant."""
+        ...
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule and its runs; False if it did not exist."""
+        ...
+
+    async def claim_schedules(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        limit: int,
+        schedule_id: str | None = None,
+    ) -> builtins.list[Schedule]:
+        """Lease up to ``limit`` due schedules to ``owner``, atomically.
+
+        Due: not paused, and ``next_fire_at <= now`` or a ``buffered_for`` time waiting.
+        Only schedules whose lease is free, expired or already ``owner``'s are taken.
+        With ``schedule_id``, lease that one schedule whether due or not (run now,
+        backfill); an empty list when another owner holds it.
+        """
+        ...
+
+    async def release_schedule(self, schedule: Schedule, *, owner: str) -> bool:
+        """Write ``next_fire_at``, ``last_execution_id`` and ``buffered_for`` of a schedule
+        leased to ``owner`` and drop the lease. False (nothing written) when ``owner`` no
+        longer holds it."""
+        ...
+
+    async def record_schedule_run(self, run: ScheduleRun) -> ScheduleRun:
+        """Record what happened at ``run.scheduled_for`` unless that time already has a
+        run; returns the stored run (the first one wins)."""
+        ...
+
+    async def fire_schedule_time(
+        self, run: ScheduleRun, execution: Execution | None, events: Sequence[Event] = ()
+    ) -> tuple[ScheduleRun, bool]:
+        """Record ``run`` and create ``execution`` (its id is ``run.execution_id``) in ONE
+        transaction: the exactly-once step of a schedule fire.
+
+        When ``(schedule_id, scheduled_for)`` already has a run, nothing is written and
+        ``(that run, False)`` is returned. Otherwise the run is stored, and with
+        ``execution`` the execution is created as ``create`` would (idempotency key
+        honoured: when an unexpired execution holds the key, the stored run points at that
+        one instead). Returns ``(stored run, whether the execution was created)``.
+        """
+        ...
+
+    async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
+        """``release_schedule`` of each, in one transaction; how many ``owner`` still held."""
+        ...
+
+    async def update_schedule_run(self, run: ScheduleRun) -> None:
+        """Overwrite the run of ``(schedule_id, scheduled_for)`` (a buffered run started)."""
+        ...
+
+    async def list_schedule_runs(
+        self, schedule_id: str, *, limit: int = 50
+    ) -> builtins.list[ScheduleRun]:
+        """Runs of one schedule, newest scheduled time first."""
+        ...
+
+    async def next_schedule_time(self) -> datetime | None:
+        """The earliest ``next_fire_at`` of the unpaused schedules (``None``: none)."""
+        ...
+
+    # -- webhook triggers, forms, submissions (see ``stores/documents.py``) -----------------
+
+    async def create_document(self, doc: TriggerDocument) -> None:
+        """Store a trigger or form. Raises ``AlreadyExists`` when ``(kind, id)`` is taken."""
+        ...
+
+    async def update_document(self, doc: TriggerDocument) -> bool:
+        """Replace a document's tenant, spec and ``updated_at``; False if missing."""
+        ...
+
+    async def get_document(self, kind: str, doc_id: str) -> TriggerDocument | None:
+        """One document, or ``None``."""
+        ...
+
+    async def list_documents(
+        self, kind: str, *, tenant_id: str | None = None
+    ) -> builtins.list[TriggerDocument]:
+        """Documents of one kind by id, or those of one tenant."""
+        ...
+
+    async def delete_document(self, kind: str, doc_id: str) -> bool:
+        """Delete a document (a form's submissions with it); False if missing."""
+        ...
+
+    async def add_form_submission(
+        self, submission: FormSubmission, *, max_submissions: int | None = None
+    ) -> str:
+        """Check and record a submission in ONE transaction: ``"duplicate"`` when one of
+        the same form has its ``dedupe_key``, ``"full"`` at ``max_submissions``, else
+        ``"ok"`` (recorded)."""
+        ...
+
+    async def delete_form_submission(self, submission_id: str) -> None:
+        """Forget a submission whose execution could not be created."""
+        ...
+
+    async def list_form_submissions(
+        self, form_id: str, *, limit: int = 50
+    ) -> builtins.list[FormSubmission]:
+        """Submissions of one form, newest first."""
 
     # -- data tables (see ``stores/tables.py``) ---------------------------------------------
 

@@ -35,7 +35,9 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.documents import MemoryDocuments
 from flowmonkey.stores.keys import MemoryKeys
+from flowmonkey.stores.schedules import MemorySchedules
 from flowmonkey.stores.tables import MemoryTables
 from flowmonkey.versions import semver_key
 
@@ -173,7 +175,7 @@ def _header_copy(execution: Execution) -> Execution:
     return execution.clone(context={}, history=[])
 
 
-class MemoryStore(MemoryKeys, MemoryTables):
+class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
     """In-memory ``Store``. Single event loop; every method is atomic by construction."""
 
     def __init__(self) -> None:
@@ -183,6 +185,11 @@ class MemoryStore(MemoryKeys, MemoryTables):
         self._tasks: dict[str, Task] = {}
         self._flows: dict[tuple[str, str], StoredFlow] = {}
         self._api_keys: dict[str, ApiKey] = {}
+        self._schedules = {}
+        self._schedule_leases = {}
+        self._schedule_runs = {}
+        self._documents = {}
+        self._submissions = {}
         self._tables: dict[str, TableDef] = {}
         self._table_rows: dict[str, list[TableRow]] = {}
         self._row_seq = 0

@@ -44,6 +44,7 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.documents import PostgresDocuments
 from flowmonkey.stores.keys import PostgresKeys
 from flowmonkey.stores.memory import decode_cursor, encode_cursor
 from flowmonkey.stores.postgres_base import PostgresBase
@@ -54,6 +55,7 @@ from flowmonkey.stores.postgres_commit import (
 )
 from flowmonkey.stores.postgres_purge import purge_batch
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
+from flowmonkey.stores.schedules_sql import PostgresSchedules
 from flowmonkey.stores.tables import PostgresTables
 from flowmonkey.versions import semver_key
 
@@ -89,7 +91,9 @@ def list_sql(query: ExecutionQuery) -> tuple[str, dict[str, Any]]:
     return q.LIST_PAGE.format(keys=q.LIST_KEYS.format(arms=arms)), params
 
 
-class PostgresStore(PostgresBase, PostgresKeys, PostgresTables):
+class PostgresStore(
+    PostgresBase, PostgresKeys, PostgresSchedules, PostgresDocuments, PostgresTables
+):
     """``Store`` on PostgreSQL (psycopg 3 + psycopg_pool). See the module docstring.
 
     Args:

@@ -40,7 +40,9 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
+from flowmonkey.stores.schedules_sql import SqliteSchedules
 from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
 
@@ -130,7 +132,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore(SqliteKeys, SqliteTables):
+class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
     """The ``Store`` protocol on a SQLite file.
 
     Args:

@@ -36,6 +36,10 @@ class WorkerOptions:
     and each flow's ``retention``; nothing is purged when neither is set)."""
     purge_pause: float = 0.05
     """Pause between two purge batches, so steps are never queued behind a long purge."""
+    schedule_interval: float = 1.0
+    """Longest sleep of the schedule loop (it wakes earlier for the next due time)."""
+    fire_schedules: bool = True
+    """Fire cron schedules in this worker (every worker may: each time fires once)."""
     lease_for: timedelta | None = None
     """Lease length for claimed executions; ``None`` keeps the engine's ``lease_for``.
     A crashed worker's executions are picked up again at most this long after the crash."""
@@ -53,8 +57,14 @@ class WorkerOptions:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
-        for name in ("poll_interval", "scheduler_interval", "reaper_interval", "max_backoff",
-                     "purge_interval"):  # fmt: skip
+        for name in (
+            "poll_interval",
+            "scheduler_interval",
+            "schedule_interval",
+            "reaper_interval",
+            "max_backoff",
+            "purge_interval",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.purge_pause < 0:

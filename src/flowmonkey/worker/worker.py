@@ -11,6 +11,8 @@ One ``Worker.run()`` is an ``asyncio.TaskGroup`` of:
 - the **reaper**: ``engine.recover_stale()`` every ``reaper_interval``;
 - the **retention pass**: ``engine.purge()`` every ``purge_interval`` (small batches,
   ``purge_pause`` apart; a no-op unless a retention period is configured);
+- the **schedule loop** (``schedule_loop.py``): fires due cron schedule times, exactly once
+  across every worker;
 - the **wake listener** (when there is a ``WakeSignaler``) and the optional health server.
 
 Lease heartbeats for every driven run come from the engine.
@@ -34,6 +36,7 @@ from flowmonkey import errors
 from flowmonkey.worker.coverage import Coverage
 from flowmonkey.worker.health import HealthServer
 from flowmonkey.worker.options import WorkerOptions
+from flowmonkey.worker.schedule_loop import run_schedules
 from flowmonkey.worker.scheduler import (
     Outage,
     listen_for_wakes,
@@ -360,6 +363,12 @@ class Worker:
                     max_backoff=options.max_backoff,
                 ), name="flowmonkey-retention"),
             ]  # fmt: skip
+            if options.fire_schedules:
+                helpers.append(group.create_task(run_schedules(
+                    engine, options.schedule_interval, stopping=self._stopping,
+                    on_work=self._runnable, log=log, extra=self._extra,
+                    max_backoff=options.max_backoff,
+                ), name="flowmonkey-schedules"))  # fmt: skip
             # The engine heartbeats every run it drives; nothing here holds anything that a
             # cancellation could leave behind.
             cut: list[asyncio.Task[Any]] = []

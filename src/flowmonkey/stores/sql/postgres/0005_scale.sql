@@ -1,4 +1,4 @@
--- flowmonkey PostgreSQL schema, version 4: scale.
+-- flowmonkey PostgreSQL schema, version 5: scale.
 --
 -- Listings are served status by status: each listing index is (filter, status,
 -- created_at DESC, id DESC), so a page of one status is one index range, and a page over

@@ -1,4 +1,4 @@
--- flowmonkey SQLite schema, version 4: scale.
+-- flowmonkey SQLite schema, version 5: scale.
 --
 -- Every periodic query reads only due work, and every listing page reads only its rows:
 --
