@@ -1,8 +1,9 @@
 """``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``,
 ``python -m bench engine [--quick] [--only NAME,...] [--profile]``,
 ``python -m bench http [--quick]`` (the cost of the engine around one http step),
-``python -m bench api [--runs N] [--n N] [--backends sqlite,postgres]``, or
-``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run)."""
+``python -m bench api [--runs N] [--n N] [--backends sqlite,postgres]``,
+``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run), or
+``python -m bench scale [--size N] [--backends sqlite,postgres]`` (issue 16; not in ``all``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def main() -> int:
         print("          http    one http step vs bare httpx requests (docs/benchmarks.md)")
         print("          api     the HTTP API: POST req/s, start-and-wait, overhead")
         print("          all     engine, then peers (--quick passed to both)")
+        print("          scale   N parked executions vs an empty store (docs/benchmarks.md)")
         return 0
     if argv[0] == "peers":
         from bench.driver import main as peers
@@ -35,6 +37,10 @@ def main() -> int:
         from bench.api import main as api
 
         return api(argv[1:])
+    if argv[0] == "scale":
+        from bench.scale import main as scale
+
+        return scale(argv[1:])
     if argv[0] == "all":
         from bench.driver import main as peers
         from bench.engine import main as engine
