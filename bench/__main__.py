@@ -1,9 +1,10 @@
 """``python -m bench peers [--quick] [--systems ..] [--backends ..] [--workloads ..]``,
 ``python -m bench engine [--quick] [--only NAME,...] [--profile]``,
 ``python -m bench http [--quick]`` (the cost of the engine around one http step),
-``python -m bench api [--runs N] [--n N] [--backends sqlite,postgres]``, or
-``python -m bench dashboard [--n N] [--runs N] [--backends ..] [--no-browser]``, or
-``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run)."""
+``python -m bench api [--runs N] [--n N] [--backends sqlite,postgres]``,
+``python -m bench dashboard [--n N] [--runs N] [--backends ..] [--no-browser]``,
+``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run), or
+``python -m bench scale [--size N] [--backends sqlite,postgres]`` (issue 16; not in ``all``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def main() -> int:
         print("          api     the HTTP API: POST req/s, start-and-wait, overhead")
         print("          dashboard  the web dashboard's render times (docs/benchmarks.md)")
         print("          all     engine, then peers (--quick passed to both)")
+        print("          scale   N parked executions vs an empty store (docs/benchmarks.md)")
         return 0
     if argv[0] == "peers":
         from bench.driver import main as peers
@@ -41,6 +43,10 @@ def main() -> int:
         from bench.dashboard import main as dashboard
 
         return dashboard(argv[1:])
+    if argv[0] == "scale":
+        from bench.scale import main as scale
+
+        return scale(argv[1:])
     if argv[0] == "all":
         from bench.driver import main as peers
         from bench.engine import main as engine

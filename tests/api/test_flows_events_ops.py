@@ -154,6 +154,7 @@ async def test_health_ready_and_metrics_need_no_key(api: Api) -> None:
     assert "flowmonkey_step_duration_seconds_count" in metrics
     assert 'route="/api/v1/executions"' in metrics
     assert "process_" in metrics or "python_" in metrics
+    assert "flowmonkey_purged_executions 0.0" in metrics  # the retention metric
 
 
 async def test_readyz_is_503_when_the_store_is_gone(api: Api) -> None:

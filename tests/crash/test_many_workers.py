@@ -19,10 +19,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 EXECUTIONS = 2000
 STEPS = 2
 
+# A stored step record is a JSON array in StepRecord field order (stores/compact.py):
+# element 0 is the step id, element 4 the outcome.
 DUPLICATE_COMMITS = """
-SELECT execution_id, convert_from(record, 'UTF8')::jsonb ->> 'step_id' AS step, count(*)
+SELECT execution_id, convert_from(record, 'UTF8')::jsonb ->> 0 AS step, count(*)
 FROM step_records
-WHERE convert_from(record, 'UTF8')::jsonb ->> 'outcome' = 'success'
+WHERE convert_from(record, 'UTF8')::jsonb ->> 4 = 'success'
 GROUP BY 1, 2
 """
 

@@ -122,7 +122,7 @@ async def test_concurrent_initialize_of_a_new_file(tmp_path: Path) -> None:
     try:
         with sqlite3.connect(tmp_path / "race.db") as conn:
             applied = conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0]
-            assert applied == len(migrate.load_migrations("sqlite"))
+            assert applied == len(migrate.load_migrations("sqlite"))  # each applied once
     finally:
         await asyncio.gather(*(s.close() for s in stores))
 

@@ -77,6 +77,16 @@ class Metrics:
             "Delay of the latest schedule fire behind its time (0 until schedules exist).",
             registry=self.registry,
         )
+        self.purged_executions = Gauge(
+            "flowmonkey_purged_executions",
+            "Finished executions purged by this process (retention passes and purges; total).",
+            registry=self.registry,
+        )
+        self.purged_rows = Gauge(
+            "flowmonkey_purged_rows",
+            "Store rows deleted by this process's purges (total).",
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "flowmonkey_http_requests",
             "HTTP requests by route template, method and status.",
@@ -114,6 +124,8 @@ class Metrics:
             self.executions.labels(status=str(status)).set(count)
             if status is ExecutionStatus.PENDING:
                 self.backlog.set(count)
+        self.purged_executions.set(engine.purge_stats.executions)
+        self.purged_rows.set(engine.purge_stats.rows)
         return generate_latest(self.registry)
 
     @staticmethod

@@ -14,6 +14,7 @@ from flowmonkey import __version__
 from flowmonkey.cli.commands_exec import cancel, resume, run, signal, tick
 from flowmonkey.cli.commands_flow import graph, validate
 from flowmonkey.cli.commands_query import events, flows, history, list_executions, status
+from flowmonkey.cli.commands_retention import purge
 from flowmonkey.cli.commands_retry import retry
 from flowmonkey.cli.commands_schedules import schedules
 from flowmonkey.cli.commands_tables import tables
@@ -108,6 +109,7 @@ cli.add_command(serve_command)
 cli.add_command(keys)
 cli.add_command(schedules)
 cli.add_command(tables)
+cli.add_command(purge)
 
 
 def main() -> None:

@@ -180,6 +180,21 @@ def _fail(message: str, code: int) -> NoReturn:
     help="How long in-flight steps may finish after SIGTERM.",
 )
 @click.option(
+    "--retention",
+    callback=_duration,
+    metavar="DURATION",
+    default=None,
+    help="Purge finished executions this long after they finished (e.g. 30d) [keep forever].",
+)
+@click.option(
+    "--purge-interval",
+    callback=_duration,
+    metavar="DURATION",
+    default="10m",
+    show_default=True,
+    help="How often the retention pass runs.",
+)
+@click.option(
     "--schedules/--no-schedules",
     "fire_schedules",
     default=True,
@@ -209,6 +224,8 @@ def worker_command(
     reaper_interval: timedelta,
     lease_for: timedelta | None,
     shutdown_grace: timedelta,
+    retention: timedelta | None,
+    purge_interval: timedelta,
     fire_schedules: bool,
     worker_id: str | None,
     http_allow: tuple[str, ...],
@@ -242,6 +259,7 @@ def worker_command(
             reaper_interval=reaper_interval.total_seconds(),
             lease_for=lease_for,
             shutdown_grace=shutdown_grace.total_seconds(),
+            purge_interval=purge_interval.total_seconds(),
             worker_id=worker_id or default_worker_id(),
             health_port=health_port,
             health_host=health_host,
@@ -249,7 +267,9 @@ def worker_command(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc))
-    engine_kwargs = {"http_allow": http_allow, "base_url": base_url}
+    if retention is not None and retention <= timedelta(0):
+        raise click.UsageError("--retention must be positive")
+    engine_kwargs = {"http_allow": http_allow, "base_url": base_url, "retention": retention}
     code = asyncio.run(
         _serve(store_url, handler_modules, flow_paths, redis_url, options, engine_kwargs)
     )

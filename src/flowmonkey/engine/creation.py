@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey import errors
@@ -21,7 +22,19 @@ from flowmonkey.stores.base import Lease
 if TYPE_CHECKING:
     from flowmonkey.engine.runtime import Runtime
 
-__all__ = ["check_context", "create_execution", "prepare_execution"]
+__all__ = ["check_context", "create_execution", "prepare_execution", "time_ordered_id"]
+
+
+def time_ordered_id(at: datetime) -> str:
+    """A new execution id: a version-7 UUID (RFC 9562), 48 bits of ``at`` in Unix
+    milliseconds then 74 random bits. Ids made close in time sort close together, so the
+    store's inserts land on the same few index pages instead of random ones (with random
+    ids, a store holding millions of executions reads and WAL-logs a cold page per step)."""
+    millis = int(at.timestamp() * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis << 80) | (0x7 << 76) | (((rand >> 62) & 0xFFF) << 64) | (0b10 << 62)
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
 
 
 async def prepare_execution(
@@ -63,7 +76,7 @@ async def prepare_execution(
     ttl = min(ttl, engine.options.max_idempotency_ttl)
     ex_timeout = execution_timeout or engine.options.execution_timeout
     execution = Execution(
-        id=execution_id or str(uuid.uuid4()),
+        id=execution_id or time_ordered_id(now),
         flow_id=flow.id,
         flow_version=flow.version,
         status=ExecutionStatus.PENDING,

@@ -20,6 +20,7 @@ from flowmonkey.engine import (
     driving,
     leasing,
     lookup,
+    retention,
     retrying,
     scheduling,
     simulation,
@@ -91,6 +92,8 @@ class Engine:
         )
         """The state the operation modules share (see ``runtime.py``)."""
         self.runtime.after_terminal = partial(timers.after_terminal, self.runtime)
+        self.purge_stats = retention.PurgeStats()
+        """Totals of this engine's purges (executions, rows, batches, passes)."""
         self.flows.on_register.append(self._flow_registered)
         self.handlers.on_register.append(self._handler_registered)
         for builtin in builtin_handlers(self.runtime):
@@ -600,6 +603,33 @@ class Engine:
         """Make ``running`` executions with expired leases runnable again
         (``run_number += 1``, ``execution.recovered``)."""
         return await timers.recover_stale(self.runtime)
+
+    async def purge(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        status: Iterable[ExecutionStatus | str] | None = None,
+        flow_id: str | None = None,
+        dry_run: bool = False,
+        pause: float = 0.0,
+        batch_size: int | None = None,
+    ) -> retention.PurgeReport:
+        """Purge finished executions in small batches (see docs/retention.md).
+
+        With ``older_than``: those that finished longer ago than that (``status`` and
+        ``flow_id`` narrow it). Without: the retention pass (``EngineOptions.retention``
+        and each flow's ``retention``), which is what a worker runs periodically.
+        """
+        await self._ensure_ready()
+        size = batch_size or self.options.purge_batch_size
+        if older_than is None:
+            return await retention.purge_expired(
+                self.runtime, self.purge_stats, batch_size=size, pause=pause
+            )
+        return await retention.purge(
+            self.runtime, self.purge_stats, older_than=older_than, status=status,
+            flow_id=flow_id, dry_run=dry_run, batch_size=size, pause=pause,
+        )  # fmt: skip
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -63,6 +63,13 @@ class EngineOptions:
     idempotency_ttl: timedelta = timedelta(hours=24)
     """Default idempotency window (clamped to 7 days)."""
     max_idempotency_ttl: timedelta = timedelta(days=7)
+    retention: timedelta | None = None
+    """Purge finished executions (and everything they own) this long after they finished,
+    in the worker's retention pass; ``None`` (default) keeps them forever. A flow's own
+    ``retention:`` overrides it. Recommended: ``timedelta(days=30)`` (at least the 7-day
+    idempotency window; see docs/retention.md)."""
+    purge_batch_size: int = 200
+    """Executions examined per purge transaction (small: a batch holds the write lock)."""
     load_flows_from_store: bool = False
     """On ``initialize``, register every flow version saved in the store."""
     http_allow: tuple[str, ...] = ()

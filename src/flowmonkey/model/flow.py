@@ -20,6 +20,7 @@ from flowmonkey.model.pipes import Pipe, parse_pipes
 
 __all__ = [
     "SELECTOR_TYPES",
+    "KEEP_FOREVER",
     "Flow",
     "InputSelector",
     "RetryPolicy",
@@ -385,7 +386,10 @@ class Step:
         return out
 
 
-_FLOW_KEYS = {"id", "version", "name", "description", "initialStepId", "steps"}
+_FLOW_KEYS = {"id", "version", "name", "description", "initialStepId", "steps", "retention"}
+
+KEEP_FOREVER = timedelta.max
+"""``Flow.retention`` of ``retention: forever``: never purge this flow's executions."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -398,6 +402,10 @@ class Flow:
     steps: Mapping[str, Step]
     name: str | None = None
     description: str | None = None
+    retention: timedelta | None = None
+    """``retention:`` how long finished executions of this flow are kept before the
+    worker's retention pass purges them (``KEEP_FOREVER`` for ``forever``); ``None``
+    follows ``EngineOptions.retention``."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Unknown keys (``tags``, ``visual``, ``status``...), kept for round-trips."""
 
@@ -468,6 +476,7 @@ class Flow:
                     )
         elif raw_steps is not None:
             issues.append(ValidationIssue("steps", "steps must be an object of id -> step"))
+        retention = _retention(data.get("retention"), issues)
         steps: dict[str, Step] = {}
         for key, path, raw in items:
             steps[key], step_issues = Step.parse(raw, key=key, path=path)
@@ -479,6 +488,7 @@ class Flow:
             steps=steps,
             name=data.get("name"),
             description=data.get("description"),
+            retention=retention,
             extra={k: v for k, v in data.items() if k not in _FLOW_KEYS},
         )
         return flow, issues
@@ -491,9 +501,30 @@ class Flow:
         if self.description is not None:
             out["description"] = self.description
         out["initialStepId"] = self.initial_step_id
+        if self.retention is not None:
+            out["retention"] = (
+                "forever" if self.retention == KEEP_FOREVER else format_duration(self.retention)
+            )
         out["steps"] = {key: step.to_dict() for key, step in self.steps.items()}
         out.update(self.extra)
         return out
+
+
+def _retention(value: Any, issues: list[ValidationIssue]) -> timedelta | None:
+    """The flow's ``retention`` (a duration or ``forever``); an issue when it is neither."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() == "forever":
+        return KEEP_FOREVER
+    try:
+        retention = parse_duration(value, field="retention")
+    except ValueError as exc:
+        issues.append(ValidationIssue("retention", str(exc).removeprefix("retention: ")))
+        return None
+    if retention <= timedelta(0):
+        issues.append(ValidationIssue("retention", 'must be positive (or "forever")'))
+        return None
+    return retention
 
 
 def _kind(value: Any) -> str:

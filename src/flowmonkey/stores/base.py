@@ -33,6 +33,8 @@ __all__ = [
     "ExecutionQuery",
     "Lease",
     "Page",
+    "PurgeBatch",
+    "PurgeQuery",
     "StepCommit",
     "Store",
     "StoredFlow",
@@ -138,6 +140,49 @@ class TaskQuery:
     tenant_id: str | None = None
     execution_id: str | None = None
     limit: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeQuery:
+    """Which finished executions one ``Store.purge`` call removes (one small batch).
+
+    An execution is purged with everything it owns (context, history, events, resume
+    tokens, tasks, its idempotency key) when it is terminal, was created and last updated
+    before ``older_than``, and:
+
+    - it has no parent, or its parent is gone: a child of a kept parent is kept (it goes
+      with its parent's tree when the parent is purged);
+    - every descendant is terminal (they are purged with it, whatever their own age,
+      status or flow);
+    - neither it nor a descendant holds an idempotency key still valid at ``now``: within
+      its window a duplicate start must keep finding the execution (SEMANTICS.md).
+    """
+
+    older_than: datetime
+    now: datetime
+    status: Sequence[ExecutionStatus] | None = None
+    """Terminal statuses to purge; ``None``: all three."""
+    flow_id: str | None = None
+    exclude_flow_ids: Sequence[str] = ()
+    """Flows left alone (their own retention applies)."""
+    limit: int = 200
+    """Most executions examined by this call (one short write transaction)."""
+    cursor: str | None = None
+    """The ``next_cursor`` of the previous batch of the same pass."""
+    dry_run: bool = False
+    """Count what would be purged; change nothing."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeBatch:
+    """What one ``Store.purge`` call did."""
+
+    executions: int
+    """Executions purged (would be, for a dry run), descendants included."""
+    rows: int
+    """Rows deleted over every table (0 for a dry run)."""
+    next_cursor: str | None
+    """Pass it back for the next batch; ``None`` when the pass is complete."""
 
 
 T = TypeVar("T")
@@ -340,6 +385,20 @@ class Store(Protocol):
 
     async def list_tasks(self, query: TaskQuery) -> builtins.list[Task]:
         """List user tasks, oldest first."""
+        ...
+
+    # -- retention --------------------------------------------------------------------------
+
+    async def purge(self, query: PurgeQuery) -> PurgeBatch:
+        """Delete one batch of old finished executions (see ``PurgeQuery``), atomically.
+
+        Examines at most ``query.limit`` executions in ``(status, created_at, id)`` order
+        from ``query.cursor``, so a pass over any number of rows is a series of short
+        transactions that never hold the write lock for long.
+
+        Raises:
+            ValueError: a non-terminal status was asked for, or the cursor is malformed.
+        """
         ...
 
     # -- flow definitions -------------------------------------------------------------------

@@ -23,11 +23,14 @@ from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, T
 from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.model.tables import TableDef, TableRow
+from flowmonkey.stores import memory_purge
 from flowmonkey.stores.base import (
     Acquired,
     ExecutionQuery,
     Lease,
     Page,
+    PurgeBatch,
+    PurgeQuery,
     StepCommit,
     StoredFlow,
     TaskQuery,
@@ -511,6 +514,12 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
                 out.append((header.updated_at, header.id))
         out.sort()
         return [ident for _, ident in out[:limit]]
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def purge(self, query: PurgeQuery) -> PurgeBatch:
+        """Delete one batch of old finished executions (see ``Store.purge``)."""
+        return memory_purge.purge(self._rows, self._tokens, self._tasks, self._idem, query)
 
     # -- events, tokens, tasks ----------------------------------------------------------
 

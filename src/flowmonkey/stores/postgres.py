@@ -28,14 +28,18 @@ from psycopg import errors as pg_errors
 
 from flowmonkey import errors
 from flowmonkey.model.events import Event
-from flowmonkey.model.execution import Execution
+from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import compact
 from flowmonkey.stores import postgres_queries as q
+from flowmonkey.stores import purge as purge_rules
 from flowmonkey.stores.base import (
     Acquired,
     ExecutionQuery,
     Lease,
     Page,
+    PurgeBatch,
+    PurgeQuery,
     StepCommit,
     StoredFlow,
     TaskQuery,
@@ -49,6 +53,7 @@ from flowmonkey.stores.postgres_commit import (
     create_statement,
     idempotency_tenant,
 )
+from flowmonkey.stores.postgres_purge import purge_batch
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
 from flowmonkey.stores.schedules_sql import PostgresSchedules
 from flowmonkey.stores.tables import PostgresTables
@@ -56,7 +61,34 @@ from flowmonkey.versions import semver_key
 
 _TERMINAL = frozenset(("completed", "failed", "cancelled"))
 
-__all__ = ["PostgresStore", "PostgresWakeSignaler"]
+__all__ = ["PostgresStore", "PostgresWakeSignaler", "list_sql"]
+
+
+def list_sql(query: ExecutionQuery) -> tuple[str, dict[str, Any]]:
+    """The page query of ``query`` and its parameters (public for the query-plan test)."""
+    where: builtins.list[str] = []
+    params: dict[str, Any] = {"limit": query.limit + 1}
+    for column in ("flow_id", "tenant_id", "correlation_id", "parent_execution_id"):
+        value = getattr(query, column)
+        if value is not None:
+            where.append(f"{column} = %({column})s")
+            params[column] = value
+    if query.created_after is not None:
+        where.append("created_at >= %(created_after)s")
+        params["created_after"] = query.created_after
+    if query.created_before is not None:
+        where.append("created_at < %(created_before)s")
+        params["created_before"] = query.created_before
+    if query.cursor:
+        created, ident = decode_cursor(query.cursor)
+        where.append("(created_at, id) < (%(cursor_at)s, %(cursor_id)s)")
+        params["cursor_at"], params["cursor_id"] = created, ident
+    filters = "".join(f" AND {term}" for term in where)
+    statuses = dict.fromkeys(ExecutionStatus(s) for s in query.status or ExecutionStatus)
+    arms = "\nUNION ALL\n".join(
+        q.LIST_ARM.format(status=status.value, where=filters) for status in statuses
+    )
+    return q.LIST_PAGE.format(keys=q.LIST_KEYS.format(arms=arms)), params
 
 
 class PostgresStore(
@@ -124,30 +156,8 @@ class PostgresStore(
         return q.decode_execution(rows[0]) if rows else None
 
     async def list(self, query: ExecutionQuery) -> Page[Execution]:
-        """A page of executions (no history), newest first."""
-        where: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        if query.status:
-            where.append("e.status = ANY(%s::text[])")
-            params.append([str(s) for s in query.status])
-        for column in ("flow_id", "tenant_id", "correlation_id", "parent_execution_id"):
-            value = getattr(query, column)
-            if value is not None:
-                where.append(f"e.{column} = %s")
-                params.append(value)
-        if query.created_after is not None:
-            where.append("e.created_at >= %s")
-            params.append(query.created_after)
-        if query.created_before is not None:
-            where.append("e.created_at < %s")
-            params.append(query.created_before)
-        if query.cursor:
-            created, ident = decode_cursor(query.cursor)
-            where.append("(e.created_at, e.id) < (%s, %s)")
-            params += [created, ident]
-        sql = q.LOAD_NO_HISTORY + ("WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY e.created_at DESC, e.id DESC LIMIT %s"
-        params.append(query.limit + 1)
+        """A page of executions (no history), newest first (see ``q.LIST_KEYS``)."""
+        sql, params = list_sql(query)
         rows = await self._fetchall(sql, params)
         items = [q.decode_execution(r) for r in rows[: query.limit]]
         next_cursor = None
@@ -385,9 +395,11 @@ class PostgresStore(
     async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
         """Persisted events with ``sequence > after``, in order."""
         rows = await self._fetchall(q.EVENTS, [execution_id, after])
+        expand = compact.expand_event_row
         return [
-            Event(type_, execution_id, at, orjson.loads(data), sequence, tenant_id)
+            event
             for sequence, type_, at, tenant_id, data in rows
+            for event in expand(execution_id, sequence, type_, at, tenant_id, data, after)
         ]
 
     async def get_resume_token(self, token_hash: str) -> ResumeTokenRecord | None:
@@ -415,6 +427,14 @@ class PostgresStore(
         params.append(query.limit)
         rows = await self._fetchall(sql, params)
         return [q.decode_task(doc, status) for doc, status in rows]
+
+    # -- retention --------------------------------------------------------------------------
+
+    async def purge(self, query: PurgeQuery) -> PurgeBatch:
+        """Delete one batch of old finished executions (see ``Store.purge``)."""
+        purge_rules.statuses(query)  # a bad query fails before a connection is taken
+        async with self._tx() as conn:
+            return await purge_batch(conn, query)
 
     # -- flow definitions -------------------------------------------------------------------
 

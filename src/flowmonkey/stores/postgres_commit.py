@@ -16,6 +16,7 @@ import orjson
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import compact
 from flowmonkey.stores import postgres_queries as q
 from flowmonkey.stores.base import Lease, StepCommit
 from flowmonkey.stores.tables import pg_rows_json
@@ -72,16 +73,12 @@ def _rows(
     elif history:
         ctes.append(q.HISTORY)
         params["history"] = list(history)
-    if len(events) == 1:
+    if events:
+        # One row for the commit's events (``compact.event_row``).
         ctes.append(q.INSERT_EVENT_ONE)
-        (one,) = events
-        params["ev_seq"], params["ev_type"], params["ev_at"] = one.sequence, one.type, one.timestamp
-        params["ev_tenant"], params["ev_data"] = one.tenant_id, _dumps(one.data)
-    elif events:
-        ctes.append(q.INSERT_EVENTS)
-        params["ev_json"] = _dumps(
-            [[e.sequence, e.type, e.timestamp, e.tenant_id, e.data] for e in events]
-        ).decode()
+        row = compact.event_row(params["id"], events)
+        params["ev_seq"], params["ev_type"], params["ev_at"], params["ev_tenant"] = row[:4]
+        params["ev_data"] = row[4]
 
 
 def _resume_tokens(records: Sequence[ResumeTokenRecord]) -> Statement:
@@ -157,7 +154,10 @@ def create_statement(
         params["channel"] = channel
     loaded = q.decode_execution((
         str(execution.status), execution.started_at, spec, state, stored_checkpoint,
-        list(context), list(context.values()), None,
+        list(context), list(context.values()), None, execution.id, execution.flow_id,
+        execution.flow_version, execution.tenant_id, execution.correlation_id,
+        execution.parent_execution_id, execution.created_at, execution.updated_at,
+        execution.wake_at, execution.deadline_at,
     ))  # fmt: skip
     return (_assemble(ctes, result, q.CREATE_GUARD), params), loaded
 
@@ -203,7 +203,7 @@ def commit_statements(
     if deletes:
         ctes.append(q.CONTEXT_DELETE)
         params["ctx_delete"] = deletes
-    history = [_dumps(record.to_dict()) for record in commit.history]
+    history = [compact.step_blob(record) for record in commit.history]
     _rows(params, commit.context_set, history, commit.events, ctes)
     if commit.table_rows:
         ctes.append(q.INSERT_TABLE_ROWS)

@@ -8,13 +8,15 @@ prepared plan, does not depend on how many rows it writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from flowmonkey.model.execution import Execution, StepRecord, TokenStatus
+from flowmonkey.model.execution import Execution, TokenStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import compact
 
 __all__ = [
     "decode_execution",
@@ -43,7 +45,9 @@ SELECT e.status, e.started_at, e.spec, e.state, e.checkpoint,
              WHERE c.execution_id = e.id ORDER BY c.pos) AS ckeys,
        ARRAY(SELECT c.value FROM execution_context c
              WHERE c.execution_id = e.id ORDER BY c.pos) AS cvals,
-       {history} AS hist
+       {history} AS hist,
+       e.id, e.flow_id, e.flow_version, e.tenant_id, e.correlation_id,
+       e.parent_execution_id, e.created_at, e.updated_at, e.wake_at, e.deadline_at
 FROM executions e
 """
 _WITH_HISTORY = (
@@ -55,6 +59,24 @@ LOAD_NO_HISTORY = _LOAD.format(history="NULL::bytea[]")
 GET = LOAD_WITH_HISTORY + "WHERE e.id = %s"
 GET_NO_HISTORY = LOAD_NO_HISTORY + "WHERE e.id = %s"
 GET_MANY = LOAD_WITH_HISTORY + "WHERE e.id = ANY(%s::text[]) ORDER BY e.created_at, e.id"
+# A listing page: the keys of each requested status come from that status's index range
+# (one UNION ALL arm each, ``LIMIT`` each), so only (statuses x page) keys are ever
+# sorted; then the page rows are loaded. Statuses are written into the arms as literals
+# (they come from ``ExecutionStatus``, never from user text) so the planner estimates
+# each arm from that status's own statistics: waiting rows vastly outnumber the others.
+LIST_ARM = """(SELECT id, created_at FROM executions WHERE status = '{status}'{where}
+ ORDER BY created_at DESC, id DESC LIMIT %(limit)s)"""
+LIST_KEYS = """
+SELECT id, created_at FROM (
+{arms}
+) AS k ORDER BY created_at DESC, id DESC LIMIT %(limit)s
+"""
+LIST_PAGE = (
+    LOAD_NO_HISTORY.replace(
+        "FROM executions e\n", "FROM ({keys}) AS page JOIN executions e ON e.id = page.id\n"
+    )
+    + "ORDER BY page.created_at DESC, page.id DESC"
+)
 FIND_CHILDREN = LOAD_NO_HISTORY + "WHERE e.parent_execution_id = %s ORDER BY e.created_at, e.id"
 
 # -- create and commit: one statement of data-modifying CTEs ------------------------------
@@ -161,17 +183,6 @@ HISTORY = """h AS (
     SELECT %(id)s, r FROM unnest(%(history)s::bytea[]) WITH ORDINALITY AS t(r, n)
     WHERE {guard} ORDER BY n
 )"""
-# Several events travel as ONE json parameter, [[seq, type, at, tenant, data], ...]:
-# psycopg dumps arrays element by element in Python, which cost more than the statement.
-# ``json`` (not jsonb) keeps each payload's text exactly as orjson wrote it.
-INSERT_EVENTS = """ev AS (
-    INSERT INTO events (execution_id, sequence, type, at, tenant_id, data)
-    SELECT %(id)s, (e->>0)::bigint, e->>1, (e->>2)::timestamptz, e->>3,
-           convert_to((e->4)::text, 'UTF8')
-    FROM json_array_elements(%(ev_json)s::json) AS e
-    WHERE {guard}
-)"""
-
 # Pipe rows of the step (``StepCommit.table_rows``), as one json parameter like the events.
 INSERT_TABLE_ROWS = """tr AS (
     INSERT INTO table_rows (id, table_name, tenant_id, execution_id, step_id, created_at,
@@ -181,9 +192,10 @@ INSERT_TABLE_ROWS = """tr AS (
     WHERE {guard} ORDER BY n
 )"""
 
-# Single-row variants of the three CTEs above: the usual step writes one context key, one
-# history record and one event, and scalar parameters cost psycopg far less to adapt than
-# arrays (whose element type it re-inspects on every call).
+# Single-row variants of the two CTEs above: the usual step writes one context key and one
+# history record, and scalar parameters cost psycopg far less to adapt than arrays (whose
+# element type it re-inspects on every call). A commit's events are always ONE row
+# (``compact.event_row``).
 CONTEXT_SET_ONE = """cs AS (
     INSERT INTO execution_context (execution_id, key, value)
     SELECT %(id)s, %(ctx_key)s::text, %(ctx_value)s::bytea WHERE {guard}
@@ -316,24 +328,35 @@ RETURNING 1
 # -- scheduler queries -------------------------------------------------------------------
 
 _UNLEASED = "(lease_owner IS NULL OR lease_expires_at <= %(now)s)"
+# Runnable rows per flow: one partial-index read per kind of runnable row (as CLAIM).
 RUNNABLE_BY_FLOW = f"""
-SELECT flow_id, flow_version, count(*) FROM executions
-WHERE (status = 'pending' AND {_UNLEASED})
-   OR (status = 'waiting' AND wake_at <= %(now)s AND {_UNLEASED})
-   OR (status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= %(now)s)
-GROUP BY flow_id, flow_version
-"""
-DUE = f"""
-SELECT id FROM (
-    SELECT id, wake_at AS due_at FROM executions
+SELECT flow_id, flow_version, count(*) FROM (
+    SELECT flow_id, flow_version FROM executions WHERE status = 'pending' AND {_UNLEASED}
+    UNION ALL
+    SELECT flow_id, flow_version FROM executions
     WHERE status = 'waiting' AND wake_at <= %(now)s AND {_UNLEASED}
     UNION ALL
-    SELECT id, deadline_at FROM executions
-    WHERE deadline_at <= %(now)s AND status NOT IN ('completed', 'failed', 'cancelled')
-      AND {_UNLEASED}
+    SELECT flow_id, flow_version FROM executions
+    WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= %(now)s
+) AS runnable
+GROUP BY flow_id, flow_version
+"""
+# One partial-index range per kind of due time, each cut to `limit` rows, so a pass
+# reads only due rows however many are parked; only those few are grouped and sorted.
+DUE = f"""
+SELECT id FROM (
+    (SELECT id, wake_at AS due_at FROM executions
+     WHERE status = 'waiting' AND wake_at <= %(now)s AND {_UNLEASED}
+     ORDER BY wake_at, id LIMIT %(limit)s)
     UNION ALL
-    SELECT id, wait_deadline_at FROM executions
-    WHERE status = 'waiting' AND wait_deadline_at <= %(now)s AND {_UNLEASED}
+    (SELECT id, deadline_at FROM executions
+     WHERE deadline_at <= %(now)s AND status NOT IN ('completed', 'failed', 'cancelled')
+       AND {_UNLEASED}
+     ORDER BY deadline_at LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, wait_deadline_at FROM executions
+     WHERE status = 'waiting' AND wait_deadline_at <= %(now)s AND {_UNLEASED}
+     ORDER BY wait_deadline_at LIMIT %(limit)s)
 ) AS d
 GROUP BY id ORDER BY MIN(due_at), id LIMIT %(limit)s
 """
@@ -344,6 +367,51 @@ WHERE status = 'running'
        OR (lease_owner IS NULL AND updated_at < %(before)s))
 ORDER BY updated_at, id LIMIT %(limit)s
 """
+
+# -- retention -----------------------------------------------------------------------------
+
+# Candidates of one terminal status, oldest first, from the listing index (the status is a
+# literal for the planner's estimates, as in LIST_ARM). ``kept``: a parent still exists.
+PURGE_CANDIDATES = """
+SELECT e.id, e.created_at, e.updated_at, e.flow_id, e.tenant_id, e.spec,
+    (e.parent_execution_id IS NOT NULL
+     AND EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_execution_id)) AS kept
+FROM executions e
+WHERE e.status = '{status}' AND e.created_at < %(cutoff)s{where}
+ORDER BY e.created_at, e.id LIMIT %(limit)s
+"""
+PURGE_FLOW = " AND e.flow_id = %(flow_id)s"
+PURGE_AFTER = " AND (e.created_at, e.id) > (%(after_at)s, %(after_id)s)"
+# Every execution below the roots, through the parent index.
+PURGE_TREES = """
+WITH RECURSIVE tree (root, id) AS (
+    SELECT r, r FROM unnest(%(roots)s::text[]) AS r
+    UNION ALL
+    SELECT t.root, c.id FROM tree t JOIN executions c ON c.parent_execution_id = t.id
+)
+SELECT t.root, t.id, e.status, e.tenant_id, e.flow_id, e.spec
+FROM tree t JOIN executions e ON e.id = t.id
+"""
+# What the executions own, counted, then (next statement) the executions themselves; in
+# this order so the counts are real rather than hidden in ON DELETE CASCADE.
+PURGE_OWNED = """
+WITH ev AS (DELETE FROM events WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+ctx AS (DELETE FROM execution_context WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+sr AS (DELETE FROM step_records WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+rt AS (DELETE FROM resume_tokens WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+tk AS (DELETE FROM tasks WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
+ik AS (
+    DELETE FROM idempotency_keys k
+    USING unnest(%(k_tenant)s::text[], %(k_flow)s::text[], %(k_key)s::text[],
+                 %(k_exec)s::text[]) AS d (tenant_id, flow_id, key, execution_id)
+    WHERE k.tenant_id = d.tenant_id AND k.flow_id = d.flow_id AND k.key = d.key
+      AND k.execution_id = d.execution_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM ctx) + (SELECT count(*) FROM sr)
+     + (SELECT count(*) FROM rt) + (SELECT count(*) FROM tk) + (SELECT count(*) FROM ik)
+"""
+PURGE_EXECUTIONS = "DELETE FROM executions WHERE id = ANY(%(ids)s::text[])"
 
 # -- events, tokens, tasks, flows --------------------------------------------------------
 
@@ -396,14 +464,34 @@ _dumps = orjson.dumps
 _loads = orjson.loads
 
 
+# Header fields held by columns: the documents do not repeat them (``decode_execution``
+# takes them from the columns).
+_SPEC_COLUMNS = frozenset({
+    "id", "flow_id", "flow_version", "created_at", "tenant_id", "correlation_id",
+    "parent_execution_id", "checkpoint",
+})  # fmt: skip
+_STATE_COLUMNS = frozenset({"status", "updated_at", "started_at", "wake_at", "deadline_at"})
+
+
 def encode_state(header: dict[str, Any]) -> bytes:
-    """JSON of the mutable part of ``Execution.header_dict()``."""
-    return _dumps({key: header[key] for key in _STATE_KEYS})
+    """JSON of the mutable part of ``Execution.header_dict()`` that no column holds:
+    ``None`` and empty values left out, times in microseconds (``stores.compact``)."""
+    state = {
+        key: value
+        for key in _STATE_KEYS
+        if key not in _STATE_COLUMNS and (value := header[key]) is not None
+    }
+    if not state.get("retry_attempts", True):
+        del state["retry_attempts"]
+    return _dumps(compact.times_to_us(state))
 
 
 def encode_spec(header: dict[str, Any]) -> bytes:
-    """JSON of the immutable part of ``Execution.header_dict()`` (no checkpoint)."""
-    return _dumps({k: v for k, v in header.items() if k not in _STATE_KEYS and k != "checkpoint"})
+    """JSON of the immutable part of ``Execution.header_dict()`` that no column holds
+    (``None`` and empty values left out)."""
+    return _dumps(
+        {k: v for k, v in header.items() if k not in _STATE_KEYS and k not in _SPEC_COLUMNS and v}
+    )
 
 
 def wait_deadline(execution: Execution) -> datetime | None:
@@ -416,18 +504,20 @@ def wait_deadline(execution: Execution) -> datetime | None:
     return min(deadlines) if deadlines else None
 
 
-def decode_execution(row: tuple[Any, ...]) -> Execution:
+def decode_execution(row: Sequence[Any]) -> Execution:
     """Build an ``Execution`` from a ``LOAD_*`` row."""
-    status, started_at, spec, state, checkpoint, ckeys, cvals, hist = row
+    status, started_at, spec, state, checkpoint, ckeys, cvals, hist = row[:8]
     data = _loads(spec)
-    data.update(_loads(state))
+    data.update(compact.restore_times(_loads(state)))
+    (data["id"], data["flow_id"], data["flow_version"], data["tenant_id"],
+     data["correlation_id"], data["parent_execution_id"], data["created_at"],
+     data["updated_at"], data["wake_at"], data["deadline_at"]) = row[8:18]  # fmt: skip
     # The columns are authoritative: claim/acquire change them without rewriting `state`.
     data["status"] = status
-    if data.get("started_at") is None and started_at is not None:
-        data["started_at"] = started_at
+    data["started_at"] = started_at
     data["checkpoint"] = _loads(checkpoint) if checkpoint is not None else None
     context = {key: _loads(value) for key, value in zip(ckeys, cvals, strict=True)}
-    history = [StepRecord.from_dict(_loads(r)) for r in hist] if hist else []
+    history = [compact.step_from_blob(r) for r in hist] if hist else []
     return Execution.from_header(data, context=context, history=history)
 
 

@@ -26,7 +26,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.records import ResumeTokenRecord, Task
-from flowmonkey.stores import migrate
+from flowmonkey.stores import migrate, sqlite_purge
 from flowmonkey.stores import sqlite_ops as ops
 from flowmonkey.stores import sqlite_queries as q
 from flowmonkey.stores.base import (
@@ -34,6 +34,8 @@ from flowmonkey.stores.base import (
     ExecutionQuery,
     Lease,
     Page,
+    PurgeBatch,
+    PurgeQuery,
     StepCommit,
     StoredFlow,
     TaskQuery,
@@ -425,8 +427,9 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
     async def events(self, execution_id: str, *, after: int = 0) -> list[Event]:
         """Persisted events of one execution with ``sequence > after``, in order."""
         # max(): history rows share the table with negative sequences.
-        found = await self._tx(False, ops.rows, q.SELECT_EVENTS, (execution_id, max(after, 0)))
-        return [q.event_from_row(execution_id, row) for row in found]
+        after = max(after, 0)
+        found = await self._tx(False, ops.rows, q.SELECT_EVENTS, (execution_id, after))
+        return [event for row in found for event in q.events_from_row(execution_id, row, after)]
 
     async def get_resume_token(self, token_hash: str) -> ResumeTokenRecord | None:
         """Look a resume token up by its SHA-256 hex digest."""
@@ -453,6 +456,12 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         sql += " ORDER BY created_at, id LIMIT ?"
         args.append(query.limit)
         return [q.task_from_row(row) for row in await self._tx(False, ops.rows, sql, args)]
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def purge(self, query: PurgeQuery) -> PurgeBatch:
+        """Delete one batch of old finished executions (see ``Store.purge``)."""
+        return await self._tx(True, sqlite_purge.purge, query)
 
     # -- flow definitions -----------------------------------------------------------------
 

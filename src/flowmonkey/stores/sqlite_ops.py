@@ -18,7 +18,14 @@ from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord
 from flowmonkey.stores import migrate, tables
 from flowmonkey.stores import sqlite_queries as q
-from flowmonkey.stores.base import Acquired, ExecutionQuery, Lease, Page, StepCommit, StoredFlow
+from flowmonkey.stores.base import (
+    Acquired,
+    ExecutionQuery,
+    Lease,
+    Page,
+    StepCommit,
+    StoredFlow,
+)
 from flowmonkey.stores.memory import decode_cursor, encode_cursor
 from flowmonkey.versions import semver_key
 
@@ -35,7 +42,9 @@ __all__ = [
     "find_children",
     "get",
     "get_flow",
+    "ALL_STATUSES",
     "list_executions",
+    "list_sql",
     "list_flows",
     "release",
     "rows",
@@ -62,10 +71,7 @@ def _context(conn: sqlite3.Connection, execution_id: str) -> dict[str, Any]:
 
 
 def _history(conn: sqlite3.Connection, execution_id: str) -> list[StepRecord]:
-    return [
-        StepRecord.from_dict(_loads(data))
-        for (data,) in conn.execute(q.SELECT_HISTORY, (execution_id,))
-    ]
+    return [q.step_from_blob(data) for (data,) in conn.execute(q.SELECT_HISTORY, (execution_id,))]
 
 
 def _build(
@@ -74,15 +80,16 @@ def _build(
     *,
     history: bool,
     state: dict[str, Any] | None = None,
+    status: str | None = None,
 ) -> Execution:
-    """Execution from a row starting ``id, info, state, checkpoint``, plus its context."""
+    """Execution from a row starting with ``q.EXEC_COLUMNS``, plus its context."""
     ident = row[0]
-    return q.execution_from_parts(
-        row[1],
-        row[2] if state is None else state,
-        row[3],
+    return q.execution_from_row(
+        row,
         _context(conn, ident),
         _history(conn, ident) if history else [],
+        state=state,
+        status=status,
     )
 
 
@@ -132,7 +139,7 @@ def create(
             q.UPSERT_CONTEXT, [(ex.id, k, _dumps(v, option=_OPT)) for k, v in ex.context.items()]
         )
     if events:
-        conn.executemany(q.INSERT_EVENT, [q.event_params(ex.id, e) for e in events])
+        conn.execute(q.INSERT_EVENT, q.event_params(ex.id, events))
     if lease is not None:
         conn.execute(q.GRANT, (lease.owner, lease.token, q.to_us(lease.expires_at), ex.id))
     return execution, True
@@ -144,18 +151,32 @@ def get(conn: sqlite3.Connection, execution_id: str, history: bool) -> Execution
     return None if row is None else _build(conn, row, history=history)
 
 
-def list_executions(conn: sqlite3.Connection, query: ExecutionQuery) -> Page[Execution]:
-    """One page, newest first; fetches ``limit + 1`` rows to know whether more follow."""
-    where: list[str] = []
+# Listing index per equality filter, most selective first: each is (filter, status,
+# created_at, id), so one status of one filter value is one backwards index range.
+_LIST_INDEXES = (
+    ("parent_execution_id", "executions_parent"),
+    ("correlation_id", "executions_correlation"),
+    ("flow_id", "executions_flow"),
+    ("tenant_id", "executions_tenant"),
+)
+ALL_STATUSES = tuple(str(s) for s in ExecutionStatus)
+
+
+def list_sql(query: ExecutionQuery) -> tuple[str, list[Any]]:
+    """The per-status page query of ``query``: its SQL (``?`` for the status first) and
+    the arguments that follow the status. Public so a test can check its query plan."""
+    index = "executions_status"
+    where = ["status = ?"]
     args: list[Any] = []
-    if query.status:
-        where.append(f"status IN ({', '.join('?' * len(query.status))})")
-        args.extend(str(s) for s in query.status)
-    for column in ("flow_id", "tenant_id", "correlation_id", "parent_execution_id"):
+    for column, name in _LIST_INDEXES:
         value = getattr(query, column)
         if value is not None:
+            if index == "executions_status":
+                index = name
             where.append(f"{column} = ?")
             args.append(value)
+    if index == "executions_flow" and query.tenant_id is not None:
+        index = "executions_tenant_flow"
     if query.created_after is not None:
         where.append("created_at >= ?")
         args.append(q.to_us(query.created_after))
@@ -164,17 +185,29 @@ def list_executions(conn: sqlite3.Connection, query: ExecutionQuery) -> Page[Exe
         args.append(q.to_us(query.created_before))
     if query.cursor:
         at, ident = decode_cursor(query.cursor)
-        where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-        args.extend((q.to_us(at), q.to_us(at), ident))
-    sql = "SELECT id, info, state, checkpoint FROM executions"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        # A row value: SQLite turns it into an index range (an OR would not be).
+        where.append("(created_at, id) < (?, ?)")
+        args.extend((q.to_us(at), ident))
+    sql = (
+        f"SELECT created_at, id FROM executions INDEXED BY {index} "
+        f"WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
     args.append(query.limit + 1)
-    found = conn.execute(sql, args).fetchall()
-    items = [_build(conn, row, history=False) for row in found[: query.limit]]
+    return sql, args
+
+
+def list_executions(conn: sqlite3.Connection, query: ExecutionQuery) -> Page[Execution]:
+    """One page, newest first: ``limit + 1`` keys from each status's index range, merged,
+    so a page costs O(page x statuses) whatever the number of stored executions."""
+    statuses = [str(s) for s in query.status] if query.status else ALL_STATUSES
+    sql, args = list_sql(query)
+    keys: list[tuple[int, str]] = []
+    for status in dict.fromkeys(statuses):
+        keys.extend(conn.execute(sql, (status, *args)).fetchall())
+    keys.sort(reverse=True)
+    items = [_load(conn, ident, history=False) for _, ident in keys[: query.limit]]
     next_cursor = None
-    if len(found) > query.limit and items:
+    if len(keys) > query.limit and items:
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id)
     return Page(items=items, next_cursor=next_cursor)
 
@@ -196,31 +229,31 @@ def _grant(
     lease_for: timedelta,
     start: bool = True,
 ) -> Acquired:
-    """Lease the execution in ``row`` (``id, info, state, checkpoint, lease_owner,
-    lease_token``) to ``owner``."""
-    ident, previous_owner = row[0], row[4]
-    token = row[5] + 1
+    """Lease the execution in ``row`` (``q.EXEC_COLUMNS``, then lease owner, token and
+    expiry) to ``owner``."""
+    ident, previous_owner = row[0], row[14]
+    token = row[15] + 1
     expires = now + lease_for
     state: dict[str, Any] = _loads(row[2])
-    status = state["status"]
+    status = row[6]
     # Taking a running execution's lease (expired or stolen) means its runner is gone,
     # whoever that was: a worker may reclaim its own expired lease after an outage.
     recovered = (
         status == _RUNNING
         and previous_owner is not None
-        and (previous_owner != owner or row[6] is None or row[6] <= q.to_us(now))
+        and (previous_owner != owner or row[16] is None or row[16] <= q.to_us(now))
     )
     if start and status == _PENDING:
-        state["status"] = _RUNNING
+        status = _RUNNING
         if state.get("started_at") is None:
-            state["started_at"] = now.isoformat()
+            state["started_at"] = q.to_us(now)
         conn.execute(
             q.GRANT_START, (owner, token, q.to_us(expires), _dumps(state, option=_OPT), ident)
         )
     else:
         conn.execute(q.GRANT, (owner, token, q.to_us(expires), ident))
     lease = Lease(execution_id=ident, owner=owner, token=token, expires_at=expires)
-    execution = _build(conn, row, history=True, state=state)
+    execution = _build(conn, row, history=True, state=state, status=status)
     return Acquired(execution=execution, lease=lease, recovered=recovered)
 
 
@@ -239,9 +272,9 @@ def acquire(
     row = conn.execute(q.SELECT_FOR_ACQUIRE, (execution_id,)).fetchone()
     if row is None:
         raise errors.ExecutionNotFound(execution_id)
-    lease_owner, expires = row[4], row[6]
+    lease_owner, expires = row[14], row[16]
     free = lease_owner is None or lease_owner == owner or expires <= q.to_us(now)
-    status = _loads(row[2])["status"]
+    status = row[6]
     revivable = failed and status == "failed"
     if (status in TERMINAL and not revivable) or not (free or steal):
         return Acquired(execution=_build(conn, row, history=True), lease=None)
@@ -287,7 +320,7 @@ def append_event(conn: sqlite3.Connection, event: Event, now: int) -> Event | No
         q.UPDATE_STATE_FENCED if fence else q.UPDATE_STATE, (_dumps(state, option=_OPT), eid)
     )
     stored = Event(event.type, eid, event.timestamp, event.data, sequence, tenant_id)
-    conn.execute(q.INSERT_EVENT, q.event_params(eid, stored))
+    conn.execute(q.INSERT_EVENT, q.event_params(eid, [stored]))
     return stored
 
 
@@ -331,7 +364,7 @@ def commit(
     if step.history:
         conn.executemany(q.INSERT_STEP, [q.step_params(eid, r) for r in step.history])
     if step.events:
-        conn.executemany(q.INSERT_EVENT, [q.event_params(eid, e) for e in step.events])
+        conn.execute(q.INSERT_EVENT, q.event_params(eid, step.events))
     if step.resume_tokens:
         conn.executemany(
             q.INSERT_RESUME_TOKEN, [q.resume_token_params(r) for r in step.resume_tokens]

@@ -8,6 +8,7 @@ a step commit pays no string building. Times are integer microseconds since the 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,11 +17,14 @@ import orjson
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, StepRecord, TokenStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
+from flowmonkey.stores import compact
 
 __all__ = [
     "COMMIT_NARROW",
     "INFO_KEYS",
-    "execution_from_parts",
+    "EXEC_COLUMNS",
+    "compact_state",
+    "execution_from_row",
     "from_us",
     "info_blob",
     "opt_dt",
@@ -28,6 +32,7 @@ __all__ = [
     "resume_token_from_row",
     "resume_token_params",
     "split_statements",
+    "step_from_blob",
     "state_params",
     "task_from_row",
     "task_params",
@@ -80,9 +85,31 @@ def opt_dt(value: int | None) -> datetime | None:
 # -- executions -----------------------------------------------------------------------
 
 
+# Header fields that are columns of ``executions``: neither JSON document repeats them.
+_INFO_COLUMNS = frozenset({
+    "id", "flow_id", "flow_version", "created_at", "tenant_id", "correlation_id",
+    "parent_execution_id",
+})  # fmt: skip
+_STATE_COLUMNS = frozenset({"status", "updated_at", "wake_at", "deadline_at"})
+
+
 def info_blob(header: dict[str, Any]) -> bytes:
-    """JSON of the create-time header fields."""
-    return _dumps({k: v for k, v in header.items() if k in INFO_KEYS}, option=_OPT)
+    """JSON of the create-time header fields the columns do not hold (``None`` and empty
+    values left out: the header reader defaults them)."""
+    return _dumps(
+        {k: v for k, v in header.items() if k in INFO_KEYS and k not in _INFO_COLUMNS and v},
+        option=_OPT,
+    )
+
+
+def compact_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``Execution.state_dict()`` as stored: no column-held fields, no ``None`` or empty
+    values, times in microseconds."""
+    out = {k: v for k, v in state.items() if k not in _STATE_COLUMNS and v is not None}
+    compact.times_to_us(out)
+    if not out.get("retry_attempts", True):
+        del out["retry_attempts"]
+    return out
 
 
 def state_params(
@@ -90,7 +117,7 @@ def state_params(
 ) -> tuple[str, int, int | None, int | None, int | None, bytes, bytes | None]:
     """``(status, updated_at, wake_at, deadline_at, wait_deadline_at, state, checkpoint)``
     column values for the mutable part of an execution."""
-    state = execution.state_dict()
+    state = compact_state(execution.state_dict())
     checkpoint = execution.checkpoint
     wait_deadline: datetime | None = None
     for token in execution.tokens:
@@ -102,7 +129,7 @@ def state_params(
         ):
             wait_deadline = at
     return (
-        state["status"],
+        execution.status.value,
         to_us(execution.updated_at),
         opt_us(execution.wake_at),
         opt_us(execution.deadline_at),
@@ -112,41 +139,55 @@ def state_params(
     )
 
 
-def execution_from_parts(
-    info: bytes | dict[str, Any],
-    state: bytes | dict[str, Any],
-    checkpoint: bytes | None,
+def execution_from_row(
+    row: Sequence[Any],
     context: dict[str, Any],
     history: list[StepRecord],
+    *,
+    state: dict[str, Any] | None = None,
+    status: str | None = None,
 ) -> Execution:
-    """Rebuild an ``Execution`` from its stored columns (JSON bytes or parsed dicts)."""
-    data = _loads(info) if isinstance(info, bytes) else dict(info)
-    data.update(_loads(state) if isinstance(state, bytes) else state)
-    data["checkpoint"] = None if checkpoint is None else _loads(checkpoint)
+    """Rebuild an ``Execution`` from a row starting with ``EXEC_COLUMNS`` (``state`` and
+    ``status`` override the stored ones, as a grant just wrote them)."""
+    data = _loads(row[1])
+    data.update(_loads(row[2]) if state is None else state)
+    compact.restore_times(data)
+    data["id"], data["flow_id"], data["flow_version"] = row[0], row[4], row[5]
+    data["status"] = row[6] if status is None else status
+    data["tenant_id"], data["correlation_id"], data["parent_execution_id"] = row[7:10]
+    data["created_at"] = from_us(row[10])
+    data["updated_at"] = from_us(row[11])
+    data["wake_at"] = opt_dt(row[12])
+    data["deadline_at"] = opt_dt(row[13])
+    data["checkpoint"] = None if row[3] is None else _loads(row[3])
     return Execution.from_header(data, context=context, history=history)
 
 
 def step_params(execution_id: str, record: StepRecord) -> tuple[str, int, bytes]:
     """A history row of ``events`` (negative sequence, type ``$step``)."""
-    return (execution_id, to_us(record.finished_at), _dumps(record.to_dict(), option=_OPT))
+    return (execution_id, to_us(record.finished_at), compact.step_blob(record))
 
 
-def event_params(execution_id: str, event: Event) -> tuple[str, int, str, int, str | None, bytes]:
-    """Row of ``events``."""
-    return (
-        execution_id,
-        event.sequence,
-        event.type,
-        to_us(event.timestamp),
-        event.tenant_id,
-        _dumps(event.data, option=_OPT),
-    )
+step_from_blob = compact.step_from_blob
 
 
-def event_from_row(execution_id: str, row: sqlite3.Row | tuple[Any, ...]) -> Event:
-    """Inverse of ``event_params`` for ``SELECT sequence, type, timestamp, tenant_id, data``."""
+def event_params(
+    execution_id: str, events: Sequence[Event]
+) -> tuple[str, int, str, int, str | None, bytes]:
+    """The one ``events`` row of one commit's events (``compact.event_row``)."""
+    sequence, type_, timestamp, tenant_id, data = compact.event_row(execution_id, events)
+    return (execution_id, sequence, type_, to_us(timestamp), tenant_id, data)
+
+
+def events_from_row(
+    execution_id: str, row: sqlite3.Row | tuple[Any, ...], after: int
+) -> list[Event]:
+    """Inverse of ``event_params`` for ``SELECT sequence, type, timestamp, tenant_id, data``
+    (the events with ``sequence > after``)."""
     sequence, type_, timestamp, tenant_id, data = row
-    return Event(type_, execution_id, from_us(timestamp), _loads(data), sequence, tenant_id)
+    return compact.expand_event_row(
+        execution_id, sequence, type_, from_us(timestamp), tenant_id, data, after
+    )
 
 
 # -- resume tokens and tasks --------------------------------------------------------------
@@ -243,7 +284,12 @@ def split_statements(script: str) -> list[str]:
 
 # -- SQL ------------------------------------------------------------------------------------
 
-_EXEC_COLUMNS = "id, info, state, checkpoint"
+EXEC_COLUMNS = (
+    "id, info, state, checkpoint, flow_id, flow_version, status, tenant_id, correlation_id, "
+    "parent_execution_id, created_at, updated_at, wake_at, deadline_at"
+)
+"""What ``execution_from_row`` reads (lease columns follow at 14, 15, 16 where selected)."""
+_EXEC_COLUMNS = EXEC_COLUMNS
 
 INSERT_EXECUTION = """
 INSERT INTO executions (id, flow_id, flow_version, status, tenant_id, correlation_id,
@@ -271,29 +317,51 @@ SELECT_CHILDREN = (
 
 # Runnable: pending or due waiting with no live lease, or running with an expired lease.
 # A running execution whose lease was released is left to ``stale`` (the reaper).
-_CLAIMABLE = f"""
-SELECT {_EXEC_COLUMNS}, lease_owner, lease_token, lease_expires_at FROM executions
-WHERE ((status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now))
-   OR (status = 'waiting' AND wake_at <= :now
-       AND (lease_owner IS NULL OR lease_expires_at <= :now))
-   OR (status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= :now)){{flows}}
-ORDER BY created_at, id
+# Each kind is read from its own partial index (INDEXED BY: fixed plans, whatever the
+# statistics say, and an error instead of a silent table scan if an index went missing),
+# at most :limit rows each; only the union of those is sorted oldest first.
+_RUNNABLE_ARMS = """
+    SELECT * FROM (
+        SELECT {columns} FROM executions INDEXED BY executions_pending
+        WHERE status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now){flows}
+        ORDER BY created_at, id{limit})
+    UNION ALL
+    SELECT * FROM (
+        SELECT {columns} FROM executions INDEXED BY executions_wake
+        WHERE status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= :now
+          AND (lease_owner IS NULL OR lease_expires_at <= :now){flows}
+        ORDER BY wake_at, id{limit})
+    UNION ALL
+    SELECT * FROM (
+        SELECT {columns} FROM executions INDEXED BY executions_running
+        WHERE status = 'running' AND lease_expires_at <= :now AND lease_owner IS NOT NULL{flows}
+        ORDER BY lease_expires_at, id{limit})
+"""
+_CLAIMABLE = """
+SELECT e.id, e.info, e.state, e.checkpoint, e.flow_id, e.flow_version, e.status, e.tenant_id,
+    e.correlation_id, e.parent_execution_id, e.created_at, e.updated_at, e.wake_at,
+    e.deadline_at, e.lease_owner, e.lease_token, e.lease_expires_at
+FROM ({arms}) AS picked
+JOIN executions AS e ON e.id = picked.id
+ORDER BY picked.created_at, picked.id
 LIMIT :limit
 """
-SELECT_CLAIMABLE = _CLAIMABLE.format(flows="")
-RUNNABLE_BY_FLOW = """
-SELECT flow_id, flow_version, COUNT(*) FROM executions
-WHERE (status = 'pending' AND (lease_owner IS NULL OR lease_expires_at <= :now))
-   OR (status = 'waiting' AND wake_at <= :now
-       AND (lease_owner IS NULL OR lease_expires_at <= :now))
-   OR (status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at <= :now)
-GROUP BY flow_id, flow_version
-"""
+SELECT_CLAIMABLE = _CLAIMABLE.format(
+    arms=_RUNNABLE_ARMS.format(columns="id, created_at", flows="", limit=" LIMIT :limit")
+)
+# The same runnable rows (all of them: they are the work due now), counted per flow.
+RUNNABLE_BY_FLOW = (
+    "SELECT flow_id, flow_version, COUNT(*) FROM ("
+    + _RUNNABLE_ARMS.format(columns="flow_id, flow_version", flows="", limit="")
+    + ") GROUP BY flow_id, flow_version"
+)
 # Only the flows a worker can run (``:flows`` is a JSON list of [flow_id, version]).
+_OF_FLOWS = """
+          AND (flow_id, flow_version) IN (
+            SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+            FROM json_each(:flows))"""
 SELECT_CLAIMABLE_OF_FLOWS = _CLAIMABLE.format(
-    flows="""
-  AND (flow_id, flow_version) IN (
-    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:flows))"""
+    arms=_RUNNABLE_ARMS.format(columns="id, created_at", flows=_OF_FLOWS, limit=" LIMIT :limit")
 )
 
 SELECT_FOR_APPEND = """
@@ -379,32 +447,38 @@ ON CONFLICT (tenant_id, flow_id, key) DO UPDATE
 SET execution_id = excluded.execution_id, expires_at = excluded.expires_at
 """
 
-_NEVER = 2**63 - 1  # larger than any stored time: "not due" in the MIN below
+_UNLEASED = "(lease_owner IS NULL OR lease_expires_at <= :now)"
 
-_DUE_NOW = """
-    (status = 'waiting' AND wake_at <= :now)
-    OR deadline_at <= :now
-    OR (status = 'waiting' AND wait_deadline_at <= :now)
-"""
-
-# Ordered by the earliest due time (the first thing that became due), then id.
+# One indexed range per kind of due time, each stopping at the first row not yet due
+# (so a million parked executions cost nothing); only the due rows are grouped and sorted
+# by the earliest due time (the first thing that became due), then id.
 SELECT_DUE = f"""
-SELECT id, MIN(
-    CASE WHEN status = 'waiting' AND wake_at <= :now THEN wake_at ELSE {_NEVER} END,
-    CASE WHEN deadline_at <= :now THEN deadline_at ELSE {_NEVER} END,
-    CASE WHEN status = 'waiting' AND wait_deadline_at <= :now THEN wait_deadline_at
-         ELSE {_NEVER} END
-) AS due_at
-FROM executions
-WHERE status IN ('pending', 'running', 'waiting', 'cancelling')
-  AND (lease_owner IS NULL OR lease_expires_at <= :now)
-  AND ({_DUE_NOW})
-ORDER BY due_at, id
+SELECT id FROM (
+    SELECT * FROM (
+        SELECT id, wake_at AS due_at FROM executions INDEXED BY executions_wake
+        WHERE status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= :now AND {_UNLEASED}
+        ORDER BY wake_at, id LIMIT :limit)
+    UNION ALL
+    SELECT * FROM (
+        SELECT id, deadline_at AS due_at FROM executions INDEXED BY executions_deadline
+        WHERE deadline_at IS NOT NULL AND status NOT IN ('completed', 'failed', 'cancelled')
+          AND deadline_at <= :now AND {_UNLEASED}
+        ORDER BY deadline_at, id LIMIT :limit)
+    UNION ALL
+    SELECT * FROM (
+        SELECT id, wait_deadline_at AS due_at FROM executions
+            INDEXED BY executions_wait_deadline
+        WHERE status = 'waiting' AND wait_deadline_at IS NOT NULL
+          AND wait_deadline_at <= :now AND {_UNLEASED}
+        ORDER BY wait_deadline_at, id LIMIT :limit)
+)
+GROUP BY id ORDER BY MIN(due_at), id
 LIMIT :limit
 """
 
+# Running executions only (their partial index): live work, never the parked ones.
 SELECT_STALE = """
-SELECT id FROM executions
+SELECT id FROM executions INDEXED BY executions_running
 WHERE status = 'running'
   AND ((lease_owner IS NOT NULL AND lease_expires_at <= :now)
        OR (lease_owner IS NULL AND updated_at < :before))

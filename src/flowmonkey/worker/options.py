@@ -31,6 +31,11 @@ class WorkerOptions:
     """How often due timers, retries and timeouts are applied (``engine.tick_timers``)."""
     reaper_interval: float = 5.0
     """How often stale runs are recovered (``engine.recover_stale``)."""
+    purge_interval: float = 600.0
+    """How often the retention pass runs (``engine.purge()``: ``EngineOptions.retention``
+    and each flow's ``retention``; nothing is purged when neither is set)."""
+    purge_pause: float = 0.05
+    """Pause between two purge batches, so steps are never queued behind a long purge."""
     schedule_interval: float = 1.0
     """Longest sleep of the schedule loop (it wakes earlier for the next due time)."""
     fire_schedules: bool = True
@@ -58,9 +63,12 @@ class WorkerOptions:
             "schedule_interval",
             "reaper_interval",
             "max_backoff",
+            "purge_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        if self.purge_pause < 0:
+            raise ValueError("purge_pause must be >= 0")
         if self.shutdown_grace < 0:
             raise ValueError("shutdown_grace must be >= 0")
         if self.lease_for is not None and self.lease_for <= timedelta(0):

@@ -9,6 +9,8 @@ One ``Worker.run()`` is an ``asyncio.TaskGroup`` of:
 - the **scheduler**: ``engine.tick_timers()`` every ``scheduler_interval`` (due wakes,
   retries, wait and execution timeouts become runnable);
 - the **reaper**: ``engine.recover_stale()`` every ``reaper_interval``;
+- the **retention pass**: ``engine.purge()`` every ``purge_interval`` (small batches,
+  ``purge_pause`` apart; a no-op unless a retention period is configured);
 - the **schedule loop** (``schedule_loop.py``): fires due cron schedule times, exactly once
   across every worker;
 - the **wake listener** (when there is a ``WakeSignaler``) and the optional health server.
@@ -183,6 +185,8 @@ class Worker:
             "unrunnable": self.unrunnable,
             # Steps queued for a sync-handler thread (their timeouts have not started).
             "sync_handlers": self.engine.sync_handlers.stats(),
+            "purged_executions": self.engine.purge_stats.executions,
+            "purged_rows": self.engine.purge_stats.rows,
         }
         if not healthy and self._last_error:
             body["error"] = self._last_error
@@ -353,6 +357,11 @@ class Worker:
                     stopping=self._stopping, log=log, extra=self._extra,
                     max_backoff=options.max_backoff,
                 ), name="flowmonkey-survey"),
+                group.create_task(run_every(
+                    "retention (purge)", options.purge_interval, self._purge,
+                    stopping=self._stopping, log=log, extra=self._extra,
+                    max_backoff=options.max_backoff,
+                ), name="flowmonkey-retention"),
             ]  # fmt: skip
             if options.fire_schedules:
                 helpers.append(group.create_task(run_schedules(
@@ -379,6 +388,10 @@ class Worker:
             _, pending = await asyncio.wait(helpers, timeout=_HELPER_GRACE)
             for task in pending:
                 task.cancel()
+
+    async def _purge(self) -> list[str]:
+        await self.engine.purge(pause=self.options.purge_pause)
+        return []  # purging makes nothing runnable
 
     def _runnable(self, ids: list[str]) -> None:
         """Executions became runnable (wake signal, scheduler, reaper): claim them now."""

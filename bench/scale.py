@@ -1,0 +1,406 @@
+"""Scale benchmark: ``python -m bench scale [--size N] [--backends sqlite,postgres]``.
+
+Measures what a store costs with N executions parked on a 30-day timer, against the same
+store empty, in one run (issue 16):
+
+- live step: a 10-step flow run to completion one at a time beside the parked ones
+  (per step; median and p99 over ``--live`` executions);
+- scheduler pass with nothing due (``engine.tick_timers()``), an empty claim
+  (``store.claim``), and one list page (50) for each filter the engine/CLI/API offer;
+- purge: ``--finished`` old completed executions purged through ``engine.purge`` while a
+  live stepper runs beside it: executions/s, and the live step p99 during the purge;
+- bytes per execution: store size on disk (SQLite pages in use; PostgreSQL relation
+  sizes after VACUUM FULL) divided by the executions stored.
+
+Parked executions are generated in bulk through the store's own ``create`` (the exact
+header, context and events of a real parked execution, made by the engine first, with
+new ids and spread creation times), not with hand-written SQL. Not part of ``make test``.
+Results go to ``bench/results/scale-<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flowmonkey import (
+    Engine,
+    EngineOptions,
+    ExecutionStatus,
+    Flow,
+    FlowRegistry,
+    HandlerRegistry,
+    Result,
+    SqliteStore,
+    handler,
+)
+from flowmonkey.engine.creation import time_ordered_id
+from flowmonkey.model.events import Event
+from flowmonkey.stores.base import ExecutionQuery, Store
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / ".work"
+RESULTS = ROOT / "bench" / "results"
+PG = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+TENANTS = 20
+FLOWS = 10
+
+
+@handler("noop")
+async def noop(ctx: Any) -> Result:
+    """The live flow's step."""
+    return Result.success()
+
+
+def _flows() -> list[Flow]:
+    parked = [
+        Flow.from_dict({
+            "id": f"parked-{n}", "version": "1.0.0", "initialStepId": "w",
+            "steps": {"w": {"id": "w", "type": "delay", "config": {"duration": "30d"}}},
+        })
+        for n in range(FLOWS)
+    ]  # fmt: skip
+    steps = {
+        f"s{i}": {"id": f"s{i}", "type": "noop",
+                  "transitions": {"onSuccess": f"s{i + 1}" if i < 9 else None}}
+        for i in range(10)
+    }  # fmt: skip
+    live = Flow.from_dict({"id": "live", "version": "1.0.0", "initialStepId": "s0", "steps": steps})
+    return [*parked, live]
+
+
+def _engine(store: Store) -> Engine:
+    registry = HandlerRegistry()
+    registry.register(noop)
+    # A 30-day wait needs no 24-hour execution timeout.
+    return Engine(store, registry, FlowRegistry(_flows()),
+                  options=EngineOptions(execution_timeout=None, purge_batch_size=100))  # fmt: skip
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {"p50": round(statistics.median(ordered) * 1000, 3), "p99": round(p99 * 1000, 3)}
+
+
+async def _timed(fn: Callable[[], Awaitable[Any]], runs: int) -> dict[str, float]:
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        await fn()
+        times.append(time.perf_counter() - began)
+    return _ms(times)
+
+
+async def _live_steps(engine: Engine, count: int) -> list[float]:
+    """Seconds per step of ``count`` 10-step executions run one at a time."""
+    out = []
+    for _ in range(count):
+        began = time.perf_counter()
+        result = await engine.start("live", {})
+        assert result.status is ExecutionStatus.COMPLETED, result.status
+        out.append((time.perf_counter() - began) / 10)
+    return out
+
+
+# -- generating parked and finished executions ------------------------------------------
+
+
+async def _template(engine: Engine, flow_id: str) -> tuple[Any, list[Event]]:
+    result = await engine.start(flow_id, {"order": {"id": "A-1", "total": 42.5}})
+    stored = await engine.store.get(result.execution.id)
+    assert stored is not None
+    return stored, await engine.store.events(stored.id)
+
+
+async def generate(engine: Engine, count: int, *, finished: bool, age: timedelta) -> None:
+    """``count`` executions through ``store.create``: copies of a real parked (or, with
+    ``finished``, completed) execution, with new ids, tenants, flows and creation times
+    spread over ``age``."""
+    flow = "live" if finished else "parked-0"
+    template, events = await _template(engine, flow)
+    now = engine.clock.now()
+    step = age / max(count, 1)
+    # Finished ones all ended more than 30 days ago (the purge's cutoff); parked ones
+    # were created over the last ``age``.
+    oldest = now - age - (timedelta(days=31) if finished else timedelta(0))
+    concurrency = 8
+    numbers = iter(range(count))  # ascending: ids are made in time order
+
+    async def worker() -> None:
+        for n in numbers:  # shared by the workers (one event loop: no race)
+            created = oldest + step * n
+            ident = time_ordered_id(created)  # as the engine makes them
+            execution = template.clone()
+            execution.id = ident
+            execution.created_at = created
+            execution.updated_at = created + timedelta(seconds=1)
+            if not finished:
+                execution.flow_id = f"parked-{n % FLOWS}"
+            execution.tenant_id = f"t{n % TENANTS}"
+            execution.correlation_id = f"c{n // 10}"
+            moved = [
+                Event(
+                    e.type,
+                    ident,
+                    created,
+                    {**e.data, "execution_id": ident},
+                    e.sequence,
+                    execution.tenant_id,
+                )  # fmt: skip
+                for e in events
+            ]
+            await engine.store.create(execution, moved)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+# -- sizes ------------------------------------------------------------------------------
+
+
+def sqlite_bytes(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+    finally:
+        conn.close()
+
+
+async def pg_bytes(schema: str, *, vacuum: bool) -> int:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(PG, autocommit=True) as conn:
+        if vacuum:
+            await conn.execute(f'SET search_path TO "{schema}"')
+            await conn.execute("VACUUM FULL ANALYZE")
+        row = await (await conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'", [schema],
+        )).fetchone()  # fmt: skip
+        return int(row[0]) if row and row[0] else 0
+
+
+# -- one measurement ----------------------------------------------------------------------
+
+
+LISTS: dict[str, ExecutionQuery] = {
+    "all": ExecutionQuery(limit=50),
+    "status": ExecutionQuery(status=[ExecutionStatus.WAITING], limit=50),
+    "flow": ExecutionQuery(flow_id="parked-3", limit=50),
+    "tenant": ExecutionQuery(tenant_id="t7", limit=50),
+    "tenant+flow": ExecutionQuery(tenant_id="t3", flow_id="parked-3", limit=50),
+    "flow+status": ExecutionQuery(flow_id="parked-3", status=[ExecutionStatus.WAITING], limit=50),
+    "correlation": ExecutionQuery(correlation_id="c17", limit=50),
+    "completed": ExecutionQuery(status=[ExecutionStatus.COMPLETED], limit=50),
+}
+
+
+async def _samples(fn: Callable[[], Awaitable[Any]], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        await fn()
+        times.append(time.perf_counter() - began)
+    return times
+
+
+async def measure(
+    engines: dict[str, Engine], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Live step, scheduler, claim and list pages on each store, in alternating rounds
+    (the machine is shared: both see the same load), medians and p99 over all rounds."""
+    rounds = 5
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in engines}
+    for engine in engines.values():
+        await _live_steps(engine, 5)  # warm-up
+    for round_ in range(rounds):
+        order = list(engines.items())
+        if round_ % 2:
+            order.reverse()
+        for name, engine in order:
+            store = engine.store
+            got = samples[name]
+            got.setdefault("live_step", []).extend(
+                await _live_steps(engine, max(args.live // rounds, 1))
+            )
+            runs = max(args.runs // rounds, 1)
+            tick = await _samples(lambda e=engine: e.tick_timers(limit=100), runs)  # type: ignore[misc]
+            got.setdefault("tick", []).extend(tick)
+            claim = await _samples(
+                lambda e=engine: e.store.claim(  # type: ignore[misc]
+                    owner="bench", now=e.clock.now(), lease_for=timedelta(seconds=30), limit=10
+                ),
+                runs,
+            )
+            got.setdefault("claim", []).extend(claim)
+            for label, query in LISTS.items():
+                page = await _samples(lambda q=query, st=store: st.list(q), runs)  # type: ignore[misc]
+                got.setdefault(f"list {label}", []).extend(page)
+            first = await store.list(ExecutionQuery(limit=50))
+            if first.next_cursor:
+                deep = ExecutionQuery(limit=50, cursor=first.next_cursor)
+                page = await _samples(lambda q=deep, st=store: st.list(q), runs)  # type: ignore[misc]
+                got.setdefault("list all, page 2", []).extend(page)
+    return {name: {k: _ms(v) for k, v in got.items()} for name, got in samples.items()}
+
+
+async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
+    """Purge ``--finished`` old completed executions twice: alone (the purge rate), then
+    again as many with a live stepper beside it (the rate under load, and what the purge
+    does to live steps: their time includes waiting for a purge batch to let go)."""
+    out: dict[str, Any] = {"batch": args.purge_batch, "pause_s": args.purge_pause}
+    for label, live in (("alone", False), ("with_live_steps", True)):
+        await generate(engine, args.finished, finished=True, age=timedelta(days=60))
+        stop = asyncio.Event()
+        during: list[float] = []
+
+        async def stepper(stop: asyncio.Event = stop, during: list[float] = during) -> None:
+            while not stop.is_set():
+                began = time.perf_counter()
+                # SQLite runs inline on the loop: yield, and count the wait for the
+                # purge batch that may be running, as a worker's step would.
+                await asyncio.sleep(0)
+                result = await engine.start("live", {})
+                assert result.status is ExecutionStatus.COMPLETED, result.status
+                during.append((time.perf_counter() - began) / 10)
+
+        task = asyncio.create_task(stepper()) if live else None
+        began = time.perf_counter()
+        report = await engine.purge(
+            older_than=timedelta(days=30), pause=args.purge_pause, batch_size=args.purge_batch
+        )
+        took = time.perf_counter() - began
+        stop.set()
+        if task is not None:
+            await task
+        out[label] = {
+            "purged": report.executions,
+            "rows": report.rows,
+            "batches": report.batches,
+            "seconds": round(took, 3),
+            "executions_per_s": round(report.executions / took) if took else None,
+            "live_step_ms": _ms(during) if during else None,
+            "live_executions": len(during),
+        }
+    return out
+
+
+async def _open(name: str, label: str) -> tuple[Engine, Any]:
+    """An engine on a new store of backend ``name``; returns it and where it lives."""
+    if name == "sqlite":
+        WORK.mkdir(parents=True, exist_ok=True)
+        path = WORK / f"scale-{label}-{uuid.uuid4().hex[:8]}.db"
+        return _engine(SqliteStore(path)), path
+    from flowmonkey.stores.postgres import PostgresStore
+
+    schema = f"fm_scale_{label}_{uuid.uuid4().hex[:8]}"
+    return _engine(PostgresStore(PG, schema=schema, max_size=10)), schema
+
+
+async def _drop(name: str, where: Any) -> None:
+    if name == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{where}{suffix}").unlink(missing_ok=True)
+        return
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(PG, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{where}" CASCADE')
+
+
+async def _bytes(name: str, where: Any, *, vacuum: bool) -> int:
+    return sqlite_bytes(where) if name == "sqlite" else await pg_bytes(where, vacuum=vacuum)
+
+
+async def run_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """An empty store and one with ``--size`` parked, measured in alternating rounds."""
+    result: dict[str, Any] = {"backend": name, "size": args.size}
+    empty, empty_at = await _open(name, "empty")
+    full, full_at = await _open(name, "parked")
+    try:
+        async with empty, full:
+            before = await _bytes(name, full_at, vacuum=True)
+            began = time.perf_counter()
+            if name == "sqlite":
+                # The same store code on the same file, without an fsync per create:
+                # generating is not what is measured.
+                async with _engine(SqliteStore(full_at, synchronous="OFF")) as bulk:
+                    await generate(bulk, args.size, finished=False, age=timedelta(days=10))
+            else:
+                await generate(full, args.size, finished=False, age=timedelta(days=10))
+            result["generate_s"] = round(time.perf_counter() - began, 1)
+            if name == "postgres":  # VACUUM FULL ANALYZE: statistics as in production
+                await pg_bytes(full_at, vacuum=True)
+                await pg_bytes(empty_at, vacuum=True)
+            after = await _bytes(name, full_at, vacuum=False)
+            result["bytes_per_parked"] = round((after - before) / max(args.size, 1))
+            result["store_bytes"] = after
+            measured = await measure({"empty": empty, "parked": full}, args)
+            result["empty"], result["parked"] = measured["empty"], measured["parked"]
+            result["purge"] = await purge_run(full, args)
+    finally:
+        await _drop(name, empty_at)
+        await _drop(name, full_at)
+    return result
+
+
+def _print(results: list[dict[str, Any]]) -> None:
+    for r in results:
+        e, p = r["empty"], r["parked"]
+        print(f"\n== {r['backend']}: {r['size']:,} parked (generated in {r['generate_s']}s), "
+              f"{r['bytes_per_parked']} B per parked execution, store {r['store_bytes']:,} B")  # fmt: skip
+        print(f"{'':28} {'empty':>16} {'parked':>16}")
+        rows = [(f"{k} p50/p99 ms", e.get(k), v) for k, v in p.items()]
+        for label, a, b in rows:
+            fa = f"{a['p50']}/{a['p99']}" if a else "-"
+            print(f"{label:28} {fa:>16} {b['p50']}/{b['p99']:>7}")
+        for label in ("alone", "with_live_steps"):
+            pu = r["purge"][label]
+            print(f"purge {label}: {pu['purged']:,} executions ({pu['rows']:,} rows) in "
+                  f"{pu['seconds']}s = {pu['executions_per_s']}/s; live step p50/p99 ms "
+                  f"{pu['live_step_ms']} over {pu['live_executions']} executions")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--size", type=int, default=1_000_000, help="parked executions")
+    ap.add_argument("--finished", type=int, default=20_000, help="executions to purge")
+    ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--runs", type=int, default=50, help="timed runs per query")
+    ap.add_argument("--live", type=int, default=100, help="live executions per measurement")
+    ap.add_argument("--purge-batch", type=int, default=100, help="executions per purge batch")
+    ap.add_argument("--purge-pause", type=float, default=0.005,
+                    help="seconds between purge batches (what keeps live steps unhurt)")  # fmt: skip
+    args = ap.parse_args(argv)
+    results = []
+    for name in args.backends.split(","):
+        print(f"[{datetime.now(UTC):%H:%M:%S}] {name}: {args.size:,} parked ...", flush=True)
+        results.append(asyncio.run(run_backend(name.strip(), args)))
+    _print(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"scale-{stamp}.json"
+    out.write_text(json.dumps({"argv": sys.argv, "results": results}, indent=2))
+    print(f"\nwrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
