@@ -21,7 +21,7 @@ from psycopg import sql
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.stores import postgres_queries as q
 from flowmonkey.stores.base import ExecutionQuery
-from flowmonkey.stores.memory import encode_cursor
+from flowmonkey.stores.cursors import encode_cursor
 from flowmonkey.stores.postgres import list_sql
 
 pytestmark = pytest.mark.postgres

@@ -18,7 +18,7 @@ import pytest
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.stores import sqlite_queries as q
 from flowmonkey.stores.base import ExecutionQuery
-from flowmonkey.stores.memory import encode_cursor
+from flowmonkey.stores.cursors import encode_cursor
 from flowmonkey.stores.sqlite import SqliteStore
 from flowmonkey.stores.sqlite_ops import list_sql
 

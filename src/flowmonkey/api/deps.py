@@ -13,7 +13,7 @@ from flowmonkey.api.auth import Principal, check_visible
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.state import ApiState
 from flowmonkey.model.execution import Execution
-from flowmonkey.stores.memory import decode_cursor
+from flowmonkey.stores.cursors import decode_cursor
 
 __all__ = [
     "check_cursor",

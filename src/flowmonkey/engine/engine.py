@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -28,10 +27,10 @@ from flowmonkey.engine import (
     timers,
 )
 from flowmonkey.engine.builtins import builtin_handlers
-from flowmonkey.engine.bus import EventBus, Listener
-from flowmonkey.engine.commits import CommitBatcher
+from flowmonkey.engine.bus import Listener
 from flowmonkey.engine.creation import create_execution
 from flowmonkey.engine.options import EngineOptions
+from flowmonkey.engine.reads import ExecutionReads
 from flowmonkey.engine.results import (
     CancelResult,
     CreateResult,
@@ -43,19 +42,14 @@ from flowmonkey.engine.run import Run
 from flowmonkey.engine.runtime import Hook, Runtime
 from flowmonkey.engine.schedules_api import Schedules
 from flowmonkey.engine.scheduling import FireReport
-from flowmonkey.engine.sync_pool import SyncPool
-from flowmonkey.engine.table_cache import TableCache
-from flowmonkey.engine.tables import Tables
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
-from flowmonkey.model.records import Task
-from flowmonkey.stores.base import Acquired, ExecutionQuery, Page, Store, TaskQuery
+from flowmonkey.stores.base import Acquired, Store
 
 if TYPE_CHECKING:
     from flowmonkey.definitions.registry import FlowRegistry
     from flowmonkey.handlers.registry import HandlerRegistry, RegisteredHandler
-    from flowmonkey.handlers.standard.services import StandardServices
     from flowmonkey.model.result import Result
 
 __all__ = ["Engine"]
@@ -64,7 +58,7 @@ _LATE_EVENT_GRACE = 2.0
 """Seconds ``close()`` waits for events still waiting on another run's lease."""
 
 
-class Engine:
+class Engine(ExecutionReads):
     """Creates and drives executions of registered flows over a ``Store``.
 
     Use it as an async context manager (``async with Engine(...) as engine``) so the
@@ -98,93 +92,6 @@ class Engine:
         self.handlers.on_register.append(self._handler_registered)
         for builtin in builtin_handlers(self.runtime):
             self.register_builtin(builtin)
-
-    # -- what the runtime holds, as the public attributes they always were -----------------
-
-    @property
-    def store(self) -> Store:
-        """The store every call loads from and commits to."""
-        return self.runtime.store
-
-    @store.setter
-    def store(self, value: Store) -> None:
-        self.runtime.store = value
-        self.runtime.tables = TableCache(value)
-
-    @property
-    def tables(self) -> Tables:
-        """Data tables of the store: create, list, insert, query, export (docs/tables.md)."""
-        return Tables(self.runtime)
-
-    @property
-    def handlers(self) -> HandlerRegistry:
-        """The user handlers (built-in step types come after them)."""
-        return self.runtime.handlers
-
-    @handlers.setter
-    def handlers(self, value: HandlerRegistry) -> None:
-        self.runtime.handlers = value
-
-    @property
-    def flows(self) -> FlowRegistry:
-        """The registered flows (the store is asked for the ones not registered here)."""
-        return self.runtime.flows
-
-    @flows.setter
-    def flows(self, value: FlowRegistry) -> None:
-        self.runtime.flows = value
-
-    @property
-    def options(self) -> EngineOptions:
-        """The engine's options (a worker may swap in its own while it runs)."""
-        return self.runtime.options
-
-    @options.setter
-    def options(self, value: EngineOptions) -> None:
-        self.runtime.options = value
-
-    @property
-    def clock(self) -> Clock:
-        """Where ``now()`` comes from."""
-        return self.runtime.clock
-
-    @clock.setter
-    def clock(self, value: Clock) -> None:
-        self.runtime.clock = value
-
-    @property
-    def bus(self) -> EventBus:
-        """Delivers events to listeners (``on``)."""
-        return self.runtime.bus
-
-    @property
-    def owner(self) -> str:
-        """Lease owner prefix of this engine (a worker sets its own worker id)."""
-        return self.runtime.owner
-
-    @owner.setter
-    def owner(self, value: str) -> None:
-        self.runtime.owner = value
-
-    @property
-    def wake_signaler(self) -> Any:
-        """Optional ``WakeSignaler``: told when an execution becomes runnable."""
-        return self.runtime.wake_signaler
-
-    @wake_signaler.setter
-    def wake_signaler(self, value: Any) -> None:
-        self.runtime.wake_signaler = value
-
-    @property
-    def services(self) -> StandardServices:
-        """What the standard handlers share: one HTTP client (closed with the engine),
-        the secret provider, ``base_url`` (see docs/handlers/README.md)."""
-        return self.runtime.services
-
-    @property
-    def committer(self) -> CommitBatcher:
-        """Groups the step commits of concurrent executions (see ``commits.py``)."""
-        return self.runtime.committer
 
     def _flow_registered(self, flow: Flow) -> None:
         self.runtime.runnable = None
@@ -230,17 +137,6 @@ class Engine:
     async def _ensure_ready(self) -> None:
         if not self.runtime.ready:
             await self.initialize()
-
-    @property
-    def sync_pool(self) -> ThreadPoolExecutor:
-        """The bounded thread pool that runs sync handlers."""
-        return self.runtime.sync_pool
-
-    @property
-    def sync_handlers(self) -> SyncPool:
-        """The sync-handler pool's accounting: busy threads, steps queued for a thread
-        (``stats()``), queue waits and ``HANDLER_QUEUE_TIMEOUT`` failures."""
-        return self.runtime.sync_handlers
 
     # -- registration and events ---------------------------------------------------------
 
@@ -630,77 +526,6 @@ class Engine:
             self.runtime, self.purge_stats, older_than=older_than, status=status,
             flow_id=flow_id, dry_run=dry_run, batch_size=size, pause=pause,
         )  # fmt: skip
-
-    # -- reads -------------------------------------------------------------------------------
-
-    async def get(self, execution_id: str) -> Execution | None:
-        """The execution as stored, or ``None``."""
-        await self._ensure_ready()
-        return await self.store.get(execution_id)
-
-    async def list(
-        self,
-        *,
-        status: ExecutionStatus | str | Iterable[ExecutionStatus | str] | None = None,
-        flow_id: str | None = None,
-        tenant_id: str | None = None,
-        correlation_id: str | None = None,
-        parent_execution_id: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> Page[Execution]:
-        """A page of executions, newest first."""
-        await self._ensure_ready()
-        if status is None:
-            statuses = None
-        elif isinstance(status, str):
-            statuses = [ExecutionStatus(status)]
-        else:
-            statuses = [ExecutionStatus(s) for s in status]
-        return await self.store.list(
-            ExecutionQuery(
-                status=statuses,
-                flow_id=flow_id,
-                tenant_id=tenant_id,
-                correlation_id=correlation_id,
-                parent_execution_id=parent_execution_id,
-                limit=limit,
-                cursor=cursor,
-            )
-        )
-
-    async def events(self, execution_id: str, *, after: int = 0) -> builtins.list[Event]:
-        """The persisted event log of an execution, in order."""
-        await self._ensure_ready()
-        return await self.store.events(execution_id, after=after)
-
-    async def settle_events(self, timeout: float | None = None) -> bool:
-        """Wait until events that waited for another run's lease (an ``idempotency.hit``
-        on an execution being run) are in the log. False if ``timeout`` came first."""
-        return await self.runtime.late_events.settle(timeout)
-
-    async def tasks(
-        self,
-        *,
-        assignee: str | None = None,
-        role: str | None = None,
-        status: str | None = "pending",
-        tenant_id: str | None = None,
-        execution_id: str | None = None,
-        limit: int = 100,
-    ) -> builtins.list[Task]:
-        """User tasks by assignee/role/status/tenant."""
-        await self._ensure_ready()
-        return await self.store.list_tasks(
-            TaskQuery(
-                assignee=assignee,
-                role=role,
-                status=status,
-                tenant_id=tenant_id,
-                execution_id=execution_id,
-                limit=limit,
-            )
-        )
 
     async def simulate(
         self,

@@ -7,7 +7,6 @@ commit costs what the step changed and nobody can mutate stored state by referen
 
 from __future__ import annotations
 
-import base64
 import builtins
 from collections.abc import Collection, Sequence
 from dataclasses import replace
@@ -35,41 +34,18 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.cursors import decode_cursor, encode_cursor
 from flowmonkey.stores.documents import MemoryDocuments
 from flowmonkey.stores.keys import MemoryKeys
 from flowmonkey.stores.schedules import MemorySchedules
 from flowmonkey.stores.tables import MemoryTables
 from flowmonkey.versions import semver_key
 
-__all__ = ["MemoryStore", "encode_cursor", "decode_cursor"]
+__all__ = ["MemoryStore"]
 
 _RUNNING = ExecutionStatus.RUNNING
 _PENDING = ExecutionStatus.PENDING
 _WAITING = ExecutionStatus.WAITING
-
-
-def encode_cursor(created_at: datetime, execution_id: str) -> str:
-    """Opaque listing cursor for ``(created_at, id)`` (shared by the stores)."""
-    raw = orjson.dumps([created_at.isoformat(), execution_id])
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Inverse of ``encode_cursor``.
-
-    Raises:
-        InvalidCursor: ``cursor`` is not one ``encode_cursor`` made (any garbage, however
-            shaped: it comes from users, e.g. ``flowmonkey list --cursor``).
-    """
-    try:
-        created, ident = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        at = datetime.fromisoformat(created)
-    except Exception as exc:  # base64, UTF-8, JSON, shape, ISO time: all mean "garbage"
-        raise errors.InvalidCursor(str(cursor)) from exc
-    # Well-formed JSON of the wrong shape would fail later, inside a store's comparison.
-    if at.tzinfo is None or not isinstance(ident, str):
-        raise errors.InvalidCursor(cursor)
-    return at, ident
 
 
 class _Row:

@@ -44,9 +44,9 @@ from flowmonkey.stores.base import (
     StoredFlow,
     TaskQuery,
 )
+from flowmonkey.stores.cursors import decode_cursor, encode_cursor
 from flowmonkey.stores.documents import PostgresDocuments
 from flowmonkey.stores.keys import PostgresKeys
-from flowmonkey.stores.memory import decode_cursor, encode_cursor
 from flowmonkey.stores.postgres_base import PostgresBase
 from flowmonkey.stores.postgres_commit import (
     commit_statements,

@@ -26,7 +26,7 @@ from flowmonkey.stores.base import (
     StepCommit,
     StoredFlow,
 )
-from flowmonkey.stores.memory import decode_cursor, encode_cursor
+from flowmonkey.stores.cursors import decode_cursor, encode_cursor
 from flowmonkey.versions import semver_key
 
 __all__ = [

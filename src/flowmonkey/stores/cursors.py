@@ -1,0 +1,37 @@
+"""Listing cursors: one opaque text for a position ``(created_at, id)`` in a listing,
+shared by every store (and parsed by the API before it asks one)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+import orjson
+
+from flowmonkey import errors
+
+__all__ = ["decode_cursor", "encode_cursor"]
+
+
+def encode_cursor(created_at: datetime, execution_id: str) -> str:
+    """Opaque listing cursor for ``(created_at, id)`` (shared by the stores)."""
+    raw = orjson.dumps([created_at.isoformat(), execution_id])
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Inverse of ``encode_cursor``.
+
+    Raises:
+        InvalidCursor: ``cursor`` is not one ``encode_cursor`` made (any garbage, however
+            shaped: it comes from users, e.g. ``flowmonkey list --cursor``).
+    """
+    try:
+        created, ident = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        at = datetime.fromisoformat(created)
+    except Exception as exc:  # base64, UTF-8, JSON, shape, ISO time: all mean "garbage"
+        raise errors.InvalidCursor(str(cursor)) from exc
+    # Well-formed JSON of the wrong shape would fail later, inside a store's comparison.
+    if at.tzinfo is None or not isinstance(ident, str):
+        raise errors.InvalidCursor(cursor)
+    return at, ident
