@@ -2,6 +2,7 @@
 ``python -m bench engine [--quick] [--only NAME,...] [--profile]``,
 ``python -m bench http [--quick]`` (the cost of the engine around one http step),
 ``python -m bench api [--runs N] [--n N] [--backends sqlite,postgres]``,
+``python -m bench dashboard [--n N] [--runs N] [--backends ..] [--no-browser]``,
 ``python -m bench all [--quick]`` (engine, then peers: what ``make bench`` should run), or
 ``python -m bench scale [--size N] [--backends sqlite,postgres]`` (issue 16; not in ``all``)."""
 
@@ -18,6 +19,7 @@ def main() -> int:
         print("          engine  engine benchmarks (docs/benchmarks.md)")
         print("          http    one http step vs bare httpx requests (docs/benchmarks.md)")
         print("          api     the HTTP API: POST req/s, start-and-wait, overhead")
+        print("          dashboard  the web dashboard's render times (docs/benchmarks.md)")
         print("          all     engine, then peers (--quick passed to both)")
         print("          scale   N parked executions vs an empty store (docs/benchmarks.md)")
         return 0
@@ -37,6 +39,10 @@ def main() -> int:
         from bench.api import main as api
 
         return api(argv[1:])
+    if argv[0] == "dashboard":
+        from bench.dashboard import main as dashboard
+
+        return dashboard(argv[1:])
     if argv[0] == "scale":
         from bench.scale import main as scale
 

@@ -227,3 +227,17 @@ async def test_every_store_holds_the_largest_definition_validation_accepts(store
     stored = await store.get_flow("big", "1.0.0")
     assert stored is not None
     assert stored.definition == definition
+
+
+async def test_count_by_status_filters_by_tenant_and_flow(store: Store) -> None:
+    await store.create(make_execution(id="a", flow_id="f1", tenant_id="t1"))
+    await store.create(make_execution(id="b", flow_id="f1", tenant_id="t1", created_at=at(1),
+                                      status=ExecutionStatus.COMPLETED))  # fmt: skip
+    await store.create(make_execution(id="c", flow_id="f2", tenant_id="t2", created_at=at(2),
+                                      status=ExecutionStatus.COMPLETED))  # fmt: skip
+    await store.create(make_execution(id="d", flow_id="f2", created_at=at(3),
+                                      status=ExecutionStatus.FAILED))  # fmt: skip
+    assert await store.count_by_status() == {"pending": 1, "completed": 2, "failed": 1}
+    assert await store.count_by_status(tenant_id="t1") == {"pending": 1, "completed": 1}
+    assert await store.count_by_status(flow_id="f2") == {"completed": 1, "failed": 1}
+    assert await store.count_by_status(tenant_id="t2", flow_id="f1") == {}

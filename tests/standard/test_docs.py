@@ -51,8 +51,10 @@ def test_self_contained_examples_run_as_shown(page: str, tmp_path: Path) -> None
     context = json.loads(result.stdout)["context"]
     shown = {
         "transform": ("picked", {"order": 7, "skus": ["A"], "count": 2}),
-        "set": ("card", {"name": "Ada Lovelace", "email": "ada@example.com", "tier": "gold",
-                         "tags": ["vip"]}),
+        "set": (
+            "card",
+            {"name": "Ada Lovelace", "email": "ada@example.com", "tier": "gold", "tags": ["vip"]},
+        ),
     }
     if page in shown:
         key, value = shown[page]

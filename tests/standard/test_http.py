@@ -301,7 +301,8 @@ async def test_missing_values_leave_headers_and_query_out(make: MakeEngine, serv
     seen = server.app.requests[-1]
     assert seen["headers"]["x-present"] == "1" and "x-missing" not in seen["headers"]
     assert seen["query"] == {"a": "1", "flag": "true"}
-    bad = await run_one(make, {"url": server.url("/echo"), "query": {"q": "${context.o}"}},
-                        {"o": {"nested": 1}})
+    bad = await run_one(
+        make, {"url": server.url("/echo"), "query": {"q": "${context.o}"}}, {"o": {"nested": 1}}
+    )
     assert bad.error.code == "INPUT_ERROR"
     assert result.status is ExecutionStatus.COMPLETED

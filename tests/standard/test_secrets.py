@@ -306,9 +306,11 @@ async def test_library_logs_are_redacted(
     make: MakeEngine, server: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
     # httpx logs every request URL at INFO: a secret in the query must not show there.
-    flow = FlowBuilder("f").step(
-        "s", "http", config={"url": server.url("/json?key={{ secrets.API_TOKEN }}")}
-    ).build()
+    flow = (
+        FlowBuilder("f")
+        .step("s", "http", config={"url": server.url("/json?key={{ secrets.API_TOKEN }}")})
+        .build()
+    )
     engine = make([flow], secrets=SECRETS)
     async with engine:
         with caplog.at_level(logging.DEBUG):

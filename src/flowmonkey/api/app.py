@@ -135,6 +135,10 @@ def create_app(
     app.include_router(routes_hooks.public_router)
     app.include_router(routes_forms.public_router)
     app.include_router(routes_tables.router)
+    if settings.ui:
+        from flowmonkey.api.ui import install_ui
+
+        install_ui(app, settings)
     return app
 
 

@@ -80,7 +80,11 @@ class KeyChecker:
 
     async def principal(self, request: Request) -> Principal:
         """The caller of ``request`` (401 for a missing, unknown, revoked or expired key)."""
-        secret = _bearer(request)
+        return await self.check(_bearer(request))
+
+    async def check(self, secret: str) -> Principal:
+        """The holder of ``secret`` (401 for an unknown, revoked or expired key); the
+        dashboard checks its session's key with this on every page and action."""
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             raise Problem(401, "Unknown API key.", code="UNAUTHORIZED")
         record: ApiKey | None = await self._store.find_api_key(hash_key(secret))

@@ -1,5 +1,5 @@
-"""Accessible HTML forms from JSON Schema: the one renderer of public forms and (later)
-the dashboard's task inbox.
+"""Accessible HTML forms from JSON Schema: the one renderer of public forms and the
+dashboard's task inbox (``flowmonkey.api.ui``).
 
 ``fields(schema, ui)`` turns an object schema into ``Field`` descriptions (one control per
 property: text, ``email``, ``date``, number, integer, checkbox for booleans, a select for

@@ -23,7 +23,7 @@ from flowmonkey.api.problems import Problem
 from flowmonkey.api.schemas import EventsOut
 from flowmonkey.model.events import Event
 
-__all__ = ["router"]
+__all__ = ["router", "stream_events"]
 
 router = APIRouter(prefix="/api/v1", tags=["executions"])
 
@@ -120,3 +120,7 @@ async def _stream(
         waiters.discard(poke)
         if not waiters:
             state.event_waiters.pop(execution_id, None)
+
+
+stream_events = _stream
+"""The live SSE body of one execution's events (the dashboard streams it too)."""

@@ -41,7 +41,7 @@ from flowmonkey.durations import parse_datetime
 from flowmonkey.model.documents import FormSubmission, TriggerDocument
 from flowmonkey.model.events import Event
 
-__all__ = ["public_router", "router"]
+__all__ = ["form_json", "public_router", "router"]
 
 router = APIRouter(tags=["forms"])
 public_router = APIRouter(tags=["forms"])

@@ -16,7 +16,7 @@ from flowmonkey.api.problems import Problem
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.model.tables import TableDef
 
-__all__ = ["router"]
+__all__ = ["router", "table_call"]
 
 router = APIRouter(prefix="/api/v1", tags=["tables"])
 
@@ -208,3 +208,7 @@ async def insert_row(
     tenant = create_tenant(principal, body.tenant_id)
     row = await _call(state_of(request).engine.tables.insert(name, body.data, tenant_id=tenant))
     return json(row.to_dict(), 201)
+
+
+table_call = _call
+"""Await a tables call with table errors as their HTTP problems (the dashboard uses it)."""

@@ -51,6 +51,14 @@ class ApiSettings:
     """One JSON line per request on the ``flowmonkey.api.access`` logger."""
     base_url: str | None = None
     """The public URL of this service (for ``Location`` and resume links)."""
+    ui: bool = True
+    """Serve the web dashboard at ``/ui/``."""
+    ui_secret: str | None = None
+    """Key that signs dashboard session cookies and CSRF tokens. ``None``: a random one
+    per app, so sessions end when the process restarts; set the same value on every
+    process behind one load balancer."""
+    ui_session_ttl: float = 8 * 3600.0
+    """Seconds a dashboard sign-in lasts (then the dashboard asks for the key again)."""
     shutdown_grace: float = 30.0
     """Seconds the steps this app runs itself (``inline``) get to finish at shutdown;
     then they are cancelled and their leases expire, so any worker takes them over."""

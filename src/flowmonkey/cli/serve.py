@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from datetime import timedelta
@@ -124,6 +125,21 @@ def is_loopback(host: str) -> bool:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
 @click.option(
+    "--ui/--no-ui",
+    default=True,
+    show_default=True,
+    help="Serve the web dashboard at /ui/ (sign-in with an API key). Set "
+    "FLOWMONKEY_UI_SECRET to the same value on every server behind one load balancer.",
+)
+@click.option(
+    "--ui-session",
+    callback=_duration,
+    metavar="DURATION",
+    default="8h",
+    show_default=True,
+    help="How long a dashboard sign-in lasts.",
+)
+@click.option(
     "--access-log/--no-access-log",
     default=True,
     show_default=True,
@@ -146,6 +162,8 @@ def serve_command(
     sse_poll: timedelta,
     log_format: str,
     log_level: str,
+    ui: bool,
+    ui_session: timedelta,
     access_log: bool,
 ) -> None:
     """Serve the HTTP API (and run a worker) until SIGTERM/SIGINT.
@@ -170,6 +188,9 @@ def serve_command(
         "base_url": base_url, "request_log": access_log,
         "shutdown_grace": shutdown_grace.total_seconds(),
         "event_poll_interval": max(sse_poll.total_seconds(), 0.01),
+        "ui": ui, "ui_session_ttl": max(ui_session.total_seconds(), 1.0),
+        # From the environment only: a secret never goes on a command line (ps shows it).
+        "ui_secret": os.environ.get("FLOWMONKEY_UI_SECRET") or None,
     }  # fmt: skip
     engine_options = {"http_allow": http_allow, "base_url": base_url}
     code = asyncio.run(

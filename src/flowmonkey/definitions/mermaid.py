@@ -7,7 +7,7 @@ import re
 from flowmonkey.definitions import builtins
 from flowmonkey.model.flow import Flow, Step
 
-__all__ = ["to_mermaid"]
+__all__ = ["node_ids", "to_mermaid"]
 
 _START = "fm_start"
 _END = "fm_end"
@@ -36,6 +36,12 @@ def _node_ids(flow: Flow) -> dict[str, str]:
         used.add(candidate)
         ids[key] = candidate
     return ids
+
+
+def node_ids(flow: Flow) -> dict[str, str]:
+    """The Mermaid node id of each step of ``flow`` (as ``to_mermaid`` writes them), so a
+    caller can add ``class`` lines that colour steps."""
+    return _node_ids(flow)
 
 
 def _shape(step: Step, node_id: str, key: str) -> str:

@@ -323,6 +323,13 @@ class Store(Protocol):
         """
         ...
 
+    async def count_by_status(
+        self, *, tenant_id: str | None = None, flow_id: str | None = None
+    ) -> dict[str, int]:
+        """How many executions have each status (statuses with none are left out),
+        filtered like ``list`` by tenant and flow (``None``: any)."""
+        ...
+
     async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
         """How many executions are runnable (as ``claim`` defines it) per
         ``(flow_id, flow_version)``: lets a worker notice work it cannot run."""

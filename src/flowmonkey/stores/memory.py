@@ -423,6 +423,20 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
         rows.sort(key=lambda r: (r.execution.created_at, r.execution.id))
         return [self._grant(r, owner, now, lease_for) for r in rows[:limit]]
 
+    async def count_by_status(
+        self, *, tenant_id: str | None = None, flow_id: str | None = None
+    ) -> dict[str, int]:
+        """Executions per status, by tenant and flow."""
+        out: dict[str, int] = {}
+        for row in self._rows.values():
+            header = row.execution
+            if tenant_id is not None and header.tenant_id != tenant_id:
+                continue
+            if flow_id is not None and header.flow_id != flow_id:
+                continue
+            out[header.status.value] = out.get(header.status.value, 0) + 1
+        return out
+
     async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
         """Runnable executions per ``(flow_id, flow_version)``."""
         out: dict[tuple[str, str], int] = {}

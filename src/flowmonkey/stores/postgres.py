@@ -339,6 +339,13 @@ class PostgresStore(
             out.append(Acquired(execution=execution, lease=lease, recovered=recovered))
         return out
 
+    async def count_by_status(
+        self, *, tenant_id: str | None = None, flow_id: str | None = None
+    ) -> dict[str, int]:
+        """Executions per status, by tenant and flow (one indexed GROUP BY)."""
+        sql, params = q.count_by_status(tenant_id, flow_id)
+        return dict(await self._fetchall(sql, params))
+
     async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
         """Runnable executions per ``(flow_id, flow_version)``."""
         rows = await self._fetchall(q.RUNNABLE_BY_FLOW, {"now": now})

@@ -557,3 +557,17 @@ def token_from_row(row: tuple[Any, ...]) -> ResumeTokenRecord:
         token_hash=token_hash, execution_id=execution_id, step_id=step_id,
         created_at=created_at, expires_at=expires_at, status=status, used_at=used_at,
     )  # fmt: skip
+
+
+def count_by_status(tenant_id: str | None, flow_id: str | None) -> tuple[str, dict[str, Any]]:
+    """``SELECT status, count(*)`` with only the filters given (so each can use its index)."""
+    where = []
+    params: dict[str, Any] = {}
+    if tenant_id is not None:
+        where.append("tenant_id = %(tenant_id)s")
+        params["tenant_id"] = tenant_id
+    if flow_id is not None:
+        where.append("flow_id = %(flow_id)s")
+        params["flow_id"] = flow_id
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    return f"SELECT status, count(*) FROM executions {clause}GROUP BY status", params

@@ -392,6 +392,14 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         keys = None if flows is None else orjson.dumps([list(k) for k in flows]).decode()
         return await self._tx(True, ops.claim, owner, now, lease_for, limit, keys)
 
+    async def count_by_status(
+        self, *, tenant_id: str | None = None, flow_id: str | None = None
+    ) -> dict[str, int]:
+        """Executions per status, by tenant and flow (one indexed GROUP BY)."""
+        sql, params = q.count_by_status(tenant_id, flow_id)
+        found = await self._tx(False, ops.rows, sql, params)
+        return dict(found)
+
     async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
         """Runnable executions per ``(flow_id, flow_version)``."""
         found = await self._tx(False, ops.rows, q.RUNNABLE_BY_FLOW, {"now": q.to_us(now)})

@@ -539,3 +539,17 @@ INSERT_FLOW = "INSERT INTO flows (flow_id, version, definition, created_at) VALU
 SELECT_SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
 
 INSERT_SCHEMA_VERSION = "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)"
+
+
+def count_by_status(tenant_id: str | None, flow_id: str | None) -> tuple[str, dict[str, Any]]:
+    """``SELECT status, COUNT(*)`` with only the filters given (so each can use its index)."""
+    where = []
+    params: dict[str, Any] = {}
+    if tenant_id is not None:
+        where.append("tenant_id = :tenant_id")
+        params["tenant_id"] = tenant_id
+    if flow_id is not None:
+        where.append("flow_id = :flow_id")
+        params["flow_id"] = flow_id
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    return f"SELECT status, COUNT(*) FROM executions {clause}GROUP BY status", params
