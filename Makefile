@@ -10,7 +10,7 @@ LOCK := requirements/dev.txt
 MIN_LOCK := requirements/min.txt
 UV_VERSION := 0.13.8
 # The tools the lowest-bounds run needs besides the package: taken at their locked versions.
-TEST_TOOLS := pytest pytest-asyncio pytest-timeout hypothesis aiosmtpd
+TEST_TOOLS := pytest pytest-asyncio pytest-timeout hypothesis aiosmtpd playwright greenlet pyee
 
 .PHONY: install test test-min check fmt lock lock-upgrade example bench bench-quick bench-setup bench-peers clean
 
