@@ -12,7 +12,7 @@ UV_VERSION := 0.13.8
 # The tools the lowest-bounds run needs besides the package: taken at their locked versions.
 TEST_TOOLS := pytest pytest-asyncio pytest-timeout hypothesis aiosmtpd playwright greenlet pyee
 
-.PHONY: install test test-min check fmt lock lock-upgrade example bench bench-quick bench-setup bench-peers clean
+.PHONY: install test test-min screenshots check fmt lock lock-upgrade example bench bench-quick bench-setup bench-peers clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Retake the dashboard screenshots of docs/img/ (the browser tests; see docs/dashboard.md).
+screenshots: $(STAMP)
+	FLOWMONKEY_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/browser
 
 # The runtime dependencies at the lowest versions pyproject.toml admits, the test tools
 # at their locked versions.

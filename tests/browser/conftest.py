@@ -34,6 +34,8 @@ from flowmonkey.stores.sqlite import SqliteStore
 CHROMIUM = os.environ.get("FLOWMONKEY_CHROMIUM", "/usr/bin/chromium")
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 SHOTS = Path(__file__).parents[2] / "docs" / "img"
+"""Where the screenshots go with ``FLOWMONKEY_SCREENSHOTS=1`` (``make screenshots``);
+otherwise each run still takes them, into a temporary folder, so the tree stays clean."""
 REVIEW_FORM = {
     "type": "object",
     "properties": {
@@ -213,6 +215,13 @@ def check_accessibility(page: Any) -> None:
 
 
 def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:
-    """Save the page for docs/dashboard.md."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+    """Save the page for docs/dashboard.md (see ``SHOTS``)."""
+    folder = SHOTS if os.environ.get("FLOWMONKEY_SCREENSHOTS") else _scratch()
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
+
+
+def _scratch() -> Path:
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "flowmonkey-screenshots"
