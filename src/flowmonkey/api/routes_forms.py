@@ -24,8 +24,8 @@ from starlette.responses import HTMLResponse, Response
 
 from flowmonkey import errors
 from flowmonkey.api import captcha
-from flowmonkey.api.auth import Principal, check_visible, create_tenant, list_tenant, require
-from flowmonkey.api.deps import check_id, json, not_found, state_of
+from flowmonkey.api.auth import Principal, require
+from flowmonkey.api.deps import json, not_found, state_of
 from flowmonkey.api.form_render import (
     HONEYPOT,
     fields,
@@ -36,7 +36,13 @@ from flowmonkey.api.form_render import (
 )
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.running import settle
-from flowmonkey.api.trigger_common import OBJECT_BODY, json_object, problem_of
+from flowmonkey.api.trigger_common import (
+    OBJECT_BODY,
+    create_document,
+    json_object,
+    list_visible,
+    visible_document,
+)
 from flowmonkey.durations import parse_datetime
 from flowmonkey.model.documents import FormSubmission, TriggerDocument
 from flowmonkey.model.events import Event
@@ -141,13 +147,7 @@ def _raise(problems: list[dict[str, str]]) -> None:
 
 
 async def _visible(request: Request, principal: Principal, form_id: str) -> TriggerDocument:
-    check_id(form_id, "form")
-    found = await state_of(request).engine.store.get_document(_KIND, form_id)
-    missing = not_found("form", form_id)
-    if found is None:
-        raise missing
-    check_visible(principal, found.tenant_id, missing)
-    return found
+    return await visible_document(request, principal, _KIND, "form", form_id)
 
 
 @router.post("/forms", status_code=201, summary="Create a public form", openapi_extra=OBJECT_BODY)
@@ -157,20 +157,8 @@ async def create_form(
     """201 with the form; 422 listing every problem; 409 when the id exists."""
     body = await json_object(request)
     _raise(await _problems(request, body, partial=False))
-    now = state_of(request).engine.clock.now()
     spec = {k: v for k, v in body.items() if k not in ("id", "tenant_id")}
-    doc = TriggerDocument(
-        kind=_KIND,
-        id=body["id"],
-        spec=spec,
-        created_at=now,
-        updated_at=now,
-        tenant_id=create_tenant(principal, body.get("tenant_id")),
-    )
-    try:
-        await state_of(request).engine.store.create_document(doc)
-    except errors.FlowMonkeyError as exc:
-        raise problem_of(exc)
+    doc = await create_document(request, principal, _KIND, body["id"], spec, body.get("tenant_id"))
     return json(form_json(doc), 201, {"Location": f"/api/v1/forms/{doc.id}"})
 
 
@@ -182,10 +170,8 @@ async def list_forms(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """Forms by id."""
-    docs = await state_of(request).engine.store.list_documents(
-        _KIND, tenant_id=list_tenant(principal, tenant_id)
-    )
-    return json({"items": [form_json(d) for d in docs[:limit]], "next_cursor": None})
+    docs = await list_visible(request, principal, _KIND, tenant_id, limit)
+    return json({"items": [form_json(d) for d in docs], "next_cursor": None})
 
 
 @router.get("/forms/{form_id}", summary="One form")

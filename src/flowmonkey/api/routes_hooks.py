@@ -20,11 +20,17 @@ from jsonschema import Draft202012Validator
 from starlette.responses import Response
 
 from flowmonkey import errors
-from flowmonkey.api.auth import Principal, check_visible, create_tenant, list_tenant, require
-from flowmonkey.api.deps import check_id, json, not_found, state_of
+from flowmonkey.api.auth import Principal, require
+from flowmonkey.api.deps import json, not_found, state_of
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.running import settle
-from flowmonkey.api.trigger_common import OBJECT_BODY, json_object, problem_of
+from flowmonkey.api.trigger_common import (
+    OBJECT_BODY,
+    create_document,
+    json_object,
+    list_visible,
+    visible_document,
+)
 from flowmonkey.api.webhooks import (
     DEFAULT_SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -90,13 +96,7 @@ async def _check(request: Request, values: dict[str, Any], *, partial: bool) -> 
 
 
 async def _visible(request: Request, principal: Principal, trigger_id: str) -> TriggerDocument:
-    check_id(trigger_id, "trigger")
-    found = await state_of(request).engine.store.get_document(_KIND, trigger_id)
-    missing = not_found("trigger", trigger_id)
-    if found is None:
-        raise missing
-    check_visible(principal, found.tenant_id, missing)
-    return found
+    return await visible_document(request, principal, _KIND, "trigger", trigger_id)
 
 
 @router.post(
@@ -109,19 +109,9 @@ async def create_trigger(
     409 when the id exists."""
     body = await json_object(request)
     await _check(request, body, partial=False)
-    now = state_of(request).engine.clock.now()
-    doc = TriggerDocument(
-        kind=_KIND,
-        id=body["id"],
-        spec=_spec(body),
-        created_at=now,
-        tenant_id=create_tenant(principal, body.get("tenant_id")),
-        updated_at=now,
+    doc = await create_document(
+        request, principal, _KIND, body["id"], _spec(body), body.get("tenant_id")
     )
-    try:
-        await state_of(request).engine.store.create_document(doc)
-    except errors.FlowMonkeyError as exc:
-        raise problem_of(exc)
     return json(trigger_json(doc), 201, {"Location": f"/api/v1/triggers/{doc.id}"})
 
 
@@ -133,10 +123,8 @@ async def list_triggers(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """Triggers by id."""
-    docs = await state_of(request).engine.store.list_documents(
-        _KIND, tenant_id=list_tenant(principal, tenant_id)
-    )
-    return json({"items": [trigger_json(d) for d in docs[:limit]], "next_cursor": None})
+    docs = await list_visible(request, principal, _KIND, tenant_id, limit)
+    return json({"items": [trigger_json(d) for d in docs], "next_cursor": None})
 
 
 @router.get("/triggers/{trigger_id}", summary="One webhook trigger")

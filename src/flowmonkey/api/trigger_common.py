@@ -9,9 +9,19 @@ from typing import Any
 from fastapi import Request
 
 from flowmonkey import errors
+from flowmonkey.api.auth import Principal, check_visible, create_tenant, list_tenant
+from flowmonkey.api.deps import check_id, not_found, state_of
 from flowmonkey.api.problems import Problem
+from flowmonkey.model.documents import TriggerDocument
 
-__all__ = ["OBJECT_BODY", "json_object", "problem_of"]
+__all__ = [
+    "OBJECT_BODY",
+    "create_document",
+    "json_object",
+    "list_visible",
+    "problem_of",
+    "visible_document",
+]
 
 OBJECT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -55,3 +65,49 @@ def problem_of(exc: errors.FlowMonkeyError) -> Problem:
     if exc.code == "SCHEDULE_BUSY":
         return Problem(409, exc.message, code=exc.code)
     return Problem.from_error(exc)
+
+
+async def visible_document(
+    request: Request, principal: Principal, kind: str, noun: str, doc_id: str
+) -> TriggerDocument:
+    """The stored ``kind`` document ``doc_id``; 404 (``noun`` not found) when it does not
+    exist or belongs to a tenant the key does not see."""
+    check_id(doc_id, noun)
+    found = await state_of(request).engine.store.get_document(kind, doc_id)
+    missing = not_found(noun, doc_id)
+    if found is None:
+        raise missing
+    check_visible(principal, found.tenant_id, missing)
+    return found
+
+
+async def create_document(
+    request: Request, principal: Principal, kind: str, doc_id: str, spec: dict[str, Any],
+    tenant_id: str | None,
+) -> TriggerDocument:  # fmt: skip
+    """Store a new ``kind`` document under the key's tenant (409 when the id exists)."""
+    now = state_of(request).engine.clock.now()
+    doc = TriggerDocument(
+        kind=kind,
+        id=doc_id,
+        spec=spec,
+        created_at=now,
+        updated_at=now,
+        tenant_id=create_tenant(principal, tenant_id),
+    )
+    try:
+        await state_of(request).engine.store.create_document(doc)
+    except errors.FlowMonkeyError as exc:
+        raise problem_of(exc)
+    return doc
+
+
+async def list_visible(
+    request: Request, principal: Principal, kind: str, tenant_id: str | None, limit: int
+) -> list[TriggerDocument]:
+    """The ``kind`` documents the key sees (optionally one tenant's), by id, at most
+    ``limit``."""
+    docs = await state_of(request).engine.store.list_documents(
+        kind, tenant_id=list_tenant(principal, tenant_id)
+    )
+    return docs[:limit]
