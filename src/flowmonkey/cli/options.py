@@ -159,3 +159,44 @@ def engine_options(fn: F) -> F:
         callback=_set_base_url,
         help="Public URL of the HTTP API, for webhook callback URLs [env FLOWMONKEY_BASE_URL].",
     )(fn)
+
+
+def process_store_option(fn: F) -> F:
+    """``--store URL`` [env ``FLOWMONKEY_STORE``] of a long-running process (``serve``,
+    ``worker``), passed to the command as ``store_url``."""
+    return click.option(
+        "--store",
+        "store_url",
+        envvar="FLOWMONKEY_STORE",
+        metavar="URL",
+        help="Store URL: sqlite:///path.db or postgresql://user@host/db "
+        "[env FLOWMONKEY_STORE; default sqlite:///flowmonkey.db].",
+    )(fn)
+
+
+def process_handlers_option(fn: F) -> F:
+    """``--handlers MODULE`` (repeatable) of a long-running process, as ``handler_modules``."""
+    return click.option(
+        "--handlers",
+        "handler_modules",
+        multiple=True,
+        metavar="MODULE",
+        help="Module (dotted name or .py file) whose handlers to register; repeatable.",
+    )(fn)
+
+
+def process_flows_option(help: str) -> t.Callable[[F], F]:
+    """``--flows PATH`` (repeatable, must exist) of a long-running process, as
+    ``flow_paths``; ``help`` says what the process does with them."""
+
+    def decorate(fn: F) -> F:
+        return click.option(
+            "--flows",
+            "flow_paths",
+            multiple=True,
+            metavar="PATH",
+            type=click.Path(exists=True),
+            help=help,
+        )(fn)
+
+    return decorate

@@ -19,7 +19,13 @@ from typing import Any, NoReturn
 import click
 
 from flowmonkey import errors
-from flowmonkey.cli.options import base_url_option, http_allow_option
+from flowmonkey.cli.options import (
+    base_url_option,
+    http_allow_option,
+    process_flows_option,
+    process_handlers_option,
+    process_store_option,
+)
 from flowmonkey.cli.worker import _duration, _group_store, configure_logging
 
 __all__ = ["serve_command"]
@@ -43,28 +49,9 @@ def is_loopback(host: str) -> bool:
 
 
 @click.command("serve")
-@click.option(
-    "--store",
-    "store_url",
-    envvar="FLOWMONKEY_STORE",
-    metavar="URL",
-    help="Store URL [env FLOWMONKEY_STORE; default sqlite:///flowmonkey.db].",
-)
-@click.option(
-    "--handlers",
-    "handler_modules",
-    multiple=True,
-    metavar="MODULE",
-    help="Module (dotted name or .py file) whose handlers to register; repeatable.",
-)
-@click.option(
-    "--flows",
-    "flow_paths",
-    multiple=True,
-    metavar="PATH",
-    type=click.Path(exists=True),
-    help="Flow file or folder: validated and saved in the store at start; repeatable.",
-)
+@process_store_option
+@process_handlers_option
+@process_flows_option("Flow file or folder: validated and saved in the store at start; repeatable.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option(

@@ -20,7 +20,13 @@ import click
 import orjson
 
 from flowmonkey import errors
-from flowmonkey.cli.options import base_url_option, http_allow_option
+from flowmonkey.cli.options import (
+    base_url_option,
+    http_allow_option,
+    process_flows_option,
+    process_handlers_option,
+    process_store_option,
+)
 from flowmonkey.durations import parse_duration
 
 __all__ = ["JsonFormatter", "migrate_command", "register", "worker_command"]
@@ -92,13 +98,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 @click.command("worker")
-@click.option(
-    "--store",
-    "store_url",
-    envvar="FLOWMONKEY_STORE",
-    metavar="URL",
-    help="Store URL: sqlite:///path.db or postgresql://user@host/db [env FLOWMONKEY_STORE].",
-)
+@process_store_option
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -106,21 +106,8 @@ def _fail(message: str, code: int) -> NoReturn:
     show_default=True,
     help="Executions driven at once by this process.",
 )
-@click.option(
-    "--handlers",
-    "handler_modules",
-    multiple=True,
-    metavar="MODULE",
-    help="Module (dotted name or .py file) whose handlers to register; repeatable.",
-)
-@click.option(
-    "--flows",
-    "flow_paths",
-    multiple=True,
-    metavar="DIR_OR_FILE",
-    type=click.Path(exists=True),
-    help="Flow file or directory to load; repeatable.",
-)
+@process_handlers_option
+@process_flows_option("Flow file or directory to load; repeatable.")
 @click.option(
     "--health-port",
     type=click.IntRange(0, 65535),
