@@ -359,6 +359,14 @@ class Store(Protocol):
         """
         ...
 
+    async def fire_schedule_times(
+        self, items: Sequence[tuple[ScheduleRun, Execution | None, Sequence[Event]]]
+    ) -> builtins.list[tuple[ScheduleRun, bool]]:
+        """``fire_schedule_time`` of each ``(run, execution, events)``, in order, in ONE
+        transaction (all stored or none): what a worker fires per claimed batch, so the
+        batch costs one commit instead of one per time."""
+        ...
+
     async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
         """``release_schedule`` of each, in one transaction; how many ``owner`` still held."""
         ...

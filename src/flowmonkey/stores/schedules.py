@@ -179,6 +179,12 @@ class MemorySchedules:
         self._schedule_runs[key] = run
         return run, created
 
+    async def fire_schedule_times(
+        self, items: Sequence[tuple[ScheduleRun, Execution | None, Sequence[Event]]]
+    ) -> builtins.list[tuple[ScheduleRun, bool]]:
+        """``fire_schedule_time`` of each, in order (nothing suspends in between)."""
+        return [await self.fire_schedule_time(run, ex, events) for run, ex, events in items]
+
     async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
         """``release_schedule`` of many in one transaction; how many were still held."""
         return sum([await self.release_schedule(s, owner=owner) for s in schedules])
