@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flowmonkey.cron import CronSpec
+from flowmonkey.cron import cached_spec
 from flowmonkey.engine.creation import create_execution, prepare_execution
 from flowmonkey.engine.terminal import cancel as cancel_execution
 from flowmonkey.model.events import Event
@@ -121,7 +121,7 @@ def render_input(
 def first_fire_at(schedule: Schedule, after: datetime) -> datetime | None:
     """The first scheduled time of ``schedule`` strictly after ``after`` (and not before
     ``start_at``), or ``None`` past ``end_at``."""
-    spec = CronSpec(schedule.cron, schedule.timezone)
+    spec = cached_spec(schedule.cron, schedule.timezone)
     if schedule.start_at is not None and schedule.start_at > after:
         after = schedule.start_at - timedelta(microseconds=1)
     found = spec.next_after(after)
@@ -132,7 +132,7 @@ def first_fire_at(schedule: Schedule, after: datetime) -> datetime | None:
 
 def fire_times(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
     """Every scheduled time in ``[start, end]`` (backfill), within ``start_at``/``end_at``."""
-    spec = CronSpec(schedule.cron, schedule.timezone)
+    spec = cached_spec(schedule.cron, schedule.timezone)
     out: list[datetime] = []
     for t in spec.after(start - timedelta(microseconds=1)):
         if t > end or (schedule.end_at is not None and t > schedule.end_at):
@@ -280,7 +280,7 @@ async def _plan(rt: Runtime, schedule: Schedule, now: datetime, report: FireRepo
         await rt.store.update_schedule_run(run)
         await _start(rt, state, run, report)
         state.buffered_for = None
-    spec = CronSpec(state.cron, state.timezone)
+    spec = cached_spec(state.cron, state.timezone)
     due: list[datetime] = []
     cursor = state.next_fire_at
     dropped = 0

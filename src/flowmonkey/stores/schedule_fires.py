@@ -109,6 +109,11 @@ PG_RUN_UPSERT = (
     "ON CONFLICT (schedule_id, scheduled_for) DO UPDATE SET fired_at = EXCLUDED.fired_at, "
     "outcome = EXCLUDED.outcome, execution_id = EXCLUDED.execution_id, reason = EXCLUDED.reason"
 )
+_PG_RUNS_INSERT = (
+    f"INSERT INTO schedule_runs ({_RUN_COLS}) SELECT * FROM unnest(%s::text[], "
+    "%s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]) "
+    "ON CONFLICT DO NOTHING RETURNING schedule_id, scheduled_for"
+)
 PG_RUN_GET = f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s AND scheduled_for = %s"
 
 
@@ -135,24 +140,25 @@ def _created(row: Any) -> bool:
 
 async def _pipelined(
     conn: Any, items: Sequence[Fire], statements: Sequence[Any]
-) -> tuple[builtins.list[Any], builtins.list[Any]]:
+) -> tuple[builtins.list[bool], builtins.list[Any]]:
     """BEGIN, then every run insert and every given execution insert, in one round trip;
-    their result rows (the transaction stays open)."""
+    whether each run was new and each insert's row (the transaction stays open)."""
     failure: Exception | None = None
-    recorded: builtins.list[Any] = []
+    recorded: builtins.list[bool] = []
     inserted: builtins.list[Any] = []
     async with conn.pipeline() as pipeline:
         try:
             await conn.execute(pq.BEGIN)
-            run_curs = [
-                await conn.execute(f"{PG_RUN_INSERT} RETURNING schedule_id", pg_run_values(run))
-                for run, _, _ in items
-            ]
+            # One insert for all the run records (fixed text: parsed and prepared once),
+            # returning the keys of those that were new.
+            columns = list(zip(*(pg_run_values(run) for run, _, _ in items), strict=True))
+            run_cur = await conn.execute(_PG_RUNS_INSERT, [list(c) for c in columns])
             create_curs = [
                 None if st is None else await conn.execute(st[0], st[1]) for st in statements
             ]
             await pipeline.sync()
-            recorded = [await cur.fetchone() for cur in run_curs]
+            new = {(row[0], row[1]) for row in await run_cur.fetchall()}
+            recorded = [(run.schedule_id, run.scheduled_for) in new for run, _, _ in items]
             inserted = [None if cur is None else await cur.fetchone() for cur in create_curs]
         except Exception as exc:  # psycopg.Error: drain the aborted pipeline
             failure = exc
@@ -196,7 +202,7 @@ async def pg_fire_many(
             statements = [None if bad else st for st, bad in zip(statements, stale, strict=True)]
         out: builtins.list[tuple[ScheduleRun, bool]] = []
         for (run, execution, _), rec, ins in zip(items, recorded, inserted, strict=True):
-            if rec is None:  # handled before: answer with the first run
+            if not rec:  # handled before: answer with the first run
                 cur = await conn.execute(PG_RUN_GET, [run.schedule_id, run.scheduled_for])
                 row = await cur.fetchone()
                 assert row is not None
