@@ -7,8 +7,9 @@
    ``ScheduleRun`` (keyed by ``(schedule_id, scheduled_for)``: the first record wins, a
    later holder adopts it). A ``started`` run names the execution id it will create;
 2. creates that execution with that id and the idempotency key
-   ``schedule:<id>:<scheduled_for>`` (a holder that crashed between 1 and 2 is finished by
-   the next one, which creates the same id; an idempotency hit returns the first one);
+   ``schedule:<id>:<scheduled_for>`` in the same transaction as the run record
+   (``store.fire_schedule_times``: every due time of a claimed batch of schedules in ONE
+   transaction, so a batch costs one commit; an idempotency hit returns the first one);
 3. moves ``next_fire_at`` on and drops the lease (``release_schedule``, fenced).
 
 A process killed anywhere in between leaves a lease that expires; the next holder redoes
@@ -26,9 +27,7 @@ row each (one ``schedule.skipped`` event says how many).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowmonkey.cron import cached_spec
 from flowmonkey.engine.creation import create_execution, prepare_execution
+from flowmonkey.engine.schedule_times import fire_times, first_fire_at, jitter_for, render_input
 from flowmonkey.engine.terminal import cancel as cancel_execution
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
@@ -69,7 +69,6 @@ FIRE_CONCURRENCY = 16
 """Schedules one ``fire_due`` call fires at once."""
 MAX_TIMES_PER_TICK = 1000
 """Scheduled times one holder handles per lease; the rest wait for the next tick."""
-_TEMPLATE = re.compile(r"\{\{\s*schedule\.(id|scheduled_for|fired_at)\s*\}\}")
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
 _T = TypeVar("_T")
 
@@ -86,60 +85,6 @@ class FireReport:
     """Schedules of the current batch whose due times were handled (released together)."""
     released: int = 0
     """Schedules handled and released by this call."""
-
-
-def jitter_for(schedule: Schedule, scheduled_for: datetime) -> timedelta:
-    """A stable pseudo-random delay in ``[0, schedule.jitter]`` for one scheduled time (the
-    same in every process, so they agree when the time is due)."""
-    span_ms = int(schedule.jitter.total_seconds() * 1000)
-    if span_ms <= 0:
-        return timedelta(0)
-    digest = hashlib.sha256(f"{schedule.id}|{scheduled_for.isoformat()}".encode()).digest()
-    return timedelta(milliseconds=int.from_bytes(digest[:8], "big") % (span_ms + 1))
-
-
-def render_input(
-    value: Any, schedule: Schedule, scheduled_for: datetime, fired_at: datetime
-) -> Any:
-    """Replace ``{{ schedule.id }}``, ``{{ schedule.scheduled_for }}`` and
-    ``{{ schedule.fired_at }}`` in every string of ``value`` (no expression language:
-    the input is data, never code)."""
-    values = {
-        "id": schedule.id,
-        "scheduled_for": scheduled_for.isoformat(),
-        "fired_at": fired_at.isoformat(),
-    }
-    if isinstance(value, str):
-        return _TEMPLATE.sub(lambda m: values[m[1]], value)
-    if isinstance(value, dict):
-        return {k: render_input(v, schedule, scheduled_for, fired_at) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render_input(v, schedule, scheduled_for, fired_at) for v in value]
-    return value
-
-
-def first_fire_at(schedule: Schedule, after: datetime) -> datetime | None:
-    """The first scheduled time of ``schedule`` strictly after ``after`` (and not before
-    ``start_at``), or ``None`` past ``end_at``."""
-    spec = cached_spec(schedule.cron, schedule.timezone)
-    if schedule.start_at is not None and schedule.start_at > after:
-        after = schedule.start_at - timedelta(microseconds=1)
-    found = spec.next_after(after)
-    if found is None or (schedule.end_at is not None and found > schedule.end_at):
-        return None
-    return found
-
-
-def fire_times(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
-    """Every scheduled time in ``[start, end]`` (backfill), within ``start_at``/``end_at``."""
-    spec = cached_spec(schedule.cron, schedule.timezone)
-    out: list[datetime] = []
-    for t in spec.after(start - timedelta(microseconds=1)):
-        if t > end or (schedule.end_at is not None and t > schedule.end_at):
-            break
-        if schedule.start_at is None or t >= schedule.start_at:
-            out.append(t)
-    return out
 
 
 async def fire_due(rt: Runtime, *, owner: str, limit: int = 100) -> FireReport:

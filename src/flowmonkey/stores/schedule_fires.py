@@ -193,9 +193,7 @@ async def pg_fire_many(
     try:
         while True:
             recorded, inserted = await _pipelined(conn, items, statements)
-            stale = [
-                rec is None and _created(ins) for rec, ins in zip(recorded, inserted, strict=True)
-            ]
+            stale = [not rec and _created(ins) for rec, ins in zip(recorded, inserted, strict=True)]
             if not any(stale):
                 break
             await conn.execute(b"ROLLBACK")

@@ -182,7 +182,18 @@ class MemorySchedules:
     async def fire_schedule_times(
         self, items: Sequence[tuple[ScheduleRun, Execution | None, Sequence[Event]]]
     ) -> builtins.list[tuple[ScheduleRun, bool]]:
-        """``fire_schedule_time`` of each, in order (nothing suspends in between)."""
+        """``fire_schedule_time`` of each, in order, all or nothing (nothing suspends in
+        between, and the one way a fire fails, a taken execution id, is checked first)."""
+        runs = self._schedule_runs
+        ids = [
+            ex.id
+            for run, ex, _ in items
+            if ex is not None and (run.schedule_id, run.scheduled_for) not in runs
+        ]
+        rows: Any = self._rows  # type: ignore[attr-defined]
+        taken = [i for i in ids if i in rows] or ([] if len(set(ids)) == len(ids) else ids)
+        if taken:
+            raise errors.StoreError(f'execution id "{taken[0]}" already exists')
         return [await self.fire_schedule_time(run, ex, events) for run, ex, events in items]
 
     async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
