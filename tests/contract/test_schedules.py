@@ -302,3 +302,33 @@ async def test_fire_many_creates_nothing_for_a_time_whose_key_expired(store: Sto
     assert found == [(first, False), (fresh, True)]
     assert await store.get("ex-late") is None
     assert await store.get("ex-fresh") is not None
+
+
+async def test_schedules_page_by_id_within_a_tenant(store: Store) -> None:
+    for n in range(7):
+        tenant = "acme" if n % 3 else "other"
+        await store.create_schedule(make_schedule(f"s{n:02d}", tenant_id=tenant))
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page = await store.list_schedules(tenant_id="acme", after=after, limit=2)
+        pages.append([s.id for s in page])
+        if len(page) < 2:
+            break
+        after = page[-1].id
+    assert pages == [["s01", "s02"], ["s04", "s05"], []]
+    assert [s.id for s in await store.list_schedules(after="s04", limit=5)] == ["s05", "s06"]
+    assert len(await store.list_schedules()) == 7
+
+
+async def test_runs_page_newest_first(store: Store) -> None:
+    for n in range(5):
+        run = ScheduleRun(
+            schedule_id="s", scheduled_for=at(n), fired_at=at(n), outcome="skipped", reason="x"
+        )
+        await store.record_schedule_run(run)
+    first = await store.list_schedule_runs("s", limit=2)
+    second = await store.list_schedule_runs("s", limit=2, before=first[-1].scheduled_for)
+    third = await store.list_schedule_runs("s", limit=2, before=second[-1].scheduled_for)
+    times = [r.scheduled_for for r in first + second + third]
+    assert times == [at(4), at(3), at(2), at(1), at(0)]

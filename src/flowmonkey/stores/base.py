@@ -308,8 +308,11 @@ class Store(Protocol):
         """One schedule, or ``None``."""
         ...
 
-    async def list_schedules(self, *, tenant_id: str | None = None) -> builtins.list[Schedule]:
-        """Every schedule by id, or those of one tenant."""
+    async def list_schedules(
+        self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[Schedule]:
+        """Schedules by id (of one tenant when given): those with an id after ``after``
+        (keyset pagination), at most ``limit`` (all when ``None``)."""
         ...
 
     async def delete_schedule(self, schedule_id: str) -> bool:
@@ -376,9 +379,10 @@ class Store(Protocol):
         ...
 
     async def list_schedule_runs(
-        self, schedule_id: str, *, limit: int = 50
+        self, schedule_id: str, *, limit: int = 50, before: datetime | None = None
     ) -> builtins.list[ScheduleRun]:
-        """Runs of one schedule, newest scheduled time first."""
+        """Runs of one schedule, newest scheduled time first; with ``before``, only runs
+        scheduled before it (keyset pagination: the last time of the previous page)."""
         ...
 
     async def next_schedule_time(self) -> datetime | None:
@@ -400,9 +404,15 @@ class Store(Protocol):
         ...
 
     async def list_documents(
-        self, kind: str, *, tenant_id: str | None = None
+        self,
+        kind: str,
+        *,
+        tenant_id: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> builtins.list[TriggerDocument]:
-        """Documents of one kind by id, or those of one tenant."""
+        """Documents of one kind by id (of one tenant when given): those with an id after
+        ``after`` (keyset pagination), at most ``limit`` (all when ``None``)."""
         ...
 
     async def delete_document(self, kind: str, doc_id: str) -> bool:
@@ -422,9 +432,10 @@ class Store(Protocol):
         ...
 
     async def list_form_submissions(
-        self, form_id: str, *, limit: int = 50
+        self, form_id: str, *, limit: int = 50, before: tuple[datetime, str] | None = None
     ) -> builtins.list[FormSubmission]:
-        """Submissions of one form, newest first."""
+        """Submissions of one form, newest first; with ``before`` (the ``(created_at, id)``
+        of the last one of the previous page), only those after it in that order."""
 
     # -- data tables (see ``stores/tables.py``) ---------------------------------------------
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
+from typing import Any
 
 import orjson
 
 from flowmonkey import errors
 
-__all__ = ["decode_cursor", "encode_cursor"]
+__all__ = ["by_id_page", "decode_cursor", "encode_cursor"]
 
 
 def encode_cursor(created_at: datetime, execution_id: str) -> str:
@@ -35,3 +36,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     if at.tzinfo is None or not isinstance(ident, str):
         raise errors.InvalidCursor(cursor)
     return at, ident
+
+
+def by_id_page(
+    select: str,
+    params: list[Any],
+    mark: str,
+    *,
+    tenant_id: str | None,
+    after: str | None,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    """``select`` (which ends in a WHERE clause) narrowed to one tenant and to ids after
+    ``after``, ordered by id, at most ``limit`` rows: one keyset page of a listing by id
+    (``mark`` is the driver's placeholder, ``?`` or ``%s``)."""
+    sql, values = select, list(params)
+    if tenant_id is not None:
+        sql += f" AND tenant_id = {mark}"
+        values.append(tenant_id)
+    if after is not None:
+        sql += f" AND id > {mark}"
+        values.append(after)
+    sql += " ORDER BY id"
+    if limit is not None:
+        sql += f" LIMIT {mark}"
+        values.append(limit)
+    return sql, values

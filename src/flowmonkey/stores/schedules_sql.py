@@ -12,6 +12,7 @@ from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.schedules import Schedule, ScheduleRun
 from flowmonkey.stores import sqlite_queries as q
+from flowmonkey.stores.cursors import by_id_page
 from flowmonkey.stores.schedule_fires import PG_RUN_GET as _PG_RUN_GET
 from flowmonkey.stores.schedule_fires import PG_RUN_INSERT as _PG_RUN_INSERT
 from flowmonkey.stores.schedule_fires import PG_RUN_UPSERT as _PG_RUN_UPSERT
@@ -41,8 +42,7 @@ _SQ_SAVE = (
     "lease_expires_at = NULL WHERE id = ?"
 )
 _SQ_GET = f"SELECT {_COLS} FROM schedules WHERE id = ?"
-_SQ_LIST = f"SELECT {_COLS} FROM schedules ORDER BY id"
-_SQ_LIST_TENANT = f"SELECT {_COLS} FROM schedules WHERE tenant_id = ? ORDER BY id"
+_SQ_LIST = f"SELECT {_COLS} FROM schedules WHERE 1 = 1"
 _SQ_DUE = (
     f"SELECT {_COLS} FROM schedules WHERE paused = 0 "
     "AND (next_fire_at <= ? OR buffered_for IS NOT NULL) "
@@ -59,6 +59,10 @@ _SQ_RELEASE = (
 )
 _SQ_RUNS = (
     f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = ? "
+    "ORDER BY scheduled_for DESC LIMIT ?"
+)
+_SQ_RUNS_BEFORE = (
+    f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = ? AND scheduled_for < ? "
     "ORDER BY scheduled_for DESC LIMIT ?"
 )
 _SQ_NEXT = "SELECT MIN(next_fire_at) FROM schedules WHERE paused = 0"
@@ -100,11 +104,11 @@ def _sq_get(conn: sqlite3.Connection, schedule_id: str) -> Schedule | None:
     return None if row is None else _sq_row(row)
 
 
-def _sq_list(conn: sqlite3.Connection, tenant_id: str | None) -> builtins.list[Schedule]:
-    rows = (
-        conn.execute(_SQ_LIST) if tenant_id is None else conn.execute(_SQ_LIST_TENANT, (tenant_id,))
-    )
-    return [_sq_row(row) for row in rows.fetchall()]
+def _sq_list(
+    conn: sqlite3.Connection, tenant_id: str | None, after: str | None, limit: int | None
+) -> builtins.list[Schedule]:
+    sql, params = by_id_page(_SQ_LIST, [], "?", tenant_id=tenant_id, after=after, limit=limit)
+    return [_sq_row(row) for row in conn.execute(sql, params).fetchall()]
 
 
 def _sq_delete(conn: sqlite3.Connection, schedule_id: str) -> bool:
@@ -150,8 +154,14 @@ def _sq_update_run(conn: sqlite3.Connection, run: ScheduleRun) -> None:
     conn.execute(_SQ_RUN_UPSERT, _sq_run_values(run))
 
 
-def _sq_runs(conn: sqlite3.Connection, schedule_id: str, limit: int) -> builtins.list[ScheduleRun]:
-    return [_run(row, q.opt_dt) for row in conn.execute(_SQ_RUNS, (schedule_id, limit))]
+def _sq_runs(
+    conn: sqlite3.Connection, schedule_id: str, limit: int, before: datetime | None
+) -> builtins.list[ScheduleRun]:
+    if before is None:
+        rows = conn.execute(_SQ_RUNS, (schedule_id, limit))
+    else:
+        rows = conn.execute(_SQ_RUNS_BEFORE, (schedule_id, q.to_us(before), limit))
+    return [_run(row, q.opt_dt) for row in rows]
 
 
 def _sq_next(conn: sqlite3.Connection) -> datetime | None:
@@ -178,9 +188,11 @@ class SqliteSchedules:
         found: Schedule | None = await self._tx(False, _sq_get, schedule_id)
         return found
 
-    async def list_schedules(self, *, tenant_id: str | None = None) -> builtins.list[Schedule]:
-        """Schedules by id (of one tenant when given)."""
-        found: builtins.list[Schedule] = await self._tx(False, _sq_list, tenant_id)
+    async def list_schedules(
+        self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[Schedule]:
+        """Schedules by id (of one tenant when given), after ``after``, at most ``limit``."""
+        found: builtins.list[Schedule] = await self._tx(False, _sq_list, tenant_id, after, limit)
         return found
 
     async def delete_schedule(self, schedule_id: str) -> bool:
@@ -245,10 +257,12 @@ class SqliteSchedules:
         return done
 
     async def list_schedule_runs(
-        self, schedule_id: str, *, limit: int = 50
+        self, schedule_id: str, *, limit: int = 50, before: datetime | None = None
     ) -> builtins.list[ScheduleRun]:
-        """Runs of one schedule, newest scheduled time first."""
-        runs: builtins.list[ScheduleRun] = await self._tx(False, _sq_runs, schedule_id, limit)
+        """Runs of one schedule, newest scheduled time first (before ``before``)."""
+        runs: builtins.list[ScheduleRun] = await self._tx(
+            False, _sq_runs, schedule_id, limit, before
+        )
         return runs
 
     async def next_schedule_time(self) -> datetime | None:
@@ -269,8 +283,7 @@ _PG_SAVE = (
     "lease_expires_at = NULL WHERE id = %s RETURNING id"
 )
 _PG_GET = f"SELECT {_COLS} FROM schedules WHERE id = %s"
-_PG_LIST = f"SELECT {_COLS} FROM schedules ORDER BY id"
-_PG_LIST_TENANT = f"SELECT {_COLS} FROM schedules WHERE tenant_id = %s ORDER BY id"
+_PG_LIST = f"SELECT {_COLS} FROM schedules WHERE TRUE"
 # One statement: pick the due rows nobody else holds (SKIP LOCKED: concurrent claimers
 # take different rows instead of queueing) and lease them.
 _PG_CLAIM = (
@@ -293,6 +306,10 @@ _PG_RELEASE = (
 )
 _PG_RUNS = (
     f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s "
+    "ORDER BY scheduled_for DESC LIMIT %s"
+)
+_PG_RUNS_BEFORE = (
+    f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s AND scheduled_for < %s "
     "ORDER BY scheduled_for DESC LIMIT %s"
 )
 _PG_NEXT = "SELECT MIN(next_fire_at) FROM schedules WHERE paused = 0"
@@ -343,13 +360,12 @@ class PostgresSchedules:
         rows = await self._fetchall(_PG_GET, [schedule_id])
         return _pg_row(rows[0]) if rows else None
 
-    async def list_schedules(self, *, tenant_id: str | None = None) -> builtins.list[Schedule]:
-        """Schedules by id (of one tenant when given)."""
-        if tenant_id is None:
-            rows = await self._fetchall(_PG_LIST)
-        else:
-            rows = await self._fetchall(_PG_LIST_TENANT, [tenant_id])
-        return [_pg_row(row) for row in rows]
+    async def list_schedules(
+        self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[Schedule]:
+        """Schedules by id (of one tenant when given), after ``after``, at most ``limit``."""
+        sql, params = by_id_page(_PG_LIST, [], "%s", tenant_id=tenant_id, after=after, limit=limit)
+        return [_pg_row(row) for row in await self._fetchall(sql, params)]
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         """Delete a schedule and its runs."""
@@ -434,10 +450,13 @@ class PostgresSchedules:
         return done
 
     async def list_schedule_runs(
-        self, schedule_id: str, *, limit: int = 50
+        self, schedule_id: str, *, limit: int = 50, before: datetime | None = None
     ) -> builtins.list[ScheduleRun]:
-        """Runs of one schedule, newest scheduled time first."""
-        rows = await self._fetchall(_PG_RUNS, [schedule_id, limit])
+        """Runs of one schedule, newest scheduled time first (before ``before``)."""
+        if before is None:
+            rows = await self._fetchall(_PG_RUNS, [schedule_id, limit])
+        else:
+            rows = await self._fetchall(_PG_RUNS_BEFORE, [schedule_id, before, limit])
         return [_run(row, _pg_dt) for row in rows]
 
     async def next_schedule_time(self) -> datetime | None:
