@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -179,21 +179,11 @@ async def _fire_batch(
             )
         )  # fmt: skip
         ready = [(p, d) for p, d in zip(current, decided, strict=True) if d is not None]
-        try:
-            results = await rt.store.fire_schedule_times(
-                [(d.run, d.execution, () if d.event is None else [d.event]) for _, d in ready]
-            )
-        except Exception:
-            failed.update(p.state.id for p, _ in ready)
-            log.exception(
-                "firing %d schedule time(s) failed; retried after their leases expire",
-                len(ready),
-            )
-            continue
+        fired = await _fire_round(rt, ready, guarded)
         await asyncio.gather(
             *(
                 guarded(p.state, _settle(rt, p.state, d, run, created, now, report))
-                for (p, d), (run, created) in zip(ready, results, strict=True)
+                for (p, d), (run, created) in fired
             )
         )
         index += 1
@@ -201,6 +191,35 @@ async def _fire_batch(
         if plan.state.id not in failed:
             plan.state.next_fire_at = plan.cursor
             report.handled.append(plan.state)
+
+
+async def _fire_round(
+    rt: Runtime,
+    ready: list[tuple[_Plan, _Decision]],
+    guarded: Callable[[Schedule, Awaitable[Any]], Awaitable[Any]],
+) -> list[tuple[tuple[_Plan, _Decision], tuple[ScheduleRun, bool]]]:
+    """Record and create one round's times in one transaction; each with its outcome.
+
+    If that transaction fails, nothing of it was stored, so the times are fired again one
+    transaction each: one schedule whose time cannot be stored (its lease then expires and
+    it is retried) does not hold back the others of its batch.
+    """
+    if not ready:
+        return []
+    fires = [(d.run, d.execution, () if d.event is None else [d.event]) for _, d in ready]
+    try:
+        return list(zip(ready, await rt.store.fire_schedule_times(fires), strict=True))
+    except Exception:
+        log.warning(
+            "firing %d schedule time(s) in one transaction failed; firing them one by one",
+            len(ready),
+            exc_info=True,
+        )
+    pairs = zip(ready, fires, strict=True)
+    singles = await asyncio.gather(
+        *(guarded(p.state, rt.store.fire_schedule_time(*fire)) for (p, _), fire in pairs)
+    )
+    return [(pair, one) for pair, one in zip(ready, singles, strict=True) if one is not None]
 
 
 async def _previous_running(rt: Runtime, schedule: Schedule) -> bool:
