@@ -304,6 +304,15 @@ _PG_RELEASE = (
     "UPDATE schedules SET next_fire_at = %s, last_execution_id = %s, buffered_for = %s, "
     "lease_owner = NULL, lease_expires_at = NULL WHERE id = %s AND lease_owner = %s RETURNING id"
 )
+# One statement (atomic, one round trip) for a whole batch, fenced per schedule.
+_PG_RELEASE_MANY = (
+    "UPDATE schedules s SET next_fire_at = v.next_fire_at, "
+    "last_execution_id = v.last_execution_id, buffered_for = v.buffered_for, "
+    "lease_owner = NULL, lease_expires_at = NULL "
+    "FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::timestamptz[]) "
+    "AS v(id, next_fire_at, last_execution_id, buffered_for) "
+    "WHERE s.id = v.id AND s.lease_owner = %s RETURNING s.id"
+)
 _PG_RUNS = (
     f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s "
     "ORDER BY scheduled_for DESC LIMIT %s"
@@ -436,18 +445,17 @@ class PostgresSchedules:
             return await pg_fire_many(conn, items, self._notify_channel)
 
     async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
-        """``release_schedule`` of many in one transaction; how many were still held."""
-        rows = [[s.next_fire_at, s.last_execution_id, s.buffered_for, s.id, owner]
-                for s in schedules]  # fmt: skip
-        done = 0
-        async with self._read() as conn, conn.transaction(), conn.cursor() as cur:
-            # executemany pipelines the updates: one round trip for the whole batch.
-            await cur.executemany(_PG_RELEASE, rows, returning=True)
-            while True:
-                done += len(await cur.fetchall())
-                if not cur.nextset():
-                    break
-        return done
+        """``release_schedule`` of many in one statement; how many were still held."""
+        if not schedules:
+            return 0
+        columns = [
+            [s.id for s in schedules],
+            [s.next_fire_at for s in schedules],
+            [s.last_execution_id for s in schedules],
+            [s.buffered_for for s in schedules],
+            owner,
+        ]
+        return len(await self._fetchall(_PG_RELEASE_MANY, columns))
 
     async def list_schedule_runs(
         self, schedule_id: str, *, limit: int = 50, before: datetime | None = None
