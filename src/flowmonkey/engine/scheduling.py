@@ -63,10 +63,13 @@ MISS_GRACE = timedelta(seconds=60)
 MAX_KEY_TTL = timedelta(days=7)
 """Idempotency window of a fire's key (clamped to the engine's ``max_idempotency_ttl``);
 the run record, not the key, is what makes a time fire once after that."""
-CLAIM_BATCH = 20
-"""Schedules leased per claim (see ``fire_due``)."""
+CLAIM_BATCH = 50
+"""Schedules leased per claim (see ``fire_due``): each claimed batch costs a claim, one
+fire transaction and a release, so larger batches cost fewer commits (measured with 100
+every-second schedules and two workers: 50 halves the lag of 20 on both stores), while
+more due schedules than one batch are still shared out between the workers."""
 FIRE_CONCURRENCY = 16
-"""Schedules one ``fire_due`` call fires at once."""
+"""Schedules one ``fire_due`` call plans and decides at once (their reads overlap)."""
 MAX_TIMES_PER_TICK = 1000
 """Scheduled times one holder handles per lease; the rest wait for the next tick."""
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
