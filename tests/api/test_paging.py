@@ -108,6 +108,20 @@ async def test_tables_page_by_name(api: Api) -> None:
     assert _ids(pages, "name") == ["a_t", "b_t", "c_t"]
 
 
+async def test_tasks_page_newest_first(api: Api) -> None:
+    started = []
+    for _ in range(5):
+        made = await api["acme"].post("/api/v1/executions", json={"flow_id": "inbox"})
+        assert made.status_code in (200, 201, 202), made.text
+        started.append(made.json()["id"])
+        await api.engine.run_until_idle()  # its task is created now
+        api.clock.advance(1)
+    pages = await _all_pages(api["acme"], "/api/v1/tasks", 2)
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [t["execution_id"] for page in pages for t in page] == started[::-1]
+    assert await _all_pages(api["globex"], "/api/v1/tasks", 2) == [[]]
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -117,6 +131,7 @@ async def test_tables_page_by_name(api: Api) -> None:
         "/api/v1/forms",
         "/api/v1/forms/f/submissions",
         "/api/v1/tables",
+        "/api/v1/tasks",
     ],
 )
 async def test_bad_or_foreign_cursors_are_400(api: Api, path: str) -> None:
