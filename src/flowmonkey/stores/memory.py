@@ -535,7 +535,7 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
         return replace(task, metadata=dict(task.metadata)) if task is not None else None
 
     async def list_tasks(self, query: TaskQuery) -> builtins.list[Task]:
-        """Tasks matching the query, oldest first."""
+        """Tasks matching the query, oldest (or newest) first."""
         out = []
         for task in self._tasks.values():
             if query.status is not None and task.status != query.status:
@@ -548,8 +548,14 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
                 continue
             if query.execution_id is not None and task.execution_id != query.execution_id:
                 continue
+            if query.after is not None and (
+                (task.created_at, task.id) >= query.after
+                if query.newest_first
+                else (task.created_at, task.id) <= query.after
+            ):
+                continue
             out.append(task)
-        out.sort(key=lambda t: (t.created_at, t.id))
+        out.sort(key=lambda t: (t.created_at, t.id), reverse=query.newest_first)
         return [replace(t, metadata=dict(t.metadata)) for t in out[: query.limit]]
 
     # -- flows --------------------------------------------------------------------------

@@ -442,7 +442,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         return q.task_from_row(found[0]) if found else None
 
     async def list_tasks(self, query: TaskQuery) -> list[Task]:
-        """User tasks matching the query, oldest first."""
+        """User tasks matching the query, oldest (or newest) first."""
         where: list[str] = []
         args: list[Any] = []
         for column in ("status", "assignee", "role", "tenant_id", "execution_id"):
@@ -450,10 +450,14 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if query.after is not None:
+            where.append(f"(created_at, id) {'<' if query.newest_first else '>'} (?, ?)")
+            args.extend((q.to_us(query.after[0]), query.after[1]))
+        order = " DESC" if query.newest_first else ""
         sql = q.SELECT_TASKS
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, id LIMIT ?"
+        sql += f" ORDER BY created_at{order}, id{order} LIMIT ?"
         args.append(query.limit)
         return [q.task_from_row(row) for row in await self._tx(False, ops.rows, sql, args)]
 
