@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from flowmonkey import __version__
 from flowmonkey.api.auth import KeyChecker
+from flowmonkey.api.fastpath import FastRoutes
 from flowmonkey.api.metrics import Metrics
 from flowmonkey.api.metrics_triggers import install_trigger_metrics
 from flowmonkey.api.middleware import RequestMiddleware
@@ -113,7 +114,7 @@ def create_app(
     app.state.flowmonkey = state
     install_problem_handlers(app)
     install_openapi(app)
-    app.add_middleware(RequestMiddleware, state=state)
+    app.add_middleware(RequestMiddleware, state=state, fast=FastRoutes())
 
     from flowmonkey.api import (
         routes_control,

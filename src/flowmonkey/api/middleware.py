@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flowmonkey.api.fastpath import FastRoutes
 from flowmonkey.api.problems import Problem, problem_response
 
 if TYPE_CHECKING:
@@ -34,9 +35,10 @@ _YAML_TYPES = (b"application/yaml", b"application/x-yaml", b"text/yaml")
 class RequestMiddleware:
     """See the module docstring."""
 
-    def __init__(self, app: ASGIApp, state: ApiState) -> None:
+    def __init__(self, app: ASGIApp, state: ApiState, fast: FastRoutes | None = None) -> None:
         self.app = app
         self.state = state
+        self.fast = fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,6 +64,8 @@ class RequestMiddleware:
                 receive, problem = await self._buffer(receive)
             if problem is not None:
                 await problem_response(problem)(scope, receive, send_with_id)
+            elif self.fast is not None and (twin := self.fast.match(scope)) is not None:
+                await self.fast.serve(self.state, twin, scope, receive, send_with_id, self.app)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
