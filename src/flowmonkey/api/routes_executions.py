@@ -11,8 +11,8 @@ from flowmonkey.api.auth import Principal, create_tenant, list_tenant, require
 from flowmonkey.api.deps import check_cursor, json, state_of, visible_execution
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.running import start
-from flowmonkey.api.state import ApiState
 from flowmonkey.api.schemas import ExecutionOut, ExecutionPage, HistoryOut, StartBody
+from flowmonkey.api.state import ApiState
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.tracing import TRACEPARENT_KEY, valid_traceparent
 
