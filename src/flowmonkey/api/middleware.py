@@ -133,8 +133,7 @@ class RequestMiddleware:
         method = scope["method"]
         metrics = self.state.metrics
         if metrics is not None:
-            metrics.http_requests.labels(route=template, method=method, status=str(status)).inc()
-            metrics.http_seconds.labels(route=template).observe(elapsed)
+            metrics.observe_request(template, method, status, elapsed)
         if self.state.settings.request_log and access_log.isEnabledFor(logging.INFO):
             principal = scope.get("state", {}).get("principal")
             line: dict[str, Any] = {
