@@ -67,6 +67,8 @@ def create_app(
         metrics=Metrics() if metrics else None,
     )
     install_trigger_metrics(engine, state.metrics)  # triggers (issue 13)
+    # Requests that arrive together create in one transaction (one fsync for them all).
+    engine.runtime.creator.allowed = True
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

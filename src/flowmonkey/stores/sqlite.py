@@ -43,6 +43,7 @@ from flowmonkey.stores.base import (
 from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
 from flowmonkey.stores.schedules_sql import SqliteSchedules
+from flowmonkey.stores.sqlite_batch import SqliteCreateMany
 from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
 
@@ -132,7 +133,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
+class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, SqliteCreateMany):
     """The ``Store`` protocol on a SQLite file.
 
     Args:
