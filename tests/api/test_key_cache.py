@@ -4,7 +4,7 @@ another connection, or by another process (``flowmonkey keys revoke``)."""
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -50,20 +50,12 @@ async def test_a_revocation_by_another_process_is_seen_at_once(api: Api, tmp_pat
     assert (await api["acme"].get("/api/v1/executions")).status_code == 200
     key_id = await _key_id(api, "acme")
     store = f"sqlite:///{tmp_path / 'api.db'}"
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "flowmonkey"),
-            "keys",
-            "revoke",
-            key_id,
-            "--store",
-            store,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    cli = str(Path(sys.executable).parent / "flowmonkey")
+    done = await asyncio.create_subprocess_exec(
+        cli, "keys", "revoke", key_id, "--store", store, stderr=asyncio.subprocess.PIPE
     )
-    assert done.returncode == 0, done.stderr
+    _, stderr = await asyncio.wait_for(done.communicate(), timeout=120)
+    assert done.returncode == 0, stderr.decode()
     body = assert_problem(
         await api["acme"].post("/api/v1/executions", json={"flow_id": "three"}), 401
     )

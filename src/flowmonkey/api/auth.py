@@ -21,7 +21,7 @@ from flowmonkey.api.problems import Problem
 from flowmonkey.model.keys import ALL_TENANTS, KEY_PREFIX, SCOPES, ApiKey, hash_key
 
 if TYPE_CHECKING:
-    from flowmonkey.api.state import ApiState
+    from flowmonkey.api.ratelimit import RateLimiter
 
 __all__ = [
     "DEV_PRINCIPAL",
@@ -132,17 +132,19 @@ async def authenticate(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    principal = await caller(request.app.state.flowmonkey, request.headers.get("authorization"))
+    state = request.app.state.flowmonkey
+    principal = await caller(state.keys, state.limiter, request.headers.get("authorization"))
     request.state.principal = principal
     return principal
 
 
-async def caller(state: ApiState, authorization: str | None) -> Principal:
-    """The caller with this ``Authorization`` header value, rate-limited per key: what
-    ``authenticate`` resolves (the lean routes of ``fastpath`` call it directly)."""
-    checker = state.keys
+async def caller(
+    checker: KeyChecker | None, limiter: RateLimiter | None, authorization: str | None
+) -> Principal:
+    """The caller with this ``Authorization`` header value (``checker`` ``None``: no
+    auth), rate-limited per key: what ``authenticate`` resolves (the lean routes of
+    ``fastpath`` call it directly)."""
     principal = DEV_PRINCIPAL if checker is None else await checker.check(_bearer(authorization))
-    limiter = state.limiter
     if limiter is not None:
         limiter.check(f"key:{principal.key_id or 'dev'}")
     return principal

@@ -61,7 +61,8 @@ async def _start(
         body = _START.validate_json(raw)
     except ValidationError:
         return None  # FastAPI's parsing names every problem (or the JSON error)
-    principal = check_scope(await caller(state, _header(scope, b"authorization")), "write")
+    authorization = _header(scope, b"authorization")
+    principal = check_scope(await caller(state.keys, state.limiter, authorization), "write")
     scope.setdefault("state", {})["principal"] = principal
     return await start_answer(
         state,
