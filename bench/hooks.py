@@ -146,7 +146,8 @@ async def bench_hooks(requests: int, work: Path, synchronous: str = "FULL") -> d
         await engine.save_flow(tick_flow())
     port = _free_port()
     store = f"sqlite:///{db}" + ("" if synchronous == "FULL" else f"?synchronous={synchronous}")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STORE": store}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "BENCH_STORE": store}
     cmd = [sys.executable, "-m", "uvicorn", "bench.trigger_app:make_app", "--factory",
            "--port", str(port), "--log-level", "warning", "--no-access-log",
            "--timeout-keep-alive", "75"]  # fmt: skip
