@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from flowmonkey import errors
+from flowmonkey.api import routes_executions, routes_hooks
 from flowmonkey.api.auth import caller, check_scope
 from flowmonkey.api.problems import Problem, problem_response
 from flowmonkey.api.schemas import StartBody
@@ -55,8 +56,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
 async def _start(
     state: ApiState, scope: Scope, receive: Receive, raw: bytes, params: dict[str, str]
 ) -> Response | None:
-    from flowmonkey.api.routes_executions import start_answer
-
     try:
         body = _START.validate_json(raw)
     except ValidationError:
@@ -64,7 +63,7 @@ async def _start(
     authorization = _header(scope, b"authorization")
     principal = check_scope(await caller(state.keys, state.limiter, authorization), "write")
     scope.setdefault("state", {})["principal"] = principal
-    return await start_answer(
+    return await routes_executions.start_answer(
         state,
         body,
         principal,
@@ -76,9 +75,7 @@ async def _start(
 async def _hook(
     state: ApiState, scope: Scope, receive: Receive, raw: bytes, params: dict[str, str]
 ) -> Response | None:
-    from flowmonkey.api.routes_hooks import receive_hook
-
-    return await receive_hook(Request(scope, receive), params["trigger_id"])
+    return await routes_hooks.receive_hook(Request(scope, receive), params["trigger_id"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +102,6 @@ class FastRoutes:
         self._hooks: _Twin | None = None
 
     def _build(self) -> dict[str, _Twin]:
-        from flowmonkey.api import routes_executions, routes_hooks
-
         start = _route_of(routes_executions.router.routes, routes_executions.start_execution)
         hook = _route_of(routes_hooks.public_router.routes, routes_hooks.receive_hook)
         self._hooks = _Twin(hook, hook.path_regex, _hook)

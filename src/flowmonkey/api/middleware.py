@@ -1,5 +1,6 @@
 """One pure-ASGI middleware for every HTTP request: request id, body-size limit, content
-type, JSON request log line, and the request metrics.
+type, JSON request log line, and the request metrics. The two hottest routes (start an
+execution, receive a webhook) are then answered by their lean twins (``fastpath``).
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so it adds microseconds, not a task per request.
 """
