@@ -96,3 +96,16 @@ async def test_a_lone_create_goes_straight_to_the_store(api: Api) -> None:
     )
     assert [a.status_code for a in answers] == [201] * 3
     assert sizes == [3]
+
+
+async def test_grouped_starts_that_wait_run_to_their_end(api: Api) -> None:
+    creator = api.engine.runtime.creator
+    creator.PROBE_EVERY = 1
+    sizes = _spy(api)
+    body = {"flow_id": "three", "wait": 5}
+    answers = await asyncio.gather(
+        *(api["acme"].post("/api/v1/executions", json=body) for _ in range(4))
+    )
+    assert [a.status_code for a in answers] == [201] * 4
+    assert [a.json()["status"] for a in answers] == ["completed"] * 4
+    assert sizes == [4]  # stored already leased to this process, all in one transaction
