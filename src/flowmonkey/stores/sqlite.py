@@ -43,6 +43,7 @@ from flowmonkey.stores.base import (
 from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
 from flowmonkey.stores.schedules_sql import SqliteSchedules
+from flowmonkey.stores.sqlite_batch import SqliteCreateMany
 from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
 
@@ -132,7 +133,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
+class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, SqliteCreateMany):
     """The ``Store`` protocol on a SQLite file.
 
     Args:
@@ -203,8 +204,11 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _tx(self, write: bool, op: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
-        """Run ``op(conn, *args)`` as one transaction on the store thread."""
+    async def _tx(
+        self, write: bool | None, op: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts
+    ) -> T:
+        """Run ``op(conn, *args)`` as one transaction on the store thread (``write=None``:
+        outside any transaction; ``op`` begins and ends its own)."""
         thread = self._thread
         if thread is None:
             raise errors.StoreError(f"{self!r} is not open; await store.initialize() first")
@@ -213,7 +217,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         return await thread.run(self._in_tx, write, op, args)
 
     def _in_tx(
-        self, write: bool, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]
+        self, write: bool | None, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]
     ) -> T:
         """Transaction wrapper (store thread); driver errors become ``StoreError``.
 
@@ -226,6 +230,8 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         if conn is None:
             raise errors.StoreError(f"{self!r} is closed")
         try:
+            if write is None:
+                return op(conn, *args)
             conn.execute(_BEGIN_WRITE if write else _BEGIN_READ)
             result = op(conn, *args)
             conn.execute("COMMIT")
