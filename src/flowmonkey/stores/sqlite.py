@@ -44,6 +44,7 @@ from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
 from flowmonkey.stores.schedules_sql import SqliteSchedules
 from flowmonkey.stores.sqlite_batch import SqliteCreateMany
+from flowmonkey.stores.sqlite_lock import WriterLock
 from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
 
@@ -168,6 +169,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         self.threaded = bool(threaded)
         self._thread: _DbThread | _Inline | None = None
         self._conn: sqlite3.Connection | None = None  # used on self._thread only
+        self._writer: WriterLock | None = None  # writers of all processes queue on it
         # Indexed columns (and lease) last written per execution by a committed step of
         # this process: the next commit under the same lease can skip them.
         self._written: dict[str, tuple[Any, ...]] = {}
@@ -229,6 +231,8 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         conn = self._conn
         if conn is None:
             raise errors.StoreError(f"{self!r} is closed")
+        writer = self._writer if write else None
+        locked = writer is not None and writer.acquire(self.busy_timeout_ms / 1000)
         try:
             if write is None:
                 return op(conn, *args)
@@ -245,6 +249,9 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             if isinstance(exc, sqlite3.Error):
                 raise errors.StoreError(f"SQLite error on {self.path}: {exc}") from exc
             raise
+        finally:
+            if locked:
+                writer.release()  # type: ignore[union-attr]
 
     async def initialize(self) -> None:
         """Open the file (WAL, pragmas) and migrate the schema. Idempotent."""
@@ -281,6 +288,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             conn.close()
             raise errors.StoreError(f"cannot configure SQLite {self.path}: {exc}") from exc
         self._conn = conn
+        self._writer = WriterLock(self.path)
         try:
             # One IMMEDIATE transaction around the whole migration: processes starting
             # together queue on the write lock, and the later ones find nothing to do.
@@ -288,6 +296,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         except BaseException:
             self._conn = None
             conn.close()
+            self._close_writer()
             raise
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -311,6 +320,12 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+        self._close_writer()
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     # -- executions -----------------------------------------------------------------------
 
