@@ -26,7 +26,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.records import ResumeTokenRecord, Task
-from flowmonkey.stores import migrate, sqlite_purge
+from flowmonkey.stores import migrate, sqlite_purge, tables
 from flowmonkey.stores import sqlite_ops as ops
 from flowmonkey.stores import sqlite_queries as q
 from flowmonkey.stores.base import (
@@ -55,6 +55,7 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _OPT = orjson.OPT_NON_STR_KEYS
 _BEGIN_WRITE = "BEGIN IMMEDIATE"
 _BEGIN_READ = "BEGIN"
+_BATCHED_INDEXES = 6  # the schema version whose migration batches field indexes
 
 
 class _DbThread:
@@ -285,11 +286,15 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
             raise
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        target = ops.MigrationTarget(conn)
+        before = target.current_version()
         migrate.migrate(
-            ops.MigrationTarget(conn),
-            migrate.load_migrations("sqlite"),
-            database=f"SQLite database {self.path}",
+            target, migrate.load_migrations("sqlite"), database=f"SQLite database {self.path}"
         )
+        if before < _BATCHED_INDEXES:
+            # Migration 6 made field indexes batched; the indexes of tables created
+            # before it are named after their table, so they are recreated here.
+            tables.sqlite_rebuild_field_indexes(conn)
 
     async def close(self) -> None:
         """Close the connection and stop the thread. Idempotent."""

@@ -28,8 +28,10 @@ from flowmonkey.model.tables import (
 )
 
 __all__ = [
+    "SQLITE_INDEX_BATCH",
     "Dialect",
     "index_statements",
+    "sqlite_legacy_index_names",
     "matches",
     "row_query",
     "sort_key",
@@ -40,6 +42,11 @@ Dialect = Literal["sqlite", "postgres"]
 _PG_CASTS = {"number": "numeric", "integer": "numeric", "boolean": "boolean", "string": "text"}
 _SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 ROW_COLUMNS = "seq, id, table_name, tenant_id, execution_id, step_id, created_at, data"
+SQLITE_INDEX_BATCH = 128
+"""SQLite writes field-index entries for this many rows at once (the trigger of migration
+``0006_table_index``, which spells the number out too): a row above the table's last
+multiple of it is not in the field indexes yet (``indexed = 0``), and queries read those
+rows, at most ``SQLITE_INDEX_BATCH - 1``, with a bounded scan."""
 
 
 def _index_name(*parts: str) -> str:
@@ -82,9 +89,10 @@ def index_statements(dialect: Dialect, table: TableDef) -> list[str]:
     for name in table.indexed:
         expr = field_expr(dialect, table, name)
         if dialect == "sqlite":
+            # ``indexed = 1``: a new row joins the index with its batch (SQLITE_INDEX_BATCH).
             out.append(
-                f"CREATE INDEX IF NOT EXISTS {_index_name('sqlite', table.name, name)} "
-                f"ON table_rows ({expr}, seq) WHERE table_name = '{table.name}'"
+                f"CREATE INDEX IF NOT EXISTS {_index_name('sqlite-batched', table.name, name)} "
+                f"ON table_rows ({expr}, seq) WHERE table_name = '{table.name}' AND indexed = 1"
             )
         else:
             index = _index_name("postgres", table.name, name)
@@ -98,6 +106,12 @@ def index_statements(dialect: Dialect, table: TableDef) -> list[str]:
                 f"WHERE table_name = '{table.name}' AND tenant_id IS NOT NULL"
             )
     return out
+
+
+def sqlite_legacy_index_names(table: TableDef) -> list[str]:
+    """Names of the SQLite field indexes as schema versions before 6 created them (each
+    row indexed by its own commit); migration 6 replaces them."""
+    return [_index_name("sqlite", table.name, name) for name in table.indexed]
 
 
 def row_query(
@@ -157,11 +171,55 @@ def row_query(
                 tail = f" OR {expr} IS NULL" if desc else ""
                 where.append(f"({expr} {cmp} {vp} OR ({expr} = {vp} AND seq {cmp} {ph}){tail})")
                 params += [value, value, seq]
+    if dialect == "sqlite" and _uses_field_index(table, query):
+        return _sqlite_batched(
+            table, where, params, order, columns, query.limit + 1 if paged else None
+        )
     sql = f"SELECT {columns} FROM table_rows WHERE {' AND '.join(where)} ORDER BY {order}"
     if paged:
         sql += f" LIMIT {ph}"
         params.append(query.limit + 1)
     return sql, params
+
+
+def _uses_field_index(table: TableDef, query: RowQuery) -> bool:
+    return query.order_by is not None or any(f.field in table.indexed for f in query.filters)
+
+
+def _sqlite_batched(
+    table: TableDef,
+    where: list[str],
+    params: list[Any],
+    order: str,
+    columns: str,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    """A SQLite query that may use a field index, in two exact halves: the rows already
+    in the field indexes (``indexed = 1``: the partial indexes apply, as before batching),
+    and the rows of the current batch (``indexed = 0``: all above the table's last
+    multiple of SQLITE_INDEX_BATCH, so a range of fewer than SQLITE_INDEX_BATCH rows of
+    the primary key). Each half is ordered and cut to the page on its own, so the outer
+    sort sees at most two pages."""
+    cut = "" if limit is None else " LIMIT ?"
+    cond = " AND ".join(where)
+    batch = SQLITE_INDEX_BATCH
+    tail = (
+        f"seq > (SELECT MAX(seq) FROM table_rows WHERE table_name = '{table.name}') "
+        f"/ {batch} * {batch}"
+    )
+    indexed = (
+        f"SELECT {ROW_COLUMNS} FROM table_rows WHERE {cond} AND indexed = 1 ORDER BY {order}{cut}"
+    )
+    recent = (
+        f"SELECT {ROW_COLUMNS} FROM table_rows WHERE {cond} AND indexed = 0 AND {tail} "
+        f"ORDER BY {order}{cut}"
+    )
+    sql = (
+        f"SELECT {columns} FROM (SELECT * FROM ({indexed}) UNION ALL SELECT * FROM ({recent})) "
+        f"ORDER BY {order}{cut}"
+    )
+    half = params + ([limit] if limit is not None else [])
+    return sql, half + half + ([limit] if limit is not None else [])
 
 
 # -- the same semantics in Python (memory store) -----------------------------------------

@@ -163,11 +163,13 @@ _SQ_GET_TABLE = f"SELECT {_SQ_TABLE_COLUMNS} FROM data_tables WHERE name = ?"
 _SQ_LIST_TABLES = f"SELECT {_SQ_TABLE_COLUMNS} FROM data_tables ORDER BY name"
 SQLITE_INSERT_ROW = (
     "INSERT INTO table_rows (id, table_name, seq, tenant_id, execution_id, step_id, "
-    "created_at, data) VALUES (?1, ?2, "
+    "created_at, data, indexed) VALUES (?1, ?2, "
     "(SELECT COALESCE(MAX(seq), 0) + 1 FROM table_rows WHERE table_name = ?2), "
-    "?3, ?4, ?5, ?6, ?7)"
+    "?3, ?4, ?5, ?6, ?7, 0)"
 )
-"""One row; its ``seq`` is the next in its table (writers are serialised by SQLite)."""
+"""One row; its ``seq`` is the next in its table (writers are serialised by SQLite, so
+``seq`` is contiguous). ``indexed = 0``: the row joins the field indexes with its batch
+(``table_sql.SQLITE_INDEX_BATCH``), not in this commit."""
 
 
 def _sq_table(row: tuple[Any, ...]) -> TableDef:
@@ -208,6 +210,17 @@ def _sq_create(conn: sqlite3.Connection, table: TableDef) -> tuple[TableDef, boo
 
 def _sq_list(conn: sqlite3.Connection) -> builtins.list[TableDef]:
     return [_sq_table(row) for row in conn.execute(_SQ_LIST_TABLES).fetchall()]
+
+
+def sqlite_rebuild_field_indexes(conn: sqlite3.Connection) -> None:
+    """Replace every table's per-row field indexes (schema version < 6) by the batched
+    ones (``indexed = 1``), inside the migration's transaction. Every existing row has
+    ``indexed = 1``, so the new indexes hold the same entries."""
+    for table in _sq_list(conn):
+        for name in table_sql.sqlite_legacy_index_names(table):
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+        for statement in table_sql.index_statements("sqlite", table):
+            conn.execute(statement)
 
 
 def _sq_insert(conn: sqlite3.Connection, rows: Sequence[TableRow]) -> None:
