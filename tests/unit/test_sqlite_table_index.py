@@ -1,0 +1,154 @@
+"""SQLite writes the field-index entries of data tables in batches (migration 6).
+
+A row goes in with ``indexed = 0`` (outside every partial field index); the insert of a
+table's 128th, 256th... row flags the 128 rows up to it in the same transaction. These
+tests hold the invariant the queries rely on (the unflagged rows are exactly the ones
+above the last multiple of 128), check it survives a commit that rolls back at the
+boundary, that databases made before the migration keep their rows and get the batched
+indexes, and that each half of a query reads an index range, not the table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract.factories import LEASE, at, started, step
+from flowmonkey import errors
+from flowmonkey.model.tables import RowFilter, RowQuery, TableDef, TableRow
+from flowmonkey.stores import migrate, table_sql
+from flowmonkey.stores import sqlite_ops as ops
+from flowmonkey.stores.sqlite import SqliteStore
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"order_id": {"type": "string"}, "total": {"type": "number"}},
+}
+ORDERS = TableDef(name="orders", schema=SCHEMA, indexed=("total",), created_at=at(0))
+BATCH = table_sql.SQLITE_INDEX_BATCH
+
+
+def _row(i: int) -> TableRow:
+    return TableRow(table="orders", data={"order_id": str(i), "total": i % 10}, created_at=at(i))
+
+
+def _flags(path: Path) -> tuple[int, int, int]:
+    """``(rows, rows not yet in the field index, lowest seq of those or 0)``."""
+    with sqlite3.connect(path) as db:
+        total, pending, low = db.execute(
+            "SELECT COUNT(*), SUM(indexed = 0), MIN(CASE WHEN indexed = 0 THEN seq END) "
+            "FROM table_rows WHERE table_name = 'orders'"
+        ).fetchone()
+    return total, pending or 0, low or 0
+
+
+async def _total_ids(store: SqliteStore, value: int) -> list[str]:
+    query = RowQuery(table="orders", filters=[RowFilter(field="total", value=value)], limit=500)
+    return [r.data["order_id"] for r in (await store.query_rows(ORDERS, query)).items]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    store = SqliteStore(tmp_path / "t.db")
+    await store.initialize()
+    await store.create_table(ORDERS)
+    yield store
+    await store.close()
+
+
+async def test_rows_join_the_index_by_whole_batches(store: SqliteStore, tmp_path: Path) -> None:
+    await store.insert_rows([_row(i) for i in range(BATCH - 1)])
+    assert _flags(tmp_path / "t.db") == (BATCH - 1, BATCH - 1, 1)
+    await store.insert_rows([_row(BATCH - 1)])  # seq = BATCH: the batch is flagged
+    assert _flags(tmp_path / "t.db") == (BATCH, 0, 0)
+    await store.insert_rows([_row(i) for i in range(BATCH, 2 * BATCH + 5)])  # spans one
+    assert _flags(tmp_path / "t.db") == (2 * BATCH + 5, 5, 2 * BATCH + 1)
+    assert await _total_ids(store, 3) == [str(i) for i in reversed(range(3, 2 * BATCH + 5, 10))]
+
+
+async def test_a_commit_that_rolls_back_at_the_boundary_flags_nothing(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    await store.insert_rows([_row(i) for i in range(BATCH - 1)])
+    execution, lease = await started(store)
+    taken = await store.acquire(execution.id, owner="w2", now=at(100), lease_for=LEASE, steal=True)
+    assert taken.lease is not None
+    with pytest.raises(errors.LeaseLost):
+        await store.commit(lease, step(execution, table_rows=[_row(BATCH - 1)]))
+    assert _flags(tmp_path / "t.db") == (BATCH - 1, BATCH - 1, 1)
+    assert taken.execution is not None
+    taken.execution.step_count = 1
+    await store.commit(taken.lease, step(taken.execution, table_rows=[_row(BATCH - 1)]))
+    assert _flags(tmp_path / "t.db") == (BATCH, 0, 0)
+    assert await _total_ids(store, 7) == [str(i) for i in reversed(range(7, BATCH, 10))]
+
+
+def _version_5_database(path: Path) -> None:
+    """A database as flowmonkey left it before migration 6: per-row field indexes."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    target = ops.MigrationTarget(db)
+    target.current_version()
+    for migration in migrate.load_migrations("sqlite")[:5]:
+        target.apply(migration)
+    db.execute(
+        "INSERT INTO data_tables (name, definition, created_at) VALUES ('orders', ?, 0)",
+        ('{"schema": {"type": "object", "properties": {"order_id": {"type": "string"}, '
+         '"total": {"type": "number"}}}, "indexed": ["total"]}',),
+    )  # fmt: skip
+    (old,) = table_sql.sqlite_legacy_index_names(ORDERS)
+    db.execute(
+        f"CREATE INDEX {old} ON table_rows (json_extract(data, '$.total'), seq) "
+        "WHERE table_name = 'orders'"
+    )
+    db.executemany(
+        "INSERT INTO table_rows (table_name, seq, id, created_at, data) "
+        "VALUES ('orders', ?, ?, 0, ?)",
+        [(i + 1, f"old-{i}", f'{{"order_id": "{i}", "total": {i % 10}}}') for i in range(200)],
+    )
+    db.execute("COMMIT")
+    db.close()
+
+
+async def test_a_database_from_before_batching_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _version_5_database(path)
+    store = SqliteStore(path)
+    await store.initialize()
+    try:
+        assert _flags(path) == (200, 0, 0)  # old rows are in the index already
+        await store.insert_rows([_row(i) for i in range(200, 260)])  # crosses seq 256
+        assert _flags(path) == (260, 4, 257)
+        assert await _total_ids(store, 4) == [str(i) for i in reversed(range(4, 260, 10))]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert table_sql.sqlite_legacy_index_names(ORDERS)[0] not in names
+    (created,) = table_sql.index_statements("sqlite", ORDERS)
+    assert "AND indexed = 1" in created
+    assert created.split()[5] in names  # CREATE INDEX IF NOT EXISTS <name> ...
+
+
+async def test_each_half_of_a_query_reads_an_index_range(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    await store.insert_rows([_row(i) for i in range(1000)])
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        db.execute("ANALYZE")
+        query = RowQuery(
+            table="orders", filters=[RowFilter(field="total", op="gt", value=8)],
+            order_by="total", limit=20,
+        )  # fmt: skip
+        sql, params = table_sql.row_query("sqlite", ORDERS, query)
+        plan = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
+    reads = [line for line in plan if "table_rows" in line]
+    (index,) = table_sql.index_statements("sqlite", ORDERS)
+    assert reads == [
+        f"SEARCH table_rows USING INDEX {index.split()[5]} (<expr>>?)",
+        "SEARCH table_rows USING PRIMARY KEY (table_name=? AND seq>?)",
+        "SEARCH table_rows USING PRIMARY KEY (table_name=?)",  # MAX(seq)
+    ]
