@@ -1,15 +1,17 @@
-"""SQLite writes the field-index entries of data tables in batches (migration 6).
+"""SQLite data tables since schema version 6: a rowid table per data table, and field
+indexes written in batches.
 
 A row goes in with ``indexed = 0`` (outside every partial field index); the insert of a
 table's 128th, 256th... row flags the 128 rows up to it in the same transaction. These
 tests hold the invariant the queries rely on (the unflagged rows are exactly the ones
 above the last multiple of 128), check it survives a commit that rolls back at the
-boundary, that databases made before the migration keep their rows and get the batched
-indexes, and that each half of a query reads an index range, not the table.
+boundary, that databases made before the migration keep their rows (moved out of the
+shared ``table_rows``), and that each half of a query reads an index range.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ def _flags(path: Path) -> tuple[int, int, int]:
     with sqlite3.connect(path) as db:
         total, pending, low = db.execute(
             "SELECT COUNT(*), SUM(indexed = 0), MIN(CASE WHEN indexed = 0 THEN seq END) "
-            "FROM table_rows WHERE table_name = 'orders'"
+            "FROM rows_orders"
         ).fetchone()
     return total, pending or 0, low or 0
 
@@ -99,7 +101,8 @@ def _version_5_database(path: Path) -> None:
         ('{"schema": {"type": "object", "properties": {"order_id": {"type": "string"}, '
          '"total": {"type": "number"}}}, "indexed": ["total"]}',),
     )  # fmt: skip
-    (old,) = table_sql.sqlite_legacy_index_names(ORDERS)
+    # The field index exactly as version 5 named and created it.
+    old = "table_rows_f_" + hashlib.sha256(b"sqlite\0orders\0total").hexdigest()[:20]
     db.execute(
         f"CREATE INDEX {old} ON table_rows (json_extract(data, '$.total'), seq) "
         "WHERE table_name = 'orders'"
@@ -113,24 +116,34 @@ def _version_5_database(path: Path) -> None:
     db.close()
 
 
-async def test_a_database_from_before_batching_keeps_its_rows(tmp_path: Path) -> None:
+async def test_a_database_from_before_version_6_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _version_5_database(path)
     store = SqliteStore(path)
     await store.initialize()
     try:
-        assert _flags(path) == (200, 0, 0)  # old rows are in the index already
+        assert _flags(path) == (200, 0, 0)  # moved rows are in the index already
         await store.insert_rows([_row(i) for i in range(200, 260)])  # crosses seq 256
         assert _flags(path) == (260, 4, 257)
         assert await _total_ids(store, 4) == [str(i) for i in reversed(range(4, 260, 10))]
+        page = await store.query_rows(ORDERS, RowQuery(table="orders", limit=1))
+        assert [(r.seq, r.id, r.table) for r in page.items] == [(260, page.items[0].id, "orders")]
+        oldest = await store.query_rows(ORDERS, RowQuery(table="orders", descending=False, limit=1))
+        assert [(r.seq, r.id) for r in oldest.items] == [(1, "old-0")]
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert table_sql.sqlite_legacy_index_names(ORDERS)[0] not in names
-    (created,) = table_sql.index_statements("sqlite", ORDERS)
-    assert "AND indexed = 1" in created
-    assert created.split()[5] in names  # CREATE INDEX IF NOT EXISTS <name> ...
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        version = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+    assert "table_rows" not in names
+    assert not any(n.startswith("table_rows_f_") and n not in _created(ORDERS) for n in names)
+    assert version == len(migrate.load_migrations("sqlite"))
+
+
+def _created(table: TableDef) -> set[str]:
+    """Names of the tables, indexes and trigger made for ``table``."""
+    return {s.split(" IF NOT EXISTS ")[1].split()[0] for s in
+            table_sql.sqlite_table_statements(table)}  # fmt: skip
 
 
 async def test_each_half_of_a_query_reads_an_index_range(
@@ -145,10 +158,14 @@ async def test_each_half_of_a_query_reads_an_index_range(
         )  # fmt: skip
         sql, params = table_sql.row_query("sqlite", ORDERS, query)
         plan = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
-    reads = [line for line in plan if "table_rows" in line]
-    (index,) = table_sql.index_statements("sqlite", ORDERS)
+    reads = [line for line in plan if "rows_orders" in line]
+    (index,) = [
+        s.split(" IF NOT EXISTS ")[1].split()[0]
+        for s in table_sql.sqlite_table_statements(ORDERS)
+        if "'$.total'" in s
+    ]
     assert reads == [
-        f"SEARCH table_rows USING INDEX {index.split()[5]} (<expr>>?)",
-        "SEARCH table_rows USING PRIMARY KEY (table_name=? AND seq>?)",
-        "SEARCH table_rows USING PRIMARY KEY (table_name=?)",  # MAX(seq)
+        f"SEARCH rows_orders USING INDEX {index} (<expr>>?)",
+        "SEARCH rows_orders USING INTEGER PRIMARY KEY (rowid>?)",
+        "SEARCH rows_orders",  # MAX(seq): the last rowid
     ]

@@ -55,7 +55,7 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _OPT = orjson.OPT_NON_STR_KEYS
 _BEGIN_WRITE = "BEGIN IMMEDIATE"
 _BEGIN_READ = "BEGIN"
-_BATCHED_INDEXES = 6  # the schema version whose migration batches field indexes
+_ROWS_PER_TABLE = 6  # the schema version that gives each data table its own rows table
 
 
 class _DbThread:
@@ -287,14 +287,15 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         target = ops.MigrationTarget(conn)
+        migrations = migrate.load_migrations("sqlite")
+        database = f"SQLite database {self.path}"
         before = target.current_version()
-        migrate.migrate(
-            target, migrate.load_migrations("sqlite"), database=f"SQLite database {self.path}"
-        )
-        if before < _BATCHED_INDEXES:
-            # Migration 6 made field indexes batched; the indexes of tables created
-            # before it are named after their table, so they are recreated here.
-            tables.sqlite_rebuild_field_indexes(conn)
+        if before < _ROWS_PER_TABLE:
+            migrate.migrate(target, migrations[: _ROWS_PER_TABLE - 1], database=database)
+            # Migration 6 drops the shared table_rows; its rows first move to a SQLite
+            # table per data table, whose names SQL alone cannot produce.
+            tables.sqlite_move_shared_rows(conn)
+        migrate.migrate(target, migrations, database=database)
 
     async def close(self) -> None:
         """Close the connection and stop the thread. Idempotent."""

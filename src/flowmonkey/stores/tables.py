@@ -40,8 +40,8 @@ __all__ = [
     "keyset_batches",
     "page_of",
     "pg_rows_json",
-    "sqlite_row_params",
-    "SQLITE_INSERT_ROW",
+    "sqlite_insert_rows",
+    "sqlite_move_shared_rows",
 ]
 
 _dumps = orjson.dumps
@@ -161,21 +161,6 @@ _SQ_TABLE_COLUMNS = "name, definition, created_at"
 _SQ_INSERT_TABLE = "INSERT INTO data_tables (name, definition, created_at) VALUES (?, ?, ?)"
 _SQ_GET_TABLE = f"SELECT {_SQ_TABLE_COLUMNS} FROM data_tables WHERE name = ?"
 _SQ_LIST_TABLES = f"SELECT {_SQ_TABLE_COLUMNS} FROM data_tables ORDER BY name"
-SQLITE_INSERT_ROW = (
-    "INSERT INTO table_rows (id, table_name, seq, tenant_id, execution_id, step_id, "
-    "created_at, data, indexed) VALUES (?1, ?2, "
-    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM table_rows WHERE table_name = +?2), "
-    "?3, ?4, ?5, ?6, ?7, 0)"
-)
-"""One row; its ``seq`` is the next in its table (writers are serialised by SQLite, so
-``seq`` is contiguous). ``indexed = 0``: the row joins the field indexes with its batch
-(``table_sql.SQLITE_INDEX_BATCH``), not in this commit.
-
-``+?2``, not ``?2``: with a bare parameter, SQLite's planner checks whether its bound value
-makes a partial field index (``WHERE table_name = '<table>' ...``) usable for the MAX, and
-so marks the statement to be prepared again whenever ?2 is bound, which is every
-execution (about 20 us per row). The unary plus hides the value from that check; the MAX
-still reads the primary key."""
 
 
 def _sq_table(row: tuple[Any, ...]) -> TableDef:
@@ -188,12 +173,16 @@ def _sq_table(row: tuple[Any, ...]) -> TableDef:
     )
 
 
-def sqlite_row_params(row: TableRow) -> tuple[Any, ...]:
-    """Parameters of ``SQLITE_INSERT_ROW`` for one row."""
-    return (
-        row.id, row.table, row.tenant_id, row.execution_id, row.step_id,
-        q.to_us(row.created_at), _dumps(row.data).decode(),
-    )  # fmt: skip
+def sqlite_insert_rows(conn: sqlite3.Connection, rows: Sequence[TableRow]) -> None:
+    """Insert rows, each into its table's SQLite table (``table_sql.sqlite_insert_row``),
+    in order; the caller checked that the tables exist. The step commit calls this for
+    its pipe rows, inside its transaction."""
+    for row in rows:
+        conn.execute(
+            table_sql.sqlite_insert_row(row.table),
+            (row.id, row.tenant_id, row.execution_id, row.step_id,
+             q.to_us(row.created_at), _dumps(row.data).decode()),
+        )  # fmt: skip
 
 
 def _sq_get(conn: sqlite3.Connection, name: str) -> TableDef | None:
@@ -209,7 +198,7 @@ def _sq_create(conn: sqlite3.Connection, table: TableDef) -> tuple[TableDef, boo
     assert table.created_at is not None
     definition = _dumps({"schema": table.schema, "indexed": list(table.indexed)}).decode()
     conn.execute(_SQ_INSERT_TABLE, (table.name, definition, q.to_us(table.created_at)))
-    for statement in table_sql.index_statements("sqlite", table):
+    for statement in table_sql.sqlite_table_statements(table):
         conn.execute(statement)
     return table, True
 
@@ -218,22 +207,28 @@ def _sq_list(conn: sqlite3.Connection) -> builtins.list[TableDef]:
     return [_sq_table(row) for row in conn.execute(_SQ_LIST_TABLES).fetchall()]
 
 
-def sqlite_rebuild_field_indexes(conn: sqlite3.Connection) -> None:
-    """Replace every table's per-row field indexes (schema version < 6) by the batched
-    ones (``indexed = 1``), inside the migration's transaction. Every existing row has
-    ``indexed = 1``, so the new indexes hold the same entries."""
+def sqlite_move_shared_rows(conn: sqlite3.Connection) -> None:
+    """Schema version 5 -> 6, in the migration's transaction: copy every table's rows
+    from the shared ``table_rows`` into the table's own SQLite table, keeping ``seq``
+    and flagged as indexed (``table_sql.sqlite_table_statements``). Migration 6 then
+    drops ``table_rows`` and its indexes."""
     for table in _sq_list(conn):
-        for name in table_sql.sqlite_legacy_index_names(table):
-            conn.execute(f"DROP INDEX IF EXISTS {name}")
-        for statement in table_sql.index_statements("sqlite", table):
+        for statement in table_sql.sqlite_table_statements(table):
             conn.execute(statement)
+        conn.execute(
+            f"INSERT INTO {table_sql.sqlite_rows_table(table.name)} "
+            "(seq, id, tenant_id, execution_id, step_id, created_at, data, indexed) "
+            "SELECT seq, id, tenant_id, execution_id, step_id, created_at, data, 1 "
+            "FROM table_rows WHERE table_name = ? ORDER BY seq",
+            (table.name,),
+        )
 
 
 def _sq_insert(conn: sqlite3.Connection, rows: Sequence[TableRow]) -> None:
     for name in {row.table for row in rows}:
         if _sq_get(conn, name) is None:
             raise TableNotFound(name)
-    conn.executemany(SQLITE_INSERT_ROW, [sqlite_row_params(r) for r in rows])
+    sqlite_insert_rows(conn, rows)
 
 
 def _sq_row(row: tuple[Any, ...]) -> TableRow:
@@ -381,7 +376,7 @@ class PostgresTables:
             cur = await conn.execute(_PG_INSERT_TABLE, params)
             inserted = await cur.fetchall()
             if inserted:
-                for statement in table_sql.index_statements("postgres", table):
+                for statement in table_sql.index_statements(table):
                     await conn.execute(statement)
         if inserted:
             return table, True
