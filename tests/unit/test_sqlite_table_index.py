@@ -169,3 +169,17 @@ async def test_each_half_of_a_query_reads_an_index_range(
         "SEARCH rows_orders USING INTEGER PRIMARY KEY (rowid>?)",
         "SEARCH rows_orders",  # MAX(seq): the last rowid
     ]
+
+
+async def test_rows_of_several_tables_in_one_call_keep_their_order(store: SqliteStore) -> None:
+    audit = TableDef(name="audit", schema={"type": "object"}, created_at=at(0))
+    await store.create_table(audit)
+    other = [TableRow(table="audit", data={"n": n}, created_at=at(n)) for n in range(2)]
+    await store.insert_rows([_row(0), other[0], other[1], _row(1), _row(2)])
+    mine = await store.query_rows(ORDERS, RowQuery(table="orders", descending=False))
+    assert [(r.seq, r.data["order_id"]) for r in mine.items] == [(1, "0"), (2, "1"), (3, "2")]
+    theirs = await store.query_rows(audit, RowQuery(table="audit", descending=False))
+    assert [(r.seq, r.table, r.data) for r in theirs.items] == [
+        (1, "audit", {"n": 0}),
+        (2, "audit", {"n": 1}),
+    ]

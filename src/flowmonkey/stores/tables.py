@@ -10,10 +10,12 @@ or from ``insert_rows``. Rows are never updated or deleted, so keyset cursors ov
 from __future__ import annotations
 
 import builtins
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -177,12 +179,18 @@ def sqlite_insert_rows(conn: sqlite3.Connection, rows: Sequence[TableRow]) -> No
     """Insert rows, each into its table's SQLite table (``table_sql.sqlite_insert_row``),
     in order; the caller checked that the tables exist. The step commit calls this for
     its pipe rows, inside its transaction."""
-    for row in rows:
-        conn.execute(
-            table_sql.sqlite_insert_row(row.table),
-            (row.id, row.tenant_id, row.execution_id, row.step_id,
-             q.to_us(row.created_at), _dumps(row.data).decode()),
-        )  # fmt: skip
+    if len(rows) == 1:  # the usual case: one pipe
+        conn.execute(table_sql.sqlite_insert_row(rows[0].table), _sq_params(rows[0]))
+        return
+    for name, group in itertools.groupby(rows, key=attrgetter("table")):
+        conn.executemany(table_sql.sqlite_insert_row(name), [_sq_params(r) for r in group])
+
+
+def _sq_params(row: TableRow) -> tuple[Any, ...]:
+    return (
+        row.id, row.tenant_id, row.execution_id, row.step_id, q.to_us(row.created_at),
+        _dumps(row.data).decode(),
+    )  # fmt: skip
 
 
 def _sq_get(conn: sqlite3.Connection, name: str) -> TableDef | None:
