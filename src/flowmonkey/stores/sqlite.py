@@ -55,7 +55,6 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _OPT = orjson.OPT_NON_STR_KEYS
 _BEGIN_WRITE = "BEGIN IMMEDIATE"
 _BEGIN_READ = "BEGIN"
-_ROWS_PER_TABLE = 6  # the schema version that gives each data table its own rows table
 
 
 class _DbThread:
@@ -290,8 +289,10 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         migrations = migrate.load_migrations("sqlite")
         database = f"SQLite database {self.path}"
         before = target.current_version()
-        if before < _ROWS_PER_TABLE:
-            migrate.migrate(target, migrations[: _ROWS_PER_TABLE - 1], database=database)
+        # Found by name: migrations are renumbered when branches merge.
+        rows_per_table = next(m.version for m in migrations if m.name == "table_index")
+        if before < rows_per_table:
+            migrate.migrate(target, migrations[: rows_per_table - 1], database=database)
             # Migration 6 drops the shared table_rows; its rows first move to a SQLite
             # table per data table, whose names SQL alone cannot produce.
             tables.sqlite_move_shared_rows(conn)
