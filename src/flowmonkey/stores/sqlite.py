@@ -26,7 +26,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.records import ResumeTokenRecord, Task
-from flowmonkey.stores import migrate, sqlite_purge
+from flowmonkey.stores import migrate, sqlite_purge, tables
 from flowmonkey.stores import sqlite_ops as ops
 from flowmonkey.stores import sqlite_queries as q
 from flowmonkey.stores.base import (
@@ -300,11 +300,18 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             raise
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        migrate.migrate(
-            ops.MigrationTarget(conn),
-            migrate.load_migrations("sqlite"),
-            database=f"SQLite database {self.path}",
-        )
+        target = ops.MigrationTarget(conn)
+        migrations = migrate.load_migrations("sqlite")
+        database = f"SQLite database {self.path}"
+        before = target.current_version()
+        # Found by name: migrations are renumbered when branches merge.
+        rows_per_table = next(m.version for m in migrations if m.name == "table_index")
+        if before < rows_per_table:
+            migrate.migrate(target, migrations[: rows_per_table - 1], database=database)
+            # Migration 6 drops the shared table_rows; its rows first move to a SQLite
+            # table per data table, whose names SQL alone cannot produce.
+            tables.sqlite_move_shared_rows(conn)
+        migrate.migrate(target, migrations, database=database)
 
     async def close(self) -> None:
         """Close the connection and stop the thread. Idempotent."""
