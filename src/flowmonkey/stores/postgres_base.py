@@ -303,9 +303,6 @@ class PostgresBase:
 
     async def _run_one(self, query: str, params: Any) -> builtins.list[tuple[bytes | None, ...]]:
         """One write statement on the hot path (``postgres_fast``); rows as text values."""
-        if not postgres_fast.AVAILABLE:
-            rows = await self._fetchall(query, params)
-            return [tuple(_as_text(value) for value in row) for row in rows]
         async with self._read() as conn:
             return await postgres_fast.run_prepared(conn, query, params)
 
@@ -323,15 +320,6 @@ class PostgresBase:
     @property
     def _events_channel(self) -> str | None:
         return self.events_channel if self.notify_events else None
-
-
-def _as_text(value: Any) -> bytes | None:
-    """A value as PostgreSQL's text output would spell it (booleans ``t``/``f``)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return b"t" if value else b"f"
-    return str(value).encode()
 
 
 async def _rollback_quietly(conn: _Conn) -> None:
