@@ -13,8 +13,8 @@ integer type holding it: a statement prepared while an event sequence fitted in 
 would then reject a larger one). ``None``, ``str``, ``int`` and ``bool`` go as text
 with an unspecified type, which the server infers from the statement (every such
 placeholder sits in a typed context: a column, a cast, a function argument); ``bytes``
-go as binary ``bytea`` and aware ``datetime``s as binary ``timestamptz`` (cheaper than
-formatting ISO text); anything else (the arrays of multi-row parts) is
+go as binary ``bytea`` and aware ``datetime``s as binary ``timestamptz`` (psycopg's compiled
+dumper, much cheaper than ISO text); anything else (the arrays of multi-row parts) is
 dumped by psycopg's adapters, and the prepared statement is keyed on the query and the
 types together.
 
@@ -29,10 +29,11 @@ import asyncio
 import re
 import weakref
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection, abc, errors, pq
+from psycopg.abc import Buffer
 from psycopg.adapt import PyFormat, Transformer
 
 __all__ = ["run_prepared"]
@@ -40,20 +41,20 @@ __all__ = ["run_prepared"]
 _Conn = AsyncConnection[Any]
 _UNKNOWN_STATEMENT = b"26000"  # invalid_sql_statement_name
 _TEXT, _BINARY = 0, 1
-_BYTEA, _TIMESTAMPTZ = 17, 1184
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # binary timestamptz: microseconds since
-_MICROSECOND = timedelta(microseconds=1)
+_BYTEA = 17
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%")
 
 
 class _Prepared:
     """What one connection has prepared for this module (and its adapter context)."""
 
-    __slots__ = ("names", "transformer")
+    __slots__ = ("names", "timestamptz", "transformer")
 
     def __init__(self, conn: _Conn) -> None:
         self.names: dict[tuple[str, tuple[int, ...]], bytes] = {}
         self.transformer: abc.Transformer = Transformer(conn)
+        # psycopg's own (compiled) binary dumper of an aware datetime, oid timestamptz
+        self.timestamptz = self.transformer.get_dumper(datetime.now(UTC), PyFormat.BINARY)
 
 
 _STATE: weakref.WeakKeyDictionary[_Conn, _Prepared] = weakref.WeakKeyDictionary()
@@ -88,10 +89,10 @@ def _shape(query: str) -> tuple[bytes, tuple[str, ...] | None]:
 
 
 def _encode(
-    values: Sequence[Any], transformer: abc.Transformer
-) -> tuple[list[bytes | None], list[int], list[int]]:
+    values: Sequence[Any], state: _Prepared
+) -> tuple[list[Buffer | None], list[int], list[int]]:
     """Each value's wire form, type oid (0: inferred by the server) and format."""
-    out: list[bytes | None] = []
+    out: list[Buffer | None] = []
     types: list[int] = []
     formats: list[int] = []
     for value in values:
@@ -117,14 +118,15 @@ def _encode(
             types.append(0)
             formats.append(_TEXT)
         elif kind is datetime and value.tzinfo is not None:
-            micros = (value - _PG_EPOCH) // _MICROSECOND
-            out.append(micros.to_bytes(8, "big", signed=True))
-            types.append(_TIMESTAMPTZ)
+            dumper = state.timestamptz
+            out.append(dumper.dump(value))
+            types.append(dumper.oid)
             formats.append(_BINARY)
         else:  # arrays and anything rarer: psycopg's adapters, with their own type
+            transformer = state.transformer
             (dumped,) = transformer.dump_sequence([value], [PyFormat.AUTO])
             assert transformer.types is not None and transformer.formats is not None
-            out.append(None if dumped is None else bytes(dumped))
+            out.append(dumped)
             types.append(transformer.types[0])
             formats.append(transformer.formats[0])
     return out, types, formats
@@ -148,7 +150,7 @@ async def run_prepared(
     else:
         assert not isinstance(params, Mapping)
         values = params
-    encoded, types, formats = _encode(values, state.transformer)
+    encoded, types, formats = _encode(values, state)
     key = (query, tuple(types))
     pgconn = conn.pgconn
     for attempt in (1, 2):

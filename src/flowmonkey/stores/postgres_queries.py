@@ -476,6 +476,7 @@ _SPEC_COLUMNS = frozenset({
     "parent_execution_id", "checkpoint",
 })  # fmt: skip
 _STATE_COLUMNS = frozenset({"status", "updated_at", "started_at", "wake_at", "deadline_at"})
+_NOT_SPEC = frozenset(_STATE_KEYS) | _SPEC_COLUMNS  # a set: tested once per header key
 
 
 def encode_state(header: dict[str, Any]) -> bytes:
@@ -516,9 +517,7 @@ def encode_state_of(execution: Execution) -> bytes:
 def encode_spec(header: dict[str, Any]) -> bytes:
     """JSON of the immutable part of ``Execution.header_dict()`` that no column holds
     (``None`` and empty values left out)."""
-    return _dumps(
-        {k: v for k, v in header.items() if k not in _STATE_KEYS and k not in _SPEC_COLUMNS and v}
-    )
+    return _dumps({k: v for k, v in header.items() if v and k not in _NOT_SPEC})
 
 
 def wait_deadline(execution: Execution) -> datetime | None:
