@@ -124,3 +124,22 @@ async def test_a_statement_prepared_for_small_numbers_takes_large_ones(
         event = Event("custom", execution.id, at(n), {"n": n}, sequence, None)
         await store.commit(lease, step(replace(execution, step_count=n), events=[event]))
     assert [e.sequence for e in await store.events(execution.id)] == list(sequences)
+
+
+async def test_lists_of_keys_and_values_keep_every_character(make_store: StoreMaker) -> None:
+    # Multi-row parts send their keys and values as array literals: quotes, backslashes,
+    # braces, commas, blanks and "NULL" must come back exactly.
+    store = await make_store()
+    keys = ['a"b', "c\\d", "{x,y}", " sp ", "NULL", "ünï", ""]
+    values = {key: orjson.dumps({"k": key, "v": '\\"}{,'}) for key in keys}
+    values["raw"] = b""  # an empty bytea is not NULL
+    values["zero"] = b"\x00\xff"
+    execution, lease = await started(store, make_execution(context={"first": 1, "second": 2}))
+    await store.commit(lease, step(replace(execution, step_count=1), context_set=values,
+                                   context_delete=["first", "second"]))  # fmt: skip
+    async with store._read() as conn:
+        cur = await conn.execute(
+            "SELECT key, value FROM execution_context WHERE execution_id = %s", [execution.id]
+        )
+        stored = dict(await cur.fetchall())
+    assert stored == values

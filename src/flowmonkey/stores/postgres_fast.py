@@ -12,7 +12,8 @@ parameter types never depend on the values (psycopg sends an ``int`` as the smal
 integer type holding it: a statement prepared while an event sequence fitted in int2
 would then reject a larger one). ``None``, ``str``, ``int`` and ``bool`` go as text
 with an unspecified type, which the server infers from the statement (every such
-placeholder sits in a typed context: a column, a cast, a function argument); ``bytes``
+placeholder sits in a typed context: a column, a cast, a function argument); lists of
+only ``str`` or only ``bytes`` as text ``text[]``/``bytea[]`` literals; ``bytes``
 go as binary ``bytea`` and aware ``datetime``s as binary ``timestamptz`` (psycopg's compiled
 dumper, much cheaper than ISO text); anything else (the arrays of multi-row parts) is
 dumped by psycopg's adapters, and the prepared statement is keyed on the query and the
@@ -41,7 +42,7 @@ __all__ = ["run_prepared"]
 _Conn = AsyncConnection[Any]
 _UNKNOWN_STATEMENT = b"26000"  # invalid_sql_statement_name
 _TEXT, _BINARY = 0, 1
-_BYTEA = 17
+_BYTEA, _TEXT_ARRAY, _BYTEA_ARRAY = 17, 1009, 1001
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%")
 
 
@@ -122,7 +123,10 @@ def _encode(
             out.append(dumper.dump(value))
             types.append(dumper.oid)
             formats.append(_BINARY)
-        else:  # arrays and anything rarer: psycopg's adapters, with their own type
+        elif kind is list and value and _text_array(value, out):
+            types.append(_TEXT_ARRAY if type(value[0]) is str else _BYTEA_ARRAY)
+            formats.append(_TEXT)
+        else:  # anything rarer: psycopg's adapters, with their own type
             transformer = state.transformer
             (dumped,) = transformer.dump_sequence([value], [PyFormat.AUTO])
             assert transformer.types is not None and transformer.formats is not None
@@ -130,6 +134,24 @@ def _encode(
             types.append(transformer.types[0])
             formats.append(transformer.formats[0])
     return out, types, formats
+
+
+def _text_array(values: list[Any], out: list[Buffer | None]) -> bool:
+    """Append the text form of a list of only ``str`` (``text[]``) or only ``bytes``
+    (``bytea[]``, hex) to ``out`` and return True; else return False.
+
+    Every element is quoted, so only ``"`` and ``\\`` need escaping inside it."""
+    kind = type(values[0])
+    if kind is str:
+        if not all(type(v) is str for v in values):
+            return False
+        quoted = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
+        out.append(('{"' + '","'.join(quoted) + '"}').encode())
+        return True
+    if kind is bytes and all(type(v) is bytes for v in values):
+        out.append(b'{"\\\\x' + b'","\\\\x'.join(v.hex().encode() for v in values) + b'"}')
+        return True
+    return False
 
 
 async def run_prepared(
