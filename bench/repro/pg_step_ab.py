@@ -14,7 +14,7 @@ checkouts, alternate them on a loaded machine and compare the medians:
     PYTHONPATH=/tmp/old/src:. .venv/bin/python bench/repro/pg_step_ab.py 5
     PYTHONPATH=src:.          .venv/bin/python bench/repro/pg_step_ab.py 5
 
-``profile`` runs one round's flows under cProfile and prints the top functions.
+``profile`` runs the flows (not the raw commits) under cProfile and prints the top functions.
 Uses a throwaway schema in ``$FM_PG_DSN`` (default ``postgresql://postgres@127.0.0.1:5432/test``),
 dropped at the end.
 """
