@@ -8,6 +8,9 @@ of ``--runs`` runs:
 - ``post``: ``POST /api/v1/executions`` with ``wait=0`` against ``serve --no-worker``
   (the API alone: each request validates, authenticates and commits one pending
   execution): requests/s, p50/p99 latency and the server process's CPU per request;
+  then the same from one client process with ``--lanes`` (default 4) keep-alive
+  connections, each sending its next request as soon as its answer arrives (concurrent
+  creates share one durable commit: the API's group create);
 - ``start-wait``: ``POST`` with ``wait=5`` of a 3-step no-op flow against ``serve`` with
   its in-process worker (the steps run in the server): the round-trip p50;
 - ``engine``: the same 3-step start through ``engine.start`` in this process on a store
@@ -56,6 +59,7 @@ async def noop(ctx):
 """
 _RUNNING = re.compile(r"Uvicorn running on http://[^:]+:(\d+)")
 _KEY = re.compile(r"(fmk_[A-Za-z0-9_\-]+)")
+LANES = 4  # requests in flight for the concurrent POST measurement (--lanes)
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -108,6 +112,42 @@ def _requests(server: Server, body: bytes, n: int) -> list[float]:
             raise RuntimeError(f"{response.status}: {payload[:300]!r}")
     conn.close()
     return out
+
+
+async def _in_flight(server: Server, body: bytes, n: int, lanes: int) -> list[float]:
+    """``n`` POSTs from one client process with ``lanes`` keep-alive connections, each
+    sending its next request when the previous answer arrived; latencies in ms.
+
+    Raw HTTP/1.1 over asyncio streams: httpx's pool costs more CPU per request than the
+    server does, so with it a two-core machine measures the client (see bench/hooks.py).
+    """
+    latencies: list[float] = []
+    head = (
+        "POST /api/v1/executions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer {server.key}\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode()
+    request = head + body
+
+    async def lane(count: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        for _ in range(count):
+            began = time.perf_counter()
+            writer.write(request)
+            answer = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in answer.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            text = await reader.readexactly(length)
+            latencies.append((time.perf_counter() - began) * 1000)
+            if not answer.startswith(b"HTTP/1.1 201"):
+                raise RuntimeError(f"{answer!r} {text[:300]!r}")
+        writer.close()
+        await writer.wait_closed()
+
+    await asyncio.gather(*(lane(len(range(k, n, lanes))) for k in range(lanes)))
+    return latencies
 
 
 def _cpu(pid: int) -> float:
@@ -213,11 +253,21 @@ def one_run(backend: str, n: int, run: int) -> dict[str, float]:
             lat = _requests(server, body, n)
             elapsed = time.perf_counter() - t0
             out["post_server_cpu_ms"] = (_cpu(server.proc.pid) - cpu0) * 1000 / n
+            out["post_rps"] = n / elapsed
+            out["post_p50_ms"] = _pct(lat, 0.5)
+            out["post_p99_ms"] = _pct(lat, 0.99)
+            # The same client with LANES requests in flight (one keep-alive connection
+            # each): concurrent creates share one durable commit (group create).
+            cpu0 = _cpu(server.proc.pid)
+            t0 = time.perf_counter()
+            lat = asyncio.run(_in_flight(server, body, 2 * n, LANES))
+            elapsed = time.perf_counter() - t0
+            out["conc_server_cpu_ms"] = (_cpu(server.proc.pid) - cpu0) * 1000 / (2 * n)
+            out["conc_rps"] = 2 * n / elapsed
+            out["conc_p50_ms"] = _pct(lat, 0.5)
+            out["conc_p99_ms"] = _pct(lat, 0.99)
         finally:
             server.stop()
-        out["post_rps"] = n / elapsed
-        out["post_p50_ms"] = _pct(lat, 0.5)
-        out["post_p99_ms"] = _pct(lat, 0.99)
         url, schema = _stores(backend, folder, f"wait{run}")
         schemas.append(schema)
         server = Server(folder, url)
@@ -240,13 +290,21 @@ def one_run(backend: str, n: int, run: int) -> dict[str, float]:
     return out
 
 
+def _set_lanes(lanes: int) -> None:
+    global LANES
+    LANES = max(1, lanes)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench api", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--n", type=int, default=2000, help="POSTs per measured batch")
     ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--lanes", type=int, default=LANES,
+                    help="requests in flight for the concurrent POST measurement")  # fmt: skip
     args = ap.parse_args(argv)
+    _set_lanes(args.lanes)
     results: dict[str, Any] = {"when": datetime.now(UTC).isoformat(), "n": args.n,
                                "runs": args.runs, "backends": {}}  # fmt: skip
     for backend in args.backends.split(","):
@@ -258,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
             f"  POST wait=0 (serve --no-worker): {medians['post_rps']:,.0f} req/s, "
             f"p50 {medians['post_p50_ms']:.2f} ms, p99 {medians['post_p99_ms']:.2f} ms, "
             f"server CPU {medians['post_server_cpu_ms']:.3f} ms/request"
+        )
+        print(
+            f"  POST wait=0, {LANES} in flight:        {medians['conc_rps']:,.0f} req/s, "
+            f"p50 {medians['conc_p50_ms']:.2f} ms, p99 {medians['conc_p99_ms']:.2f} ms, "
+            f"server CPU {medians['conc_server_cpu_ms']:.3f} ms/request"
         )
         print(
             f"  start-and-wait 3 steps (serve):  p50 {medians['wait_p50_ms']:.2f} ms, "
