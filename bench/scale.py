@@ -260,27 +260,41 @@ async def measure(
     return {name: {k: _ms(v) for k, v in got.items()} for name, got in samples.items()}
 
 
+async def _stepper(engine: Engine, stop: asyncio.Event, during: list[float]) -> None:
+    """Run the 10-step live flow one execution after another until ``stop``; each sample
+    is one execution's time per step."""
+    while not stop.is_set():
+        began = time.perf_counter()
+        # SQLite runs inline on the loop: yield, and count the wait for the purge batch
+        # that may run then, as a worker's step would.
+        await asyncio.sleep(0)
+        result = await engine.start("live", {})
+        assert result.status is ExecutionStatus.COMPLETED, result.status
+        during.append((time.perf_counter() - began) / 10)
+
+
 async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
     """Purge ``--finished`` old completed executions twice: alone (the purge rate), then
     again as many with a live stepper beside it (the rate under load, and what the purge
-    does to live steps: their time includes waiting for a purge batch to let go)."""
+    does to live steps: their time includes waiting for a purge batch to let go). Between
+    the two, the same stepper runs for as long without a purge: the live step baseline of
+    the same run (``live_without_purge``)."""
     out: dict[str, Any] = {"batch": args.purge_batch, "pause_s": args.purge_pause}
     for label, live in (("alone", False), ("with_live_steps", True)):
         await generate(engine, args.finished, finished=True, age=timedelta(days=60))
         stop = asyncio.Event()
         during: list[float] = []
-
-        async def stepper(stop: asyncio.Event = stop, during: list[float] = during) -> None:
-            while not stop.is_set():
-                began = time.perf_counter()
-                # SQLite runs inline on the loop: yield, and count the wait for the
-                # purge batch that may be running, as a worker's step would.
-                await asyncio.sleep(0)
-                result = await engine.start("live", {})
-                assert result.status is ExecutionStatus.COMPLETED, result.status
-                during.append((time.perf_counter() - began) / 10)
-
-        task = asyncio.create_task(stepper()) if live else None
+        if live:
+            baseline: list[float] = []
+            task = asyncio.create_task(_stepper(engine, stop, baseline))
+            await asyncio.sleep(max(out["alone"]["seconds"], 2.0))
+            stop.set()
+            await task
+            out["live_without_purge"] = {
+                "live_step_ms": _ms(baseline), "live_executions": len(baseline)
+            }  # fmt: skip
+            stop = asyncio.Event()
+        task = asyncio.create_task(_stepper(engine, stop, during)) if live else None
         began = time.perf_counter()
         report = await engine.purge(
             older_than=timedelta(days=30), pause=args.purge_pause, batch_size=args.purge_batch
@@ -375,6 +389,9 @@ def _print(results: list[dict[str, Any]]) -> None:
             print(f"purge {label}: {pu['purged']:,} executions ({pu['rows']:,} rows) in "
                   f"{pu['seconds']}s = {pu['executions_per_s']}/s; live step p50/p99 ms "
                   f"{pu['live_step_ms']} over {pu['live_executions']} executions")  # fmt: skip
+        base = r["purge"]["live_without_purge"]
+        print(f"live steps without a purge (same run): p50/p99 ms {base['live_step_ms']} "
+              f"over {base['live_executions']} executions")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,9 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--runs", type=int, default=50, help="timed runs per query")
     ap.add_argument("--live", type=int, default=100, help="live executions per measurement")
-    ap.add_argument("--purge-batch", type=int, default=100, help="executions per purge batch")
-    ap.add_argument("--purge-pause", type=float, default=0.005,
-                    help="seconds between purge batches (what keeps live steps unhurt)")  # fmt: skip
+    ap.add_argument("--purge-batch", type=int, default=100,
+                    help="most executions per purge batch (batches are sized by time)")
+    ap.add_argument("--purge-pause", type=float, default=0.05,
+                    help="longest wait for live runs before a purge batch (purge_pause)")  # fmt: skip
     args = ap.parse_args(argv)
     results = []
     for name in args.backends.split(","):

@@ -1,15 +1,27 @@
 """Retention: purging finished executions in small batches (``Engine.purge``).
 
-Each batch is one short store transaction (``Store.purge``), and the pass yields to the
-event loop between batches (and sleeps ``pause`` seconds), so workers sharing the store
-keep stepping while a pass runs. Which executions a store keeps (live ones, children of a
-kept parent, executions whose idempotency key is still valid) is the store's contract.
+Each batch is one short store transaction (``Store.purge``). Live work comes first: a
+batch holds SQLite's write lock (and, with the inline SQLite store, the event loop), so a
+step that arrives meanwhile waits for it. The pass therefore
+
+- waits, before each batch, until this engine has no run in flight (at most ``pause``
+  seconds, then goes ahead so that a busy engine still purges);
+- sizes each batch by time, not count (from the measured cost of the batches so far):
+  while runs are live (or one ended less than ``_RECENT`` ago) a batch takes at most
+  ``_BUSY_SHARE`` of the time since the previous one, between ``_BUSY_MIN`` and
+  ``_BUSY_MAX``, so the purge gets a fifth of a busy engine and a step waits for one
+  small batch at worst; on an idle engine a batch is ``_IDLE_SLICE`` (up to
+  ``batch_size`` executions) and a backlog goes at full speed.
+
+Which executions a store keeps (live ones, children of a kept parent, executions whose
+idempotency key is still valid) is the store's contract.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +37,18 @@ if TYPE_CHECKING:
 __all__ = ["PurgeReport", "PurgeStats", "purge", "purge_expired"]
 
 log = logging.getLogger("flowmonkey.retention")
+
+_BUSY_SHARE = 0.2
+"""The share of a busy engine's time its purge may take."""
+_BUSY_MIN = 0.0002
+_BUSY_MAX = 0.001
+"""Bounds (seconds) of one batch's store work while this engine runs executions."""
+_IDLE_SLICE = 0.005
+"""Seconds of store work per batch on an idle engine (what a run arriving then waits)."""
+_RECENT = 0.05
+"""A run that ended this recently (seconds) counts as live work: the next is likely."""
+_FIRST_LIMIT = 8
+"""Executions examined by the first batch of a pass, before its cost is known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +102,29 @@ async def purge(
     excluded = list(exclude_flow_ids)
     report = PurgeReport(dry_run=dry_run)
     cursor: str | None = None
+    limit = min(batch_size, _FIRST_LIMIT)
+    each = 0.0  # seconds per examined execution, smoothed over the batches so far
+    ended = time.perf_counter()
     while True:
+        if engine.inflight:
+            await engine.until_quiet(pause)
+        busy = bool(engine.inflight) or time.monotonic() - engine.last_run_end < _RECENT
+        began = time.perf_counter()
+        if each:
+            target = _IDLE_SLICE
+            if busy:
+                share = (began - ended) * _BUSY_SHARE / (1 - _BUSY_SHARE)
+                target = min(max(share, _BUSY_MIN), _BUSY_MAX)
+            limit = max(1, min(batch_size, int(target / each)))
         batch = await engine.store.purge(
             PurgeQuery(
                 older_than=now - older_than, now=now, status=statuses, flow_id=flow_id,
-                exclude_flow_ids=excluded, limit=batch_size, cursor=cursor, dry_run=dry_run,
+                exclude_flow_ids=excluded, limit=limit, cursor=cursor, dry_run=dry_run,
             )
         )  # fmt: skip
+        ended = time.perf_counter()
+        took = (ended - began) / limit
+        each = took if not each else 0.7 * each + 0.3 * took
         report += PurgeReport(batch.executions, batch.rows, 1, dry_run)
         if not dry_run:
             stats.executions += batch.executions
@@ -93,7 +133,7 @@ async def purge(
         cursor = batch.next_cursor
         if cursor is None:
             break
-        await asyncio.sleep(pause)  # let workers at the store between batches
+        await asyncio.sleep(0)  # whatever else is ready runs before the next batch
     if not dry_run:
         stats.passes += 1
     return report
