@@ -138,6 +138,9 @@ async def generate(engine: Engine, count: int, *, finished: bool, age: timedelta
     concurrency = 8
     numbers = iter(range(count))  # ascending: ids are made in time order
 
+    bulk = getattr(engine.store, "create_many", None)  # PostgreSQL: one transaction a batch
+    batch: list[tuple[Any, list[Event]]] = []
+
     async def worker() -> None:
         for n in numbers:  # shared by the workers (one event loop: no race)
             created = oldest + step * n
@@ -161,9 +164,20 @@ async def generate(engine: Engine, count: int, *, finished: bool, age: timedelta
                 )  # fmt: skip
                 for e in events
             ]
-            await engine.store.create(execution, moved)
+            if bulk is None:
+                await engine.store.create(execution, moved)
+                continue
+            batch.append((execution, moved))
+            if len(batch) >= 500:
+                mine = batch[:]
+                batch.clear()
+                await bulk(mine)
+        if bulk is not None and batch:
+            mine = batch[:]
+            batch.clear()
+            await bulk(mine)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency if bulk is None else 3)))
 
 
 # -- sizes ------------------------------------------------------------------------------

@@ -6,12 +6,13 @@ step that arrives meanwhile waits for it. The pass therefore
 
 - waits, before each batch, until this engine has no run in flight (at most ``pause``
   seconds, then goes ahead so that a busy engine still purges);
-- sizes each batch by time, not count (from the measured cost of the batches so far):
-  while runs are live (or one ended less than ``_RECENT`` ago) a batch takes at most
-  ``_BUSY_SHARE`` of the time since the previous one, between ``_BUSY_MIN`` and
-  ``_BUSY_MAX``, so the purge gets a fifth of a busy engine and a step waits for one
-  small batch at worst; on an idle engine a batch is ``_IDLE_SLICE`` (up to
-  ``batch_size`` executions) and a backlog goes at full speed.
+- sizes each batch by time, not count, from the measured cost of the batches so far
+  (``_Cost``: a fixed cost per transaction, such as SQLite's fsync, plus a cost per
+  execution): while runs are live (or one ended less than ``_RECENT`` ago) a batch takes
+  about ``_BUSY_SHARE`` of the time since the previous one, its per-execution part
+  between ``_BUSY_MIN`` and ``_BUSY_MAX``, so the purge gets a fifth of a busy engine and
+  a step waits for one small batch at worst; on an idle engine a batch is
+  ``_IDLE_SLICE`` (up to ``batch_size`` executions) and a backlog goes at full speed.
 
 Which executions a store keeps (live ones, children of a kept parent, executions whose
 idempotency key is still valid) is the store's contract.
@@ -47,8 +48,35 @@ _IDLE_SLICE = 0.005
 """Seconds of store work per batch on an idle engine (what a run arriving then waits)."""
 _RECENT = 0.05
 """A run that ended this recently (seconds) counts as live work: the next is likely."""
-_FIRST_LIMIT = 8
-"""Executions examined by the first batch of a pass, before its cost is known."""
+_PROBES = (1, 8)
+"""Executions examined by the first batches of a pass, two sizes so that the fixed and
+the per-execution cost can be told apart."""
+
+
+class _Cost:
+    """Seconds a purge batch takes as ``fixed + each * n``, fitted by least squares over
+    the batches so far, older ones fading."""
+
+    __slots__ = ("_sums",)
+
+    def __init__(self) -> None:
+        self._sums = [0.0] * 5  # weight, n, t, n*n, n*t
+
+    def add(self, n: int, took: float) -> None:
+        w, sn, st, snn, snt = (v * 0.9 for v in self._sums)
+        self._sums = [w + 1, sn + n, st + took, snn + n * n, snt + n * took]
+
+    def limit(self, target: float, *, busy: bool, most: int) -> int:
+        """How many executions fit in ``target`` seconds (busy: of per-execution work,
+        the fixed cost on top, since every batch pays it whatever its size)."""
+        w, sn, st, snn, snt = self._sums
+        spread = w * snn - sn * sn
+        each = (w * snt - sn * st) / spread if spread > 1e-9 else 0.0
+        if each <= 0:
+            each = st / sn  # one size so far, or noise: the cost all per execution
+        fixed = max(0.0, (st - each * sn) / w)
+        budget = target if busy else target - fixed
+        return max(1, min(most, int(budget / each)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,20 +130,22 @@ async def purge(
     excluded = list(exclude_flow_ids)
     report = PurgeReport(dry_run=dry_run)
     cursor: str | None = None
-    limit = min(batch_size, _FIRST_LIMIT)
-    each = 0.0  # seconds per examined execution, smoothed over the batches so far
+    cost = _Cost()
+    done = 0
     ended = time.perf_counter()
     while True:
         if engine.inflight:
             await engine.until_quiet(pause)
         busy = bool(engine.inflight) or time.monotonic() - engine.last_run_end < _RECENT
         began = time.perf_counter()
-        if each:
-            target = _IDLE_SLICE
-            if busy:
-                share = (began - ended) * _BUSY_SHARE / (1 - _BUSY_SHARE)
-                target = min(max(share, _BUSY_MIN), _BUSY_MAX)
-            limit = max(1, min(batch_size, int(target / each)))
+        if done < len(_PROBES):
+            limit = min(batch_size, _PROBES[done])
+        elif busy:
+            share = (began - ended) * _BUSY_SHARE / (1 - _BUSY_SHARE)
+            target = min(max(share, _BUSY_MIN), _BUSY_MAX)
+            limit = cost.limit(target, busy=True, most=batch_size)
+        else:
+            limit = cost.limit(_IDLE_SLICE, busy=False, most=batch_size)
         batch = await engine.store.purge(
             PurgeQuery(
                 older_than=now - older_than, now=now, status=statuses, flow_id=flow_id,
@@ -123,8 +153,8 @@ async def purge(
             )
         )  # fmt: skip
         ended = time.perf_counter()
-        took = (ended - began) / limit
-        each = took if not each else 0.7 * each + 0.3 * took
+        cost.add(limit, ended - began)
+        done += 1
         report += PurgeReport(batch.executions, batch.rows, 1, dry_run)
         if not dry_run:
             stats.executions += batch.executions
