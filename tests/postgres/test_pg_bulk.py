@@ -21,7 +21,7 @@ async def test_create_many_stores_what_create_stores(make_store: StoreMaker) -> 
             context={"n": n},
             tenant_id="t1",
             correlation_id=f"c{n}",
-        )  # fmt: skip
+        )
         for n in range(3)
     ]
     one = make_execution(status=ExecutionStatus.WAITING, wake_at=at(3600), context={"n": 9})
@@ -31,8 +31,11 @@ async def test_create_many_stores_what_create_stores(make_store: StoreMaker) -> 
         loaded = await store.get(execution.id)
         assert loaded is not None
         assert (loaded.status, loaded.context, loaded.wake_at, loaded.tenant_id) == (
-            ExecutionStatus.WAITING, execution.context, execution.wake_at, "t1",
-        )  # fmt: skip
+            ExecutionStatus.WAITING,
+            execution.context,
+            execution.wake_at,
+            "t1",
+        )
         assert [e.sequence for e in await store.events(execution.id)] == [1, 2]
     assert await store.due(now=at(3601), limit=10) == [one.id, made[0].id, made[1].id]
 
