@@ -287,27 +287,29 @@ async def _stepper(engine: Engine, stop: asyncio.Event, during: list[float]) -> 
         during.append((time.perf_counter() - began) / 10)
 
 
+async def _baseline(engine: Engine, seconds: float, into: list[float]) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(_stepper(engine, stop, into))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await task
+
+
 async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
     """Purge ``--finished`` old completed executions twice: alone (the purge rate), then
     again as many with a live stepper beside it (the rate under load, and what the purge
     does to live steps: their time includes waiting for a purge batch to let go). Between
-    the two, the same stepper runs for as long without a purge: the live step baseline of
-    the same run (``live_without_purge``)."""
+    the two, and again after, the same stepper runs without a purge (5 s or as long as
+    the purge alone took, each time): the live step baseline of the same run
+    (``live_without_purge``, both stretches together: the machine's load drifts)."""
     out: dict[str, Any] = {"batch": args.purge_batch, "pause_s": args.purge_pause}
     for label, live in (("alone", False), ("with_live_steps", True)):
         await generate(engine, args.finished, finished=True, age=timedelta(days=60))
         stop = asyncio.Event()
         during: list[float] = []
+        baseline: list[float] = []
         if live:
-            baseline: list[float] = []
-            task = asyncio.create_task(_stepper(engine, stop, baseline))
-            await asyncio.sleep(max(out["alone"]["seconds"], 2.0))
-            stop.set()
-            await task
-            out["live_without_purge"] = {
-                "live_step_ms": _ms(baseline), "live_executions": len(baseline)
-            }  # fmt: skip
-            stop = asyncio.Event()
+            await _baseline(engine, max(out["alone"]["seconds"], 5.0), baseline)
         task = asyncio.create_task(_stepper(engine, stop, during)) if live else None
         began = time.perf_counter()
         report = await engine.purge(
@@ -317,6 +319,10 @@ async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         if task is not None:
             await task
+            await _baseline(engine, max(out["alone"]["seconds"], 5.0), baseline)
+            out["live_without_purge"] = {
+                "live_step_ms": _ms(baseline), "live_executions": len(baseline)
+            }  # fmt: skip
         out[label] = {
             "purged": report.executions,
             "rows": report.rows,

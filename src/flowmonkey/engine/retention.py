@@ -12,7 +12,7 @@ step that arrives meanwhile waits for it. The pass therefore
   about ``_BUSY_SHARE`` of the time since the previous one, its per-execution part
   between ``_BUSY_MIN`` and ``_BUSY_MAX``, so the purge gets a fifth of a busy engine and
   a step waits for one small batch at worst; on an idle engine a batch is
-  ``_IDLE_SLICE`` (up to ``batch_size`` executions) and a backlog goes at full speed.
+  ``batch_size`` executions, and a backlog goes at full speed.
 
 Which executions a store keeps (live ones, children of a kept parent, executions whose
 idempotency key is still valid) is the store's contract.
@@ -44,8 +44,6 @@ _BUSY_SHARE = 0.2
 _BUSY_MIN = 0.0002
 _BUSY_MAX = 0.001
 """Bounds (seconds) of one batch's store work while this engine runs executions."""
-_IDLE_SLICE = 0.005
-"""Seconds of store work per batch on an idle engine (what a run arriving then waits)."""
 _RECENT = 0.05
 """A run that ended this recently (seconds) counts as live work: the next is likely."""
 _PROBES = (1, 8)
@@ -66,17 +64,15 @@ class _Cost:
         w, sn, st, snn, snt = (v * 0.9 for v in self._sums)
         self._sums = [w + 1, sn + n, st + took, snn + n * n, snt + n * took]
 
-    def limit(self, target: float, *, busy: bool, most: int) -> int:
-        """How many executions fit in ``target`` seconds (busy: of per-execution work,
-        the fixed cost on top, since every batch pays it whatever its size)."""
+    def limit(self, target: float, *, most: int) -> int:
+        """How many executions fit in ``target`` seconds of per-execution work (the
+        fixed cost comes on top: every batch pays it, whatever its size)."""
         w, sn, st, snn, snt = self._sums
         spread = w * snn - sn * sn
         each = (w * snt - sn * st) / spread if spread > 1e-9 else 0.0
         if each <= 0:
             each = st / sn  # one size so far, or noise: the cost all per execution
-        fixed = max(0.0, (st - each * sn) / w)
-        budget = target if busy else target - fixed
-        return max(1, min(most, int(budget / each)))
+        return max(1, min(most, int(target / each)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +139,9 @@ async def purge(
         elif busy:
             share = (began - ended) * _BUSY_SHARE / (1 - _BUSY_SHARE)
             target = min(max(share, _BUSY_MIN), _BUSY_MAX)
-            limit = cost.limit(target, busy=True, most=batch_size)
+            limit = cost.limit(target, most=batch_size)
         else:
-            limit = cost.limit(_IDLE_SLICE, busy=False, most=batch_size)
+            limit = batch_size
         batch = await engine.store.purge(
             PurgeQuery(
                 older_than=now - older_than, now=now, status=statuses, flow_id=flow_id,
