@@ -9,23 +9,20 @@ row, context, events, the same encoding), so what a bulk load stores is exactly 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import orjson
 
 from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
+from flowmonkey.stores.postgres_base import PostgresBase
 from flowmonkey.stores.postgres_commit import create_statement
-
-if TYPE_CHECKING:
-    from flowmonkey.stores.postgres import PostgresStore
 
 __all__ = ["create_many"]
 
 
 async def create_many(
-    store: PostgresStore, items: Sequence[tuple[Execution, Sequence[Event]]]
+    store: PostgresBase, items: Sequence[tuple[Execution, Sequence[Event]]]
 ) -> int:
     """Insert every ``(execution, events)`` of ``items`` in one transaction (all or
     nothing); returns how many. Executions with an idempotency key are refused
