@@ -6,13 +6,14 @@ step that arrives meanwhile waits for it. The pass therefore
 
 - waits, before each batch, until this engine has no run in flight (at most ``pause``
   seconds, then goes ahead so that a busy engine still purges);
-- sizes each batch by time, not count, from the measured cost of the batches so far
-  (``_Cost``: a fixed cost per transaction, such as SQLite's fsync, plus a cost per
-  execution): while runs are live (or one ended less than ``_RECENT`` ago) a batch takes
-  about ``_BUSY_SHARE`` of the time since the previous one, its per-execution part
-  between ``_BUSY_MIN`` and ``_BUSY_MAX``, so the purge gets a fifth of a busy engine and
-  a step waits for one small batch at worst; on an idle engine a batch is
-  ``batch_size`` executions, and a backlog goes at full speed.
+- while runs are live (or one ended less than ``_RECENT`` ago), sizes each batch by
+  time, not count, from the measured cost of the batches so far (``_Cost``: a fixed cost
+  per transaction, such as SQLite's fsync, plus a cost per execution): about
+  ``_BUSY_WORK`` of per-execution work (at least ``_BUSY_FLOOR`` executions), so a step
+  waits for one small batch at worst; and rests after each batch so that the purge takes
+  at most ``_BUSY_SHARE`` of a busy engine's time;
+- on an idle engine, runs batches of ``batch_size`` executions back to back: a backlog
+  goes at full speed.
 
 Which executions a store keeps (live ones, children of a kept parent, executions whose
 idempotency key is still valid) is the store's contract.
@@ -41,9 +42,11 @@ log = logging.getLogger("flowmonkey.retention")
 
 _BUSY_SHARE = 0.2
 """The share of a busy engine's time its purge may take."""
-_BUSY_MIN = 0.0002
-_BUSY_MAX = 0.001
-"""Bounds (seconds) of one batch's store work while this engine runs executions."""
+_BUSY_WORK = 0.001
+"""Seconds of per-execution work in one batch while this engine runs executions."""
+_BUSY_FLOOR = 8
+"""Fewest executions a batch examines while runs are live (below that, the fixed cost of
+each transaction buys almost nothing)."""
 _RECENT = 0.05
 """A run that ended this recently (seconds) counts as live work: the next is likely."""
 _PROBES = (1, 8)
@@ -128,20 +131,22 @@ async def purge(
     cursor: str | None = None
     cost = _Cost()
     done = 0
-    ended = time.perf_counter()
+    ended = rest = 0.0
     while True:
         if engine.inflight:
             await engine.until_quiet(pause)
         busy = bool(engine.inflight) or time.monotonic() - engine.last_run_end < _RECENT
-        began = time.perf_counter()
+        if busy and (remaining := ended + rest - time.perf_counter()) > 0:
+            await asyncio.sleep(remaining)  # the live runs' share of the time
+            if engine.inflight:
+                await engine.until_quiet(pause)
         if done < len(_PROBES):
             limit = min(batch_size, _PROBES[done])
         elif busy:
-            share = (began - ended) * _BUSY_SHARE / (1 - _BUSY_SHARE)
-            target = min(max(share, _BUSY_MIN), _BUSY_MAX)
-            limit = cost.limit(target, most=batch_size)
+            limit = max(min(batch_size, _BUSY_FLOOR), cost.limit(_BUSY_WORK, most=batch_size))
         else:
             limit = batch_size
+        began = time.perf_counter()
         batch = await engine.store.purge(
             PurgeQuery(
                 older_than=now - older_than, now=now, status=statuses, flow_id=flow_id,
@@ -150,6 +155,7 @@ async def purge(
         )  # fmt: skip
         ended = time.perf_counter()
         cost.add(limit, ended - began)
+        rest = (ended - began) * (1 - _BUSY_SHARE) / _BUSY_SHARE
         done += 1
         report += PurgeReport(batch.executions, batch.rows, 1, dry_run)
         if not dry_run:
