@@ -40,11 +40,11 @@ __all__ = ["PurgeReport", "PurgeStats", "purge", "purge_expired"]
 
 log = logging.getLogger("flowmonkey.retention")
 
-_BUSY_SHARE = 0.2
+_BUSY_SHARE = 0.1
 """The share of a busy engine's time its purge may take."""
-_BUSY_WORK = 0.001
+_BUSY_WORK = 0.0005
 """Seconds of per-execution work in one batch while this engine runs executions."""
-_BUSY_FLOOR = 8
+_BUSY_FLOOR = 4
 """Fewest executions a batch examines while runs are live (below that, the fixed cost of
 each transaction buys almost nothing)."""
 _RECENT = 0.05
