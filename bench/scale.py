@@ -7,14 +7,16 @@ store empty, in one run (issue 16):
   (per step; median and p99 over ``--live`` executions);
 - scheduler pass with nothing due (``engine.tick_timers()``), an empty claim
   (``store.claim``), and one list page (50) for each filter the engine/CLI/API offer;
-- purge: ``--finished`` old completed executions purged through ``engine.purge`` while a
-  live stepper runs beside it: executions/s, and the live step p99 during the purge;
+- purge: ``--finished`` old completed executions purged through ``engine.purge`` alone,
+  then while a live stepper runs beside it: executions/s, and the live step p50/p99
+  during the purge and without it (the same stepper before and after, same run);
 - bytes per execution: store size on disk (SQLite pages in use; PostgreSQL relation
   sizes after VACUUM FULL) divided by the executions stored.
 
-Parked executions are generated in bulk through the store's own ``create`` (the exact
+Parked executions are generated in bulk through the store's own code, ``create`` (or
+PostgreSQL's ``create_many``, the same statement 500 to a transaction): the exact
 header, context and events of a real parked execution, made by the engine first, with
-new ids and spread creation times), not with hand-written SQL. Not part of ``make test``.
+new ids and spread creation times, not hand-written SQL. Not part of ``make test``.
 Results go to ``bench/results/scale-<timestamp>.json``.
 """
 
