@@ -1,4 +1,3 @@
-# ruff: noqa: ASYNC220  (harness: spawning/stopping processes)
 """Trigger benchmarks: ``python -m bench.triggers [--quick] [--only schedules,hooks]``.
 
 - ``schedules``: N every-second schedules for D seconds fired by two ``flowmonkey worker``
@@ -6,8 +5,9 @@
   ``created_at`` minus its scheduled time (p50, p99); per scheduled time: duplicates (more
   than one execution) and missed (none) over the whole span.
 - ``hooks``: signed webhooks to ``POST /hooks/{id}`` of a uvicorn server on SQLite (no
-  auth, no inline runs: the cost is verify, validate, map, create), from one httpx client
-  with keep-alive: sequential latency (p50) and throughput with 32 requests in flight.
+  auth, no inline runs: the cost is verify, validate, map, create), from one client
+  process with keep-alive: sequential latency (p50) and throughput with 32 requests in
+  flight, and the server's CPU per hook (``bench/hooks.py``).
 
 Issue 13's targets: lag p50 < 50 ms, p99 < 250 ms, zero duplicates and misses; >= 1,000
 hooks/s, p50 < 3 ms. Results print as JSON lines and go to bench/results/triggers-<ts>.json.
@@ -21,10 +21,8 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -139,110 +137,10 @@ def _free_port() -> int:
 
 
 async def bench_hooks(requests: int, work: Path, synchronous: str = "FULL") -> dict[str, Any]:
-    import httpx
+    """Signed webhooks (see ``bench/hooks.py``: raw keep-alive clients, server CPU/hook)."""
+    from bench.hooks import bench_hooks as run
 
-    from bench.trigger_app import tick_flow
-    from flowmonkey.api.webhooks import sign
-    from flowmonkey.engine.engine import Engine
-    from flowmonkey.stores.sqlite import SqliteStore
-
-    db = work / f"hooks-{synchronous}.db"
-    async with Engine(SqliteStore(db)) as engine:
-        await engine.save_flow(tick_flow())
-    port = _free_port()
-    store = f"sqlite:///{db}" + ("" if synchronous == "FULL" else f"?synchronous={synchronous}")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STORE": store}
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench.trigger_app:make_app",
-        "--factory",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--timeout-keep-alive",
-        "75",
-    ]
-    server = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=(work / "uvicorn.log").open("ab"), stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    secret = "whsec_bench_0123456789"
-    retries: list[int] = []
-    try:
-        async with httpx.AsyncClient(
-            base_url=base, timeout=30, limits=httpx.Limits(max_connections=32)
-        ) as client:
-            for _ in range(200):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            made = await client.post(
-                "/api/v1/triggers",
-                json={
-                    "id": "orders",
-                    "flow_id": "tick",
-                    "secret": secret,
-                    "input_schema": {
-                        "type": "object",
-                        "required": ["order_id"],
-                        "properties": {"order_id": {"type": "string"}},
-                    },
-                    "input_map": "{order: body.order_id}",
-                    "idempotency": "body:order_id",
-                },
-            )
-            assert made.status_code == 201, made.text
-
-            async def one(n: int) -> float:
-                body = json.dumps({"order_id": f"o-{n}-{uuid.uuid4().hex[:6]}"}).encode()
-                headers = {
-                    "content-type": "application/json",
-                    "X-Flowmonkey-Signature": sign(secret, body),
-                }
-                began = time.perf_counter()
-                try:
-                    answer = await client.post("/hooks/orders", content=body, headers=headers)
-                except httpx.TransportError:
-                    # A pooled connection closed under us: send again (the body's order id
-                    # is the idempotency key, so a retry never starts a second execution).
-                    retries.append(n)
-                    answer = await client.post("/hooks/orders", content=body, headers=headers)
-                took = (time.perf_counter() - began) * 1000
-                assert answer.status_code in (200, 202), answer.text
-                return took
-
-            for n in range(100):  # warm-up
-                await one(n)
-            latencies = [await one(n) for n in range(requests // 4)]
-            began = time.perf_counter()
-            pending = iter(range(requests))
-
-            async def lane() -> None:
-                for n in pending:
-                    await one(n)
-
-            await asyncio.gather(*(lane() for _ in range(32)))
-            rate = requests / (time.perf_counter() - began)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-    return {
-        "bench": "hooks",
-        "backend": f"sqlite (synchronous={synchronous})",
-        "sequential_requests": len(latencies),
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(pct(latencies, 0.99), 2),
-        "concurrent_requests": requests,
-        "in_flight": 32,
-        "retries": len(retries),
-        "hooks_per_s": round(rate),
-    }
+    return await run(requests, work, synchronous)
 
 
 def main(argv: list[str]) -> int:

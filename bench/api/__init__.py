@@ -7,7 +7,7 @@ of ``--runs`` runs:
 
 - ``post``: ``POST /api/v1/executions`` with ``wait=0`` against ``serve --no-worker``
   (the API alone: each request validates, authenticates and commits one pending
-  execution): requests/s and p50/p99 latency;
+  execution): requests/s, p50/p99 latency and the server process's CPU per request;
 - ``start-wait``: ``POST`` with ``wait=5`` of a 3-step no-op flow against ``serve`` with
   its in-process worker (the steps run in the server): the round-trip p50;
 - ``engine``: the same 3-step start through ``engine.start`` in this process on a store
@@ -110,6 +110,13 @@ def _requests(server: Server, body: bytes, n: int) -> list[float]:
     return out
 
 
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (a loaded machine disturbs a
+    request's CPU time much less than its latency)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -201,9 +208,11 @@ def one_run(backend: str, n: int, run: int) -> dict[str, float]:
         try:
             body = json.dumps({"flow_id": "three", "input": {"n": 1}}).encode()
             _requests(server, body, 200)  # warm-up
+            cpu0 = _cpu(server.proc.pid)
             t0 = time.perf_counter()
             lat = _requests(server, body, n)
             elapsed = time.perf_counter() - t0
+            out["post_server_cpu_ms"] = (_cpu(server.proc.pid) - cpu0) * 1000 / n
         finally:
             server.stop()
         out["post_rps"] = n / elapsed
@@ -247,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{backend} (median of {args.runs} runs, one client, keep-alive)")
         print(
             f"  POST wait=0 (serve --no-worker): {medians['post_rps']:,.0f} req/s, "
-            f"p50 {medians['post_p50_ms']:.2f} ms, p99 {medians['post_p99_ms']:.2f} ms"
+            f"p50 {medians['post_p50_ms']:.2f} ms, p99 {medians['post_p99_ms']:.2f} ms, "
+            f"server CPU {medians['post_server_cpu_ms']:.3f} ms/request"
         )
         print(
             f"  start-and-wait 3 steps (serve):  p50 {medians['wait_p50_ms']:.2f} ms, "
@@ -255,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"  engine.start 3 steps in-process: p50 {medians['engine_p50_ms']:.2f} ms")
         print(f"  API overhead at p50:             {medians['overhead_p50_ms']:.2f} ms")
+        print(f"  load average (1 min) after:      {os.getloadavg()[0]:.2f}")
         print(
             f"  floor: one durable commit p50    {medians['commit_p50_ms']:.2f} ms "
             f"(POST p50 = {medians['post_p50_ms'] / medians['commit_p50_ms']:.1f}x)"

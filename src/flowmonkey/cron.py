@@ -14,12 +14,13 @@ cronsim is imported lazily so the engine imports without the ``cron`` extra.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["ALIASES", "CronError", "CronSpec", "parse_cron", "zone"]
+__all__ = ["ALIASES", "CronError", "CronSpec", "cached_spec", "parse_cron", "zone"]
 
 ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -119,6 +120,13 @@ class CronSpec:
             if len(out) >= count:
                 break
         return out
+
+
+@functools.lru_cache(maxsize=4096)
+def cached_spec(expression: str, timezone: str = "UTC") -> CronSpec:
+    """``CronSpec(expression, timezone)``, parsed once per process (a worker firing a
+    schedule every second would otherwise parse it every second)."""
+    return CronSpec(expression, timezone)
 
 
 def parse_cron(expression: str, timezone: str = "UTC") -> CronSpec:

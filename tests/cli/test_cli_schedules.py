@@ -73,3 +73,26 @@ def test_a_bad_schedule_names_every_problem_and_exits_2(invoke: Invoke, store_ur
     for part in ("cron", "timezone", "end_at"):
         assert part in bad.output
     assert "nightly" not in invoke("schedules", "list").output
+
+
+def test_runs_page_with_the_printed_cursor(invoke: Invoke, store_url: str) -> None:
+    save_flow(store_url)
+    made = invoke("schedules", "create", "--id", "often", "--flow", "report", "--cron", "@hourly")
+    assert made.exit_code == 0, made.output
+    for _ in range(3):
+        assert invoke("schedules", "trigger", "often", "--json").exit_code == 0
+    first = json.loads(invoke("schedules", "runs", "often", "--limit", "2", "--json").output)
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    text = invoke("schedules", "runs", "often", "--limit", "2")
+    assert f"next cursor: {first['next_cursor']}" in text.output
+    rest = invoke("schedules", "runs", "often", "--limit", "2", "--cursor", first["next_cursor"])
+    second = json.loads(
+        invoke(
+            "schedules", "runs", "often", "--limit", "2", "--cursor", first["next_cursor"], "--json"
+        ).output
+    )
+    assert rest.exit_code == 0 and len(second["items"]) == 1 and second["next_cursor"] is None
+    times = [r["scheduled_for"] for r in first["items"] + second["items"]]
+    assert times == sorted(set(times), reverse=True)
+    bad = invoke("schedules", "runs", "often", "--cursor", "garbage!")
+    assert bad.exit_code != 0 and "cursor" in bad.output.lower()

@@ -391,6 +391,27 @@ async def test_list_tasks_filters(store: Store) -> None:
     assert await ids(limit=2) == ["d", "a"]
 
 
+async def test_list_tasks_pages_by_keyset_either_way(store: Store) -> None:
+    execution, lease = await started(store)
+    made = [
+        task(execution.id, id=f"k{n}", tenant_id="t1", created_at=at(n // 2)) for n in range(7)
+    ]  # pairs share a time: the id breaks the tie
+    await commit_tasks(store, lease, execution, *made)
+    for newest_first in (True, False):
+        seen: list[str] = []
+        after = None
+        while True:
+            page = await store.list_tasks(
+                TaskQuery(tenant_id="t1", limit=3, newest_first=newest_first, after=after)
+            )
+            seen += [t.id for t in page]
+            if len(page) < 3:
+                break
+            after = (page[-1].created_at, page[-1].id)
+        oldest_first = [f"k{n}" for n in range(7)]
+        assert seen == (oldest_first[::-1] if newest_first else oldest_first)
+
+
 async def test_cancel_pending_tasks(store: Store) -> None:
     execution, lease = await started(store)
     other, other_lease = await started(store)

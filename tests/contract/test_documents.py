@@ -80,3 +80,42 @@ async def test_racing_equal_submissions_record_one(store: Store) -> None:
         *(store.add_form_submission(sub("capped", key=str(n)), max_submissions=3) for n in range(8))
     )
     assert outcomes.count("ok") == 3 and outcomes.count("full") == 5
+
+
+async def test_documents_page_by_id_within_a_tenant(store: Store) -> None:
+    from dataclasses import replace
+
+    for n in range(7):
+        tenant = "acme" if n % 3 else "other"
+        await store.create_document(replace(doc(did=f"t{n:02d}"), tenant_id=tenant))
+    await store.create_document(doc(kind="form", did="t99"))  # another kind: never listed
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page = await store.list_documents("trigger", tenant_id="acme", after=after, limit=2)
+        pages.append([d.id for d in page])
+        if len(page) < 2:
+            break
+        after = page[-1].id
+    assert pages == [["t01", "t02"], ["t04", "t05"], []]
+    every = await store.list_documents("trigger", after="t02", limit=3)
+    assert [d.id for d in every] == ["t03", "t04", "t05"]
+    assert len(await store.list_documents("trigger")) == 7
+
+
+async def test_submissions_page_newest_first(store: Store) -> None:
+    for n in range(5):
+        await store.add_form_submission(sub(when=n // 2))  # equal times: id breaks the tie
+    await store.add_form_submission(sub(form="other", when=9))
+    seen: list[FormSubmission] = []
+    before = None
+    while True:
+        page = await store.list_form_submissions("signup", limit=2, before=before)
+        seen.extend(page)
+        if len(page) < 2:
+            break
+        before = (page[-1].created_at, page[-1].id)
+    assert len(seen) == 5 and len({s.id for s in seen}) == 5
+    keys = [(s.created_at, s.id) for s in seen]
+    assert keys == sorted(keys, reverse=True)
+    assert seen == await store.list_form_submissions("signup", limit=10)

@@ -246,3 +246,89 @@ async def test_release_many_is_fenced_per_schedule(store: Store) -> None:
     got = {s.id: s for s in await store.list_schedules()}
     assert got["a"].next_fire_at == at(500) and got["c"].last_execution_id == "ex-c"
     assert got["b"].next_fire_at == at(10) and got["b"].paused
+
+
+async def test_fire_many_handles_each_time_as_fire_one_would(store: Store) -> None:
+    first, (execution, events) = _fire_pair(60, "ex-many-0")
+    assert await store.fire_schedule_times([(first, execution, events)]) == [(first, True)]
+    again, (repeat, repeat_events) = _fire_pair(60, "ex-many-1")  # recorded before
+    fresh, (new, new_events) = _fire_pair(61, "ex-many-2")
+    skipped = ScheduleRun(
+        schedule_id="s", scheduled_for=at(62), fired_at=at(62), outcome="skipped", reason="overlap"
+    )
+    _, (holder, holder_events) = _fire_pair(63, "ex-holder", key="shared")
+    await store.create(holder, holder_events)
+    held, (loser, loser_events) = _fire_pair(63, "ex-many-3", key="shared")
+    found = await store.fire_schedule_times(
+        [
+            (again, repeat, repeat_events),
+            (fresh, new, new_events),
+            (skipped, None, ()),
+            (held, loser, loser_events),
+        ]
+    )
+    assert found[:3] == [(first, False), (fresh, True), (skipped, False)]
+    assert found[3] == (replace(held, execution_id="ex-holder"), False)
+    assert await store.get("ex-many-1") is None and await store.get("ex-many-3") is None
+    created = await store.get("ex-many-2")
+    assert created is not None and created.context == {"n": 61}
+    runs = await store.list_schedule_runs("s")
+    assert [r.scheduled_for for r in runs] == [at(63), at(62), at(61), at(60)]
+    assert await store.fire_schedule_times([]) == []
+
+
+async def test_fire_many_is_all_or_nothing(store: Store) -> None:
+    ok, (execution, events) = _fire_pair(60, "ex-batch-ok")
+    bad, (clash, clash_events) = _fire_pair(61, "ex-taken")
+    _, (taken, _) = _fire_pair(99, "ex-taken", key="another")
+    await store.create(taken, [])  # the second time's execution id is taken
+    with pytest.raises(errors.StoreError):
+        await store.fire_schedule_times([(ok, execution, events), (bad, clash, clash_events)])
+    assert await store.list_schedule_runs("s") == []
+    assert await store.get("ex-batch-ok") is None
+    # Nothing of the failed batch holds the first time's key: it fires normally.
+    assert await store.fire_schedule_times([(ok, execution, events)]) == [(ok, True)]
+
+
+async def test_fire_many_creates_nothing_for_a_time_whose_key_expired(store: Store) -> None:
+    first, (execution, events) = _fire_pair(60, "ex-old")
+    await store.fire_schedule_times([(first, execution, events)])
+    # Much later the same time comes again (a backfill): its key expired, so inserting
+    # the execution would succeed; the recorded run must still win and nothing stay.
+    again, (late, late_events) = _fire_pair(60, "ex-late")
+    late = replace(late, created_at=at(9000), idempotency_expires_at=at(12600))
+    fresh, (new, new_events) = _fire_pair(9000, "ex-fresh")
+    found = await store.fire_schedule_times([(again, late, late_events), (fresh, new, new_events)])
+    assert found == [(first, False), (fresh, True)]
+    assert await store.get("ex-late") is None
+    assert await store.get("ex-fresh") is not None
+
+
+async def test_schedules_page_by_id_within_a_tenant(store: Store) -> None:
+    for n in range(7):
+        tenant = "acme" if n % 3 else "other"
+        await store.create_schedule(make_schedule(f"s{n:02d}", tenant_id=tenant))
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page = await store.list_schedules(tenant_id="acme", after=after, limit=2)
+        pages.append([s.id for s in page])
+        if len(page) < 2:
+            break
+        after = page[-1].id
+    assert pages == [["s01", "s02"], ["s04", "s05"], []]
+    assert [s.id for s in await store.list_schedules(after="s04", limit=5)] == ["s05", "s06"]
+    assert len(await store.list_schedules()) == 7
+
+
+async def test_runs_page_newest_first(store: Store) -> None:
+    for n in range(5):
+        run = ScheduleRun(
+            schedule_id="s", scheduled_for=at(n), fired_at=at(n), outcome="skipped", reason="x"
+        )
+        await store.record_schedule_run(run)
+    first = await store.list_schedule_runs("s", limit=2)
+    second = await store.list_schedule_runs("s", limit=2, before=first[-1].scheduled_for)
+    third = await store.list_schedule_runs("s", limit=2, before=second[-1].scheduled_for)
+    times = [r.scheduled_for for r in first + second + third]
+    assert times == [at(4), at(3), at(2), at(1), at(0)]

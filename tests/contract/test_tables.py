@@ -274,3 +274,64 @@ async def test_hand_built_queries_the_stores_cannot_answer_are_refused(
     with pytest.raises(InvalidTable):
         await store.query_rows(ORDERS, query)
     assert len((await store.query_rows(ORDERS, RowQuery(table="orders"))).items) == 1
+
+
+def _batch_row(i: int) -> TableRow:
+    data: dict[str, Any] = {"order_id": str(i), "paid": i % 2 == 0}
+    if i % 13:
+        data["total"] = (i * 37) % 101
+    return row(data, tenant="acme" if i % 3 else "other", n=i)
+
+
+async def _paged(store: Store, limit: int, **query: Any) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.query_rows(
+            ORDERS, RowQuery(table="orders", limit=limit, cursor=cursor, **query)
+        )
+        seen += [r.data["order_id"] for r in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
+
+
+async def test_queries_on_indexed_fields_stay_exact_as_rows_pile_up(store: Store) -> None:
+    # SQLite indexes a field in batches of 128 rows (the rest is read by a bounded scan):
+    # every query must give the same answer below, at and above each batch boundary.
+    await store.create_table(ORDERS)
+    rows: list[TableRow] = []
+    for size in (1, 126, 1, 1, 126, 2, 50):
+        chunk = [_batch_row(len(rows) + i) for i in range(size)]
+        await store.insert_rows(chunk)
+        rows += chunk
+
+        def ids(keep: Any, order: Any = None, reverse: bool = False) -> list[str]:
+            chosen = [r for r in rows if keep(r)]
+            if order is None:
+                chosen.reverse()  # newest first
+            else:
+                chosen.sort(key=order, reverse=reverse)
+            return [r.data["order_id"] for r in chosen]
+
+        def by_total(r: TableRow) -> tuple[Any, ...]:
+            total = r.data.get("total")
+            return (total is not None, total or 0, int(r.data["order_id"]))
+
+        gt50 = RowFilter(field="total", op="gt", value=50)
+        assert await _paged(store, 1000, filters=[gt50]) == ids(
+            lambda r: r.data.get("total", 0) > 50
+        )
+        assert await _paged(store, 7, filters=[RowFilter(field="paid", value=True)],
+                            order_by="total", descending=False) == ids(
+            lambda r: r.data["paid"], by_total
+        )  # fmt: skip
+        assert await _paged(store, 50, tenant_id="acme", order_by="total") == ids(
+            lambda r: r.tenant_id == "acme", by_total, reverse=True
+        )
+        lte = RowFilter(field="total", op="lte", value=10)
+        assert await _paged(store, 1000, filters=[lte], order_by="total", descending=False) == ids(
+            lambda r: r.data.get("total", 99) <= 10, by_total
+        )
+        assert await _paged(store, 9) == ids(lambda r: True)
+    assert len(rows) == 307

@@ -1,7 +1,11 @@
 """Exactly-once schedules under SIGKILL: two worker processes fire every-second schedules
 on one store (PostgreSQL, and one SQLite file); one of them is killed repeatedly (in the
 middle of whatever it was doing) and replaced. Every scheduled time from the start to the
-end of the killing has exactly one execution, and no time has two."""
+end of the killing has exactly one execution, and no time has two.
+
+There are more schedules than one claim takes (``CLAIM_BATCH``), so a second's times are
+fired in several batch transactions, shared by both workers, and a kill lands between
+batches as well as inside one."""
 
 from __future__ import annotations
 
@@ -16,12 +20,13 @@ import pytest
 from crash.procs import WorkerProcess
 from crash.worker_app import steps_flow
 from flowmonkey import Engine
+from flowmonkey.engine.scheduling import CLAIM_BATCH
 from flowmonkey.stores.base import ExecutionQuery
 from worker.support import Backend
 
 pytestmark = [pytest.mark.slow]
 
-SCHEDULES = 20
+SCHEDULES = CLAIM_BATCH + 10
 KILLS = 3
 
 

@@ -1,7 +1,7 @@
-"""The one-statement hot path (``postgres_fast``): it is in use, and it keeps the
-ordinary path's guarantees when the server forgets prepared statements, when a request
+"""The one-statement hot path (``postgres_fast``): it keeps the ordinary path's
+guarantees when the server forgets prepared statements, when a request
 is larger than the socket buffer, when a statement fails, and when a caller is cancelled
-mid-statement."""
+mid-statement, and whatever sizes its numbers have."""
 
 from __future__ import annotations
 
@@ -13,19 +13,15 @@ import orjson
 import psycopg
 import pytest
 
-from contract.factories import make_execution, started, step
+from contract.factories import at, make_execution, started, step
 from flowmonkey import errors
-from flowmonkey.stores import postgres_fast
+from flowmonkey.model.events import Event
 from flowmonkey.stores.postgres import PostgresStore
 from worker.support import eventually
 
 pytestmark = pytest.mark.postgres
 
 StoreMaker = Callable[..., Awaitable[PostgresStore]]
-
-
-def test_the_fast_path_is_available_with_the_supported_psycopg() -> None:
-    assert postgres_fast.AVAILABLE
 
 
 async def backend_pids(store: PostgresStore) -> set[int]:
@@ -114,3 +110,36 @@ async def test_a_caller_cancelled_mid_statement_leaves_no_broken_connection(
     stored = await store.get(execution.id)
     assert stored is not None
     assert stored.step_count == 3
+
+
+async def test_a_statement_prepared_for_small_numbers_takes_large_ones(
+    make_store: StoreMaker,
+) -> None:
+    # psycopg sends a Python int as the smallest integer type that holds it; a statement
+    # prepared while an event sequence fitted in int2 must still take one that does not.
+    store = await make_store(max_size=1)
+    execution, lease = await started(store)
+    sequences = (2, 40_000, 2**40)
+    for n, sequence in enumerate(sequences, start=1):
+        event = Event("custom", execution.id, at(n), {"n": n}, sequence, None)
+        await store.commit(lease, step(replace(execution, step_count=n), events=[event]))
+    assert [e.sequence for e in await store.events(execution.id)] == list(sequences)
+
+
+async def test_lists_of_keys_and_values_keep_every_character(make_store: StoreMaker) -> None:
+    # Multi-row parts send their keys and values as array literals: quotes, backslashes,
+    # braces, commas, blanks and "NULL" must come back exactly.
+    store = await make_store()
+    keys = ['a"b', "c\\d", "{x,y}", " sp ", "NULL", "ünï", ""]
+    values = {key: orjson.dumps({"k": key, "v": '\\"}{,'}) for key in keys}
+    values["raw"] = b""  # an empty bytea is not NULL
+    values["zero"] = b"\x00\xff"
+    execution, lease = await started(store, make_execution(context={"first": 1, "second": 2}))
+    await store.commit(lease, step(replace(execution, step_count=1), context_set=values,
+                                   context_delete=["first", "second"]))  # fmt: skip
+    async with store._read() as conn:
+        cur = await conn.execute(
+            "SELECT key, value FROM execution_context WHERE execution_id = %s", [execution.id]
+        )
+        stored = dict(await cur.fetchall())
+    assert stored == values

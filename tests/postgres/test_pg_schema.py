@@ -159,11 +159,11 @@ async def test_concurrent_initialize_is_safe(postgres_dsn: str, schema: str) -> 
             await s.close()
 
 
-async def test_rows_written_before_0006_read_and_run_after_it(
+async def test_rows_written_before_0007_read_and_run_after_it(
     postgres_dsn: str, schema: str, raw: psycopg.AsyncConnection[Any], monkeypatch: Any
 ) -> None:
-    # A store of the previous release: migrations up to 0005 only.
-    before = [m for m in postgres_migrations() if m.version < 6]
+    # A store of the previous release: migrations up to 0006 only.
+    before = [m for m in postgres_migrations() if m.version < 7]
     monkeypatch.setattr(postgres_schema, "postgres_migrations", lambda: before)
     old = PostgresStore(postgres_dsn, schema=schema)
     await old.initialize()
@@ -184,7 +184,7 @@ async def test_rows_written_before_0006_read_and_run_after_it(
     monkeypatch.undo()
 
     new = PostgresStore(postgres_dsn, schema=schema)
-    await new.initialize()  # migrates to 0006
+    await new.initialize()  # migrates to 0007
     try:
         options = await (
             await raw.execute(

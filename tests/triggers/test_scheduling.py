@@ -345,3 +345,38 @@ async def test_many_due_schedules_are_claimed_in_batches_within_one_call(
         assert second.released == count + 1
         third = await engine.fire_schedules(limit=1000)
         assert third.created == [] and third.released == 1  # only "buf", once
+
+
+async def test_a_failed_batch_is_fired_time_by_time_and_only_the_bad_one_waits(
+    make: MakeEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine_of(make, clock) as engine:
+        for n in range(5):
+            await engine.schedules.create(id=f"p{n}", flow_id="quick", cron="* * * * *")
+        due = (await engine.schedules.get("p2")).next_fire_at
+        store = engine.store
+        real_one = store.fire_schedule_time
+
+        async def refuse_batches(items: Any) -> Any:
+            raise errors.StoreError("the batch is refused")
+
+        async def one(run: ScheduleRun, execution: Any, events: Any = ()) -> Any:
+            if run.schedule_id == "p2":
+                raise errors.StoreError("p2 cannot be stored")
+            return await real_one(run, execution, events)
+
+        monkeypatch.setattr(store, "fire_schedule_times", refuse_batches)
+        monkeypatch.setattr(store, "fire_schedule_time", one)
+        clock.advance(60)
+        report = await engine.fire_schedules()
+        assert len(report.created) == 4 and report.released == 4
+        started = {e.metadata["schedule_id"] for e in await executions(engine)}
+        assert started == {"p0", "p1", "p3", "p4"}
+        # p2 was not moved on (its lease expires and its time is redone, exactly once)
+        assert (await engine.schedules.get("p2")).next_fire_at == due
+        monkeypatch.undo()
+        clock.advance(engine.options.lease_for.total_seconds() + 1)
+        again = await engine.fire_schedules()
+        assert again.released == 1 and len(again.created) == 1  # p2 only: the rest is not due
+        runs = await engine.schedules.runs("p2")
+        assert [r.scheduled_for for r in runs if r.outcome == "started"][-1] == due

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from flowmonkey import __version__
 from flowmonkey.api.auth import KeyChecker
+from flowmonkey.api.fastpath import FastRoutes
 from flowmonkey.api.metrics import Metrics
 from flowmonkey.api.metrics_triggers import install_trigger_metrics
 from flowmonkey.api.middleware import RequestMiddleware
@@ -66,6 +67,8 @@ def create_app(
         metrics=Metrics() if metrics else None,
     )
     install_trigger_metrics(engine, state.metrics)  # triggers (issue 13)
+    # Requests that arrive together create in one transaction (one fsync for them all).
+    engine.runtime.creator.allowed = True
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,7 +116,7 @@ def create_app(
     app.state.flowmonkey = state
     install_problem_handlers(app)
     install_openapi(app)
-    app.add_middleware(RequestMiddleware, state=state)
+    app.add_middleware(RequestMiddleware, state=state, fast=FastRoutes())
 
     from flowmonkey.api import (
         routes_control,

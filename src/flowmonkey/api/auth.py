@@ -9,20 +9,26 @@ a ``*`` key sees every tenant.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from flowmonkey.api.problems import Problem
-from flowmonkey.model.keys import ALL_TENANTS, KEY_PREFIX, SCOPES, ApiKey, hash_key, matches
+from flowmonkey.model.keys import ALL_TENANTS, KEY_PREFIX, SCOPES, ApiKey, hash_key
+
+if TYPE_CHECKING:
+    from flowmonkey.api.ratelimit import RateLimiter
 
 __all__ = [
     "DEV_PRINCIPAL",
     "Principal",
     "authenticate",
+    "caller",
+    "check_scope",
     "check_visible",
     "create_tenant",
     "list_tenant",
@@ -56,8 +62,7 @@ DEV_PRINCIPAL = Principal(key_id=None, tenant=ALL_TENANTS, scopes=frozenset(SCOP
 """The caller of an app built with ``auth=False`` (``serve --dev``)."""
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization")
+def _bearer(header: str | None) -> str:
     if not header:
         raise Problem(
             401, "Missing API key: send Authorization: Bearer <key>.", code="UNAUTHORIZED"
@@ -80,17 +85,18 @@ class KeyChecker:
 
     async def principal(self, request: Request) -> Principal:
         """The caller of ``request`` (401 for a missing, unknown, revoked or expired key)."""
-        return await self.check(_bearer(request))
+        return await self.check(_bearer(request.headers.get("authorization")))
 
     async def check(self, secret: str) -> Principal:
         """The holder of ``secret`` (401 for an unknown, revoked or expired key); the
         dashboard checks its session's key with this on every page and action."""
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             raise Problem(401, "Unknown API key.", code="UNAUTHORIZED")
-        record: ApiKey | None = await self._store.find_api_key(hash_key(secret))
+        digest = hash_key(secret)
+        record: ApiKey | None = await self._store.find_api_key(digest)
         # The lookup is by hash (the secret never meets a database index); the digest
         # comparison below is constant-time all the same.
-        if record is None or not matches(record.key_hash, secret):
+        if record is None or not hmac.compare_digest(record.key_hash, digest):
             raise Problem(401, "Unknown API key.", code="UNAUTHORIZED")
         now = self._now()
         if record.revoked_at is not None:
@@ -126,12 +132,28 @@ async def authenticate(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    checker: KeyChecker | None = request.app.state.flowmonkey.keys
-    principal = DEV_PRINCIPAL if checker is None else await checker.principal(request)
+    state = request.app.state.flowmonkey
+    principal = await caller(state.keys, state.limiter, request.headers.get("authorization"))
     request.state.principal = principal
-    limiter = request.app.state.flowmonkey.limiter
+    return principal
+
+
+async def caller(
+    checker: KeyChecker | None, limiter: RateLimiter | None, authorization: str | None
+) -> Principal:
+    """The caller with this ``Authorization`` header value (``checker`` ``None``: no
+    auth), rate-limited per key: what ``authenticate`` resolves (the lean routes of
+    ``fastpath`` call it directly)."""
+    principal = DEV_PRINCIPAL if checker is None else await checker.check(_bearer(authorization))
     if limiter is not None:
         limiter.check(f"key:{principal.key_id or 'dev'}")
+    return principal
+
+
+def check_scope(principal: Principal, scope: str) -> Principal:
+    """``principal`` if it holds ``scope``, else the 403 ``require`` answers."""
+    if not principal.has(scope):
+        raise Problem(403, f'This API key lacks the "{scope}" scope.', code="FORBIDDEN")
     return principal
 
 
@@ -139,10 +161,7 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency: the caller, who must hold ``scope`` (else 403)."""
 
     async def dependency(request: Request) -> Principal:
-        principal = await authenticate(request)
-        if not principal.has(scope):
-            raise Problem(403, f'This API key lacks the "{scope}" scope.', code="FORBIDDEN")
-        return principal
+        return check_scope(await authenticate(request), scope)
 
     dependency.__name__ = f"require_{scope}"
     return dependency

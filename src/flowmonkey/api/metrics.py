@@ -8,7 +8,7 @@ backlog are read from the store when ``/metrics`` is scraped (a bounded count).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["Metrics"]
 
 _COUNT_CAP = 1_000
+"""Executions counted per status on a scrape (a count above shows as the cap)."""
 _OPEN_STEPS_CAP = 100_000
 """Step starts remembered for the duration histogram (bounded if ends go missing)."""
-"""Executions counted per status on a scrape (a count above shows as the cap)."""
+_HTTP_CHILDREN_CAP = 4_096
+"""Labelled request counters kept ready (route templates are few; methods are not)."""
 
 
 class Metrics:
@@ -99,6 +101,22 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one HTTP request and its duration. The labelled children are kept per
+        (route, method, status): ``labels()`` costs a lock and a dict build per call."""
+        key = (route, method, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(route=route, method=method, status=str(status)),
+                self.http_seconds.labels(route=route),
+            )
+            if len(self._http_children) < _HTTP_CHILDREN_CAP:  # methods come from clients
+                self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def on_event(self, event: Event) -> None:
         """Engine bus listener (events of the steps this process runs)."""

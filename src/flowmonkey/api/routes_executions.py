@@ -12,10 +12,11 @@ from flowmonkey.api.deps import check_cursor, json, state_of, visible_execution
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.running import start
 from flowmonkey.api.schemas import ExecutionOut, ExecutionPage, HistoryOut, StartBody
+from flowmonkey.api.state import ApiState
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.tracing import TRACEPARENT_KEY, valid_traceparent
 
-__all__ = ["execution_json", "router", "summary_json"]
+__all__ = ["execution_json", "router", "start_answer", "summary_json"]
 
 router = APIRouter(prefix="/api/v1", tags=["executions"])
 
@@ -61,7 +62,18 @@ async def start_execution(
 ) -> Response:
     """Create an execution of a flow; with ``wait`` > 0, answer its state after up to
     that many seconds (completed, failed, waiting, or still pending/running)."""
-    state = state_of(request)
+    return await start_answer(state_of(request), body, principal, idempotency_key, traceparent)
+
+
+async def start_answer(
+    state: ApiState,
+    body: StartBody,
+    principal: Principal,
+    idempotency_key: str | None,
+    traceparent: str | None,
+) -> Response:
+    """What ``POST /api/v1/executions`` answers once its body and caller are known (the
+    route above and its lean twin in ``fastpath`` share it)."""
     tenant = create_tenant(principal, body.tenant_id)
     metadata = body.metadata
     parent = valid_traceparent(traceparent)

@@ -34,6 +34,7 @@ from flowmonkey.api.form_render import (
     shown_values,
     unsupported,
 )
+from flowmonkey.api.paging import before_time, page_by_time
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.running import settle
 from flowmonkey.api.trigger_common import (
@@ -168,10 +169,11 @@ async def list_forms(
     principal: Annotated[Principal, Depends(require("read"))],
     tenant_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
-    """Forms by id."""
-    docs = await list_visible(request, principal, _KIND, tenant_id, limit)
-    return json({"items": [form_json(d) for d in docs], "next_cursor": None})
+    """Forms by id, a page at a time (``next_cursor``)."""
+    docs, next_cursor = await list_visible(request, principal, _KIND, tenant_id, limit, cursor)
+    return json({"items": [form_json(d) for d in docs], "next_cursor": next_cursor})
 
 
 @router.get("/forms/{form_id}", summary="One form")
@@ -222,11 +224,17 @@ async def list_submissions(
     form_id: str,
     principal: Annotated[Principal, Depends(require("read"))],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
-    """Submissions, newest first, each with the execution it started."""
+    """Submissions, newest first, each with the execution it started (``next_cursor``
+    for the next page)."""
+    before = before_time(cursor, "submissions")
     await _visible(request, principal, form_id)
-    subs = await state_of(request).engine.store.list_form_submissions(form_id, limit=limit)
-    return json({"items": [s.to_dict() for s in subs], "next_cursor": None})
+    found = await state_of(request).engine.store.list_form_submissions(
+        form_id, limit=limit + 1, before=before
+    )
+    subs, next_cursor = page_by_time(found, limit, "submissions", lambda s: (s.created_at, s.id))
+    return json({"items": [s.to_dict() for s in subs], "next_cursor": next_cursor})
 
 
 # -- the public page ---------------------------------------------------------------------

@@ -121,10 +121,11 @@ async def list_triggers(
     principal: Annotated[Principal, Depends(require("read"))],
     tenant_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
-    """Triggers by id."""
-    docs = await list_visible(request, principal, _KIND, tenant_id, limit)
-    return json({"items": [trigger_json(d) for d in docs], "next_cursor": None})
+    """Triggers by id, a page at a time (``next_cursor``)."""
+    docs, next_cursor = await list_visible(request, principal, _KIND, tenant_id, limit, cursor)
+    return json({"items": [trigger_json(d) for d in docs], "next_cursor": next_cursor})
 
 
 @router.get("/triggers/{trigger_id}", summary="One webhook trigger")

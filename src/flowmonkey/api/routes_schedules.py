@@ -11,6 +11,7 @@ from starlette.responses import Response
 from flowmonkey import errors
 from flowmonkey.api.auth import Principal, check_visible, create_tenant, list_tenant, require
 from flowmonkey.api.deps import check_id, json, not_found, state_of
+from flowmonkey.api.paging import after_id, before_time, page_by_id, page_by_time
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.trigger_common import OBJECT_BODY, json_object, problem_of
 from flowmonkey.durations import parse_datetime
@@ -71,10 +72,16 @@ async def list_schedules(
     principal: Annotated[Principal, Depends(require("read"))],
     tenant_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
-    """Schedules by id, each with ``next_fire_at``."""
-    found = await _schedules(request).list(tenant_id=list_tenant(principal, tenant_id))
-    return json({"items": [schedule_json(s) for s in found[:limit]], "next_cursor": None})
+    """Schedules by id, each with ``next_fire_at`` (``next_cursor`` for the next page)."""
+    found = await _schedules(request).list(
+        tenant_id=list_tenant(principal, tenant_id),
+        after=after_id(cursor, "schedules"),
+        limit=limit + 1,
+    )
+    items, next_cursor = page_by_id(found, limit, "schedules", lambda s: s.id)
+    return json({"items": [schedule_json(s) for s in items], "next_cursor": next_cursor})
 
 
 @router.get("/schedules/{schedule_id}", summary="One schedule and its next five times")
@@ -197,12 +204,19 @@ async def schedule_runs(
     schedule_id: str,
     principal: Annotated[Principal, Depends(require("read"))],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     """``scheduled_for, fired_at, execution_id, outcome`` (started, skipped, buffered),
-    newest first."""
+    newest first (``next_cursor`` for the next page)."""
+    before = before_time(cursor, "schedule_runs")
     await _visible(request, principal, schedule_id)
-    runs = await _schedules(request).runs(schedule_id, limit=limit)
-    return json({"items": [r.to_dict() for r in runs], "next_cursor": None})
+    found = await _schedules(request).runs(
+        schedule_id, limit=limit + 1, before=None if before is None else before[0]
+    )
+    runs, next_cursor = page_by_time(
+        found, limit, "schedule_runs", lambda r: (r.scheduled_for, r.schedule_id)
+    )
+    return json({"items": [r.to_dict() for r in runs], "next_cursor": next_cursor})
 
 
 def _only(body: dict[str, Any], allowed: set[str]) -> None:

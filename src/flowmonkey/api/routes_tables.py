@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from flowmonkey.api.auth import Principal, create_tenant, list_tenant, require
 from flowmonkey.api.deps import json, state_of
+from flowmonkey.api.paging import after_id, page_by_id
 from flowmonkey.api.problems import Problem
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.model.tables import TableDef
@@ -96,11 +97,19 @@ def _table_json(table: TableDef) -> dict[str, Any]:
 
 @router.get("/tables", response_model=TablePage, summary="List the data tables")
 async def list_tables(
-    request: Request, principal: Annotated[Principal, Depends(require("read"))]
+    request: Request,
+    principal: Annotated[Principal, Depends(require("read"))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
-    """Every table (tables are shared by all tenants; their rows are not)."""
+    """Tables by name, a page at a time (tables are shared by all tenants; their rows
+    are not). Tables are few (definitions, not data): the page is cut from the list."""
+    after = after_id(cursor, "tables")
     found = await _call(state_of(request).engine.tables.list())
-    return json({"items": [_table_json(t) for t in found], "next_cursor": None})
+    # Sorted here, by code point: the order "after" compares in, whatever the store's collation.
+    rest = sorted((t for t in found if after is None or t.name > after), key=lambda t: t.name)
+    items, next_cursor = page_by_id(rest, limit, "tables", lambda t: t.name)
+    return json({"items": [_table_json(t) for t in items], "next_cursor": next_cursor})
 
 
 @router.post(

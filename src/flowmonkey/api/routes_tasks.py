@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from typing import Annotated, Any, Literal
 
@@ -11,6 +10,7 @@ from starlette.responses import Response
 
 from flowmonkey.api.auth import Principal, check_visible, list_tenant, require
 from flowmonkey.api.deps import check_id, json, not_found, state_of
+from flowmonkey.api.paging import before_time, page_by_time
 from flowmonkey.api.problems import Problem
 from flowmonkey.api.routes_executions import execution_json
 from flowmonkey.api.running import settle
@@ -22,29 +22,10 @@ __all__ = ["router", "task_json"]
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
-_MAX_SCAN = 10_000
-"""Tasks a listing reads at most (the store lists tasks without a keyset cursor)."""
-
 
 def task_json(task: Task) -> dict[str, Any]:
     """A task as JSON (times ISO 8601)."""
     return dataclasses.asdict(task)
-
-
-def _offset(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    try:
-        value = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("t:"))
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "The cursor is not one this API produced.", code="BAD_CURSOR")
-    if not 0 <= value <= _MAX_SCAN:
-        raise Problem(400, "The cursor is not one this API produced.", code="BAD_CURSOR")
-    return value
-
-
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"t:{offset}".encode()).decode()
 
 
 @router.get("/tasks", response_model=TaskPage, summary="List user tasks (newest first)")
@@ -58,28 +39,23 @@ async def list_tasks(
     role: Annotated[str | None, Query(max_length=200)] = None,
     tenant_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     """A page of tasks by status (default ``pending``), assignee and role."""
-    offset = _offset(cursor)
-    tasks = await state_of(request).engine.store.list_tasks(
+    after = before_time(cursor, "tasks")
+    found = await state_of(request).engine.store.list_tasks(
         TaskQuery(
             status=status,
             assignee=assignee,
             role=role,
             tenant_id=list_tenant(principal, tenant_id),
-            limit=min(offset + limit + 1, _MAX_SCAN + 1),
+            limit=limit + 1,
+            newest_first=True,
+            after=after,
         )
     )
-    tasks.reverse()  # the store lists oldest first
-    page = tasks[offset : offset + limit]
-    more = len(tasks) > offset + limit and offset + limit < _MAX_SCAN
-    return json(
-        {
-            "items": [task_json(t) for t in page],
-            "next_cursor": _cursor(offset + limit) if more else None,
-        }
-    )
+    tasks, next_cursor = page_by_time(found, limit, "tasks", lambda t: (t.created_at, t.id))
+    return json({"items": [task_json(t) for t in tasks], "next_cursor": next_cursor})
 
 
 async def _visible_task(request: Request, principal: Principal, task_id: str) -> Task:

@@ -11,6 +11,7 @@ from fastapi import Request
 from flowmonkey import errors
 from flowmonkey.api.auth import Principal, check_visible, create_tenant, list_tenant
 from flowmonkey.api.deps import check_id, not_found, state_of
+from flowmonkey.api.paging import after_id, page_by_id
 from flowmonkey.api.problems import Problem
 from flowmonkey.model.documents import TriggerDocument
 
@@ -103,11 +104,20 @@ async def create_document(
 
 
 async def list_visible(
-    request: Request, principal: Principal, kind: str, tenant_id: str | None, limit: int
-) -> list[TriggerDocument]:
-    """The ``kind`` documents the key sees (optionally one tenant's), by id, at most
-    ``limit``."""
+    request: Request,
+    principal: Principal,
+    kind: str,
+    tenant_id: str | None,
+    limit: int,
+    cursor: str | None = None,
+) -> tuple[list[TriggerDocument], str | None]:
+    """One page of the ``kind`` documents the key sees (optionally one tenant's), by id:
+    at most ``limit`` after ``cursor``, and the next page's cursor (``None``: no more)."""
+    listing = f"{kind}s"
     docs = await state_of(request).engine.store.list_documents(
-        kind, tenant_id=list_tenant(principal, tenant_id)
+        kind,
+        tenant_id=list_tenant(principal, tenant_id),
+        after=after_id(cursor, listing),
+        limit=limit + 1,
     )
-    return docs[:limit]
+    return page_by_id(docs, limit, listing, lambda d: d.id)

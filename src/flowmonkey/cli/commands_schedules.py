@@ -15,7 +15,8 @@ from flowmonkey.cli.options import common_options
 from flowmonkey.cli.output import Output, format_time
 from flowmonkey.cli.state import get_state, open_engine, parse_json_object, run_async
 from flowmonkey.engine.engine import Engine
-from flowmonkey.model.schedules import CATCHUP_POLICIES, OVERLAP_POLICIES, Schedule
+from flowmonkey.model.schedules import CATCHUP_POLICIES, OVERLAP_POLICIES, Schedule, ScheduleRun
+from flowmonkey.stores.cursors import decode_time_key, encode_key
 
 __all__ = ["schedules"]
 
@@ -157,13 +158,25 @@ def trigger(schedule_id: str, overlap: str | None) -> None:
 @schedules.command("runs")
 @click.argument("schedule_id", metavar="ID")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--cursor", metavar="C", help="The next cursor printed by the previous page.")
 @common_options
-def runs(schedule_id: str, limit: int) -> None:
-    """The runs history of ID, newest first."""
+def runs(schedule_id: str, limit: int, cursor: str | None) -> None:
+    """The runs history of ID, newest first (one page; prints the next cursor)."""
     out = Output(json_mode=get_state().json_output)
-    found = _with_engine(lambda engine: engine.schedules.runs(schedule_id, limit=limit))
+
+    async def page(engine: Engine) -> list[ScheduleRun]:
+        # The same cursors as GET /schedules/{id}/runs: one more run tells if there are more.
+        before = None if cursor is None else decode_time_key(cursor, "schedule_runs")[0]
+        return await engine.schedules.runs(schedule_id, limit=limit + 1, before=before)
+
+    found = _with_engine(page)
+    next_cursor = None
+    if len(found) > limit:
+        found = found[:limit]
+        last = found[-1]
+        next_cursor = encode_key("schedule_runs", last.scheduled_for.isoformat(), schedule_id)
     if out.json_mode:
-        out.document({"items": [r.to_dict() for r in found]})
+        out.document({"items": [r.to_dict() for r in found], "next_cursor": next_cursor})
         return
     rows = [
         [
@@ -176,6 +189,8 @@ def runs(schedule_id: str, limit: int) -> None:
         for r in found
     ]
     out.table(["scheduled for", "fired", "outcome", "execution", "reason"], rows)
+    if next_cursor:
+        out.line(f"next cursor: {next_cursor}", "dim")
 
 
 @schedules.command("delete")

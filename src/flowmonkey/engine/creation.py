@@ -140,7 +140,7 @@ async def create_execution(
                       expires_at=now + engine.options.lease_for)  # fmt: skip
         execution.status = ExecutionStatus.RUNNING
         execution.started_at = now
-    stored, created = await engine.store.create(execution, [created_event], lease=lease)
+    stored, created = await engine.creator.create(execution, [created_event], lease)
     run = None
     if created:
         engine.bus.emit([created_event])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from flowmonkey.clock import Clock
 from flowmonkey.durations import parse_duration
 from flowmonkey.engine.bus import EventBus
-from flowmonkey.engine.commits import CommitBatcher
+from flowmonkey.engine.commits import CommitBatcher, CreateBatcher
 from flowmonkey.engine.heartbeats import LeaseKeeper
 from flowmonkey.engine.late_events import LateEvents
 from flowmonkey.engine.options import EngineOptions
@@ -63,6 +63,7 @@ class Runtime:
         "bus",
         "clock",
         "committer",
+        "creator",
         "flows",
         "handlers",
         "hooks",
@@ -101,6 +102,8 @@ class Runtime:
         """The ``Run`` of each execution this process is driving, by execution id."""
         self.committer = CommitBatcher(store, busy=lambda: len(self.inflight) > 1)
         """Groups the step commits of concurrent executions (see ``commits.py``)."""
+        self.creator = CreateBatcher(store)
+        """Groups concurrent creates while its ``busy`` says more are coming."""
         self.leases = LeaseKeeper(self)
         self.hooks: dict[str, dict[str, list[Hook]]] = {}
         self.builtins: dict[str, RegisteredHandler] = {}

@@ -189,9 +189,12 @@ class Schedules:
             raise errors.ScheduleNotFound(f'schedule "{schedule_id}" not found')
         return found
 
-    async def list(self, *, tenant_id: str | None = None) -> builtins.list[Schedule]:
-        """Every schedule, or those of one tenant."""
-        return await self._rt.store.list_schedules(tenant_id=tenant_id)
+    async def list(
+        self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[Schedule]:
+        """Schedules by id (of one tenant when given); a page of them with ``after`` (the
+        last id of the previous page) and ``limit``."""
+        return await self._rt.store.list_schedules(tenant_id=tenant_id, after=after, limit=limit)
 
     async def update(self, schedule_id: str, **changes: Any) -> Schedule:
         """Change fields of a schedule (``id`` and ``tenant_id`` stay)."""
@@ -253,9 +256,12 @@ class Schedules:
         except LookupError as exc:
             raise errors.StoreError(str(exc), code="SCHEDULE_BUSY") from None
 
-    async def runs(self, schedule_id: str, *, limit: int = 50) -> builtins.list[ScheduleRun]:
-        """The runs history, newest scheduled time first."""
-        return await self._rt.store.list_schedule_runs(schedule_id, limit=limit)
+    async def runs(
+        self, schedule_id: str, *, limit: int = 50, before: datetime | None = None
+    ) -> builtins.list[ScheduleRun]:
+        """The runs history, newest scheduled time first; with ``before`` (the last time
+        of the previous page), the runs scheduled before it."""
+        return await self._rt.store.list_schedule_runs(schedule_id, limit=limit, before=before)
 
     def next_times(self, schedule: Schedule, count: int = 5) -> builtins.list[datetime]:
         """The next ``count`` scheduled times from ``next_fire_at`` on (end_at respected)."""

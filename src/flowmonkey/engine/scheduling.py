@@ -7,8 +7,9 @@
    ``ScheduleRun`` (keyed by ``(schedule_id, scheduled_for)``: the first record wins, a
    later holder adopts it). A ``started`` run names the execution id it will create;
 2. creates that execution with that id and the idempotency key
-   ``schedule:<id>:<scheduled_for>`` (a holder that crashed between 1 and 2 is finished by
-   the next one, which creates the same id; an idempotency hit returns the first one);
+   ``schedule:<id>:<scheduled_for>`` in the same transaction as the run record
+   (``store.fire_schedule_times``: every due time of a claimed batch of schedules in ONE
+   transaction, so a batch costs one commit; an idempotency hit returns the first one);
 3. moves ``next_fire_at`` on and drops the lease (``release_schedule``, fenced).
 
 A process killed anywhere in between leaves a lease that expires; the next holder redoes
@@ -26,16 +27,16 @@ row each (one ``schedule.skipped`` event says how many).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flowmonkey.cron import CronSpec
+from flowmonkey.cron import cached_spec
 from flowmonkey.engine.creation import create_execution, prepare_execution
+from flowmonkey.engine.schedule_times import fire_times, first_fire_at, jitter_for, render_input
 from flowmonkey.engine.terminal import cancel as cancel_execution
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
@@ -62,14 +63,17 @@ MISS_GRACE = timedelta(seconds=60)
 MAX_KEY_TTL = timedelta(days=7)
 """Idempotency window of a fire's key (clamped to the engine's ``max_idempotency_ttl``);
 the run record, not the key, is what makes a time fire once after that."""
-CLAIM_BATCH = 20
-"""Schedules leased per claim (see ``fire_due``)."""
+CLAIM_BATCH = 50
+"""Schedules leased per claim (see ``fire_due``): each claimed batch costs a claim, one
+fire transaction and a release, so larger batches cost fewer commits (measured with 100
+every-second schedules and two workers: 50 halves the lag of 20 on both stores), while
+more due schedules than one batch are still shared out between the workers."""
 FIRE_CONCURRENCY = 16
-"""Schedules one ``fire_due`` call fires at once."""
+"""Schedules one ``fire_due`` call plans and decides at once (their reads overlap)."""
 MAX_TIMES_PER_TICK = 1000
 """Scheduled times one holder handles per lease; the rest wait for the next tick."""
-_TEMPLATE = re.compile(r"\{\{\s*schedule\.(id|scheduled_for|fired_at)\s*\}\}")
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -86,81 +90,17 @@ class FireReport:
     """Schedules handled and released by this call."""
 
 
-def jitter_for(schedule: Schedule, scheduled_for: datetime) -> timedelta:
-    """A stable pseudo-random delay in ``[0, schedule.jitter]`` for one scheduled time (the
-    same in every process, so they agree when the time is due)."""
-    span_ms = int(schedule.jitter.total_seconds() * 1000)
-    if span_ms <= 0:
-        return timedelta(0)
-    digest = hashlib.sha256(f"{schedule.id}|{scheduled_for.isoformat()}".encode()).digest()
-    return timedelta(milliseconds=int.from_bytes(digest[:8], "big") % (span_ms + 1))
-
-
-def render_input(
-    value: Any, schedule: Schedule, scheduled_for: datetime, fired_at: datetime
-) -> Any:
-    """Replace ``{{ schedule.id }}``, ``{{ schedule.scheduled_for }}`` and
-    ``{{ schedule.fired_at }}`` in every string of ``value`` (no expression language:
-    the input is data, never code)."""
-    values = {
-        "id": schedule.id,
-        "scheduled_for": scheduled_for.isoformat(),
-        "fired_at": fired_at.isoformat(),
-    }
-    if isinstance(value, str):
-        return _TEMPLATE.sub(lambda m: values[m[1]], value)
-    if isinstance(value, dict):
-        return {k: render_input(v, schedule, scheduled_for, fired_at) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render_input(v, schedule, scheduled_for, fired_at) for v in value]
-    return value
-
-
-def first_fire_at(schedule: Schedule, after: datetime) -> datetime | None:
-    """The first scheduled time of ``schedule`` strictly after ``after`` (and not before
-    ``start_at``), or ``None`` past ``end_at``."""
-    spec = CronSpec(schedule.cron, schedule.timezone)
-    if schedule.start_at is not None and schedule.start_at > after:
-        after = schedule.start_at - timedelta(microseconds=1)
-    found = spec.next_after(after)
-    if found is None or (schedule.end_at is not None and found > schedule.end_at):
-        return None
-    return found
-
-
-def fire_times(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
-    """Every scheduled time in ``[start, end]`` (backfill), within ``start_at``/``end_at``."""
-    spec = CronSpec(schedule.cron, schedule.timezone)
-    out: list[datetime] = []
-    for t in spec.after(start - timedelta(microseconds=1)):
-        if t > end or (schedule.end_at is not None and t > schedule.end_at):
-            break
-        if schedule.start_at is None or t >= schedule.start_at:
-            out.append(t)
-    return out
-
-
 async def fire_due(rt: Runtime, *, owner: str, limit: int = 100) -> FireReport:
     """Lease the due schedules and fire their due times (see the module docstring).
 
     Leases are taken ``CLAIM_BATCH`` schedules at a time, so when many are due at once the
     workers share them out (each claims the next batch as soon as it is done with one)
-    instead of the first to wake taking them all.
+    instead of the first to wake taking them all. The due times of a claimed batch are
+    fired together: one ``store.fire_schedule_times`` transaction per round (the k-th due
+    time of every schedule of the batch), so a batch costs one commit, not one per time.
     """
     now = rt.clock.now()
     report = FireReport(created=[])
-    gate = asyncio.Semaphore(FIRE_CONCURRENCY)
-
-    async def fire(schedule: Schedule) -> None:
-        async with gate:
-            try:
-                await _fire_schedule(rt, schedule, owner=owner, now=now, report=report)
-            except Exception:
-                # The lease expires and the next holder redoes these times (exactly once).
-                log.exception(
-                    "firing schedule %s failed; retried after its lease expires", schedule.id
-                )
-
     taken = 0
     seen: set[str] = set()
     while taken < limit:
@@ -171,9 +111,7 @@ async def fire_due(rt: Runtime, *, owner: str, limit: int = 100) -> FireReport:
         taken += len(claimed)
         fresh = {schedule.id for schedule in claimed} - seen
         seen |= fresh
-        # Schedules are independent: fire them side by side (a store with a connection
-        # pool overlaps their round trips), each one's times still in order.
-        await asyncio.gather(*(fire(schedule) for schedule in claimed))
+        await _fire_batch(rt, claimed, now=now, report=report)
         if report.handled:
             # One transaction moves the handled schedules on and drops their leases
             # (fenced: a schedule saved meanwhile, e.g. paused, keeps what was saved).
@@ -187,6 +125,106 @@ async def fire_due(rt: Runtime, *, owner: str, limit: int = 100) -> FireReport:
     return report
 
 
+@dataclass(slots=True)
+class _Plan:
+    """The due times of one leased schedule, and where its ``next_fire_at`` goes."""
+
+    state: Schedule
+    due: list[datetime]
+    reasons: list[str | None]
+    cursor: datetime | None
+
+
+@dataclass(slots=True)
+class _Decision:
+    """What one scheduled time will record (and the execution it will create)."""
+
+    run: ScheduleRun
+    execution: Execution | None = None
+    event: Event | None = None
+
+
+async def _fire_batch(
+    rt: Runtime, claimed: list[Schedule], *, now: datetime, report: FireReport
+) -> None:
+    """Fire the due times of ``claimed`` schedules, round by round (each schedule's times
+    stay in order); schedules fired without error go to ``report.handled``."""
+    gate = asyncio.Semaphore(FIRE_CONCURRENCY)
+    failed: set[str] = set()
+
+    async def guarded(schedule: Schedule, work: Awaitable[_T]) -> _T | None:
+        async with gate:
+            try:
+                return await work
+            except Exception:
+                # Not released: the lease expires and the next holder redoes these times
+                # (exactly once: the recorded runs and the executions' keys say what was done).
+                failed.add(schedule.id)
+                log.exception(
+                    "firing schedule %s failed; retried after its lease expires", schedule.id
+                )
+                return None
+
+    # Schedules are independent: plan them side by side (a store with a connection pool
+    # overlaps the round trips of a buffered run or an overlap check).
+    found = await asyncio.gather(*(guarded(s, _plan(rt, s, now, report)) for s in claimed))
+    plans = [plan for plan in found if plan is not None]
+    index = 0
+    while True:
+        current = [p for p in plans if p.state.id not in failed and index < len(p.due)]
+        if not current:
+            break
+        decided = await asyncio.gather(
+            *(
+                guarded(p.state, _decide(rt, p.state, p.due[index], now, p.reasons[index],
+                                         overlap=p.state.overlap))
+                for p in current
+            )
+        )  # fmt: skip
+        ready = [(p, d) for p, d in zip(current, decided, strict=True) if d is not None]
+        fired = await _fire_round(rt, ready, guarded)
+        await asyncio.gather(
+            *(
+                guarded(p.state, _settle(rt, p.state, d, run, created, now, report))
+                for (p, d), (run, created) in fired
+            )
+        )
+        index += 1
+    for plan in plans:
+        if plan.state.id not in failed:
+            plan.state.next_fire_at = plan.cursor
+            report.handled.append(plan.state)
+
+
+async def _fire_round(
+    rt: Runtime,
+    ready: list[tuple[_Plan, _Decision]],
+    guarded: Callable[[Schedule, Awaitable[Any]], Awaitable[Any]],
+) -> list[tuple[tuple[_Plan, _Decision], tuple[ScheduleRun, bool]]]:
+    """Record and create one round's times in one transaction; each with its outcome.
+
+    If that transaction fails, nothing of it was stored, so the times are fired again one
+    transaction each: one schedule whose time cannot be stored (its lease then expires and
+    it is retried) does not hold back the others of its batch.
+    """
+    if not ready:
+        return []
+    fires = [(d.run, d.execution, () if d.event is None else [d.event]) for _, d in ready]
+    try:
+        return list(zip(ready, await rt.store.fire_schedule_times(fires), strict=True))
+    except Exception:
+        log.warning(
+            "firing %d schedule time(s) in one transaction failed; firing them one by one",
+            len(ready),
+            exc_info=True,
+        )
+    pairs = zip(ready, fires, strict=True)
+    singles = await asyncio.gather(
+        *(guarded(p.state, rt.store.fire_schedule_time(*fire)) for (p, _), fire in pairs)
+    )
+    return [(pair, one) for pair, one in zip(ready, singles, strict=True) if one is not None]
+
+
 async def _previous_running(rt: Runtime, schedule: Schedule) -> bool:
     if schedule.last_execution_id is None:
         return False
@@ -194,9 +232,9 @@ async def _previous_running(rt: Runtime, schedule: Schedule) -> bool:
     return found is not None and str(found.status) not in _TERMINAL
 
 
-async def _fire_schedule(
-    rt: Runtime, schedule: Schedule, *, owner: str, now: datetime, report: FireReport
-) -> None:
+async def _plan(rt: Runtime, schedule: Schedule, now: datetime, report: FireReport) -> _Plan:
+    """Start a buffered run that may start now, and list the due times (with the reason
+    each is skipped, if it is) of a leased schedule."""
     state = replace(schedule)
     if state.buffered_for is not None and not await _previous_running(rt, state):
         run = ScheduleRun(
@@ -209,7 +247,7 @@ async def _fire_schedule(
         await rt.store.update_schedule_run(run)
         await _start(rt, state, run, report)
         state.buffered_for = None
-    spec = CronSpec(state.cron, state.timezone)
+    spec = cached_spec(state.cron, state.timezone)
     due: list[datetime] = []
     cursor = state.next_fire_at
     dropped = 0
@@ -241,6 +279,7 @@ async def _fire_schedule(
             now,
             {"count": dropped, "reason": "outside_catchup_window"},
         )
+    reasons: list[str | None] = []
     for index, scheduled_for in enumerate(due):
         missed = now - scheduled_for > MISS_GRACE
         later = index < len(due) - 1
@@ -249,9 +288,8 @@ async def _fire_schedule(
             reason = "missed"
         elif missed and state.catchup == "latest" and later:
             reason = "catchup"
-        await _handle_time(rt, state, scheduled_for, now, reason, report, overlap=state.overlap)
-    state.next_fire_at = cursor
-    report.handled.append(state)
+        reasons.append(reason)
+    return _Plan(state, due, reasons, cursor)
 
 
 async def _handle_time(
@@ -265,6 +303,23 @@ async def _handle_time(
     overlap: str,
 ) -> ScheduleRun:
     """Decide, record (first record wins) and carry out one scheduled time."""
+    decision = await _decide(rt, state, scheduled_for, now, reason, overlap=overlap)
+    events = () if decision.event is None else [decision.event]
+    run, created = await rt.store.fire_schedule_time(decision.run, decision.execution, events)
+    return await _settle(rt, state, decision, run, created, now, report)
+
+
+async def _decide(
+    rt: Runtime,
+    state: Schedule,
+    scheduled_for: datetime,
+    now: datetime,
+    reason: str | None,
+    *,
+    overlap: str,
+) -> _Decision:
+    """The outcome of one scheduled time (overlap policy) and, when it starts a run, the
+    execution to create with its run record."""
     outcome = "started"
     if reason is None and overlap != "allow" and await _previous_running(rt, state):
         if overlap == "skip":
@@ -291,20 +346,33 @@ async def _handle_time(
         execution_id=str(uuid.uuid4()) if outcome == "started" else None,
         reason=reason,
     )
-    if outcome == "started":
-        # The run record and its execution are written in ONE transaction.
-        execution, created_event, _ = await prepare_execution(
-            rt, **_execution_options(state, candidate)
-        )
-        run, created = await rt.store.fire_schedule_time(candidate, execution, [created_event])
-        if created:
-            state.last_execution_id = execution.id
-            rt.bus.emit([created_event])
-            await rt.notify_runnable(execution.id)
-            _fired(rt, state, run, execution, report)
-            return run
-    else:
-        run, _ = await rt.store.fire_schedule_time(candidate, None)
+    if outcome != "started":
+        return _Decision(candidate)
+    # The run record and its execution are written in ONE transaction.
+    execution, created_event, _ = await prepare_execution(
+        rt, **_execution_options(state, candidate)
+    )
+    return _Decision(candidate, execution, created_event)
+
+
+async def _settle(
+    rt: Runtime,
+    state: Schedule,
+    decision: _Decision,
+    run: ScheduleRun,
+    created: bool,
+    now: datetime,
+    report: FireReport,
+) -> ScheduleRun:
+    """Carry out what was recorded for one time (``run``: the stored run, ours or the
+    first one; ``created``: whether our execution was created with it)."""
+    scheduled_for = run.scheduled_for
+    if created and decision.execution is not None and decision.event is not None:
+        state.last_execution_id = decision.execution.id
+        rt.bus.emit([decision.event])
+        await rt.notify_runnable(decision.execution.id)
+        _fired(rt, state, run, decision.execution, report)
+        return run
     if run.outcome == "started":
         assert run.execution_id is not None
         # Handled before (a backfill again, a holder that died mid-fire with an older

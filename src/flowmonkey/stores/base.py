@@ -308,8 +308,11 @@ class Store(Protocol):
         """One schedule, or ``None``."""
         ...
 
-    async def list_schedules(self, *, tenant_id: str | None = None) -> builtins.list[Schedule]:
-        """Every schedule by id, or those of one tenant."""
+    async def list_schedules(
+        self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[Schedule]:
+        """Schedules by id (of one tenant when given): those with an id after ``after``
+        (keyset pagination), at most ``limit`` (all when ``None``)."""
         ...
 
     async def delete_schedule(self, schedule_id: str) -> bool:
@@ -359,6 +362,14 @@ class Store(Protocol):
         """
         ...
 
+    async def fire_schedule_times(
+        self, items: Sequence[tuple[ScheduleRun, Execution | None, Sequence[Event]]]
+    ) -> builtins.list[tuple[ScheduleRun, bool]]:
+        """``fire_schedule_time`` of each ``(run, execution, events)``, in order, in ONE
+        transaction (all stored or none): what a worker fires per claimed batch, so the
+        batch costs one commit instead of one per time."""
+        ...
+
     async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
         """``release_schedule`` of each, in one transaction; how many ``owner`` still held."""
         ...
@@ -368,9 +379,10 @@ class Store(Protocol):
         ...
 
     async def list_schedule_runs(
-        self, schedule_id: str, *, limit: int = 50
+        self, schedule_id: str, *, limit: int = 50, before: datetime | None = None
     ) -> builtins.list[ScheduleRun]:
-        """Runs of one schedule, newest scheduled time first."""
+        """Runs of one schedule, newest scheduled time first; with ``before``, only runs
+        scheduled before it (keyset pagination: the last time of the previous page)."""
         ...
 
     async def next_schedule_time(self) -> datetime | None:
@@ -392,9 +404,15 @@ class Store(Protocol):
         ...
 
     async def list_documents(
-        self, kind: str, *, tenant_id: str | None = None
+        self,
+        kind: str,
+        *,
+        tenant_id: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> builtins.list[TriggerDocument]:
-        """Documents of one kind by id, or those of one tenant."""
+        """Documents of one kind by id (of one tenant when given): those with an id after
+        ``after`` (keyset pagination), at most ``limit`` (all when ``None``)."""
         ...
 
     async def delete_document(self, kind: str, doc_id: str) -> bool:
@@ -414,9 +432,10 @@ class Store(Protocol):
         ...
 
     async def list_form_submissions(
-        self, form_id: str, *, limit: int = 50
+        self, form_id: str, *, limit: int = 50, before: tuple[datetime, str] | None = None
     ) -> builtins.list[FormSubmission]:
-        """Submissions of one form, newest first."""
+        """Submissions of one form, newest first; with ``before`` (the ``(created_at, id)``
+        of the last one of the previous page), only those after it in that order."""
 
     # -- data tables (see ``stores/tables.py``) ---------------------------------------------
 

@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 _dumps = orjson.dumps
 _loads = orjson.loads
 _STATE_TIMES = ("started_at", "finished_at")
@@ -41,7 +40,8 @@ _TOKEN_TIMES = ("wake_at", "wait_started_at", "wait_deadline_at")
 def _us(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // _MICRO
+    delta = value - _EPOCH  # from its fields: half the cost of `// timedelta(microseconds=1)`
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _dt(value: int) -> datetime:

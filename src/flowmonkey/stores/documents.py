@@ -19,6 +19,7 @@ import orjson
 from flowmonkey import errors
 from flowmonkey.model.documents import FormSubmission, TriggerDocument
 from flowmonkey.stores import sqlite_queries as q
+from flowmonkey.stores.cursors import by_id_page
 
 __all__ = ["MemoryDocuments", "PostgresDocuments", "SqliteDocuments"]
 
@@ -86,14 +87,23 @@ class MemoryDocuments:
         return None if found is None else _copy(found)
 
     async def list_documents(
-        self, kind: str, *, tenant_id: str | None = None
+        self,
+        kind: str,
+        *,
+        tenant_id: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> builtins.list[TriggerDocument]:
-        """Documents of a kind by id (of one tenant when given)."""
-        return [
+        """Documents of a kind by id (of one tenant when given), after ``after``, at most
+        ``limit``."""
+        found = [
             _copy(d)
-            for (k, _), d in sorted(self._documents.items())
-            if k == kind and (tenant_id is None or d.tenant_id == tenant_id)
+            for (k, doc_id), d in sorted(self._documents.items())
+            if k == kind
+            and (tenant_id is None or d.tenant_id == tenant_id)
+            and (after is None or doc_id > after)
         ]
+        return found if limit is None else found[:limit]
 
     async def delete_document(self, kind: str, doc_id: str) -> bool:
         """Delete a document (a form's submissions too)."""
@@ -124,10 +134,14 @@ class MemoryDocuments:
         self._submissions.pop(submission_id, None)
 
     async def list_form_submissions(
-        self, form_id: str, *, limit: int = 50
+        self, form_id: str, *, limit: int = 50, before: tuple[datetime, str] | None = None
     ) -> builtins.list[FormSubmission]:
-        """Submissions of one form, newest first."""
-        subs = [s for s in self._submissions.values() if s.form_id == form_id]
+        """Submissions of one form, newest first (after ``before`` in that order)."""
+        subs = [
+            s
+            for s in self._submissions.values()
+            if s.form_id == form_id and (before is None or (s.created_at, s.id) < before)
+        ]
         subs.sort(key=lambda s: (s.created_at, s.id), reverse=True)
         return subs[:limit]
 
@@ -139,12 +153,11 @@ _SQ_DOC_UPDATE = (
     "UPDATE trigger_documents SET tenant_id = ?, spec = ?, updated_at = ? WHERE kind = ? AND id = ?"
 )
 _SQ_DOC_GET = f"SELECT {_DOC_COLS} FROM trigger_documents WHERE kind = ? AND id = ?"
-_SQ_DOC_LIST = f"SELECT {_DOC_COLS} FROM trigger_documents WHERE kind = ? ORDER BY id"
+_SQ_DOC_LIST = f"SELECT {_DOC_COLS} FROM trigger_documents WHERE kind = ?"
 _SQ_SUB_INSERT = f"INSERT INTO form_submissions ({_SUB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-_SQ_SUBS = (
-    f"SELECT {_SUB_COLS} FROM form_submissions WHERE form_id = ? "
-    "ORDER BY created_at DESC, id DESC LIMIT ?"
-)
+_SQ_SUBS = f"SELECT {_SUB_COLS} FROM form_submissions WHERE form_id = ? "
+_SQ_SUBS_BEFORE = "AND (created_at, id) < (?, ?) "
+_SUBS_ORDER = "ORDER BY created_at DESC, id DESC LIMIT "
 
 
 def _sq_doc_create(conn: sqlite3.Connection, doc: TriggerDocument) -> None:
@@ -181,10 +194,12 @@ def _sq_doc_get(conn: sqlite3.Connection, kind: str, doc_id: str) -> TriggerDocu
 
 
 def _sq_doc_list(
-    conn: sqlite3.Connection, kind: str, tenant_id: str | None
+    conn: sqlite3.Connection, kind: str, tenant_id: str | None, after: str | None, limit: int | None
 ) -> builtins.list[TriggerDocument]:
-    docs = [_doc(row, q.opt_dt) for row in conn.execute(_SQ_DOC_LIST, (kind,))]
-    return [d for d in docs if tenant_id is None or d.tenant_id == tenant_id]
+    sql, params = by_id_page(
+        _SQ_DOC_LIST, [kind], "?", tenant_id=tenant_id, after=after, limit=limit
+    )
+    return [_doc(row, q.opt_dt) for row in conn.execute(sql, params)]
 
 
 def _sq_doc_delete(conn: sqlite3.Connection, kind: str, doc_id: str) -> bool:
@@ -223,8 +238,15 @@ def _sq_sub_delete(conn: sqlite3.Connection, sub_id: str) -> None:
     conn.execute("DELETE FROM form_submissions WHERE id = ?", (sub_id,))
 
 
-def _sq_subs(conn: sqlite3.Connection, form_id: str, limit: int) -> builtins.list[FormSubmission]:
-    return [_sub(row, q.opt_dt) for row in conn.execute(_SQ_SUBS, (form_id, limit))]
+def _sq_subs(
+    conn: sqlite3.Connection, form_id: str, limit: int, before: tuple[datetime, str] | None
+) -> builtins.list[FormSubmission]:
+    if before is None:
+        rows = conn.execute(_SQ_SUBS + _SUBS_ORDER + "?", (form_id, limit))
+    else:
+        params = (form_id, q.to_us(before[0]), before[1], limit)
+        rows = conn.execute(_SQ_SUBS + _SQ_SUBS_BEFORE + _SUBS_ORDER + "?", params)
+    return [_sub(row, q.opt_dt) for row in rows]
 
 
 class SqliteDocuments:
@@ -248,10 +270,18 @@ class SqliteDocuments:
         return found
 
     async def list_documents(
-        self, kind: str, *, tenant_id: str | None = None
+        self,
+        kind: str,
+        *,
+        tenant_id: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> builtins.list[TriggerDocument]:
-        """Documents of a kind by id (of one tenant when given)."""
-        found: builtins.list[TriggerDocument] = await self._tx(False, _sq_doc_list, kind, tenant_id)
+        """Documents of a kind by id (of one tenant when given), after ``after``, at most
+        ``limit``."""
+        found: builtins.list[TriggerDocument] = await self._tx(
+            False, _sq_doc_list, kind, tenant_id, after, limit
+        )
         return found
 
     async def delete_document(self, kind: str, doc_id: str) -> bool:
@@ -274,10 +304,12 @@ class SqliteDocuments:
         await self._tx(True, _sq_sub_delete, submission_id)
 
     async def list_form_submissions(
-        self, form_id: str, *, limit: int = 50
+        self, form_id: str, *, limit: int = 50, before: tuple[datetime, str] | None = None
     ) -> builtins.list[FormSubmission]:
-        """Submissions of one form, newest first."""
-        subs: builtins.list[FormSubmission] = await self._tx(False, _sq_subs, form_id, limit)
+        """Submissions of one form, newest first (after ``before`` in that order)."""
+        subs: builtins.list[FormSubmission] = await self._tx(
+            False, _sq_subs, form_id, limit, before
+        )
         return subs
 
 
@@ -292,11 +324,9 @@ _PG_DOC_UPDATE = (
     "WHERE kind = %s AND id = %s RETURNING id"
 )
 _PG_DOC_GET = f"SELECT {_DOC_COLS} FROM trigger_documents WHERE kind = %s AND id = %s"
-_PG_DOC_LIST = f"SELECT {_DOC_COLS} FROM trigger_documents WHERE kind = %s ORDER BY id"
-_PG_SUBS = (
-    f"SELECT {_SUB_COLS} FROM form_submissions WHERE form_id = %s "
-    "ORDER BY created_at DESC, id DESC LIMIT %s"
-)
+_PG_DOC_LIST = f"SELECT {_DOC_COLS} FROM trigger_documents WHERE kind = %s"
+_PG_SUBS = f"SELECT {_SUB_COLS} FROM form_submissions WHERE form_id = %s "
+_PG_SUBS_BEFORE = "AND (created_at, id) < (%s, %s) "
 
 
 def _pg_dt(value: Any) -> datetime | None:
@@ -336,11 +366,19 @@ class PostgresDocuments:
         return _doc(rows[0], _pg_dt) if rows else None
 
     async def list_documents(
-        self, kind: str, *, tenant_id: str | None = None
+        self,
+        kind: str,
+        *,
+        tenant_id: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> builtins.list[TriggerDocument]:
-        """Documents of a kind by id (of one tenant when given)."""
-        docs = [_doc(row, _pg_dt) for row in await self._fetchall(_PG_DOC_LIST, [kind])]
-        return [d for d in docs if tenant_id is None or d.tenant_id == tenant_id]
+        """Documents of a kind by id (of one tenant when given), after ``after``, at most
+        ``limit``."""
+        sql, params = by_id_page(
+            _PG_DOC_LIST, [kind], "%s", tenant_id=tenant_id, after=after, limit=limit
+        )
+        return [_doc(row, _pg_dt) for row in await self._fetchall(sql, params)]
 
     async def delete_document(self, kind: str, doc_id: str) -> bool:
         """Delete a document (a form's submissions too)."""
@@ -400,7 +438,12 @@ class PostgresDocuments:
         )
 
     async def list_form_submissions(
-        self, form_id: str, *, limit: int = 50
+        self, form_id: str, *, limit: int = 50, before: tuple[datetime, str] | None = None
     ) -> builtins.list[FormSubmission]:
-        """Submissions of one form, newest first."""
-        return [_sub(row, _pg_dt) for row in await self._fetchall(_PG_SUBS, [form_id, limit])]
+        """Submissions of one form, newest first (after ``before`` in that order)."""
+        if before is None:
+            sql, params = _PG_SUBS + _SUBS_ORDER + "%s", [form_id, limit]
+        else:
+            sql = _PG_SUBS + _PG_SUBS_BEFORE + _SUBS_ORDER + "%s"
+            params = [form_id, before[0], before[1], limit]
+        return [_sub(row, _pg_dt) for row in await self._fetchall(sql, params)]

@@ -124,14 +124,64 @@ def _sq_update(conn: sqlite3.Connection, sql: str, key_id: str, now: datetime) -
     return _sq_one(conn, _SQ_BY_ID, key_id)
 
 
+_KEY_CACHE_CAP = 1_024
+"""Verified keys remembered per store (cleared whole when full)."""
+
+
+class _KeyCache:
+    """Keys found by hash, valid while the database is unchanged by other connections.
+
+    ``PRAGMA data_version`` changes whenever another connection (another process: a
+    ``keys revoke`` from the CLI, another server) commits anything, so a key revoked
+    anywhere is read again on the very next request. This connection's own key writes
+    clear the cache directly (its own commits leave ``data_version`` as it is).
+    """
+
+    __slots__ = ("keys", "version")
+
+    def __init__(self) -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self.version: int | None = None
+
+    def find(self, conn: sqlite3.Connection, key_hash: str) -> ApiKey | None:
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.version:
+            self.keys.clear()
+            self.version = version
+        found = self.keys.get(key_hash)
+        if found is not None:
+            return replace(found)
+        conn.execute("BEGIN")
+        try:
+            found = _sq_one(conn, _SQ_BY_HASH, key_hash)
+        finally:
+            conn.execute("COMMIT")
+        if found is not None:  # unknown hashes are not kept (anyone can send them)
+            if len(self.keys) >= _KEY_CACHE_CAP:
+                self.keys.clear()
+            self.keys[key_hash] = replace(found)
+        return found
+
+
 class SqliteKeys:
-    """API keys of ``SqliteStore`` (each call one transaction on the store's connection)."""
+    """API keys of ``SqliteStore`` (each call one transaction on the store's connection).
+
+    ``find_api_key`` (every authenticated request) answers from ``_KeyCache`` while no
+    other connection has written to the database since the key was read.
+    """
 
     if TYPE_CHECKING:
         _tx: Callable[..., Awaitable[Any]]
 
+    _key_cache: _KeyCache | None = None
+
+    def _keys_changed(self) -> None:
+        if self._key_cache is not None:
+            self._key_cache.keys.clear()
+
     async def create_api_key(self, key: ApiKey) -> None:
         """Store a new key (``StoreError`` if the id or hash exists)."""
+        self._keys_changed()
         await self._tx(True, _sq_insert, key)
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
@@ -141,7 +191,9 @@ class SqliteKeys:
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         """One key by the SHA-256 of its secret."""
-        found: ApiKey | None = await self._tx(False, _sq_one, _SQ_BY_HASH, key_hash)
+        if self._key_cache is None:
+            self._key_cache = _KeyCache()
+        found: ApiKey | None = await self._tx(None, self._key_cache.find, key_hash)
         return found
 
     async def list_api_keys(self) -> builtins.list[ApiKey]:
@@ -151,12 +203,17 @@ class SqliteKeys:
 
     async def revoke_api_key(self, key_id: str, *, now: datetime) -> ApiKey | None:
         """Revoke at ``now`` (a revoked key keeps its first ``revoked_at``)."""
-        found: ApiKey | None = await self._tx(True, _sq_update, _SQ_REVOKE, key_id, now)
+        self._keys_changed()
+        try:
+            found: ApiKey | None = await self._tx(True, _sq_update, _SQ_REVOKE, key_id, now)
+        finally:
+            self._keys_changed()  # a find that raced the write re-reads
         return found
 
     async def touch_api_key(self, key_id: str, *, now: datetime) -> None:
         """Set ``last_used_at``."""
         await self._tx(True, _sq_update, _SQ_TOUCH, key_id, now)
+        self._keys_changed()
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------

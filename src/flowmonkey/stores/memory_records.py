@@ -39,7 +39,7 @@ class MemoryRecords:
         return replace(task, metadata=dict(task.metadata)) if task is not None else None
 
     async def list_tasks(self, query: TaskQuery) -> builtins.list[Task]:
-        """Tasks matching the query, oldest first."""
+        """Tasks matching the query, oldest (or newest) first."""
         out = []
         if query.execution_id is not None:  # the tasks of one execution, by its index
             found = self._index.tasks_of.get(query.execution_id, ())
@@ -57,8 +57,14 @@ class MemoryRecords:
                 continue
             if query.execution_id is not None and task.execution_id != query.execution_id:
                 continue
+            if query.after is not None and (
+                (task.created_at, task.id) >= query.after
+                if query.newest_first
+                else (task.created_at, task.id) <= query.after
+            ):
+                continue
             out.append(task)
-        out.sort(key=lambda t: (t.created_at, t.id))
+        out.sort(key=lambda t: (t.created_at, t.id), reverse=query.newest_first)
         return [replace(t, metadata=dict(t.metadata)) for t in out[: query.limit]]
 
     # -- flows --------------------------------------------------------------------------

@@ -417,7 +417,7 @@ class PostgresStore(
         return q.decode_task(rows[0][0], rows[0][1]) if rows else None
 
     async def list_tasks(self, query: TaskQuery) -> builtins.list[Task]:
-        """User tasks matching ``query``, oldest first."""
+        """User tasks matching ``query``, oldest (or newest) first."""
         where: builtins.list[str] = []
         params: builtins.list[Any] = []
         for column in ("assignee", "role", "status", "tenant_id", "execution_id"):
@@ -425,9 +425,13 @@ class PostgresStore(
             if value is not None:
                 where.append(f"{column} = %s")
                 params.append(value)
+        if query.after is not None:
+            where.append(f"(created_at, id) {'<' if query.newest_first else '>'} (%s, %s)")
+            params.extend(query.after)
+        order = " DESC" if query.newest_first else ""
         sql = "SELECT doc, status FROM tasks "
-        sql += ("WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at, id"
-        sql += " LIMIT %s"
+        sql += ("WHERE " + " AND ".join(where) if where else "") + " ORDER BY "
+        sql += f"created_at{order}, id{order} LIMIT %s"
         params.append(query.limit)
         rows = await self._fetchall(sql, params)
         return [q.decode_task(doc, status) for doc, status in rows]

@@ -302,12 +302,20 @@ class PostgresBase:
             raise translate_error(exc, self.dsn) from exc
 
     async def _run_one(self, query: str, params: Any) -> builtins.list[tuple[bytes | None, ...]]:
-        """One write statement on the hot path (``postgres_fast``); rows as text values."""
-        if not postgres_fast.AVAILABLE:
-            rows = await self._fetchall(query, params)
-            return [tuple(_as_text(value) for value in row) for row in rows]
-        async with self._read() as conn:
-            return await postgres_fast.run_prepared(conn, query, params)
+        """One write statement on the hot path (``postgres_fast``); rows as text values.
+
+        ``_read`` written out: its context manager is a measurable part of a step."""
+        borrowing = self._pool
+        if borrowing is None:
+            raise errors.StoreError("PostgresStore is not initialized (call initialize())")
+        try:
+            conn = await borrowing.get()
+            try:
+                return await postgres_fast.run_prepared(conn, query, params)
+            finally:
+                await borrowing.put(conn)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise translate_error(exc, self.dsn) from exc
 
     async def _fetchall(self, query: str, params: Any = None) -> builtins.list[Any]:
         async with self._read() as conn:
@@ -323,15 +331,6 @@ class PostgresBase:
     @property
     def _events_channel(self) -> str | None:
         return self.events_channel if self.notify_events else None
-
-
-def _as_text(value: Any) -> bytes | None:
-    """A value as PostgreSQL's text output would spell it (booleans ``t``/``f``)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return b"t" if value else b"f"
-    return str(value).encode()
 
 
 async def _rollback_quietly(conn: _Conn) -> None:

@@ -179,15 +179,14 @@ def commit_statements(
     """
     execution = commit.execution
     ident = execution.id
-    header = execution.header_dict()
-    checkpoint = header["checkpoint"]
+    checkpoint = execution.checkpoint
     release = commit.release or execution.status.is_terminal
     params: dict[str, Any] = {
         "id": ident, "token": lease.token, "owner": lease.owner,
         "status": str(execution.status), "updated_at": execution.updated_at,
         "started_at": execution.started_at, "wake_at": execution.wake_at,
         "deadline_at": execution.deadline_at,
-        "wait_deadline_at": q.wait_deadline(execution), "state": q.encode_state(header),
+        "wait_deadline_at": q.wait_deadline(execution), "state": q.encode_state_of(execution),
         "checkpoint": _dumps(checkpoint) if checkpoint is not None else None,
         "release": release,
     }  # fmt: skip

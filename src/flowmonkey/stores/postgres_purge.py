@@ -65,6 +65,7 @@ async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
     verdict = purge_rules.decide(trees.values(), query.now)
     if query.dry_run or not verdict.ids:
         return PurgeBatch(executions=len(verdict.ids), rows=0, next_cursor=next_cursor)
+    await conn.execute(q.PURGE_LOCK, {"ids": verdict.ids})
     keys = list(zip(*verdict.keys, strict=True)) if verdict.keys else [(), (), (), ()]
     owned = await conn.execute(
         q.PURGE_OWNED,

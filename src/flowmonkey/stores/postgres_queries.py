@@ -23,6 +23,7 @@ __all__ = [
     "decode_task",
     "encode_spec",
     "encode_state",
+    "encode_state_of",
     "encode_task",
     "token_from_row",
     "wait_deadline",
@@ -392,8 +393,12 @@ WITH RECURSIVE tree (root, id) AS (
 SELECT t.root, t.id, e.status, e.tenant_id, e.flow_id, e.spec
 FROM tree t JOIN executions e ON e.id = t.id
 """
+# The executions are locked first: their events, history and context rows carry no
+# foreign key (schema 6), so an event appended to one of them while it is being purged
+# must wait for the purge (and then finds it gone) instead of leaving an orphan row.
+PURGE_LOCK = "SELECT 1 FROM executions WHERE id = ANY(%(ids)s::text[]) FOR UPDATE"
 # What the executions own, counted, then (next statement) the executions themselves; in
-# this order so the counts are real rather than hidden in ON DELETE CASCADE.
+# this order so the counts are real.
 PURGE_OWNED = """
 WITH ev AS (DELETE FROM events WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
 ctx AS (DELETE FROM execution_context WHERE execution_id = ANY(%(ids)s::text[]) RETURNING 1),
@@ -471,11 +476,13 @@ _SPEC_COLUMNS = frozenset({
     "parent_execution_id", "checkpoint",
 })  # fmt: skip
 _STATE_COLUMNS = frozenset({"status", "updated_at", "started_at", "wake_at", "deadline_at"})
+_NOT_SPEC = frozenset(_STATE_KEYS) | _SPEC_COLUMNS  # a set: tested once per header key
 
 
 def encode_state(header: dict[str, Any]) -> bytes:
     """JSON of the mutable part of ``Execution.header_dict()`` that no column holds:
     ``None`` and empty values left out, times in microseconds (``stores.compact``)."""
+    # Only the keys outside the columns are read (``encode_state_of`` passes just those).
     state = {
         key: value
         for key in _STATE_KEYS
@@ -486,12 +493,31 @@ def encode_state(header: dict[str, Any]) -> bytes:
     return _dumps(compact.times_to_us(state))
 
 
+def encode_state_of(execution: Execution) -> bytes:
+    """``encode_state(execution.header_dict())``, byte for byte, without building the
+    whole header: a commit needs only the mutable part, and times go in as ``datetime``
+    (no ISO text formatted and parsed back)."""
+    error, last_error = execution.error, execution.last_error
+    cancellation = execution.cancellation
+    return encode_state({
+        "current_step_id": execution.current_step_id,
+        "tokens": [t.to_dict() for t in execution.tokens],
+        "wait_reason": execution.wait_reason,
+        "error": error.to_dict() if error else None,
+        "last_error": last_error.to_dict() if last_error else None,
+        "step_count": execution.step_count,
+        "run_number": execution.run_number,
+        "finished_at": execution.finished_at,
+        "cancellation": cancellation.to_dict() if cancellation else None,
+        "retry_attempts": execution.retry_attempts,
+        "event_seq": execution.event_seq,
+    })  # fmt: skip
+
+
 def encode_spec(header: dict[str, Any]) -> bytes:
     """JSON of the immutable part of ``Execution.header_dict()`` that no column holds
     (``None`` and empty values left out)."""
-    return _dumps(
-        {k: v for k, v in header.items() if k not in _STATE_KEYS and k not in _SPEC_COLUMNS and v}
-    )
+    return _dumps({k: v for k, v in header.items() if v and k not in _NOT_SPEC})
 
 
 def wait_deadline(execution: Execution) -> datetime | None:

@@ -138,13 +138,16 @@ class MemorySchedules:
         found = self._schedules.get(schedule_id)
         return None if found is None else replace(found, input=dict(found.input))
 
-    async def list_schedules(self, *, tenant_id: str | None = None) -> builtins.list[Schedule]:
-        """Schedules by id (of one tenant when given)."""
-        return [
+    async def list_schedules(
+        self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[Schedule]:
+        """Schedules by id (of one tenant when given), after ``after``, at most ``limit``."""
+        found = [
             replace(s, input=dict(s.input))
-            for _, s in sorted(self._schedules.items())
-            if tenant_id is None or s.tenant_id == tenant_id
+            for sid, s in sorted(self._schedules.items())
+            if (tenant_id is None or s.tenant_id == tenant_id) and (after is None or sid > after)
         ]
+        return found if limit is None else found[:limit]
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         """Delete a schedule and its runs."""
@@ -220,6 +223,23 @@ class MemorySchedules:
         self._schedule_runs[key] = run
         return run, created
 
+    async def fire_schedule_times(
+        self, items: Sequence[tuple[ScheduleRun, Execution | None, Sequence[Event]]]
+    ) -> builtins.list[tuple[ScheduleRun, bool]]:
+        """``fire_schedule_time`` of each, in order, all or nothing (nothing suspends in
+        between, and the one way a fire fails, a taken execution id, is checked first)."""
+        runs = self._schedule_runs
+        ids = [
+            ex.id
+            for run, ex, _ in items
+            if ex is not None and (run.schedule_id, run.scheduled_for) not in runs
+        ]
+        rows: Any = self._rows  # type: ignore[attr-defined]
+        taken = [i for i in ids if i in rows] or ([] if len(set(ids)) == len(ids) else ids)
+        if taken:
+            raise errors.StoreError(f'execution id "{taken[0]}" already exists')
+        return [await self.fire_schedule_time(run, ex, events) for run, ex, events in items]
+
     async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
         """``release_schedule`` of many in one transaction; how many were still held."""
         return sum([await self.release_schedule(s, owner=owner) for s in schedules])
@@ -229,10 +249,14 @@ class MemorySchedules:
         self._schedule_runs[(run.schedule_id, run.scheduled_for)] = run
 
     async def list_schedule_runs(
-        self, schedule_id: str, *, limit: int = 50
+        self, schedule_id: str, *, limit: int = 50, before: datetime | None = None
     ) -> builtins.list[ScheduleRun]:
-        """Runs of one schedule, newest scheduled time first."""
-        runs = [r for k, r in self._schedule_runs.items() if k[0] == schedule_id]
+        """Runs of one schedule, newest scheduled time first (before ``before``)."""
+        runs = [
+            r
+            for k, r in self._schedule_runs.items()
+            if k[0] == schedule_id and (before is None or k[1] < before)
+        ]
         runs.sort(key=lambda r: r.scheduled_for, reverse=True)
         return runs[:limit]
 

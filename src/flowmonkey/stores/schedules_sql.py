@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import builtins
-import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.schedules import Schedule, ScheduleRun
-from flowmonkey.stores import sqlite_ops as ops
 from flowmonkey.stores import sqlite_queries as q
+from flowmonkey.stores.cursors import by_id_page
+from flowmonkey.stores.schedule_fires import PG_RUN_GET as _PG_RUN_GET
+from flowmonkey.stores.schedule_fires import PG_RUN_INSERT as _PG_RUN_INSERT
+from flowmonkey.stores.schedule_fires import PG_RUN_UPSERT as _PG_RUN_UPSERT
+from flowmonkey.stores.schedule_fires import SQ_RUN_GET as _SQ_RUN_GET
+from flowmonkey.stores.schedule_fires import SQ_RUN_INSERT as _SQ_RUN_INSERT
+from flowmonkey.stores.schedule_fires import SQ_RUN_UPSERT as _SQ_RUN_UPSERT
+from flowmonkey.stores.schedule_fires import Fire, pg_fire_many, sq_fire, sq_fire_many
+from flowmonkey.stores.schedule_fires import pg_dt as _pg_dt
+from flowmonkey.stores.schedule_fires import pg_run_values as _pg_run_values
+from flowmonkey.stores.schedule_fires import sq_run_values as _sq_run_values
 from flowmonkey.stores.schedules import RUN_COLUMNS as _RUN_COLS
 from flowmonkey.stores.schedules import SCHEDULE_COLUMNS as _COLS
 from flowmonkey.stores.schedules import decode_run as _run
@@ -37,8 +42,7 @@ _SQ_SAVE = (
     "lease_expires_at = NULL WHERE id = ?"
 )
 _SQ_GET = f"SELECT {_COLS} FROM schedules WHERE id = ?"
-_SQ_LIST = f"SELECT {_COLS} FROM schedules ORDER BY id"
-_SQ_LIST_TENANT = f"SELECT {_COLS} FROM schedules WHERE tenant_id = ? ORDER BY id"
+_SQ_LIST = f"SELECT {_COLS} FROM schedules WHERE 1 = 1"
 _SQ_DUE = (
     f"SELECT {_COLS} FROM schedules WHERE paused = 0 "
     "AND (next_fire_at <= ? OR buffered_for IS NOT NULL) "
@@ -53,11 +57,12 @@ _SQ_RELEASE = (
     "UPDATE schedules SET next_fire_at = ?, last_execution_id = ?, buffered_for = ?, "
     "lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?"
 )
-_SQ_RUN_INSERT = f"INSERT OR IGNORE INTO schedule_runs ({_RUN_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
-_SQ_RUN_UPSERT = f"INSERT OR REPLACE INTO schedule_runs ({_RUN_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
-_SQ_RUN_GET = f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = ? AND scheduled_for = ?"
 _SQ_RUNS = (
     f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = ? "
+    "ORDER BY scheduled_for DESC LIMIT ?"
+)
+_SQ_RUNS_BEFORE = (
+    f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = ? AND scheduled_for < ? "
     "ORDER BY scheduled_for DESC LIMIT ?"
 )
 _SQ_NEXT = "SELECT MIN(next_fire_at) FROM schedules WHERE paused = 0"
@@ -99,11 +104,11 @@ def _sq_get(conn: sqlite3.Connection, schedule_id: str) -> Schedule | None:
     return None if row is None else _sq_row(row)
 
 
-def _sq_list(conn: sqlite3.Connection, tenant_id: str | None) -> builtins.list[Schedule]:
-    rows = (
-        conn.execute(_SQ_LIST) if tenant_id is None else conn.execute(_SQ_LIST_TENANT, (tenant_id,))
-    )
-    return [_sq_row(row) for row in rows.fetchall()]
+def _sq_list(
+    conn: sqlite3.Connection, tenant_id: str | None, after: str | None, limit: int | None
+) -> builtins.list[Schedule]:
+    sql, params = by_id_page(_SQ_LIST, [], "?", tenant_id=tenant_id, after=after, limit=limit)
+    return [_sq_row(row) for row in conn.execute(sql, params).fetchall()]
 
 
 def _sq_delete(conn: sqlite3.Connection, schedule_id: str) -> bool:
@@ -135,40 +140,10 @@ def _sq_release(conn: sqlite3.Connection, s: Schedule, owner: str) -> bool:
     return conn.execute(_SQ_RELEASE, params).rowcount == 1
 
 
-def _sq_run_values(run: ScheduleRun) -> tuple[Any, ...]:
-    return (
-        run.schedule_id,
-        q.to_us(run.scheduled_for),
-        q.to_us(run.fired_at),
-        run.outcome,
-        run.execution_id,
-        run.reason,
-    )
-
-
 def _sq_record(conn: sqlite3.Connection, run: ScheduleRun) -> ScheduleRun:
     conn.execute(_SQ_RUN_INSERT, _sq_run_values(run))
     row = conn.execute(_SQ_RUN_GET, (run.schedule_id, q.to_us(run.scheduled_for))).fetchone()
     return _run(row, q.opt_dt)
-
-
-def _sq_fire(
-    conn: sqlite3.Connection,
-    run: ScheduleRun,
-    execution: Execution | None,
-    events: Sequence[Event],
-    state: Any,
-) -> tuple[ScheduleRun, bool]:
-    if conn.execute(_SQ_RUN_INSERT, _sq_run_values(run)).rowcount == 0:
-        row = conn.execute(_SQ_RUN_GET, (run.schedule_id, q.to_us(run.scheduled_for))).fetchone()
-        return _run(row, q.opt_dt), False
-    if execution is None:
-        return run, False
-    stored, created = ops.create(conn, execution, events, state)
-    if not created:  # an unexpired execution holds the key: the run points at it
-        run = replace(run, execution_id=stored.id)
-        conn.execute(_SQ_RUN_UPSERT, _sq_run_values(run))
-    return run, created
 
 
 def _sq_release_many(conn: sqlite3.Connection, schedules: Sequence[Schedule], owner: str) -> int:
@@ -179,8 +154,14 @@ def _sq_update_run(conn: sqlite3.Connection, run: ScheduleRun) -> None:
     conn.execute(_SQ_RUN_UPSERT, _sq_run_values(run))
 
 
-def _sq_runs(conn: sqlite3.Connection, schedule_id: str, limit: int) -> builtins.list[ScheduleRun]:
-    return [_run(row, q.opt_dt) for row in conn.execute(_SQ_RUNS, (schedule_id, limit))]
+def _sq_runs(
+    conn: sqlite3.Connection, schedule_id: str, limit: int, before: datetime | None
+) -> builtins.list[ScheduleRun]:
+    if before is None:
+        rows = conn.execute(_SQ_RUNS, (schedule_id, limit))
+    else:
+        rows = conn.execute(_SQ_RUNS_BEFORE, (schedule_id, q.to_us(before), limit))
+    return [_run(row, q.opt_dt) for row in rows]
 
 
 def _sq_next(conn: sqlite3.Connection) -> datetime | None:
@@ -207,9 +188,11 @@ class SqliteSchedules:
         found: Schedule | None = await self._tx(False, _sq_get, schedule_id)
         return found
 
-    async def list_schedules(self, *, tenant_id: str | None = None) -> builtins.list[Schedule]:
-        """Schedules by id (of one tenant when given)."""
-        found: builtins.list[Schedule] = await self._tx(False, _sq_list, tenant_id)
+    async def list_schedules(
+        self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[Schedule]:
+        """Schedules by id (of one tenant when given), after ``after``, at most ``limit``."""
+        found: builtins.list[Schedule] = await self._tx(False, _sq_list, tenant_id, after, limit)
         return found
 
     async def delete_schedule(self, schedule_id: str) -> bool:
@@ -252,7 +235,19 @@ class SqliteSchedules:
         """Record ``run`` and create its execution in one transaction (see ``Store``)."""
         state = None if execution is None else q.state_params(execution)
         found: tuple[ScheduleRun, bool] = await self._tx(
-            True, _sq_fire, run, execution, events, state
+            True, sq_fire, run, execution, events, state
+        )
+        return found
+
+    async def fire_schedule_times(
+        self, items: Sequence[Fire]
+    ) -> builtins.list[tuple[ScheduleRun, bool]]:
+        """``fire_schedule_time`` of each, in ONE transaction (see ``Store``)."""
+        if not items:
+            return []
+        prepared = [(item, None if item[1] is None else q.state_params(item[1])) for item in items]
+        found: builtins.list[tuple[ScheduleRun, bool]] = await self._tx(
+            True, sq_fire_many, prepared
         )
         return found
 
@@ -262,10 +257,12 @@ class SqliteSchedules:
         return done
 
     async def list_schedule_runs(
-        self, schedule_id: str, *, limit: int = 50
+        self, schedule_id: str, *, limit: int = 50, before: datetime | None = None
     ) -> builtins.list[ScheduleRun]:
-        """Runs of one schedule, newest scheduled time first."""
-        runs: builtins.list[ScheduleRun] = await self._tx(False, _sq_runs, schedule_id, limit)
+        """Runs of one schedule, newest scheduled time first (before ``before``)."""
+        runs: builtins.list[ScheduleRun] = await self._tx(
+            False, _sq_runs, schedule_id, limit, before
+        )
         return runs
 
     async def next_schedule_time(self) -> datetime | None:
@@ -286,8 +283,7 @@ _PG_SAVE = (
     "lease_expires_at = NULL WHERE id = %s RETURNING id"
 )
 _PG_GET = f"SELECT {_COLS} FROM schedules WHERE id = %s"
-_PG_LIST = f"SELECT {_COLS} FROM schedules ORDER BY id"
-_PG_LIST_TENANT = f"SELECT {_COLS} FROM schedules WHERE tenant_id = %s ORDER BY id"
+_PG_LIST = f"SELECT {_COLS} FROM schedules WHERE TRUE"
 # One statement: pick the due rows nobody else holds (SKIP LOCKED: concurrent claimers
 # take different rows instead of queueing) and lease them.
 _PG_CLAIM = (
@@ -308,25 +304,24 @@ _PG_RELEASE = (
     "UPDATE schedules SET next_fire_at = %s, last_execution_id = %s, buffered_for = %s, "
     "lease_owner = NULL, lease_expires_at = NULL WHERE id = %s AND lease_owner = %s RETURNING id"
 )
-_PG_RUN_INSERT = (
-    f"INSERT INTO schedule_runs ({_RUN_COLS}) VALUES (%s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT DO NOTHING"
+# One statement (atomic, one round trip) for a whole batch, fenced per schedule.
+_PG_RELEASE_MANY = (
+    "UPDATE schedules s SET next_fire_at = v.next_fire_at, "
+    "last_execution_id = v.last_execution_id, buffered_for = v.buffered_for, "
+    "lease_owner = NULL, lease_expires_at = NULL "
+    "FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::timestamptz[]) "
+    "AS v(id, next_fire_at, last_execution_id, buffered_for) "
+    "WHERE s.id = v.id AND s.lease_owner = %s RETURNING s.id"
 )
-_PG_RUN_UPSERT = (
-    f"INSERT INTO schedule_runs ({_RUN_COLS}) VALUES (%s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (schedule_id, scheduled_for) DO UPDATE SET fired_at = EXCLUDED.fired_at, "
-    "outcome = EXCLUDED.outcome, execution_id = EXCLUDED.execution_id, reason = EXCLUDED.reason"
-)
-_PG_RUN_GET = f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s AND scheduled_for = %s"
 _PG_RUNS = (
     f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s "
     "ORDER BY scheduled_for DESC LIMIT %s"
 )
+_PG_RUNS_BEFORE = (
+    f"SELECT {_RUN_COLS} FROM schedule_runs WHERE schedule_id = %s AND scheduled_for < %s "
+    "ORDER BY scheduled_for DESC LIMIT %s"
+)
 _PG_NEXT = "SELECT MIN(next_fire_at) FROM schedules WHERE paused = 0"
-
-
-def _pg_dt(value: Any) -> datetime | None:
-    return value if value is None else value.astimezone(UTC)
 
 
 def _pg_row(row: tuple[Any, ...]) -> Schedule:
@@ -344,17 +339,6 @@ def _pg_values(s: Schedule) -> builtins.list[Any]:
         s.buffered_for,
         s.created_at,
         s.updated_at,
-    ]
-
-
-def _pg_run_values(run: ScheduleRun) -> builtins.list[Any]:
-    return [
-        run.schedule_id,
-        run.scheduled_for,
-        run.fired_at,
-        run.outcome,
-        run.execution_id,
-        run.reason,
     ]
 
 
@@ -385,13 +369,12 @@ class PostgresSchedules:
         rows = await self._fetchall(_PG_GET, [schedule_id])
         return _pg_row(rows[0]) if rows else None
 
-    async def list_schedules(self, *, tenant_id: str | None = None) -> builtins.list[Schedule]:
-        """Schedules by id (of one tenant when given)."""
-        if tenant_id is None:
-            rows = await self._fetchall(_PG_LIST)
-        else:
-            rows = await self._fetchall(_PG_LIST_TENANT, [tenant_id])
-        return [_pg_row(row) for row in rows]
+    async def list_schedules(
+        self, *, tenant_id: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[Schedule]:
+        """Schedules by id (of one tenant when given), after ``after``, at most ``limit``."""
+        sql, params = by_id_page(_PG_LIST, [], "%s", tenant_id=tenant_id, after=after, limit=limit)
+        return [_pg_row(row) for row in await self._fetchall(sql, params)]
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         """Delete a schedule and its runs."""
@@ -449,90 +432,39 @@ class PostgresSchedules:
         self, run: ScheduleRun, execution: Execution | None, events: Sequence[Event] = ()
     ) -> tuple[ScheduleRun, bool]:
         """Record ``run`` and create its execution in one transaction (see ``Store``)."""
-        from flowmonkey.stores import postgres_queries as pq
-        from flowmonkey.stores.postgres_commit import create_statement, idempotency_tenant
+        [found] = await self.fire_schedule_times([(run, execution, events)])
+        return found
 
-        statement = None
-        if execution is not None:
-            try:
-                statement, _ = create_statement(execution, events, self._notify_channel)
-            except orjson.JSONEncodeError as exc:
-                raise errors.StoreError(f"execution {execution.id} is not JSON: {exc}") from exc
+    async def fire_schedule_times(
+        self, items: Sequence[Fire]
+    ) -> builtins.list[tuple[ScheduleRun, bool]]:
+        """``fire_schedule_time`` of each, in ONE transaction (see ``Store``)."""
+        if not items:
+            return []
         async with self._read() as conn:
-            try:
-                # One round trip for the common case: BEGIN, the run insert and the create
-                # are pipelined; COMMIT (or ROLLBACK) follows once their results are known.
-                failure: Exception | None = None
-                recorded: Any = None
-                inserted: Any = None
-                async with conn.pipeline() as pipeline:
-                    try:
-                        await conn.execute(pq.BEGIN)
-                        run_cur = await conn.execute(
-                            f"{_PG_RUN_INSERT} RETURNING {_RUN_COLS}", _pg_run_values(run)
-                        )
-                        create_cur = None
-                        if statement is not None:
-                            create_cur = await conn.execute(statement[0], statement[1])
-                        await pipeline.sync()
-                        recorded = await run_cur.fetchone()
-                        inserted = await create_cur.fetchone() if create_cur is not None else None
-                    except Exception as exc:  # psycopg.Error: drain the aborted pipeline
-                        failure = exc
-                        with contextlib.suppress(Exception):
-                            await pipeline.sync()
-                if failure is not None:
-                    raise failure
-                if recorded is None:
-                    # Handled before: keep nothing of ours (the create may have inserted
-                    # if the time's key had expired) and answer with the first run.
-                    await conn.execute(b"ROLLBACK")
-                    cur = await conn.execute(_PG_RUN_GET, [run.schedule_id, run.scheduled_for])
-                    row = await cur.fetchone()
-                    assert row is not None
-                    return _run(row, _pg_dt), False
-                created = inserted is not None and inserted[0] in (True, "t", b"t")
-                if execution is not None and not created:
-                    # An unexpired execution holds the key: the run points at that one.
-                    cur = await conn.execute(
-                        pq.IDEMPOTENCY_HOLDER,
-                        {"tenant_key": idempotency_tenant(execution),
-                         "flow_id": execution.flow_id, "idem_key": execution.idempotency_key},
-                    )  # fmt: skip
-                    holder = await cur.fetchone()
-                    if holder is None:
-                        raise errors.StoreError("idempotency key held by a missing execution")
-                    run = replace(run, execution_id=holder[0])
-                    await conn.execute(_PG_RUN_UPSERT, _pg_run_values(run))
-                await conn.execute(pq.COMMIT)
-                return run, created
-            except BaseException:
-                # Leave the connection idle for the pool (rollback() also resets psycopg's
-                # prepared statements after an aborted pipeline); the error is what matters.
-                if not conn.closed:
-                    with contextlib.suppress(Exception):
-                        await conn.rollback()
-                raise
+            return await pg_fire_many(conn, items, self._notify_channel)
 
     async def release_schedules(self, schedules: Sequence[Schedule], *, owner: str) -> int:
-        """``release_schedule`` of many in one transaction; how many were still held."""
-        rows = [[s.next_fire_at, s.last_execution_id, s.buffered_for, s.id, owner]
-                for s in schedules]  # fmt: skip
-        done = 0
-        async with self._read() as conn, conn.transaction(), conn.cursor() as cur:
-            # executemany pipelines the updates: one round trip for the whole batch.
-            await cur.executemany(_PG_RELEASE, rows, returning=True)
-            while True:
-                done += len(await cur.fetchall())
-                if not cur.nextset():
-                    break
-        return done
+        """``release_schedule`` of many in one statement; how many were still held."""
+        if not schedules:
+            return 0
+        columns = [
+            [s.id for s in schedules],
+            [s.next_fire_at for s in schedules],
+            [s.last_execution_id for s in schedules],
+            [s.buffered_for for s in schedules],
+            owner,
+        ]
+        return len(await self._fetchall(_PG_RELEASE_MANY, columns))
 
     async def list_schedule_runs(
-        self, schedule_id: str, *, limit: int = 50
+        self, schedule_id: str, *, limit: int = 50, before: datetime | None = None
     ) -> builtins.list[ScheduleRun]:
-        """Runs of one schedule, newest scheduled time first."""
-        rows = await self._fetchall(_PG_RUNS, [schedule_id, limit])
+        """Runs of one schedule, newest scheduled time first (before ``before``)."""
+        if before is None:
+            rows = await self._fetchall(_PG_RUNS, [schedule_id, limit])
+        else:
+            rows = await self._fetchall(_PG_RUNS_BEFORE, [schedule_id, before, limit])
         return [_run(row, _pg_dt) for row in rows]
 
     async def next_schedule_time(self) -> datetime | None:

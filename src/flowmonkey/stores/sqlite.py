@@ -26,7 +26,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.records import ResumeTokenRecord, Task
-from flowmonkey.stores import migrate, sqlite_purge
+from flowmonkey.stores import migrate, sqlite_purge, tables
 from flowmonkey.stores import sqlite_ops as ops
 from flowmonkey.stores import sqlite_queries as q
 from flowmonkey.stores.base import (
@@ -43,6 +43,8 @@ from flowmonkey.stores.base import (
 from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
 from flowmonkey.stores.schedules_sql import SqliteSchedules
+from flowmonkey.stores.sqlite_batch import SqliteCreateMany
+from flowmonkey.stores.sqlite_lock import WriterLock
 from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
 
@@ -132,7 +134,7 @@ class _Inline:
         """Nothing to stop."""
 
 
-class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
+class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, SqliteCreateMany):
     """The ``Store`` protocol on a SQLite file.
 
     Args:
@@ -167,6 +169,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         self.threaded = bool(threaded)
         self._thread: _DbThread | _Inline | None = None
         self._conn: sqlite3.Connection | None = None  # used on self._thread only
+        self._writer: WriterLock | None = None  # writers of all processes queue on it
         # Indexed columns (and lease) last written per execution by a committed step of
         # this process: the next commit under the same lease can skip them.
         self._written: dict[str, tuple[Any, ...]] = {}
@@ -203,8 +206,11 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _tx(self, write: bool, op: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
-        """Run ``op(conn, *args)`` as one transaction on the store thread."""
+    async def _tx(
+        self, write: bool | None, op: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts
+    ) -> T:
+        """Run ``op(conn, *args)`` as one transaction on the store thread (``write=None``:
+        outside any transaction; ``op`` begins and ends its own)."""
         thread = self._thread
         if thread is None:
             raise errors.StoreError(f"{self!r} is not open; await store.initialize() first")
@@ -213,7 +219,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         return await thread.run(self._in_tx, write, op, args)
 
     def _in_tx(
-        self, write: bool, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]
+        self, write: bool | None, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]
     ) -> T:
         """Transaction wrapper (store thread); driver errors become ``StoreError``.
 
@@ -225,7 +231,11 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         conn = self._conn
         if conn is None:
             raise errors.StoreError(f"{self!r} is closed")
+        writer = self._writer if write else None
+        locked = writer is not None and writer.acquire(self.busy_timeout_ms / 1000)
         try:
+            if write is None:
+                return op(conn, *args)
             conn.execute(_BEGIN_WRITE if write else _BEGIN_READ)
             result = op(conn, *args)
             conn.execute("COMMIT")
@@ -239,6 +249,9 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
             if isinstance(exc, sqlite3.Error):
                 raise errors.StoreError(f"SQLite error on {self.path}: {exc}") from exc
             raise
+        finally:
+            if locked:
+                writer.release()  # type: ignore[union-attr]
 
     async def initialize(self) -> None:
         """Open the file (WAL, pragmas) and migrate the schema. Idempotent."""
@@ -275,6 +288,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
             conn.close()
             raise errors.StoreError(f"cannot configure SQLite {self.path}: {exc}") from exc
         self._conn = conn
+        self._writer = WriterLock(self.path)
         try:
             # One IMMEDIATE transaction around the whole migration: processes starting
             # together queue on the write lock, and the later ones find nothing to do.
@@ -282,14 +296,22 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         except BaseException:
             self._conn = None
             conn.close()
+            self._close_writer()
             raise
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        migrate.migrate(
-            ops.MigrationTarget(conn),
-            migrate.load_migrations("sqlite"),
-            database=f"SQLite database {self.path}",
-        )
+        target = ops.MigrationTarget(conn)
+        migrations = migrate.load_migrations("sqlite")
+        database = f"SQLite database {self.path}"
+        before = target.current_version()
+        # Found by name: migrations are renumbered when branches merge.
+        rows_per_table = next(m.version for m in migrations if m.name == "table_index")
+        if before < rows_per_table:
+            migrate.migrate(target, migrations[: rows_per_table - 1], database=database)
+            # Migration 6 drops the shared table_rows; its rows first move to a SQLite
+            # table per data table, whose names SQL alone cannot produce.
+            tables.sqlite_move_shared_rows(conn)
+        migrate.migrate(target, migrations, database=database)
 
     async def close(self) -> None:
         """Close the connection and stop the thread. Idempotent."""
@@ -305,6 +327,12 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+        self._close_writer()
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     # -- executions -----------------------------------------------------------------------
 
@@ -442,7 +470,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
         return q.task_from_row(found[0]) if found else None
 
     async def list_tasks(self, query: TaskQuery) -> list[Task]:
-        """User tasks matching the query, oldest first."""
+        """User tasks matching the query, oldest (or newest) first."""
         where: list[str] = []
         args: list[Any] = []
         for column in ("status", "assignee", "role", "tenant_id", "execution_id"):
@@ -450,10 +478,14 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if query.after is not None:
+            where.append(f"(created_at, id) {'<' if query.newest_first else '>'} (?, ?)")
+            args.extend((q.to_us(query.after[0]), query.after[1]))
+        order = " DESC" if query.newest_first else ""
         sql = q.SELECT_TASKS
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, id LIMIT ?"
+        sql += f" ORDER BY created_at{order}, id{order} LIMIT ?"
         args.append(query.limit)
         return [q.task_from_row(row) for row in await self._tx(False, ops.rows, sql, args)]
 

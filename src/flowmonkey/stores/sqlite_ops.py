@@ -378,11 +378,7 @@ def commit(
     if step.cancel_pending_tasks:
         conn.execute(q.CANCEL_PENDING_TASKS, (eid,))
     if step.table_rows:
-        rows = step.table_rows
-        if len(rows) == 1:  # the usual case: one pipe
-            conn.execute(tables.SQLITE_INSERT_ROW, tables.sqlite_row_params(rows[0]))
-        else:
-            conn.executemany(tables.SQLITE_INSERT_ROW, [tables.sqlite_row_params(r) for r in rows])
+        tables.sqlite_insert_rows(conn, step.table_rows)
 
 
 def _raise_lost(conn: sqlite3.Connection, execution_id: str) -> None:

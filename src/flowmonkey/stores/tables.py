@@ -10,10 +10,12 @@ or from ``insert_rows``. Rows are never updated or deleted, so keyset cursors ov
 from __future__ import annotations
 
 import builtins
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -40,8 +42,8 @@ __all__ = [
     "keyset_batches",
     "page_of",
     "pg_rows_json",
-    "sqlite_row_params",
-    "SQLITE_INSERT_ROW",
+    "sqlite_insert_rows",
+    "sqlite_move_shared_rows",
 ]
 
 _dumps = orjson.dumps
@@ -161,13 +163,6 @@ _SQ_TABLE_COLUMNS = "name, definition, created_at"
 _SQ_INSERT_TABLE = "INSERT INTO data_tables (name, definition, created_at) VALUES (?, ?, ?)"
 _SQ_GET_TABLE = f"SELECT {_SQ_TABLE_COLUMNS} FROM data_tables WHERE name = ?"
 _SQ_LIST_TABLES = f"SELECT {_SQ_TABLE_COLUMNS} FROM data_tables ORDER BY name"
-SQLITE_INSERT_ROW = (
-    "INSERT INTO table_rows (id, table_name, seq, tenant_id, execution_id, step_id, "
-    "created_at, data) VALUES (?1, ?2, "
-    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM table_rows WHERE table_name = ?2), "
-    "?3, ?4, ?5, ?6, ?7)"
-)
-"""One row; its ``seq`` is the next in its table (writers are serialised by SQLite)."""
 
 
 def _sq_table(row: tuple[Any, ...]) -> TableDef:
@@ -180,11 +175,21 @@ def _sq_table(row: tuple[Any, ...]) -> TableDef:
     )
 
 
-def sqlite_row_params(row: TableRow) -> tuple[Any, ...]:
-    """Parameters of ``SQLITE_INSERT_ROW`` for one row."""
+def sqlite_insert_rows(conn: sqlite3.Connection, rows: Sequence[TableRow]) -> None:
+    """Insert rows, each into its table's SQLite table (``table_sql.sqlite_insert_row``),
+    in order; the caller checked that the tables exist. The step commit calls this for
+    its pipe rows, inside its transaction."""
+    if len(rows) == 1:  # the usual case: one pipe
+        conn.execute(table_sql.sqlite_insert_row(rows[0].table), _sq_params(rows[0]))
+        return
+    for name, group in itertools.groupby(rows, key=attrgetter("table")):
+        conn.executemany(table_sql.sqlite_insert_row(name), [_sq_params(r) for r in group])
+
+
+def _sq_params(row: TableRow) -> tuple[Any, ...]:
     return (
-        row.id, row.table, row.tenant_id, row.execution_id, row.step_id,
-        q.to_us(row.created_at), _dumps(row.data).decode(),
+        row.id, row.tenant_id, row.execution_id, row.step_id, q.to_us(row.created_at),
+        _dumps(row.data).decode(),
     )  # fmt: skip
 
 
@@ -201,7 +206,7 @@ def _sq_create(conn: sqlite3.Connection, table: TableDef) -> tuple[TableDef, boo
     assert table.created_at is not None
     definition = _dumps({"schema": table.schema, "indexed": list(table.indexed)}).decode()
     conn.execute(_SQ_INSERT_TABLE, (table.name, definition, q.to_us(table.created_at)))
-    for statement in table_sql.index_statements("sqlite", table):
+    for statement in table_sql.sqlite_table_statements(table):
         conn.execute(statement)
     return table, True
 
@@ -210,11 +215,28 @@ def _sq_list(conn: sqlite3.Connection) -> builtins.list[TableDef]:
     return [_sq_table(row) for row in conn.execute(_SQ_LIST_TABLES).fetchall()]
 
 
+def sqlite_move_shared_rows(conn: sqlite3.Connection) -> None:
+    """Schema version 5 -> 6, in the migration's transaction: copy every table's rows
+    from the shared ``table_rows`` into the table's own SQLite table, keeping ``seq``
+    and flagged as indexed (``table_sql.sqlite_table_statements``). Migration 6 then
+    drops ``table_rows`` and its indexes."""
+    for table in _sq_list(conn):
+        for statement in table_sql.sqlite_table_statements(table):
+            conn.execute(statement)
+        conn.execute(
+            f"INSERT INTO {table_sql.sqlite_rows_table(table.name)} "
+            "(seq, id, tenant_id, execution_id, step_id, created_at, data, indexed) "
+            "SELECT seq, id, tenant_id, execution_id, step_id, created_at, data, 1 "
+            "FROM table_rows WHERE table_name = ? ORDER BY seq",
+            (table.name,),
+        )
+
+
 def _sq_insert(conn: sqlite3.Connection, rows: Sequence[TableRow]) -> None:
     for name in {row.table for row in rows}:
         if _sq_get(conn, name) is None:
             raise TableNotFound(name)
-    conn.executemany(SQLITE_INSERT_ROW, [sqlite_row_params(r) for r in rows])
+    sqlite_insert_rows(conn, rows)
 
 
 def _sq_row(row: tuple[Any, ...]) -> TableRow:
@@ -362,7 +384,7 @@ class PostgresTables:
             cur = await conn.execute(_PG_INSERT_TABLE, params)
             inserted = await cur.fetchall()
             if inserted:
-                for statement in table_sql.index_statements("postgres", table):
+                for statement in table_sql.index_statements(table):
                     await conn.execute(statement)
         if inserted:
             return table, True

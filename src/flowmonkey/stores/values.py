@@ -125,6 +125,11 @@ class TaskQuery:
     tenant_id: str | None = None
     execution_id: str | None = None
     limit: int = 100
+    newest_first: bool = False
+    """List newest first instead of oldest first (by ``(created_at, id)``)."""
+    after: tuple[datetime, str] | None = None
+    """Only tasks past this ``(created_at, id)`` in the listing's order (keyset
+    pagination: the position of the last task of the previous page)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

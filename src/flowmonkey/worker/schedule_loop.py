@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.worker.scheduler import Outage, wait_or_timeout
@@ -22,6 +23,8 @@ __all__ = ["run_schedules"]
 
 _BUSY_RETRY = 0.05
 """Seconds to wait when a due schedule is held by another process right now."""
+_PAST_DUE = 0.0005
+"""Seconds slept past a fire time, so the wake finds it due."""
 
 
 async def run_schedules(
@@ -54,5 +57,14 @@ async def run_schedules(
         wait = interval
         for when in (upcoming, report.wake_at):
             if when is not None:
-                wait = min(wait, max((when - now).total_seconds(), _BUSY_RETRY))
+                wait = min(wait, _wait_for(when, now))
         await wait_or_timeout(stopping, wait)
+
+
+def _wait_for(when: datetime, now: datetime) -> float:
+    """Seconds to sleep for a fire time: until just after it when it is ahead (the loop's
+    monotonic timer may wake a hair early, and a not-yet-due time must not cost another
+    wait), or ``_BUSY_RETRY`` when it is due now but was not ours (another process holds
+    it and will fire it)."""
+    ahead = (when - now).total_seconds()
+    return ahead + _PAST_DUE if ahead > 0 else _BUSY_RETRY

@@ -1,4 +1,4 @@
--- flowmonkey PostgreSQL schema, version 6: denser `executions` pages.
+-- flowmonkey PostgreSQL schema, version 7: denser `executions` pages.
 --
 -- Most executions are parked (waiting on a timer, an event, a person) or finished, and
 -- their rows are not updated again for a long time: the free space that fillfactor 80
