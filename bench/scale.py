@@ -7,14 +7,16 @@ store empty, in one run (issue 16):
   (per step; median and p99 over ``--live`` executions);
 - scheduler pass with nothing due (``engine.tick_timers()``), an empty claim
   (``store.claim``), and one list page (50) for each filter the engine/CLI/API offer;
-- purge: ``--finished`` old completed executions purged through ``engine.purge`` while a
-  live stepper runs beside it: executions/s, and the live step p99 during the purge;
+- purge: ``--finished`` old completed executions purged through ``engine.purge`` alone,
+  then while a live stepper runs beside it: executions/s, and the live step p50/p99
+  during the purge and without it (the same stepper before and after, same run);
 - bytes per execution: store size on disk (SQLite pages in use; PostgreSQL relation
   sizes after VACUUM FULL) divided by the executions stored.
 
-Parked executions are generated in bulk through the store's own ``create`` (the exact
+Parked executions are generated in bulk through the store's own code, ``create`` (or
+PostgreSQL's ``create_many``, the same statement 500 to a transaction): the exact
 header, context and events of a real parked execution, made by the engine first, with
-new ids and spread creation times), not with hand-written SQL. Not part of ``make test``.
+new ids and spread creation times, not hand-written SQL. Not part of ``make test``.
 Results go to ``bench/results/scale-<timestamp>.json``.
 """
 
@@ -138,6 +140,9 @@ async def generate(engine: Engine, count: int, *, finished: bool, age: timedelta
     concurrency = 8
     numbers = iter(range(count))  # ascending: ids are made in time order
 
+    bulk = getattr(engine.store, "create_many", None)  # PostgreSQL: one transaction a batch
+    batch: list[tuple[Any, list[Event]]] = []
+
     async def worker() -> None:
         for n in numbers:  # shared by the workers (one event loop: no race)
             created = oldest + step * n
@@ -161,9 +166,20 @@ async def generate(engine: Engine, count: int, *, finished: bool, age: timedelta
                 )  # fmt: skip
                 for e in events
             ]
-            await engine.store.create(execution, moved)
+            if bulk is None:
+                await engine.store.create(execution, moved)
+                continue
+            batch.append((execution, moved))
+            if len(batch) >= 500:
+                mine = batch[:]
+                batch.clear()
+                await bulk(mine)
+        if bulk is not None and batch:
+            mine = batch[:]
+            batch.clear()
+            await bulk(mine)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency if bulk is None else 3)))
 
 
 # -- sizes ------------------------------------------------------------------------------
@@ -260,27 +276,43 @@ async def measure(
     return {name: {k: _ms(v) for k, v in got.items()} for name, got in samples.items()}
 
 
+async def _stepper(engine: Engine, stop: asyncio.Event, during: list[float]) -> None:
+    """Run the 10-step live flow one execution after another until ``stop``; each sample
+    is one execution's time per step."""
+    while not stop.is_set():
+        began = time.perf_counter()
+        # SQLite runs inline on the loop: yield, and count the wait for the purge batch
+        # that may run then, as a worker's step would.
+        await asyncio.sleep(0)
+        result = await engine.start("live", {})
+        assert result.status is ExecutionStatus.COMPLETED, result.status
+        during.append((time.perf_counter() - began) / 10)
+
+
+async def _baseline(engine: Engine, seconds: float, into: list[float]) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(_stepper(engine, stop, into))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await task
+
+
 async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
     """Purge ``--finished`` old completed executions twice: alone (the purge rate), then
     again as many with a live stepper beside it (the rate under load, and what the purge
-    does to live steps: their time includes waiting for a purge batch to let go)."""
+    does to live steps: their time includes waiting for a purge batch to let go). Between
+    the two, and again after, the same stepper runs without a purge (5 s or as long as
+    the purge alone took, each time): the live step baseline of the same run
+    (``live_without_purge``, both stretches together: the machine's load drifts)."""
     out: dict[str, Any] = {"batch": args.purge_batch, "pause_s": args.purge_pause}
     for label, live in (("alone", False), ("with_live_steps", True)):
         await generate(engine, args.finished, finished=True, age=timedelta(days=60))
         stop = asyncio.Event()
         during: list[float] = []
-
-        async def stepper(stop: asyncio.Event = stop, during: list[float] = during) -> None:
-            while not stop.is_set():
-                began = time.perf_counter()
-                # SQLite runs inline on the loop: yield, and count the wait for the
-                # purge batch that may be running, as a worker's step would.
-                await asyncio.sleep(0)
-                result = await engine.start("live", {})
-                assert result.status is ExecutionStatus.COMPLETED, result.status
-                during.append((time.perf_counter() - began) / 10)
-
-        task = asyncio.create_task(stepper()) if live else None
+        baseline: list[float] = []
+        if live:
+            await _baseline(engine, max(out["alone"]["seconds"], 5.0), baseline)
+        task = asyncio.create_task(_stepper(engine, stop, during)) if live else None
         began = time.perf_counter()
         report = await engine.purge(
             older_than=timedelta(days=30), pause=args.purge_pause, batch_size=args.purge_batch
@@ -289,6 +321,10 @@ async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         if task is not None:
             await task
+            await _baseline(engine, max(out["alone"]["seconds"], 5.0), baseline)
+            out["live_without_purge"] = {
+                "live_step_ms": _ms(baseline), "live_executions": len(baseline)
+            }  # fmt: skip
         out[label] = {
             "purged": report.executions,
             "rows": report.rows,
@@ -375,6 +411,9 @@ def _print(results: list[dict[str, Any]]) -> None:
             print(f"purge {label}: {pu['purged']:,} executions ({pu['rows']:,} rows) in "
                   f"{pu['seconds']}s = {pu['executions_per_s']}/s; live step p50/p99 ms "
                   f"{pu['live_step_ms']} over {pu['live_executions']} executions")  # fmt: skip
+        base = r["purge"]["live_without_purge"]
+        print(f"live steps without a purge (same run): p50/p99 ms {base['live_step_ms']} "
+              f"over {base['live_executions']} executions")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,9 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--runs", type=int, default=50, help="timed runs per query")
     ap.add_argument("--live", type=int, default=100, help="live executions per measurement")
-    ap.add_argument("--purge-batch", type=int, default=100, help="executions per purge batch")
-    ap.add_argument("--purge-pause", type=float, default=0.005,
-                    help="seconds between purge batches (what keeps live steps unhurt)")  # fmt: skip
+    ap.add_argument("--purge-batch", type=int, default=100,
+                    help="most executions per purge batch (batches are sized by time)")
+    ap.add_argument("--purge-pause", type=float, default=0.05,
+                    help="longest wait for live runs before a purge batch (purge_pause)")  # fmt: skip
     args = ap.parse_args(argv)
     results = []
     for name in args.backends.split(","):

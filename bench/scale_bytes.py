@@ -8,8 +8,9 @@ a fresh store, and divides the growth of the store by N:
 
 SQLite: pages in use (page count minus free pages, after a WAL checkpoint). PostgreSQL:
 the relations of the store's schema after ``VACUUM FULL`` (live data, with the
-``executions`` table's fillfactor of 80). To compare with another version, run this same
-file with ``PYTHONPATH`` pointing at that version's ``src`` (docs/benchmarks.md).
+``executions`` table's fillfactor, 90 since migration 0007). To compare with another
+version, run this same file with ``PYTHONPATH`` pointing at that version's ``src``
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from contract.factories import make_execution
 from flowmonkey import errors
+from flowmonkey.model.execution import ExecutionStatus
+from flowmonkey.stores import postgres_schema
 from flowmonkey.stores.postgres import PostgresStore
 from flowmonkey.stores.postgres_conn import connect_kwargs
 from flowmonkey.stores.postgres_schema import migrate_schema, postgres_migrations
@@ -153,3 +157,50 @@ async def test_concurrent_initialize_is_safe(postgres_dsn: str, schema: str) -> 
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_rows_written_before_0007_read_and_run_after_it(
+    postgres_dsn: str, schema: str, raw: psycopg.AsyncConnection[Any], monkeypatch: Any
+) -> None:
+    # A store of the previous release: migrations up to 0006 only.
+    before = [m for m in postgres_migrations() if m.version < 7]
+    monkeypatch.setattr(postgres_schema, "postgres_migrations", lambda: before)
+    old = PostgresStore(postgres_dsn, schema=schema)
+    await old.initialize()
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    parked = make_execution(
+        status=ExecutionStatus.WAITING, wake_at=t0 + timedelta(days=30), context={"n": 1}
+    )
+    await old.create(parked)
+    await old.close()
+    options = await (
+        await raw.execute(
+            "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'executions'",
+            [schema],
+        )
+    ).fetchone()
+    assert options == (["fillfactor=80"],)
+    monkeypatch.undo()
+
+    new = PostgresStore(postgres_dsn, schema=schema)
+    await new.initialize()  # migrates to 0007
+    try:
+        options = await (
+            await raw.execute(
+                "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'executions'",
+                [schema],
+            )
+        ).fetchone()
+        assert options == (["fillfactor=90"],)
+        loaded = await new.get(parked.id)
+        assert loaded is not None
+        assert loaded.status is ExecutionStatus.WAITING and loaded.context == {"n": 1}
+        assert await new.due(now=t0 + timedelta(days=31), limit=10) == [parked.id]
+        got = await new.acquire(
+            parked.id, owner="w", now=t0 + timedelta(days=31), lease_for=timedelta(seconds=30)
+        )
+        assert got.lease is not None and got.execution.wake_at == parked.wake_at
+    finally:
+        await new.close()

@@ -131,6 +131,8 @@ async def drive(
     finally:
         if engine.inflight.get(execution.id) is run:
             del engine.inflight[execution.id]
+            if not engine.inflight:
+                engine.run_ended()
     return RunResult.of(execution)
 
 

@@ -515,6 +515,8 @@ class Engine(ExecutionReads):
         With ``older_than``: those that finished longer ago than that (``status`` and
         ``flow_id`` narrow it). Without: the retention pass (``EngineOptions.retention``
         and each flow's ``retention``), which is what a worker runs periodically.
+        Batches yield to this engine's live runs, waiting at most ``pause`` seconds for
+        them before each batch (``engine/retention.py``).
         """
         await self._ensure_ready()
         size = batch_size or self.options.purge_batch_size

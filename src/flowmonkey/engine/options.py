@@ -69,7 +69,8 @@ class EngineOptions:
     ``retention:`` overrides it. Recommended: ``timedelta(days=30)`` (at least the 7-day
     idempotency window; see docs/retention.md)."""
     purge_batch_size: int = 200
-    """Executions examined per purge transaction (small: a batch holds the write lock)."""
+    """Most executions examined per purge transaction (batches are sized by time below
+    that: a batch holds the write lock; see ``engine/retention.py``)."""
     load_flows_from_store: bool = False
     """On ``initialize``, register every flow version saved in the store."""
     http_allow: tuple[str, ...] = ()

@@ -1,15 +1,29 @@
 """Retention: purging finished executions in small batches (``Engine.purge``).
 
-Each batch is one short store transaction (``Store.purge``), and the pass yields to the
-event loop between batches (and sleeps ``pause`` seconds), so workers sharing the store
-keep stepping while a pass runs. Which executions a store keeps (live ones, children of a
-kept parent, executions whose idempotency key is still valid) is the store's contract.
+Each batch is one short store transaction (``Store.purge``). Live work comes first: a
+batch holds SQLite's write lock (and, with the inline SQLite store, the event loop), so a
+step that arrives meanwhile waits for it. The pass therefore
+
+- waits, before each batch, until this engine has no run in flight (at most ``pause``
+  seconds, then goes ahead so that a busy engine still purges);
+- while runs are live (or one ended less than ``_RECENT`` ago), sizes each batch by
+  time, not count, from the measured cost of the batches so far (``_Cost``: a fixed cost
+  per transaction, such as SQLite's fsync, plus a cost per execution): about
+  ``_BUSY_WORK`` of per-execution work (at least ``_BUSY_FLOOR`` executions), so a step
+  waits for one small batch at worst; and rests after each batch so that the purge takes
+  at most ``_BUSY_SHARE`` of a busy engine's time;
+- on an idle engine, runs batches of ``batch_size`` executions back to back: a backlog
+  goes at full speed.
+
+Which executions a store keeps (live ones, children of a kept parent, executions whose
+idempotency key is still valid) is the store's contract.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +39,43 @@ if TYPE_CHECKING:
 __all__ = ["PurgeReport", "PurgeStats", "purge", "purge_expired"]
 
 log = logging.getLogger("flowmonkey.retention")
+
+_BUSY_SHARE = 0.1
+"""The share of a busy engine's time its purge may take."""
+_BUSY_WORK = 0.0005
+"""Seconds of per-execution work in one batch while this engine runs executions."""
+_BUSY_FLOOR = 4
+"""Fewest executions a batch examines while runs are live (below that, the fixed cost of
+each transaction buys almost nothing)."""
+_RECENT = 0.05
+"""A run that ended this recently (seconds) counts as live work: the next is likely."""
+_PROBES = (1, 8)
+"""Executions examined by the first batches of a pass, two sizes so that the fixed and
+the per-execution cost can be told apart."""
+
+
+class _Cost:
+    """Seconds a purge batch takes as ``fixed + each * n``, fitted by least squares over
+    the batches so far, older ones fading."""
+
+    __slots__ = ("_sums",)
+
+    def __init__(self) -> None:
+        self._sums = [0.0] * 5  # weight, n, t, n*n, n*t
+
+    def add(self, n: int, took: float) -> None:
+        w, sn, st, snn, snt = (v * 0.9 for v in self._sums)
+        self._sums = [w + 1, sn + n, st + took, snn + n * n, snt + n * took]
+
+    def limit(self, target: float, *, most: int) -> int:
+        """How many executions fit in ``target`` seconds of per-execution work (the
+        fixed cost comes on top: every batch pays it, whatever its size)."""
+        w, sn, st, snn, snt = self._sums
+        spread = w * snn - sn * sn
+        each = (w * snt - sn * st) / spread if spread > 1e-9 else 0.0
+        if each <= 0:
+            each = st / sn  # one size so far, or noise: the cost all per execution
+        return max(1, min(most, int(target / each)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +129,34 @@ async def purge(
     excluded = list(exclude_flow_ids)
     report = PurgeReport(dry_run=dry_run)
     cursor: str | None = None
+    cost = _Cost()
+    done = 0
+    ended = rest = 0.0
     while True:
+        if engine.inflight:
+            await engine.until_quiet(pause)
+        busy = bool(engine.inflight) or time.monotonic() - engine.last_run_end < _RECENT
+        if busy and (remaining := ended + rest - time.perf_counter()) > 0:
+            await asyncio.sleep(remaining)  # the live runs' share of the time
+            if engine.inflight:
+                await engine.until_quiet(pause)
+        if done < len(_PROBES):
+            limit = min(batch_size, _PROBES[done])
+        elif busy:
+            limit = max(min(batch_size, _BUSY_FLOOR), cost.limit(_BUSY_WORK, most=batch_size))
+        else:
+            limit = batch_size
+        began = time.perf_counter()
         batch = await engine.store.purge(
             PurgeQuery(
                 older_than=now - older_than, now=now, status=statuses, flow_id=flow_id,
-                exclude_flow_ids=excluded, limit=batch_size, cursor=cursor, dry_run=dry_run,
+                exclude_flow_ids=excluded, limit=limit, cursor=cursor, dry_run=dry_run,
             )
         )  # fmt: skip
+        ended = time.perf_counter()
+        cost.add(limit, ended - began)
+        rest = (ended - began) * (1 - _BUSY_SHARE) / _BUSY_SHARE
+        done += 1
         report += PurgeReport(batch.executions, batch.rows, 1, dry_run)
         if not dry_run:
             stats.executions += batch.executions
@@ -93,7 +165,7 @@ async def purge(
         cursor = batch.next_cursor
         if cursor is None:
             break
-        await asyncio.sleep(pause)  # let workers at the store between batches
+        await asyncio.sleep(0)  # whatever else is ready runs before the next batch
     if not dry_run:
         stats.passes += 1
     return report

@@ -11,7 +11,9 @@ code that ends executions, so the ``Engine`` installs it here as ``after_termina
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +57,7 @@ class Runtime:
     __slots__ = (
         "_acquisitions",
         "_pool",
+        "_quiet",
         "after_terminal",
         "builtins",
         "bus",
@@ -65,6 +68,7 @@ class Runtime:
         "handlers",
         "hooks",
         "inflight",
+        "last_run_end",
         "late_events",
         "leases",
         "options",
@@ -127,6 +131,30 @@ class Runtime:
         self.secret_steps: dict[tuple[str, str, str], bool] = {}
         self._acquisitions = 0
         self._pool: SyncPool | None = None
+        self.last_run_end = 0.0
+        """``time.monotonic()`` when ``inflight`` last became empty (the purge's pacing)."""
+        self._quiet: list[asyncio.Future[None]] = []
+
+    def run_ended(self) -> None:
+        """Called by ``drive`` when ``inflight`` becomes empty: wakes ``until_quiet``."""
+        self.last_run_end = time.monotonic()
+        waiters, self._quiet = self._quiet, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def until_quiet(self, timeout: float) -> None:
+        """Wait until no run is in flight, at most ``timeout`` seconds. A future per
+        call, not an ``asyncio.Event``: an engine may be used from several event loops
+        (tests), and an event binds to the first."""
+        if not self.inflight:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._quiet.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            self._quiet.remove(waiter)  # still busy: the caller goes ahead anyway
 
     @property
     def sync_pool(self) -> ThreadPoolExecutor:

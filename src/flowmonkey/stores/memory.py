@@ -8,6 +8,7 @@ commit costs what the step changed and nobody can mutate stored state by referen
 from __future__ import annotations
 
 import builtins
+import heapq
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ import orjson
 
 from flowmonkey import errors
 from flowmonkey.model.events import Event
-from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token, TokenStatus
+from flowmonkey.model.execution import Execution, ExecutionStatus, StepRecord, Token
 from flowmonkey.model.keys import ApiKey
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.model.tables import TableDef, TableRow
@@ -32,20 +33,20 @@ from flowmonkey.stores.base import (
     PurgeQuery,
     StepCommit,
     StoredFlow,
-    TaskQuery,
 )
 from flowmonkey.stores.cursors import decode_cursor, encode_cursor
 from flowmonkey.stores.documents import MemoryDocuments
 from flowmonkey.stores.keys import MemoryKeys
+from flowmonkey.stores.memory_index import ATTRS, Indexes, Probe, SortedKeys
+from flowmonkey.stores.memory_periodic import MemoryPeriodic
+from flowmonkey.stores.memory_records import MemoryRecords
 from flowmonkey.stores.schedules import MemorySchedules
 from flowmonkey.stores.tables import MemoryTables
-from flowmonkey.versions import semver_key
 
 __all__ = ["MemoryStore"]
 
 _RUNNING = ExecutionStatus.RUNNING
 _PENDING = ExecutionStatus.PENDING
-_WAITING = ExecutionStatus.WAITING
 
 
 class _Row:
@@ -56,6 +57,7 @@ class _Row:
         "events",
         "execution",
         "history",
+        "keys",
         "lease_expires",
         "lease_owner",
         "lease_token",
@@ -75,6 +77,8 @@ class _Row:
         self.lease_expires: datetime | None = None
         self.token_index: dict[str, int] | None = None
         """Position of each stored token, kept while branch steps commit token deltas."""
+        self.keys: tuple[Any, ...] = ()
+        """The row's keys in the store's indexes (``memory_index.Indexes``)."""
 
 
 # Header fields a commit may change; copied in place (cheaper than dataclasses.replace,
@@ -151,7 +155,9 @@ def _header_copy(execution: Execution) -> Execution:
     return execution.clone(context={}, history=[])
 
 
-class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
+class MemoryStore(
+    MemoryPeriodic, MemoryRecords, MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables
+):
     """In-memory ``Store``. Single event loop; every method is atomic by construction."""
 
     def __init__(self) -> None:
@@ -161,14 +167,13 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
         self._tasks: dict[str, Task] = {}
         self._flows: dict[tuple[str, str], StoredFlow] = {}
         self._api_keys: dict[str, ApiKey] = {}
-        self._schedules = {}
-        self._schedule_leases = {}
-        self._schedule_runs = {}
         self._documents = {}
         self._submissions = {}
         self._tables: dict[str, TableDef] = {}
         self._table_rows: dict[str, list[TableRow]] = {}
         self._row_seq = 0
+        self._index = Indexes()
+        self._init_schedules(self._index.probe)
 
     async def initialize(self) -> None:
         """Nothing to open."""
@@ -182,6 +187,12 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    @property
+    def probe(self) -> Probe:
+        """Index keys walked by the store's queries so far (for tests: a periodic query
+        over many parked executions with nothing due walks a handful, not all of them)."""
+        return self._index.probe
 
     # -- executions -------------------------------------------------------------------
 
@@ -215,6 +226,7 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
             row.lease_token = lease.token
             row.lease_expires = lease.expires_at
         self._rows[execution.id] = row
+        self._index.add(row)
         # The caller built ``execution`` and the row holds its own copies, so handing the
         # object back shares nothing mutable with the store.
         return execution, True
@@ -225,37 +237,58 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
         return self._load(row, history=history) if row is not None else None
 
     async def list(self, query: ExecutionQuery) -> Page[Execution]:
-        """Filter, newest first, cursor-paginated."""
-        rows = [r.execution for r in self._rows.values()]
-        if query.status:
-            wanted = set(query.status)
-            rows = [e for e in rows if e.status in wanted]
-        for attr in ("flow_id", "tenant_id", "correlation_id", "parent_execution_id"):
+        """Filter, newest first, cursor-paginated: walks the smallest index that the
+        filters allow (one attribute's, or the wanted statuses' merged), newest first."""
+        index = self._index
+        sources: builtins.list[builtins.list[SortedKeys]] = [[index.order]]
+        for attr in ATTRS:
             value = getattr(query, attr)
             if value is not None:
-                rows = [e for e in rows if getattr(e, attr) == value]
-        if query.created_after is not None:
-            rows = [e for e in rows if e.created_at >= query.created_after]
-        if query.created_before is not None:
-            rows = [e for e in rows if e.created_at < query.created_before]
-        rows.sort(key=lambda e: (e.created_at, e.id), reverse=True)
+                found = index.by_attr[attr].get(value)
+                sources.append([found] if found is not None else [])
+        wanted = set(query.status) if query.status else None
+        if wanted is not None:
+            sources.append([index.by_status[s] for s in wanted])
+        chosen = min(sources, key=lambda keys: sum(len(k) for k in keys))
+        before: tuple[Any, ...] | None = None
         if query.cursor:
-            c_at, c_id = decode_cursor(query.cursor)
-            rows = [e for e in rows if (e.created_at, e.id) < (c_at, c_id)]
-        page = rows[: query.limit]
+            before = decode_cursor(query.cursor)
+        if query.created_before is not None and (
+            before is None or before[0] >= query.created_before
+        ):
+            before = (query.created_before, "")
+        walks = [keys.descending(before) for keys in chosen]
+        walk = walks[0] if len(walks) == 1 else heapq.merge(*walks, reverse=True)
+        rows = self._rows
+        page: builtins.list[Execution] = []
+        more = False
+        for created_at, ident in walk:
+            if query.created_after is not None and created_at < query.created_after:
+                break
+            header = rows[ident].execution
+            if wanted is not None and header.status not in wanted:
+                continue
+            if any(
+                (value := getattr(query, attr)) is not None and getattr(header, attr) != value
+                for attr in ATTRS
+            ):
+                continue
+            if len(page) == query.limit:
+                more = True
+                break
+            page.append(header)
         next_cursor = None
-        if len(rows) > query.limit and page:
+        if more and page:
             next_cursor = encode_cursor(page[-1].created_at, page[-1].id)
-        items = [self._load(self._rows[e.id], history=False) for e in page]
+        items = [self._load(rows[e.id], history=False) for e in page]
         return Page(items=items, next_cursor=next_cursor)
 
     async def find_children(self, parent_execution_id: str) -> builtins.list[Execution]:
         """Direct children, oldest first."""
-        rows = [
-            r for r in self._rows.values() if r.execution.parent_execution_id == parent_execution_id
-        ]
-        rows.sort(key=lambda r: (r.execution.created_at, r.execution.id))
-        return [self._load(r, history=False) for r in rows]
+        found = self._index.by_attr["parent_execution_id"].get(parent_execution_id)
+        if found is None:
+            return []
+        return [self._load(self._rows[ident], history=False) for _, ident in found.ascending()]
 
     # -- leases and commits -----------------------------------------------------------
 
@@ -280,6 +313,7 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
             header.status = _RUNNING
             if header.started_at is None:
                 header.started_at = now
+        self._index.update(row)
         lease = Lease(
             execution_id=header.id,
             owner=owner,
@@ -348,37 +382,36 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
             row.events.extend(
                 (e.type, e.timestamp, e.data, e.sequence, e.tenant_id) for e in commit.events
             )
+        index = self._index
         for token in commit.resume_tokens:
             self._tokens[token.token_hash] = replace(token)
-        if commit.revoke_step_tokens:
-            steps = set(commit.revoke_step_tokens)
-            for record in self._tokens.values():
-                if (
-                    record.execution_id == execution.id
-                    and record.step_id in steps
-                    and record.status == "active"
-                ):
-                    record.status = "revoked"
-        if commit.revoke_resume_tokens:
-            for record in self._tokens.values():
-                if record.execution_id == execution.id and record.status == "active":
+            index.tokens_of.setdefault(token.execution_id, set()).add(token.token_hash)
+        if commit.revoke_step_tokens or commit.revoke_resume_tokens:
+            steps = None if commit.revoke_resume_tokens else set(commit.revoke_step_tokens)
+            for token_hash in index.tokens_of.get(execution.id, ()):
+                record = self._tokens[token_hash]
+                if record.status == "active" and (steps is None or record.step_id in steps):
                     record.status = "revoked"
         for task in commit.tasks:
             self._tasks[task.id] = replace(task, metadata=dict(task.metadata))
+            index.tasks_of.setdefault(task.execution_id, set()).add(task.id)
         if commit.table_rows:
             self._add_rows(commit.table_rows)
         if commit.cancel_pending_tasks:
-            for task in self._tasks.values():
-                if task.execution_id == execution.id and task.status == "pending":
+            for task_id in index.tasks_of.get(execution.id, ()):
+                task = self._tasks[task_id]
+                if task.status == "pending":
                     task.status = "cancelled"
         if commit.release or execution.status.is_terminal:
             row.lease_owner = None
             row.lease_expires = None
+        index.update(row)
 
     async def heartbeat(self, lease: Lease, *, now: datetime, lease_for: timedelta) -> Lease:
         """Extend the lease."""
         row = self._check(lease)
         row.lease_expires = now + lease_for
+        self._index.update(row)
         return replace(lease, expires_at=row.lease_expires)
 
     async def release(self, lease: Lease) -> None:
@@ -387,24 +420,12 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
         if row is not None and row.lease_token == lease.token and row.lease_owner == lease.owner:
             row.lease_owner = None
             row.lease_expires = None
+            self._index.update(row)
 
     async def save_checkpoint(self, lease: Lease, checkpoint: dict[str, Any] | None) -> None:
         """Store checkpoint data for the running step."""
         row = self._check(lease)
         row.execution.checkpoint = orjson.loads(orjson.dumps(checkpoint))
-
-    def _runnable(self, row: _Row, now: datetime) -> bool:
-        header = row.execution
-        lease_free = row.lease_owner is None or (
-            row.lease_expires is not None and row.lease_expires <= now
-        )
-        if not lease_free:
-            return False
-        if header.status is _PENDING:
-            return True
-        if header.status is _WAITING:
-            return header.wake_at is not None and header.wake_at <= now
-        return header.status is _RUNNING and row.lease_owner is not None
 
     async def claim(
         self,
@@ -416,86 +437,20 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
         flows: Collection[tuple[str, str]] | None = None,
     ) -> builtins.list[Acquired]:
         """Lease up to ``limit`` runnable executions (of ``flows`` if given), oldest first."""
-        rows = [r for r in self._rows.values() if self._runnable(r, now)]
+        rows = self._claimable(now)
         if flows is not None:
             keys = set(flows)
             rows = [r for r in rows if (r.execution.flow_id, r.execution.flow_version) in keys]
         rows.sort(key=lambda r: (r.execution.created_at, r.execution.id))
         return [self._grant(r, owner, now, lease_for) for r in rows[:limit]]
 
-    async def count_by_status(
-        self, *, tenant_id: str | None = None, flow_id: str | None = None
-    ) -> dict[str, int]:
-        """Executions per status, by tenant and flow."""
-        out: dict[str, int] = {}
-        for row in self._rows.values():
-            header = row.execution
-            if tenant_id is not None and header.tenant_id != tenant_id:
-                continue
-            if flow_id is not None and header.flow_id != flow_id:
-                continue
-            out[header.status.value] = out.get(header.status.value, 0) + 1
-        return out
-
-    async def runnable_by_flow(self, *, now: datetime) -> dict[tuple[str, str], int]:
-        """Runnable executions per ``(flow_id, flow_version)``."""
-        out: dict[tuple[str, str], int] = {}
-        for row in self._rows.values():
-            if self._runnable(row, now):
-                key = (row.execution.flow_id, row.execution.flow_version)
-                out[key] = out.get(key, 0) + 1
-        return out
-
-    async def due(self, *, now: datetime, limit: int) -> builtins.list[str]:
-        """Unleased executions with a due wake, deadline or wait deadline."""
-        out: builtins.list[tuple[datetime, str]] = []
-        for row in self._rows.values():
-            header = row.execution
-            if header.status.is_terminal:
-                continue
-            if row.lease_owner is not None and (
-                row.lease_expires is None or row.lease_expires > now
-            ):
-                continue
-            candidates = []
-            if header.status is _WAITING and header.wake_at is not None:
-                candidates.append(header.wake_at)
-            if header.deadline_at is not None:
-                candidates.append(header.deadline_at)
-            if header.status is _WAITING:
-                candidates.extend(
-                    t.wait_deadline_at
-                    for t in header.tokens
-                    if t.status is TokenStatus.WAITING and t.wait_deadline_at is not None
-                )
-            due_at = min((c for c in candidates if c <= now), default=None)
-            if due_at is not None:
-                out.append((due_at, header.id))
-        out.sort()
-        return [ident for _, ident in out[:limit]]
-
-    async def stale(
-        self, *, now: datetime, updated_before: datetime, limit: int
-    ) -> builtins.list[str]:
-        """Running executions whose lease expired (or, unleased, not updated lately)."""
-        out = []
-        for row in self._rows.values():
-            header = row.execution
-            if header.status is not _RUNNING:
-                continue
-            if row.lease_owner is not None:
-                if row.lease_expires is not None and row.lease_expires <= now:
-                    out.append((header.updated_at, header.id))
-            elif header.updated_at < updated_before:
-                out.append((header.updated_at, header.id))
-        out.sort()
-        return [ident for _, ident in out[:limit]]
-
     # -- retention ----------------------------------------------------------------------
 
     async def purge(self, query: PurgeQuery) -> PurgeBatch:
         """Delete one batch of old finished executions (see ``Store.purge``)."""
-        return memory_purge.purge(self._rows, self._tokens, self._tasks, self._idem, query)
+        return memory_purge.purge(
+            self._rows, self._tokens, self._tasks, self._idem, self._index, query
+        )
 
     # -- events, tokens, tasks ----------------------------------------------------------
 
@@ -523,84 +478,3 @@ class MemoryStore(MemoryKeys, MemorySchedules, MemoryDocuments, MemoryTables):
             return []
         return [Event(t, execution_id, at, data, seq, tenant) for t, at, data, seq, tenant in
                 row.events if seq > after]  # fmt: skip
-
-    async def get_resume_token(self, token_hash: str) -> ResumeTokenRecord | None:
-        """Look up a token by hash."""
-        record = self._tokens.get(token_hash)
-        return replace(record) if record is not None else None
-
-    async def get_task(self, task_id: str) -> Task | None:
-        """One task."""
-        task = self._tasks.get(task_id)
-        return replace(task, metadata=dict(task.metadata)) if task is not None else None
-
-    async def list_tasks(self, query: TaskQuery) -> builtins.list[Task]:
-        """Tasks matching the query, oldest (or newest) first."""
-        out = []
-        for task in self._tasks.values():
-            if query.status is not None and task.status != query.status:
-                continue
-            if query.assignee is not None and task.assignee != query.assignee:
-                continue
-            if query.role is not None and task.role != query.role:
-                continue
-            if query.tenant_id is not None and task.tenant_id != query.tenant_id:
-                continue
-            if query.execution_id is not None and task.execution_id != query.execution_id:
-                continue
-            if query.after is not None and (
-                (task.created_at, task.id) >= query.after
-                if query.newest_first
-                else (task.created_at, task.id) <= query.after
-            ):
-                continue
-            out.append(task)
-        out.sort(key=lambda t: (t.created_at, t.id), reverse=query.newest_first)
-        return [replace(t, metadata=dict(t.metadata)) for t in out[: query.limit]]
-
-    # -- flows --------------------------------------------------------------------------
-
-    async def save_flow(self, definition: dict[str, Any], *, now: datetime) -> bool:
-        """Store one immutable flow version."""
-        flow_id, version = str(definition.get("id")), str(definition.get("version"))
-        frozen = orjson.loads(orjson.dumps(definition))
-        existing = self._flows.get((flow_id, version))
-        if existing is not None:
-            if existing.definition == frozen:
-                return False
-            raise errors.FlowValidationError(
-                flow_id,
-                [
-                    errors.ValidationIssue(
-                        "version",
-                        f"version {version} of flow {flow_id} is already stored with a different "
-                        "definition; versions are immutable, publish a new version",
-                    )
-                ],
-            )
-        self._flows[(flow_id, version)] = StoredFlow(
-            flow_id=flow_id, version=version, definition=frozen, created_at=now
-        )
-        return True
-
-    async def get_flow(self, flow_id: str, version: str | None = None) -> StoredFlow | None:
-        """One version, or the latest by semver."""
-        if version is not None:
-            return self._flows.get((flow_id, version))
-        versions = [v for (f, v) in self._flows if f == flow_id]
-        if not versions:
-            return None
-        return self._flows[(flow_id, max(versions, key=semver_key))]
-
-    async def list_flows(self) -> builtins.list[StoredFlow]:
-        """Latest version of each flow, by id."""
-        out = []
-        for flow_id in sorted({f for f, _ in self._flows}):
-            latest = await self.get_flow(flow_id)
-            assert latest is not None
-            out.append(latest)
-        return out
-
-    async def flow_versions(self, flow_id: str) -> builtins.list[str]:
-        """Versions newest first."""
-        return sorted((v for f, v in self._flows if f == flow_id), key=semver_key, reverse=True)

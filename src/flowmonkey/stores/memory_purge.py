@@ -1,6 +1,7 @@
 """``MemoryStore.purge``: the retention rules (``stores.purge``) over the store's dicts.
 
-A plain scan, like the rest of the in-memory store (it is for tests and simulation).
+Candidates are read from the store's per-status index, oldest first from the cursor, and
+trees through its parent index (``memory_index``), so a batch costs its own size.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 from flowmonkey.model.records import ResumeTokenRecord, Task
 from flowmonkey.stores import purge as purge_rules
 from flowmonkey.stores.base import PurgeBatch, PurgeQuery
+from flowmonkey.stores.memory_index import Indexes
 
 __all__ = ["purge"]
 
@@ -19,6 +21,7 @@ def purge(
     tokens: dict[str, ResumeTokenRecord],
     tasks: dict[str, Task],
     idem: dict[tuple[str, str, str], str],
+    index: Indexes,
     query: PurgeQuery,
 ) -> PurgeBatch:
     """One batch over ``MemoryStore``'s rows, tokens, tasks and idempotency keys."""
@@ -29,14 +32,12 @@ def purge(
     trees: list[list[purge_rules.Node]] = []
     while position < len(wanted) and budget > 0:
         status = wanted[position]
-        found = sorted(
-            (e.created_at, e.id)
-            for e in (r.execution for r in rows.values())
-            if e.status is status
-            and e.created_at < query.older_than
-            and (query.flow_id is None or e.flow_id == query.flow_id)
-            and (at is None or (e.created_at, e.id) > (at, ident))
-        )[:budget]
+        found: list[tuple[Any, ...]] = []
+        for key in index.by_status[status].ascending(None if at is None else (at, ident)):
+            if key[0] >= query.older_than or len(found) == budget:
+                break
+            if query.flow_id is None or rows[key[1]].execution.flow_id == query.flow_id:
+                found.append(key)
         budget -= len(found)
         for _, row_id in found:
             header = rows[row_id].execution
@@ -44,7 +45,7 @@ def purge(
                 continue
             if header.parent_execution_id in rows:
                 continue  # kept with its parent
-            trees.append(_tree(rows, row_id))
+            trees.append(_tree(rows, index, row_id))
         if budget > 0:
             position, at, ident = position + 1, None, None
         else:
@@ -53,11 +54,12 @@ def purge(
     verdict = purge_rules.decide(trees, query.now)
     if query.dry_run:
         return PurgeBatch(executions=len(verdict.ids), rows=0, next_cursor=next_cursor)
-    deleted = _delete(rows, tokens, tasks, idem, verdict)
+    deleted = _delete(rows, tokens, tasks, idem, index, verdict)
     return PurgeBatch(executions=len(verdict.ids), rows=deleted, next_cursor=next_cursor)
 
 
-def _tree(rows: dict[str, Any], root_id: str) -> list[purge_rules.Node]:
+def _tree(rows: dict[str, Any], index: Indexes, root_id: str) -> list[purge_rules.Node]:
+    children = index.by_attr["parent_execution_id"]
     tree = []
     todo = [root_id]
     for ident in todo:
@@ -68,9 +70,9 @@ def _tree(rows: dict[str, Any], root_id: str) -> list[purge_rules.Node]:
              "idempotency_expires_at": header.idempotency_expires_at}
         )  # fmt: skip
         tree.append(purge_rules.Node(ident, str(header.status), key, expires))
-        todo.extend(
-            r.execution.id for r in rows.values() if r.execution.parent_execution_id == ident
-        )
+        found = children.get(ident)
+        if found is not None:
+            todo.extend(child for _, child in found.ascending())
     return tree
 
 
@@ -79,21 +81,22 @@ def _delete(
     tokens: dict[str, ResumeTokenRecord],
     tasks: dict[str, Task],
     idem: dict[tuple[str, str, str], str],
+    index: Indexes,
     verdict: purge_rules.Verdict,
 ) -> int:
     """Drop the executions and what they own; the number of records removed, counted
     as the SQL stores count rows (each history record and event counted once)."""
-    gone = set(verdict.ids)
     count = 0
     for ident in verdict.ids:
         row = rows.pop(ident)
         count += 1 + len(row.context) + len(row.history) + len(row.events)
-    for token_hash in [h for h, t in tokens.items() if t.execution_id in gone]:
-        del tokens[token_hash]
-        count += 1
-    for task_id in [i for i, t in tasks.items() if t.execution_id in gone]:
-        del tasks[task_id]
-        count += 1
+        for token_hash in index.tokens_of.get(ident, ()):
+            del tokens[token_hash]
+            count += 1
+        for task_id in index.tasks_of.get(ident, ()):
+            del tasks[task_id]
+            count += 1
+        index.remove(row)
     for tenant, flow_id, key, ident in verdict.keys:
         if idem.get((tenant, flow_id, key)) == ident:
             del idem[(tenant, flow_id, key)]

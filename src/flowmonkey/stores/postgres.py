@@ -30,7 +30,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.records import ResumeTokenRecord, Task
-from flowmonkey.stores import compact
+from flowmonkey.stores import compact, postgres_bulk
 from flowmonkey.stores import postgres_queries as q
 from flowmonkey.stores import purge as purge_rules
 from flowmonkey.stores.base import (
@@ -149,6 +149,10 @@ class PostgresStore(
                 f"idempotency key {execution.idempotency_key!r} is held by a missing execution"
             )
         return found, False
+
+    async def create_many(self, items: Sequence[tuple[Execution, Sequence[Event]]]) -> int:
+        """Insert many new executions in one transaction (``postgres_bulk``)."""
+        return await postgres_bulk.create_many(self, items)
 
     async def get(self, execution_id: str, *, history: bool = True) -> Execution | None:
         """Return the execution (context included; history when asked) or ``None``."""

@@ -22,6 +22,7 @@ from flowmonkey import errors
 from flowmonkey.model.events import Event
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.schedules import Schedule, ScheduleRun
+from flowmonkey.stores.memory_index import Probe, SortedKeys
 
 __all__ = [
     "MemorySchedules",
@@ -86,12 +87,42 @@ class MemorySchedules:
     _schedules: dict[str, Schedule]
     _schedule_leases: dict[str, tuple[str, datetime]]
     _schedule_runs: dict[tuple[str, datetime], ScheduleRun]
+    _schedule_fire: SortedKeys
+    """Unpaused schedules by ``(next_fire_at, id)``: the due ones are read from the front."""
+    _schedule_fire_at: dict[str, datetime]
+    _schedule_buffered: set[str]
+    """Unpaused schedules holding a buffered fire (due whatever the time)."""
+
+    def _init_schedules(self, probe: Probe) -> None:
+        self._schedules = {}
+        self._schedule_leases = {}
+        self._schedule_runs = {}
+        self._schedule_fire = SortedKeys(probe)
+        self._schedule_fire_at = {}
+        self._schedule_buffered = set()
+
+    def _index_schedule(self, schedule_id: str) -> None:
+        # Called after every write of a schedule: its key follows its state.
+        fire = self._schedule_fire
+        old = self._schedule_fire_at.pop(schedule_id, None)
+        if old is not None:
+            fire.discard((old, schedule_id))
+        self._schedule_buffered.discard(schedule_id)
+        stored = self._schedules.get(schedule_id)
+        if stored is None or stored.paused:
+            return
+        if stored.next_fire_at is not None:
+            self._schedule_fire_at[schedule_id] = stored.next_fire_at
+            fire.add((stored.next_fire_at, schedule_id))
+        if stored.buffered_for is not None:
+            self._schedule_buffered.add(schedule_id)
 
     async def create_schedule(self, schedule: Schedule) -> None:
         """Store a new schedule (``AlreadyExists`` if the id is taken)."""
         if schedule.id in self._schedules:
             raise _exists(schedule.id)
         self._schedules[schedule.id] = replace(schedule, input=dict(schedule.input))
+        self._index_schedule(schedule.id)
 
     async def save_schedule(self, schedule: Schedule) -> bool:
         """Replace a schedule (definition and state) and drop its lease."""
@@ -99,6 +130,7 @@ class MemorySchedules:
             return False
         self._schedules[schedule.id] = replace(schedule, input=dict(schedule.input))
         self._schedule_leases.pop(schedule.id, None)
+        self._index_schedule(schedule.id)
         return True
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:
@@ -122,7 +154,9 @@ class MemorySchedules:
         self._schedule_leases.pop(schedule_id, None)
         for key in [k for k in self._schedule_runs if k[0] == schedule_id]:
             del self._schedule_runs[key]
-        return self._schedules.pop(schedule_id, None) is not None
+        found = self._schedules.pop(schedule_id, None) is not None
+        self._index_schedule(schedule_id)
+        return found
 
     async def claim_schedules(
         self,
@@ -134,15 +168,21 @@ class MemorySchedules:
         schedule_id: str | None = None,
     ) -> builtins.list[Schedule]:
         """Lease due schedules to ``owner`` (or the one ``schedule_id``, due or not)."""
+        if schedule_id is not None:
+            due = [schedule_id] if schedule_id in self._schedules else []
+        else:
+            # The due ones only: those with a buffered fire, then the index's front.
+            due = list(self._schedule_buffered)
+            for at, sid in self._schedule_fire.ascending():
+                if at > now:
+                    break
+                due.append(sid)
+            due = sorted(set(due))
         out: builtins.list[Schedule] = []
-        for sid, schedule in sorted(self._schedules.items()):
+        for sid in due:
             if len(out) >= limit:
                 break
-            if schedule_id is not None:
-                if sid != schedule_id:
-                    continue
-            elif schedule.paused or not _due(schedule, now):
-                continue
+            schedule = self._schedules[sid]
             lease = self._schedule_leases.get(sid)
             if lease is not None and lease[0] != owner and lease[1] > now:
                 continue
@@ -159,6 +199,7 @@ class MemorySchedules:
         for name in _STATE:
             setattr(stored, name, getattr(schedule, name))
         del self._schedule_leases[schedule.id]
+        self._index_schedule(schedule.id)
         return True
 
     async def record_schedule_run(self, run: ScheduleRun) -> ScheduleRun:
@@ -221,18 +262,8 @@ class MemorySchedules:
 
     async def next_schedule_time(self) -> datetime | None:
         """The earliest ``next_fire_at`` of unpaused schedules (``None``: none)."""
-        times = [
-            s.next_fire_at
-            for s in self._schedules.values()
-            if not s.paused and s.next_fire_at is not None
-        ]
-        return min(times, default=None)
-
-
-def _due(schedule: Schedule, now: datetime) -> bool:
-    if schedule.buffered_for is not None:
-        return True
-    return schedule.next_fire_at is not None and schedule.next_fire_at <= now
+        first = next(self._schedule_fire.ascending(), None)
+        return None if first is None else first[0]
 
 
 RUN_COLUMNS = _RUN_COLS

@@ -35,7 +35,8 @@ class WorkerOptions:
     """How often the retention pass runs (``engine.purge()``: ``EngineOptions.retention``
     and each flow's ``retention``; nothing is purged when neither is set)."""
     purge_pause: float = 0.05
-    """Pause between two purge batches, so steps are never queued behind a long purge."""
+    """Longest wait, before each purge batch, for this worker's runs in flight to end
+    (live steps first; a batch then goes ahead anyway, so a busy worker still purges)."""
     schedule_interval: float = 1.0
     """Longest sleep of the schedule loop (it wakes earlier for the next due time)."""
     fire_schedules: bool = True

@@ -10,7 +10,8 @@ One ``Worker.run()`` is an ``asyncio.TaskGroup`` of:
   retries, wait and execution timeouts become runnable);
 - the **reaper**: ``engine.recover_stale()`` every ``reaper_interval``;
 - the **retention pass**: ``engine.purge()`` every ``purge_interval`` (small batches,
-  ``purge_pause`` apart; a no-op unless a retention period is configured);
+  sized by time and run between this worker's steps, see ``engine/retention.py``; a
+  no-op unless a retention period is configured);
 - the **schedule loop** (``schedule_loop.py``): fires due cron schedule times, exactly once
   across every worker;
 - the **wake listener** (when there is a ``WakeSignaler``) and the optional health server.
