@@ -9,6 +9,7 @@ rows; empty parts add no CTE at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ __all__ = [
     "Statement",
     "commit_statements",
     "create_statement",
+    "encode_spec_of",
     "idempotency_tenant",
     "runnable_now",
 ]
@@ -33,6 +35,7 @@ Statement = tuple[str, Any]
 """``(sql, params)``."""
 
 _dumps = orjson.dumps
+_loads = orjson.loads
 
 
 def runnable_now(execution: Execution) -> bool:
@@ -50,9 +53,21 @@ def runnable_now(execution: Execution) -> bool:
     )
 
 
+# Assembled statement texts by shape. Handing out the same ``str`` object every time also
+# lets ``postgres_fast`` find its prepared statement by a hash Python has cached on that
+# object, instead of hashing a fresh ~1.5 kB text per statement. Shapes are a few dozen.
+_ASSEMBLED: dict[tuple[tuple[str, ...], str, str], str] = {}
+_CREATE_ROW = q.CREATE_ROW.replace("{guard}", "TRUE")
+_CREATE_ROW_KEY = q.CREATE_ROW.replace("{guard}", q.CREATE_GUARD_KEY)
+
+
 def _assemble(ctes: list[str], result: str, guard: str) -> str:
-    text = "WITH " + ",\n".join(ctes) + "\n" + result
-    return text.replace("{guard}", guard)
+    shape = (tuple(ctes), result, guard)
+    text = _ASSEMBLED.get(shape)
+    if text is None:
+        text = ("WITH " + ",\n".join(ctes) + "\n" + result).replace("{guard}", guard)
+        _ASSEMBLED[shape] = text
+    return text
 
 
 def _rows(
@@ -120,9 +135,8 @@ def create_statement(
     when an unexpired execution holds the idempotency key). Raises
     ``orjson.JSONEncodeError`` when something is not JSON-serialisable.
     """
-    header = execution.header_dict()
-    spec, state = q.encode_spec(header), q.encode_state(header)
-    checkpoint = header["checkpoint"]
+    spec, state = encode_spec_of(execution), q.encode_state_of(execution)
+    checkpoint = execution.checkpoint
     stored_checkpoint = _dumps(checkpoint) if checkpoint is not None else None
     context = {key: _dumps(value) for key, value in execution.context.items()}
     params: dict[str, Any] = {
@@ -141,25 +155,75 @@ def create_statement(
     ctes: list[str] = []
     if execution.idempotency_key is not None:
         ctes.append(q.CREATE_KEY)
-        ctes.append(q.CREATE_ROW.replace("{guard}", q.CREATE_GUARD_KEY))
+        ctes.append(_CREATE_ROW_KEY)
         params["tenant_key"] = idempotency_tenant(execution)
         params["idem_key"] = execution.idempotency_key
         params["idem_expires"] = execution.idempotency_expires_at
     else:
-        ctes.append(q.CREATE_ROW.replace("{guard}", "TRUE"))
+        ctes.append(_CREATE_ROW)
     _rows(params, context, (), events, ctes)
     result = q.CREATE_RESULT
     if channel is not None and lease is None and runnable_now(execution):
         result += q.CREATE_NOTIFY
         params["channel"] = channel
-    loaded = q.decode_execution((
-        str(execution.status), execution.started_at, spec, state, stored_checkpoint,
-        list(context), list(context.values()), None, execution.id, execution.flow_id,
-        execution.flow_version, execution.tenant_id, execution.correlation_id,
-        execution.parent_execution_id, execution.created_at, execution.updated_at,
-        execution.wake_at, execution.deadline_at,
-    ))  # fmt: skip
+    loaded = _stored_copy(execution, context, spec, stored_checkpoint)
     return (_assemble(ctes, result, q.CREATE_GUARD), params), loaded
+
+
+def encode_spec_of(execution: Execution) -> bytes:
+    """``q.encode_spec(execution.header_dict())``, byte for byte, without building the
+    whole header (a create needs only the few fields no column or ``state`` holds)."""
+    spec = {
+        "metadata": execution.metadata,
+        "user_id": execution.user_id,
+        "idempotency_key": execution.idempotency_key,
+        "idempotency_expires_at": execution.idempotency_expires_at,
+        "parent_step_id": execution.parent_step_id,
+        "depth": execution.depth,
+        "execution_timeout_ms": _ms(execution.execution_timeout),
+        "wait_timeout_ms": _ms(execution.wait_timeout),
+    }
+    expires = execution.idempotency_expires_at
+    if expires is not None:  # ISO text, as ``header_dict`` has it (orjson's differs)
+        spec["idempotency_expires_at"] = expires.isoformat()
+    return _dumps({key: value for key, value in spec.items() if value})
+
+
+def _ms(value: timedelta | None) -> float | None:
+    return value.total_seconds() * 1000 if value is not None else None
+
+
+def _stored_copy(
+    execution: Execution, context: dict[str, bytes], spec: bytes, checkpoint: bytes | None
+) -> Execution:
+    """The new execution as ``get`` will load it, built from the values just encoded.
+
+    Decoding the whole row back costs more than the rest of the statement; only what the
+    stored forms change is taken from them: the context, the checkpoint and the spec
+    (JSON values, e.g. tuples become lists, and fresh objects the caller cannot mutate),
+    the spec fields left out when empty. The header fields kept as columns or in
+    ``state`` are stored exactly (microsecond times, plain values) and are copied."""
+    loaded = execution.clone(
+        context={key: _loads(value) for key, value in context.items()}, history=[]
+    )
+    loaded.checkpoint = _loads(checkpoint) if checkpoint is not None else None
+    if spec == b"{}":  # the usual create: no metadata, key, parent step or timeouts
+        loaded.metadata, loaded.depth = {}, 0
+        loaded.user_id = loaded.idempotency_key = loaded.parent_step_id = None
+        loaded.idempotency_expires_at = loaded.execution_timeout = loaded.wait_timeout = None
+        return loaded
+    data = _loads(spec)  # the same rules as ``Execution.from_header``
+    expires = data.get("idempotency_expires_at")
+    timeout, wait_timeout = data.get("execution_timeout_ms"), data.get("wait_timeout_ms")
+    loaded.metadata = data.get("metadata") or {}
+    loaded.user_id = data.get("user_id")
+    loaded.idempotency_key = data.get("idempotency_key")
+    loaded.idempotency_expires_at = datetime.fromisoformat(expires) if expires else None
+    loaded.parent_step_id = data.get("parent_step_id")
+    loaded.depth = data.get("depth") or 0
+    loaded.execution_timeout = timedelta(milliseconds=timeout) if timeout else None
+    loaded.wait_timeout = timedelta(milliseconds=wait_timeout) if wait_timeout else None
+    return loaded
 
 
 def idempotency_tenant(execution: Execution) -> str:
