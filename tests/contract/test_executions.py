@@ -139,6 +139,18 @@ async def test_duplicate_id_is_a_store_error(store: Store) -> None:
         await store.create(make_execution(id=execution.id))
 
 
+async def test_duplicate_id_with_the_same_context_keys_changes_nothing(store: Store) -> None:
+    execution = make_execution(context={"a": 1, "b": 2})
+    await store.create(execution)
+    with pytest.raises(errors.StoreError, match="already exists"):
+        await store.create(make_execution(id=execution.id, context={"a": 9, "b": 9}))
+    with pytest.raises(errors.StoreError, match="already exists"):
+        await store.create(make_execution(id=execution.id, context={"a": 9}))
+    got = await store.get(execution.id)
+    assert got is not None
+    assert got.context == {"a": 1, "b": 2}
+
+
 # -- idempotency -----------------------------------------------------------------------
 
 

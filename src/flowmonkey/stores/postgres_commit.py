@@ -59,6 +59,18 @@ def runnable_now(execution: Execution) -> bool:
 _ASSEMBLED: dict[tuple[tuple[str, ...], str, str], str] = {}
 _CREATE_ROW = q.CREATE_ROW.replace("{guard}", "TRUE")
 _CREATE_ROW_KEY = q.CREATE_ROW.replace("{guard}", q.CREATE_GUARD_KEY)
+# A create's context rows: a plain INSERT, not the upsert of ``q.CONTEXT_SET``. Its id is
+# new (the ``ins`` CTE, evaluated first by the guard, fails on a taken one), and the
+# upsert's speculative insertion costs an extra index probe and WAL record per row.
+_CONTEXT_INSERT = """cs AS (
+    INSERT INTO execution_context (execution_id, key, value)
+    SELECT %(id)s, k, v FROM unnest(%(ctx_keys)s::text[], %(ctx_values)s::bytea[]) AS t(k, v)
+    WHERE {guard}
+)"""
+_CONTEXT_INSERT_ONE = """cs AS (
+    INSERT INTO execution_context (execution_id, key, value)
+    SELECT %(id)s, %(ctx_key)s::text, %(ctx_value)s::bytea WHERE {guard}
+)"""
 
 
 def _assemble(ctes: list[str], result: str, guard: str) -> str:
@@ -72,14 +84,15 @@ def _assemble(ctes: list[str], result: str, guard: str) -> str:
 
 def _rows(
     params: dict[str, Any], context: dict[str, bytes], history: Sequence[bytes],
-    events: Sequence[Event], ctes: list[str],
+    events: Sequence[Event], ctes: list[str], *, new: bool = False,
 ) -> None:  # fmt: skip
-    """Add the context/history/event CTEs a statement needs, and their parameters."""
+    """Add the context/history/event CTEs a statement needs, and their parameters
+    (``new``: the execution is being created, so its context keys cannot exist yet)."""
     if len(context) == 1:
         ((params["ctx_key"], params["ctx_value"]),) = context.items()
-        ctes.append(q.CONTEXT_SET_ONE)
+        ctes.append(_CONTEXT_INSERT_ONE if new else q.CONTEXT_SET_ONE)
     elif context:
-        ctes.append(q.CONTEXT_SET)
+        ctes.append(_CONTEXT_INSERT if new else q.CONTEXT_SET)
         params["ctx_keys"] = list(context)
         params["ctx_values"] = list(context.values())
     if len(history) == 1:
@@ -161,7 +174,7 @@ def create_statement(
         params["idem_expires"] = execution.idempotency_expires_at
     else:
         ctes.append(_CREATE_ROW)
-    _rows(params, context, (), events, ctes)
+    _rows(params, context, (), events, ctes, new=True)
     result = q.CREATE_RESULT
     if channel is not None and lease is None and runnable_now(execution):
         result += q.CREATE_NOTIFY
