@@ -29,6 +29,7 @@ __all__ = [
     "encode_spec_of",
     "idempotency_tenant",
     "runnable_now",
+    "settle_created",
 ]
 
 Statement = tuple[str, Any]
@@ -140,9 +141,9 @@ def create_statement(
     events: Sequence[Event],
     channel: str | None,
     lease: Lease | None = None,
-) -> tuple[Statement, Execution]:
+) -> tuple[Statement, dict[str, bytes]]:
     """The one statement inserting a new execution (idempotency key, row, context,
-    events, NOTIFY), and the execution as ``get`` would load it.
+    events, NOTIFY), and the encoded context values (for ``settle_created``).
 
     The statement returns one boolean row: whether the execution was inserted (False
     when an unexpired execution holds the idempotency key). Raises
@@ -179,8 +180,7 @@ def create_statement(
     if channel is not None and lease is None and runnable_now(execution):
         result += q.CREATE_NOTIFY
         params["channel"] = channel
-    loaded = _stored_copy(execution, context, spec, stored_checkpoint)
-    return (_assemble(ctes, result, q.CREATE_GUARD), params), loaded
+    return (_assemble(ctes, result, q.CREATE_GUARD), params), context
 
 
 def encode_spec_of(execution: Execution) -> bytes:
@@ -206,37 +206,39 @@ def _ms(value: timedelta | None) -> float | None:
     return value.total_seconds() * 1000 if value is not None else None
 
 
-def _stored_copy(
-    execution: Execution, context: dict[str, bytes], spec: bytes, checkpoint: bytes | None
+def settle_created(
+    execution: Execution, params: dict[str, Any], context: dict[str, bytes]
 ) -> Execution:
-    """The new execution as ``get`` will load it, built from the values just encoded.
+    """Make ``execution`` (just inserted by ``create_statement``'s ``(query, params)``,
+    ``context`` its encoded values) what ``get`` will load, in place; return it.
 
     Decoding the whole row back costs more than the rest of the statement; only what the
     stored forms change is taken from them: the context, the checkpoint and the spec
     (JSON values, e.g. tuples become lists, and fresh objects the caller cannot mutate),
     the spec fields left out when empty. The header fields kept as columns or in
-    ``state`` are stored exactly (microsecond times, plain values) and are copied."""
-    loaded = execution.clone(
-        context={key: _loads(value) for key, value in context.items()}, history=[]
-    )
-    loaded.checkpoint = _loads(checkpoint) if checkpoint is not None else None
+    ``state`` are stored exactly (microsecond times, plain values) and stay as they are.
+    """
+    execution.context = {key: _loads(value) for key, value in context.items()}
+    checkpoint, spec = params["checkpoint"], params["spec"]
+    execution.checkpoint = _loads(checkpoint) if checkpoint is not None else None
     if spec == b"{}":  # the usual create: no metadata, key, parent step or timeouts
-        loaded.metadata, loaded.depth = {}, 0
-        loaded.user_id = loaded.idempotency_key = loaded.parent_step_id = None
-        loaded.idempotency_expires_at = loaded.execution_timeout = loaded.wait_timeout = None
-        return loaded
+        execution.metadata, execution.depth = {}, 0
+        execution.user_id = execution.idempotency_key = execution.parent_step_id = None
+        execution.idempotency_expires_at = None
+        execution.execution_timeout = execution.wait_timeout = None
+        return execution
     data = _loads(spec)  # the same rules as ``Execution.from_header``
     expires = data.get("idempotency_expires_at")
     timeout, wait_timeout = data.get("execution_timeout_ms"), data.get("wait_timeout_ms")
-    loaded.metadata = data.get("metadata") or {}
-    loaded.user_id = data.get("user_id")
-    loaded.idempotency_key = data.get("idempotency_key")
-    loaded.idempotency_expires_at = datetime.fromisoformat(expires) if expires else None
-    loaded.parent_step_id = data.get("parent_step_id")
-    loaded.depth = data.get("depth") or 0
-    loaded.execution_timeout = timedelta(milliseconds=timeout) if timeout else None
-    loaded.wait_timeout = timedelta(milliseconds=wait_timeout) if wait_timeout else None
-    return loaded
+    execution.metadata = data.get("metadata") or {}
+    execution.user_id = data.get("user_id")
+    execution.idempotency_key = data.get("idempotency_key")
+    execution.idempotency_expires_at = datetime.fromisoformat(expires) if expires else None
+    execution.parent_step_id = data.get("parent_step_id")
+    execution.depth = data.get("depth") or 0
+    execution.execution_timeout = timedelta(milliseconds=timeout) if timeout else None
+    execution.wait_timeout = timedelta(milliseconds=wait_timeout) if wait_timeout else None
+    return execution
 
 
 def idempotency_tenant(execution: Execution) -> str:
