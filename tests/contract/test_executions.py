@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from contract.factories import T0, at, event, full_execution, make_execution
 from flowmonkey import errors
 from flowmonkey.model.execution import Execution, ExecutionStatus
-from flowmonkey.stores.base import ExecutionQuery, Store
+from flowmonkey.stores.base import ExecutionQuery, Lease, Store
 
 
 async def test_create_then_get_round_trips_every_field(store: Store) -> None:
@@ -27,6 +27,52 @@ async def test_create_then_get_round_trips_every_field(store: Store) -> None:
     assert got.created_at.tzinfo is not None
     assert got.tokens[0].wait_deadline_at is not None
     assert got.tokens[0].wait_deadline_at.tzinfo is not None
+
+
+def _differences(left: Execution, right: Execution) -> list[str]:
+    return [
+        f"{f.name}: {getattr(left, f.name)!r} != {getattr(right, f.name)!r}"
+        for f in fields(Execution)
+        if getattr(left, f.name) != getattr(right, f.name)
+    ]
+
+
+def _odd_times(execution: Execution) -> Execution:
+    """``execution`` with every header time off the whole second (microseconds count)."""
+    us = timedelta(microseconds=123_457)
+    return replace(
+        execution, created_at=T0 + us, updated_at=at(5) + us, started_at=at(1) + us,
+        idempotency_expires_at=at(86400) + us, deadline_at=at(7200) + us,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("leased", [False, True], ids=["plain", "leased"])
+async def test_created_copy_equals_get_field_by_field(store: Store, leased: bool) -> None:
+    # ``create`` returns the stored execution without reading it back: what it returns
+    # must be exactly what ``get`` loads (context, tenant, correlation id, idempotency
+    # key, every time to the microsecond).
+    execution = _odd_times(full_execution())
+    lease = None
+    if leased:
+        execution.status = ExecutionStatus.RUNNING
+        lease = Lease(execution_id=execution.id, owner="w", token=1, expires_at=at(30))
+    created, is_new = await store.create(execution, [event(execution.id, 1)], lease=lease)
+    assert is_new
+    got = await store.get(execution.id)
+    assert got is not None
+    assert _differences(created, got) == []
+    assert (created.tenant_id, created.correlation_id) == ("tenant-a", "corr-1")
+    assert created.idempotency_key == "idem-1"
+    assert created.context == {"order": {"id": 42, "items": [1, 2, 3]}, "name": "Zoë ☃"}
+    assert created.created_at == T0 + timedelta(microseconds=123_457)
+
+
+async def test_created_copy_of_a_minimal_execution_equals_get(store: Store) -> None:
+    execution = make_execution(context={"steps": 1, "run": "ab"}, started_at=at(1))
+    created, _ = await store.create(execution)
+    got = await store.get(execution.id)
+    assert got is not None
+    assert _differences(created, got) == []
 
 
 async def test_get_missing_is_none(store: Store) -> None:
@@ -91,6 +137,18 @@ async def test_duplicate_id_is_a_store_error(store: Store) -> None:
     await store.create(execution)
     with pytest.raises(errors.StoreError):
         await store.create(make_execution(id=execution.id))
+
+
+async def test_duplicate_id_with_the_same_context_keys_changes_nothing(store: Store) -> None:
+    execution = make_execution(context={"a": 1, "b": 2})
+    await store.create(execution)
+    with pytest.raises(errors.StoreError, match="already exists"):
+        await store.create(make_execution(id=execution.id, context={"a": 9, "b": 9}))
+    with pytest.raises(errors.StoreError, match="already exists"):
+        await store.create(make_execution(id=execution.id, context={"a": 9}))
+    got = await store.get(execution.id)
+    assert got is not None
+    assert got.context == {"a": 1, "b": 2}
 
 
 # -- idempotency -----------------------------------------------------------------------

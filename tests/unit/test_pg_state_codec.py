@@ -15,6 +15,7 @@ from flowmonkey.model.execution import (
     TokenStatus,
 )
 from flowmonkey.stores import postgres_queries as q
+from flowmonkey.stores.postgres_commit import encode_spec_of
 
 T0 = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
 
@@ -49,3 +50,30 @@ def _busy() -> Execution:
 def test_encode_state_of_equals_encode_state_of_the_header(make: object) -> None:
     execution = make()  # type: ignore[operator]
     assert q.encode_state_of(execution) == q.encode_state(execution.header_dict())
+
+
+def _spec_fields() -> Execution:
+    return Execution(
+        id="e3", flow_id="f", flow_version="1", status=ExecutionStatus.PENDING,
+        current_step_id="s", tokens=[Token(id="t0", step_id="s")], created_at=T0,
+        updated_at=T0, metadata={"source": "api", "tags": ["x"], "n": {"k": None}},
+        user_id="u1", idempotency_key="idem", parent_step_id="spawn", depth=2,
+        idempotency_expires_at=T0 + timedelta(hours=24, microseconds=7),
+        execution_timeout=timedelta(hours=2, microseconds=3),
+        wait_timeout=timedelta(minutes=30, milliseconds=250),
+    )  # fmt: skip
+
+
+def _falsy_spec() -> Execution:
+    # Empty values are left out of the spec (and load back as the defaults).
+    return Execution(
+        id="e4", flow_id="f", flow_version="1", status=ExecutionStatus.PENDING,
+        current_step_id="s", tokens=[], created_at=T0, updated_at=T0, metadata={},
+        user_id="", depth=0, execution_timeout=timedelta(0),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("make", [_plain, _busy, _spec_fields, _falsy_spec])
+def test_encode_spec_of_equals_encode_spec_of_the_header(make: object) -> None:
+    execution = make()  # type: ignore[operator]
+    assert encode_spec_of(execution) == q.encode_spec(execution.header_dict())

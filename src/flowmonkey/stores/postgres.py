@@ -52,6 +52,7 @@ from flowmonkey.stores.postgres_commit import (
     commit_statements,
     create_statement,
     idempotency_tenant,
+    settle_created,
 )
 from flowmonkey.stores.postgres_purge import purge_batch
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
@@ -118,7 +119,7 @@ class PostgresStore(
         the holder is looked up and returned.
         """
         try:
-            (query, params), loaded = create_statement(
+            (query, params), context = create_statement(
                 execution, events, self._notify_channel, lease
             )
         except orjson.JSONEncodeError as exc:
@@ -136,7 +137,9 @@ class PostgresStore(
                 raise errors.StoreError(f'execution id "{execution.id}" already exists') from cause
             raise
         if rows and rows[0][0] == b"t":
-            return loaded, True
+            # Stores hand back the execution they were given (``Store.create``), here
+            # made exactly what ``get`` loads from the values just encoded.
+            return settle_created(execution, params, context), True
         # A new statement (so a new snapshot) sees the holder that made us lose the key.
         holder = await self._fetchall(
             q.IDEMPOTENCY_HOLDER,

@@ -9,6 +9,7 @@ rows; empty parts add no CTE at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,14 +26,17 @@ __all__ = [
     "Statement",
     "commit_statements",
     "create_statement",
+    "encode_spec_of",
     "idempotency_tenant",
     "runnable_now",
+    "settle_created",
 ]
 
 Statement = tuple[str, Any]
 """``(sql, params)``."""
 
 _dumps = orjson.dumps
+_loads = orjson.loads
 
 
 def runnable_now(execution: Execution) -> bool:
@@ -50,21 +54,46 @@ def runnable_now(execution: Execution) -> bool:
     )
 
 
+# Assembled statement texts by shape. Handing out the same ``str`` object every time also
+# lets ``postgres_fast`` find its prepared statement by a hash Python has cached on that
+# object, instead of hashing a fresh ~1.5 kB text per statement. Shapes are a few dozen.
+_ASSEMBLED: dict[tuple[tuple[str, ...], str, str], str] = {}
+_CREATE_ROW = q.CREATE_ROW.replace("{guard}", "TRUE")
+_CREATE_ROW_KEY = q.CREATE_ROW.replace("{guard}", q.CREATE_GUARD_KEY)
+# A create's context rows: a plain INSERT, not the upsert of ``q.CONTEXT_SET``. Its id is
+# new (the ``ins`` CTE, evaluated first by the guard, fails on a taken one), and the
+# upsert's speculative insertion costs an extra index probe and WAL record per row.
+_CONTEXT_INSERT = """cs AS (
+    INSERT INTO execution_context (execution_id, key, value)
+    SELECT %(id)s, k, v FROM unnest(%(ctx_keys)s::text[], %(ctx_values)s::bytea[]) AS t(k, v)
+    WHERE {guard}
+)"""
+_CONTEXT_INSERT_ONE = """cs AS (
+    INSERT INTO execution_context (execution_id, key, value)
+    SELECT %(id)s, %(ctx_key)s::text, %(ctx_value)s::bytea WHERE {guard}
+)"""
+
+
 def _assemble(ctes: list[str], result: str, guard: str) -> str:
-    text = "WITH " + ",\n".join(ctes) + "\n" + result
-    return text.replace("{guard}", guard)
+    shape = (tuple(ctes), result, guard)
+    text = _ASSEMBLED.get(shape)
+    if text is None:
+        text = ("WITH " + ",\n".join(ctes) + "\n" + result).replace("{guard}", guard)
+        _ASSEMBLED[shape] = text
+    return text
 
 
 def _rows(
     params: dict[str, Any], context: dict[str, bytes], history: Sequence[bytes],
-    events: Sequence[Event], ctes: list[str],
+    events: Sequence[Event], ctes: list[str], *, new: bool = False,
 ) -> None:  # fmt: skip
-    """Add the context/history/event CTEs a statement needs, and their parameters."""
+    """Add the context/history/event CTEs a statement needs, and their parameters
+    (``new``: the execution is being created, so its context keys cannot exist yet)."""
     if len(context) == 1:
         ((params["ctx_key"], params["ctx_value"]),) = context.items()
-        ctes.append(q.CONTEXT_SET_ONE)
+        ctes.append(_CONTEXT_INSERT_ONE if new else q.CONTEXT_SET_ONE)
     elif context:
-        ctes.append(q.CONTEXT_SET)
+        ctes.append(_CONTEXT_INSERT if new else q.CONTEXT_SET)
         params["ctx_keys"] = list(context)
         params["ctx_values"] = list(context.values())
     if len(history) == 1:
@@ -112,17 +141,16 @@ def create_statement(
     events: Sequence[Event],
     channel: str | None,
     lease: Lease | None = None,
-) -> tuple[Statement, Execution]:
+) -> tuple[Statement, dict[str, bytes]]:
     """The one statement inserting a new execution (idempotency key, row, context,
-    events, NOTIFY), and the execution as ``get`` would load it.
+    events, NOTIFY), and the encoded context values (for ``settle_created``).
 
     The statement returns one boolean row: whether the execution was inserted (False
     when an unexpired execution holds the idempotency key). Raises
     ``orjson.JSONEncodeError`` when something is not JSON-serialisable.
     """
-    header = execution.header_dict()
-    spec, state = q.encode_spec(header), q.encode_state(header)
-    checkpoint = header["checkpoint"]
+    spec, state = encode_spec_of(execution), q.encode_state_of(execution)
+    checkpoint = execution.checkpoint
     stored_checkpoint = _dumps(checkpoint) if checkpoint is not None else None
     context = {key: _dumps(value) for key, value in execution.context.items()}
     params: dict[str, Any] = {
@@ -141,25 +169,76 @@ def create_statement(
     ctes: list[str] = []
     if execution.idempotency_key is not None:
         ctes.append(q.CREATE_KEY)
-        ctes.append(q.CREATE_ROW.replace("{guard}", q.CREATE_GUARD_KEY))
+        ctes.append(_CREATE_ROW_KEY)
         params["tenant_key"] = idempotency_tenant(execution)
         params["idem_key"] = execution.idempotency_key
         params["idem_expires"] = execution.idempotency_expires_at
     else:
-        ctes.append(q.CREATE_ROW.replace("{guard}", "TRUE"))
-    _rows(params, context, (), events, ctes)
+        ctes.append(_CREATE_ROW)
+    _rows(params, context, (), events, ctes, new=True)
     result = q.CREATE_RESULT
     if channel is not None and lease is None and runnable_now(execution):
         result += q.CREATE_NOTIFY
         params["channel"] = channel
-    loaded = q.decode_execution((
-        str(execution.status), execution.started_at, spec, state, stored_checkpoint,
-        list(context), list(context.values()), None, execution.id, execution.flow_id,
-        execution.flow_version, execution.tenant_id, execution.correlation_id,
-        execution.parent_execution_id, execution.created_at, execution.updated_at,
-        execution.wake_at, execution.deadline_at,
-    ))  # fmt: skip
-    return (_assemble(ctes, result, q.CREATE_GUARD), params), loaded
+    return (_assemble(ctes, result, q.CREATE_GUARD), params), context
+
+
+def encode_spec_of(execution: Execution) -> bytes:
+    """``q.encode_spec(execution.header_dict())``, byte for byte, without building the
+    whole header (a create needs only the few fields no column or ``state`` holds)."""
+    spec = {
+        "metadata": execution.metadata,
+        "user_id": execution.user_id,
+        "idempotency_key": execution.idempotency_key,
+        "idempotency_expires_at": execution.idempotency_expires_at,
+        "parent_step_id": execution.parent_step_id,
+        "depth": execution.depth,
+        "execution_timeout_ms": _ms(execution.execution_timeout),
+        "wait_timeout_ms": _ms(execution.wait_timeout),
+    }
+    expires = execution.idempotency_expires_at
+    if expires is not None:  # ISO text, as ``header_dict`` has it (orjson's differs)
+        spec["idempotency_expires_at"] = expires.isoformat()
+    return _dumps({key: value for key, value in spec.items() if value})
+
+
+def _ms(value: timedelta | None) -> float | None:
+    return value.total_seconds() * 1000 if value is not None else None
+
+
+def settle_created(
+    execution: Execution, params: dict[str, Any], context: dict[str, bytes]
+) -> Execution:
+    """Make ``execution`` (just inserted by ``create_statement``'s ``(query, params)``,
+    ``context`` its encoded values) what ``get`` will load, in place; return it.
+
+    Decoding the whole row back costs more than the rest of the statement; only what the
+    stored forms change is taken from them: the context, the checkpoint and the spec
+    (JSON values, e.g. tuples become lists, and fresh objects the caller cannot mutate),
+    the spec fields left out when empty. The header fields kept as columns or in
+    ``state`` are stored exactly (microsecond times, plain values) and stay as they are.
+    """
+    execution.context = {key: _loads(value) for key, value in context.items()}
+    checkpoint, spec = params["checkpoint"], params["spec"]
+    execution.checkpoint = _loads(checkpoint) if checkpoint is not None else None
+    if spec == b"{}":  # the usual create: no metadata, key, parent step or timeouts
+        execution.metadata, execution.depth = {}, 0
+        execution.user_id = execution.idempotency_key = execution.parent_step_id = None
+        execution.idempotency_expires_at = None
+        execution.execution_timeout = execution.wait_timeout = None
+        return execution
+    data = _loads(spec)  # the same rules as ``Execution.from_header``
+    expires = data.get("idempotency_expires_at")
+    timeout, wait_timeout = data.get("execution_timeout_ms"), data.get("wait_timeout_ms")
+    execution.metadata = data.get("metadata") or {}
+    execution.user_id = data.get("user_id")
+    execution.idempotency_key = data.get("idempotency_key")
+    execution.idempotency_expires_at = datetime.fromisoformat(expires) if expires else None
+    execution.parent_step_id = data.get("parent_step_id")
+    execution.depth = data.get("depth") or 0
+    execution.execution_timeout = timedelta(milliseconds=timeout) if timeout else None
+    execution.wait_timeout = timedelta(milliseconds=wait_timeout) if wait_timeout else None
+    return execution
 
 
 def idempotency_tenant(execution: Execution) -> str:
