@@ -14,7 +14,7 @@ store empty, in one run (issue 16):
   sizes after VACUUM FULL) divided by the executions stored.
 
 Parked executions are generated in bulk through the store's own code, ``create`` (or
-PostgreSQL's ``create_many``, the same statement 500 to a transaction): the exact
+PostgreSQL's ``create_bulk``, the same statement 500 to a transaction): the exact
 header, context and events of a real parked execution, made by the engine first, with
 new ids and spread creation times, not hand-written SQL. Not part of ``make test``.
 Results go to ``bench/results/scale-<timestamp>.json``.
@@ -140,7 +140,7 @@ async def generate(engine: Engine, count: int, *, finished: bool, age: timedelta
     concurrency = 8
     numbers = iter(range(count))  # ascending: ids are made in time order
 
-    bulk = getattr(engine.store, "create_many", None)  # PostgreSQL: one transaction a batch
+    bulk = getattr(engine.store, "create_bulk", None)  # PostgreSQL: one transaction a batch
     batch: list[tuple[Any, list[Event]]] = []
 
     async def worker() -> None:

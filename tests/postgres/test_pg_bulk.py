@@ -1,4 +1,4 @@
-"""``PostgresStore.create_many``: a bulk load stores what ``create`` stores, all or nothing."""
+"""``PostgresStore.create_bulk``: a bulk load stores what ``create`` stores, all or nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from postgres.conftest import StoreMaker
 pytestmark = pytest.mark.postgres
 
 
-async def test_create_many_stores_what_create_stores(make_store: StoreMaker) -> None:
+async def test_create_bulk_stores_what_create_stores(make_store: StoreMaker) -> None:
     store = await make_store()
     made = [
         make_execution(
@@ -26,7 +26,7 @@ async def test_create_many_stores_what_create_stores(make_store: StoreMaker) -> 
     ]
     one = make_execution(status=ExecutionStatus.WAITING, wake_at=at(3600), context={"n": 9})
     await store.create(one, [event(one.id, 1)])
-    assert await store.create_many([(e, [event(e.id, 1), event(e.id, 2)]) for e in made]) == 3
+    assert await store.create_bulk([(e, [event(e.id, 1), event(e.id, 2)]) for e in made]) == 3
     for execution in made:
         loaded = await store.get(execution.id)
         assert loaded is not None
@@ -41,13 +41,13 @@ async def test_create_many_stores_what_create_stores(make_store: StoreMaker) -> 
     assert sorted(due) == sorted([one.id, made[0].id, made[1].id])
 
 
-async def test_create_many_is_all_or_nothing(make_store: StoreMaker) -> None:
+async def test_create_bulk_is_all_or_nothing(make_store: StoreMaker) -> None:
     store = await make_store()
     taken = make_execution()
     await store.create(taken)
     fresh = make_execution()
     with pytest.raises(errors.StoreError):
-        await store.create_many([(fresh, []), (make_execution(id=taken.id), [])])
+        await store.create_bulk([(fresh, []), (make_execution(id=taken.id), [])])
     assert await store.get(fresh.id) is None
     with pytest.raises(ValueError, match="idempotency"):
-        await store.create_many([(make_execution(idempotency_key="k"), [])])
+        await store.create_bulk([(make_execution(idempotency_key="k"), [])])

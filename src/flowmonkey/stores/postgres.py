@@ -153,9 +153,9 @@ class PostgresStore(
             )
         return found, False
 
-    async def create_many(self, items: Sequence[tuple[Execution, Sequence[Event]]]) -> int:
+    async def create_bulk(self, items: Sequence[tuple[Execution, Sequence[Event]]]) -> int:
         """Insert many new executions in one transaction (``postgres_bulk``)."""
-        return await postgres_bulk.create_many(self, items)
+        return await postgres_bulk.create_bulk(self, items)
 
     async def get(self, execution_id: str, *, history: bool = True) -> Execution | None:
         """Return the execution (context included; history when asked) or ``None``."""

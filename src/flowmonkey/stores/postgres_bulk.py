@@ -1,4 +1,4 @@
-"""``PostgresStore.create_many``: many new executions in one pipelined transaction.
+"""``PostgresStore.create_bulk``: many new executions in one pipelined transaction.
 
 The statement of each execution is ``create``'s own (``postgres_commit.create_statement``:
 row, context, events, the same encoding), so what a bulk load stores is exactly what
@@ -18,10 +18,10 @@ from flowmonkey.model.execution import Execution
 from flowmonkey.stores.postgres_base import PostgresBase
 from flowmonkey.stores.postgres_commit import create_statement
 
-__all__ = ["create_many"]
+__all__ = ["create_bulk"]
 
 
-async def create_many(
+async def create_bulk(
     store: PostgresBase, items: Sequence[tuple[Execution, Sequence[Event]]]
 ) -> int:
     """Insert every ``(execution, events)`` of ``items`` in one transaction (all or
@@ -31,7 +31,7 @@ async def create_many(
     for execution, events in items:
         if execution.idempotency_key is not None:
             raise ValueError(
-                f"create_many does not take idempotency keys (execution {execution.id}); use create"
+                f"create_bulk does not take idempotency keys (execution {execution.id}); use create"
             )
         try:
             statement, _ = create_statement(execution, events, store._notify_channel)
