@@ -17,7 +17,6 @@ sys from /proc), which a loaded machine disturbs much less than a rate.
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import os
@@ -30,6 +29,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from bench.rawhttp import cpu_seconds, in_flight, pct
 
 __all__ = ["bench_hooks"]
 
@@ -47,17 +48,6 @@ TRIGGER = {
     "input_map": "{order: body.order_id}",
     "idempotency": "body:order_id",
 }
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -104,35 +94,12 @@ def _sequential(port: int, count: int) -> list[float]:
     return out
 
 
-async def _in_flight(port: int, count: int, lanes: int) -> list[float]:
-    latencies: list[float] = []
-
-    async def lane(numbers: range) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for n in numbers:
-            body, headers = _hook(n, "c")
-            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-            request = (
-                f"POST /hooks/orders HTTP/1.1\r\nhost: bench\r\n{head}"
-                f"content-length: {len(body)}\r\n\r\n"
-            ).encode() + body
-            began = time.perf_counter()
-            writer.write(request)
-            answer = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in answer.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            text = await reader.readexactly(length)
-            latencies.append((time.perf_counter() - began) * 1000)
-            if not answer.startswith(b"HTTP/1.1 202"):
-                raise RuntimeError(f"{answer!r} {text[:300]!r}")
-        writer.close()
-        await writer.wait_closed()
-
-    await asyncio.gather(*(lane(range(k, count, lanes)) for k in range(lanes)))
-    return latencies
+def _raw_hook(n: int) -> bytes:
+    body, headers = _hook(n, "c")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (
+        f"POST /hooks/orders HTTP/1.1\r\nhost: bench\r\n{head}content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def bench_hooks(requests: int, work: Path, synchronous: str = "FULL") -> dict[str, Any]:
@@ -166,13 +133,13 @@ async def bench_hooks(requests: int, work: Path, synchronous: str = "FULL") -> d
         assert made.status == 201, made.read()
         conn.close()
         _sequential(port, 100)  # warm-up
-        cpu0 = _cpu(server.pid)
+        cpu0 = cpu_seconds(server.pid)
         sequential = _sequential(port, requests // 4)
-        cpu1 = _cpu(server.pid)
+        cpu1 = cpu_seconds(server.pid)
         began = time.perf_counter()
-        concurrent = await _in_flight(port, requests, lanes)
+        concurrent = await in_flight(port, requests, lanes, _raw_hook, b"202")
         rate = requests / (time.perf_counter() - began)
-        cpu2 = _cpu(server.pid)
+        cpu2 = cpu_seconds(server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -182,14 +149,14 @@ async def bench_hooks(requests: int, work: Path, synchronous: str = "FULL") -> d
         "backend": f"sqlite (synchronous={synchronous})",
         "sequential_requests": len(sequential),
         "p50_ms": round(statistics.median(sequential), 2),
-        "p99_ms": round(_pct(sequential, 0.99), 2),
+        "p99_ms": round(pct(sequential, 0.99), 2),
         "sequential_hooks_per_s": round(len(sequential) / (sum(sequential) / 1000)),
         "server_cpu_ms_per_hook_sequential": round((cpu1 - cpu0) * 1000 / len(sequential), 3),
         "concurrent_requests": requests,
         "in_flight": lanes,
         "hooks_per_s": round(rate),
         "in_flight_p50_ms": round(statistics.median(concurrent), 2),
-        "in_flight_p99_ms": round(_pct(concurrent, 0.99), 2),
+        "in_flight_p99_ms": round(pct(concurrent, 0.99), 2),
         "server_cpu_ms_per_hook_in_flight": round((cpu2 - cpu1) * 1000 / requests, 3),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }

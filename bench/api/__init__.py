@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.rawhttp import cpu_seconds, in_flight, pct
+
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,51 +117,14 @@ def _requests(server: Server, body: bytes, n: int) -> list[float]:
 
 
 async def _in_flight(server: Server, body: bytes, n: int, lanes: int) -> list[float]:
-    """``n`` POSTs from one client process with ``lanes`` keep-alive connections, each
-    sending its next request when the previous answer arrived; latencies in ms.
-
-    Raw HTTP/1.1 over asyncio streams: httpx's pool costs more CPU per request than the
-    server does, so with it a two-core machine measures the client (see bench/hooks.py).
-    """
-    latencies: list[float] = []
+    """``n`` POSTs from one client process with ``lanes`` keep-alive connections (raw
+    HTTP/1.1, ``bench/rawhttp.py``); latencies in ms."""
     head = (
         "POST /api/v1/executions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
         f"authorization: Bearer {server.key}\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode()
     request = head + body
-
-    async def lane(count: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        for _ in range(count):
-            began = time.perf_counter()
-            writer.write(request)
-            answer = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in answer.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            text = await reader.readexactly(length)
-            latencies.append((time.perf_counter() - began) * 1000)
-            if not answer.startswith(b"HTTP/1.1 201"):
-                raise RuntimeError(f"{answer!r} {text[:300]!r}")
-        writer.close()
-        await writer.wait_closed()
-
-    await asyncio.gather(*(lane(len(range(k, n, lanes))) for k in range(lanes)))
-    return latencies
-
-
-def _cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (a loaded machine disturbs a
-    request's CPU time much less than its latency)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return await in_flight(server.port, n, lanes, lambda _: request, b"201")
 
 
 async def _engine_p50(store_url: str, n: int) -> float:
@@ -248,24 +213,24 @@ def one_run(backend: str, n: int, run: int) -> dict[str, float]:
         try:
             body = json.dumps({"flow_id": "three", "input": {"n": 1}}).encode()
             _requests(server, body, 200)  # warm-up
-            cpu0 = _cpu(server.proc.pid)
+            cpu0 = cpu_seconds(server.proc.pid)
             t0 = time.perf_counter()
             lat = _requests(server, body, n)
             elapsed = time.perf_counter() - t0
-            out["post_server_cpu_ms"] = (_cpu(server.proc.pid) - cpu0) * 1000 / n
+            out["post_server_cpu_ms"] = (cpu_seconds(server.proc.pid) - cpu0) * 1000 / n
             out["post_rps"] = n / elapsed
-            out["post_p50_ms"] = _pct(lat, 0.5)
-            out["post_p99_ms"] = _pct(lat, 0.99)
+            out["post_p50_ms"] = pct(lat, 0.5)
+            out["post_p99_ms"] = pct(lat, 0.99)
             # The same client with LANES requests in flight (one keep-alive connection
             # each): concurrent creates share one durable commit (group create).
-            cpu0 = _cpu(server.proc.pid)
+            cpu0 = cpu_seconds(server.proc.pid)
             t0 = time.perf_counter()
             lat = asyncio.run(_in_flight(server, body, 2 * n, LANES))
             elapsed = time.perf_counter() - t0
-            out["conc_server_cpu_ms"] = (_cpu(server.proc.pid) - cpu0) * 1000 / (2 * n)
+            out["conc_server_cpu_ms"] = (cpu_seconds(server.proc.pid) - cpu0) * 1000 / (2 * n)
             out["conc_rps"] = 2 * n / elapsed
-            out["conc_p50_ms"] = _pct(lat, 0.5)
-            out["conc_p99_ms"] = _pct(lat, 0.99)
+            out["conc_p50_ms"] = pct(lat, 0.5)
+            out["conc_p99_ms"] = pct(lat, 0.99)
         finally:
             server.stop()
         url, schema = _stores(backend, folder, f"wait{run}")
@@ -277,8 +242,8 @@ def one_run(backend: str, n: int, run: int) -> dict[str, float]:
             lat = _requests(server, body, max(n // 4, 200))
         finally:
             server.stop()
-        out["wait_p50_ms"] = _pct(lat, 0.5)
-        out["wait_p99_ms"] = _pct(lat, 0.99)
+        out["wait_p50_ms"] = pct(lat, 0.5)
+        out["wait_p99_ms"] = pct(lat, 0.99)
         url, schema = _stores(backend, folder, f"engine{run}")
         schemas.append(schema)
         out["engine_p50_ms"] = asyncio.run(_engine_p50(url, max(n // 4, 200)))
