@@ -103,7 +103,7 @@ class Runtime:
         self.committer = CommitBatcher(store, busy=lambda: len(self.inflight) > 1)
         """Groups the step commits of concurrent executions (see ``commits.py``)."""
         self.creator = CreateBatcher(store)
-        """Groups concurrent creates while its ``busy`` says more are coming."""
+        """Groups concurrent creates into one store transaction (the API turns it on)."""
         self.leases = LeaseKeeper(self)
         self.hooks: dict[str, dict[str, list[Hook]]] = {}
         self.builtins: dict[str, RegisteredHandler] = {}
