@@ -59,8 +59,9 @@ async def store(tmp_path: Path) -> Any:
 async def test_pragmas_are_applied(store: SqliteStore) -> None:
     assert await pragma(store, "journal_mode") == "wal"
     assert await pragma(store, "synchronous") == 2  # FULL
-    assert await pragma(store, "foreign_keys") == 1
+    assert await pragma(store, "foreign_keys") == 0  # not enforced: see SqliteStore._open
     assert await pragma(store, "busy_timeout") == 30000
+    assert await pragma(store, "secure_delete") == 2  # FAST, whatever the build's default
 
 
 async def test_synchronous_and_busy_timeout_are_configurable(tmp_path: Path) -> None:
@@ -73,6 +74,19 @@ async def test_synchronous_and_busy_timeout_are_configurable(tmp_path: Path) -> 
         await store.close()
     with pytest.raises(ValueError, match="synchronous"):
         SqliteStore(tmp_path / "x.db", synchronous="FULL; DROP TABLE executions")
+
+
+async def test_secure_delete_is_configurable(tmp_path: Path) -> None:
+    for given, value in (("on", 1), ("OFF", 0)):
+        store = SqliteStore(tmp_path / f"{given}.db", secure_delete=given)
+        await store.initialize()
+        try:
+            assert await pragma(store, "secure_delete") == value
+        finally:
+            await store.close()
+    assert SqliteStore.from_url(f"sqlite:///{tmp_path}/u.db?secure_delete=on").secure_delete == "ON"
+    with pytest.raises(ValueError, match="secure_delete"):
+        SqliteStore(tmp_path / "x.db", secure_delete="maybe")
 
 
 async def test_schema_version_table(store: SqliteStore) -> None:

@@ -509,6 +509,7 @@ class Engine(ExecutionReads):
         dry_run: bool = False,
         pause: float = 0.0,
         batch_size: int | None = None,
+        share: float | None = None,
     ) -> retention.PurgeReport:
         """Purge finished executions in small batches (see docs/retention.md).
 
@@ -516,17 +517,19 @@ class Engine(ExecutionReads):
         ``flow_id`` narrow it). Without: the retention pass (``EngineOptions.retention``
         and each flow's ``retention``), which is what a worker runs periodically.
         Batches yield to this engine's live runs, waiting at most ``pause`` seconds for
-        them before each batch (``engine/retention.py``).
+        them before each batch, and take at most ``share`` of a busy engine's time
+        (default 0.3, or 0.5 on PostgreSQL, whose batches do not block live steps; see
+        ``engine/retention.py``).
         """
         await self._ensure_ready()
         size = batch_size or self.options.purge_batch_size
         if older_than is None:
             return await retention.purge_expired(
-                self.runtime, self.purge_stats, batch_size=size, pause=pause
+                self.runtime, self.purge_stats, batch_size=size, pause=pause, share=share
             )
         return await retention.purge(
             self.runtime, self.purge_stats, older_than=older_than, status=status,
-            flow_id=flow_id, dry_run=dry_run, batch_size=size, pause=pause,
+            flow_id=flow_id, dry_run=dry_run, batch_size=size, pause=pause, share=share,
         )  # fmt: skip
 
     async def simulate(

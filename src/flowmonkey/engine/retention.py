@@ -40,9 +40,14 @@ __all__ = ["PurgeReport", "PurgeStats", "purge", "purge_expired"]
 
 log = logging.getLogger("flowmonkey.retention")
 
-_BUSY_SHARE = 0.1
+_BUSY_SHARE = 0.3
 """The share of a busy engine's time its purge may take."""
-_BUSY_WORK = 0.0005
+_BESIDE_SHARE = 0.5
+"""The share of a busy engine's time its purge may take on a store that purges beside
+live writes (``purge_beside_writers``): the batches wait on the server, not on a lock."""
+_BESIDE_BATCH = 50
+"""Most executions per batch on such a store while this engine runs executions."""
+_BUSY_WORK = 0.0008
 """Seconds of per-execution work in one batch while this engine runs executions."""
 _BUSY_FLOOR = 4
 """Fewest executions a batch examines while runs are live (below that, the fixed cost of
@@ -120,32 +125,34 @@ async def purge(
     dry_run: bool = False,
     batch_size: int = 200,
     pause: float = 0.0,
+    share: float | None = None,
 ) -> PurgeReport:
-    """One pass: purge finished executions that ended more than ``older_than`` ago."""
+    """One pass: purge finished executions that ended more than ``older_than`` ago.
+    ``share``: the part of a busy engine's time the pass may take (default
+    ``_BUSY_SHARE``, or ``_BESIDE_SHARE`` on a store that purges beside live writes)."""
     if older_than <= timedelta(0):
         raise ValueError("older_than must be positive")
+    if share is not None and not 0 < share <= 1:
+        raise ValueError("share must be > 0 and <= 1")
     now = engine.clock.now()
     statuses = None if status is None else [ExecutionStatus(s) for s in status]
     excluded = list(exclude_flow_ids)
     report = PurgeReport(dry_run=dry_run)
     cursor: str | None = None
+    # A store whose purge runs beside live writes (PostgreSQL: its own connection and
+    # row locks on the old executions only) needs no pacing: the batches leave the event
+    # loop free while the server works.
+    beside = bool(getattr(engine.store, "purge_beside_writers", False))
+    if share is None:
+        share = _BESIDE_SHARE if beside else _BUSY_SHARE
     cost = _Cost()
     done = 0
     ended = rest = 0.0
     while True:
-        if engine.inflight:
-            await engine.until_quiet(pause)
-        busy = bool(engine.inflight) or time.monotonic() - engine.last_run_end < _RECENT
-        if busy and (remaining := ended + rest - time.perf_counter()) > 0:
-            await asyncio.sleep(remaining)  # the live runs' share of the time
-            if engine.inflight:
-                await engine.until_quiet(pause)
-        if done < len(_PROBES):
-            limit = min(batch_size, _PROBES[done])
-        elif busy:
-            limit = max(min(batch_size, _BUSY_FLOOR), cost.limit(_BUSY_WORK, most=batch_size))
+        if beside:
+            limit = await _beside_limit(engine, batch_size, ended + rest)
         else:
-            limit = batch_size
+            limit = await _paced_limit(engine, cost, done, batch_size, pause, ended + rest)
         began = time.perf_counter()
         batch = await engine.store.purge(
             PurgeQuery(
@@ -155,7 +162,7 @@ async def purge(
         )  # fmt: skip
         ended = time.perf_counter()
         cost.add(limit, ended - began)
-        rest = (ended - began) * (1 - _BUSY_SHARE) / _BUSY_SHARE
+        rest = (ended - began) * (1 - share) / share
         done += 1
         report += PurgeReport(batch.executions, batch.rows, 1, dry_run)
         if not dry_run:
@@ -171,8 +178,45 @@ async def purge(
     return report
 
 
+async def _beside_limit(engine: Runtime, batch_size: int, after: float) -> int:
+    """The next batch's size on a store whose purge runs beside live writes: while this
+    engine runs executions, batches of at most ``_BESIDE_BATCH`` (their rows are read
+    and decided on the event loop the live runs share) taking ``_BESIDE_SHARE`` of the
+    time (the server's CPU and disk are shared too); idle, ``batch_size`` back to back."""
+    if not (engine.inflight or time.monotonic() - engine.last_run_end < _RECENT):
+        return batch_size
+    if (remaining := after - time.perf_counter()) > 0:
+        await asyncio.sleep(remaining)
+    return min(batch_size, _BESIDE_BATCH)
+
+
+async def _paced_limit(
+    engine: Runtime, cost: _Cost, done: int, batch_size: int, pause: float, after: float
+) -> int:
+    """Wait for this engine's live work as the module docstring says, then return how
+    many executions the next batch examines. ``after``: when (``perf_counter``) the
+    live runs' share of the time since the last batch is over."""
+    if engine.inflight:
+        await engine.until_quiet(pause)
+    busy = bool(engine.inflight) or time.monotonic() - engine.last_run_end < _RECENT
+    if busy and (remaining := after - time.perf_counter()) > 0:
+        await asyncio.sleep(remaining)  # the live runs' share of the time
+        if engine.inflight:
+            await engine.until_quiet(pause)
+    if done < len(_PROBES):
+        return min(batch_size, _PROBES[done])
+    if busy:
+        return max(min(batch_size, _BUSY_FLOOR), cost.limit(_BUSY_WORK, most=batch_size))
+    return batch_size
+
+
 async def purge_expired(
-    engine: Runtime, stats: PurgeStats, *, batch_size: int = 200, pause: float = 0.0
+    engine: Runtime,
+    stats: PurgeStats,
+    *,
+    batch_size: int = 200,
+    pause: float = 0.0,
+    share: float | None = None,
 ) -> PurgeReport:
     """The retention pass a worker runs: ``EngineOptions.retention`` for every flow,
     except flows whose latest registered version sets its own ``retention``."""
@@ -187,12 +231,12 @@ async def purge_expired(
         if retention != KEEP_FOREVER:
             report += await purge(
                 engine, stats, older_than=retention, flow_id=flow_id, batch_size=batch_size,
-                pause=pause,
+                pause=pause, share=share,
             )  # fmt: skip
     if default is not None:
         report += await purge(
             engine, stats, older_than=default, exclude_flow_ids=overrides,
-            batch_size=batch_size, pause=pause,
+            batch_size=batch_size, pause=pause, share=share,
         )  # fmt: skip
     if report.executions:
         log.info(

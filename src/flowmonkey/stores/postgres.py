@@ -108,6 +108,11 @@ class PostgresStore(
         channel: NOTIFY channel (default ``flowmonkey_wake_<schema>``).
     """
 
+    purge_beside_writers = True
+    """A purge batch runs on its own connection and locks only the old executions it
+    deletes, so live steps never wait for it: ``Engine.purge`` runs its batches back to
+    back instead of pacing them around this engine's runs (``engine/retention.py``)."""
+
     # -- executions -------------------------------------------------------------------------
 
     async def create(

@@ -19,8 +19,10 @@ __all__ = ["purge_batch"]
 
 
 def _node(
-    ident: str, status: str, tenant_id: str | None, flow_id: str, spec: bytes
+    ident: str, status: str, tenant_id: str | None, flow_id: str, spec: bytes | None
 ) -> purge_rules.Node:
+    if spec is None or b'"idempotency_key"' not in spec:
+        return purge_rules.Node(ident, status)  # no key: nothing in the header matters
     header = orjson.loads(spec)
     header["tenant_id"], header["flow_id"] = tenant_id, flow_id
     key, expires = purge_rules.idempotency_of(header)
@@ -33,7 +35,8 @@ async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
     position, at, ident = purge_rules.decode_cursor(query.cursor)
     excluded = set(query.exclude_flow_ids)
     budget = query.limit
-    roots: dict[str, purge_rules.Node] = {}
+    roots: dict[str, purge_rules.Node] = {}  # candidates with children: walk their trees
+    trees: dict[str, list[purge_rules.Node]] = defaultdict(list)
     while position < len(wanted) and budget > 0:
         params: dict[str, Any] = {"cutoff": query.older_than, "limit": budget}
         where = ""
@@ -46,15 +49,18 @@ async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
         sql = q.PURGE_CANDIDATES.format(status=wanted[position].value, where=where)
         found = await (await conn.execute(sql, params)).fetchall()
         budget -= len(found)
-        for row_id, _, updated, flow_id, tenant_id, spec, kept in found:
+        for row_id, _, updated, flow_id, tenant_id, spec, kept, parent_of in found:
             if updated < query.older_than and flow_id not in excluded and not kept:
-                roots[row_id] = _node(row_id, str(wanted[position]), tenant_id, flow_id, spec)
+                node = _node(row_id, str(wanted[position]), tenant_id, flow_id, spec)
+                if parent_of:
+                    roots[row_id] = node
+                else:
+                    trees[row_id].append(node)  # no children: a tree of one
         if budget > 0:  # this status is done
             position, at, ident = position + 1, None, None
         else:
             at, ident = found[-1][1], found[-1][0]
     next_cursor = purge_rules.encode_cursor(position, at, ident) if position < len(wanted) else None
-    trees: dict[str, list[purge_rules.Node]] = defaultdict(list)
     if roots:
         cur = await conn.execute(q.PURGE_TREES, {"roots": list(roots)})
         for root, node_id, status, tenant_id, flow_id, spec in await cur.fetchall():

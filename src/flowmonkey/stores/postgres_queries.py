@@ -374,9 +374,12 @@ ORDER BY updated_at, id LIMIT %(limit)s
 # Candidates of one terminal status, oldest first, from the listing index (the status is a
 # literal for the planner's estimates, as in LIST_ARM). ``kept``: a parent still exists.
 PURGE_CANDIDATES = """
-SELECT e.id, e.created_at, e.updated_at, e.flow_id, e.tenant_id, e.spec,
+SELECT e.id, e.created_at, e.updated_at, e.flow_id, e.tenant_id,
+    -- the header only when it may hold an idempotency key (few do): less to send and parse
+    CASE WHEN position('"idempotency_key"'::bytea IN e.spec) > 0 THEN e.spec END,
     (e.parent_execution_id IS NOT NULL
-     AND EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_execution_id)) AS kept
+     AND EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_execution_id)) AS kept,
+    EXISTS (SELECT 1 FROM executions c WHERE c.parent_execution_id = e.id) AS parent_of
 FROM executions e
 WHERE e.status = '{status}' AND e.created_at < %(cutoff)s{where}
 ORDER BY e.created_at, e.id LIMIT %(limit)s

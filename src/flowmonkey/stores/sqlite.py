@@ -54,6 +54,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_SECURE_DELETE = ("OFF", "FAST", "ON")
 _OPT = orjson.OPT_NON_STR_KEYS
 _BEGIN_WRITE = "BEGIN IMMEDIATE"
 _BEGIN_READ = "BEGIN"
@@ -148,6 +149,12 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             hand-off to a thread and back (two wake-ups) costs about a quarter of a
             single-stream step. Turn it on when CPU-heavy async handlers should keep
             running while a commit waits for the disk.
+        secure_delete: SQLite ``PRAGMA secure_delete``. ``FAST`` (default) zeroes
+            deleted rows in the pages a commit writes anyway; ``ON`` also overwrites
+            every freed page (large event payloads spill into such pages), which doubles
+            the data a purge writes; ``OFF`` zeroes nothing. Builds differ in their
+            default (Debian's is ``ON``, SQLite's own ``OFF``), so the store sets it.
+            ``VACUUM`` removes what deleted rows left behind, whatever the setting.
     """
 
     def __init__(
@@ -157,10 +164,15 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         synchronous: str = "FULL",
         busy_timeout_ms: int = 30000,
         threaded: bool = False,
+        secure_delete: str = "FAST",
     ) -> None:
         mode = synchronous.upper()
         if mode not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+        scrub = secure_delete.upper()
+        if scrub not in _SECURE_DELETE:
+            raise ValueError(f"secure_delete must be one of {', '.join(_SECURE_DELETE)}")
+        self.secure_delete = scrub
         if busy_timeout_ms < 0:
             raise ValueError("busy_timeout_ms must be >= 0")
         self.path = os.fspath(path)
@@ -178,8 +190,8 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
     def from_url(cls, url: str, **options: Any) -> SqliteStore:
         """Build a store from ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
-        Query parameters ``synchronous``, ``busy_timeout_ms`` and ``threaded`` set those
-        options;
+        Query parameters ``synchronous``, ``busy_timeout_ms``, ``threaded`` and
+        ``secure_delete`` set those options;
         keyword ``options`` (the constructor's) override them.
         """
         prefix = "sqlite:///"
@@ -191,7 +203,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         if not path:
             raise ValueError(f"SQLite URL has no file path: {url!r}")
         params: dict[str, Any] = {k: v[-1] for k, v in parse_qs(query).items()}
-        unknown = set(params) - {"synchronous", "busy_timeout_ms", "threaded"}
+        unknown = set(params) - {"synchronous", "busy_timeout_ms", "threaded", "secure_delete"}
         if unknown:
             raise ValueError(f"unknown SQLite URL parameter(s): {', '.join(sorted(unknown))}")
         if "busy_timeout_ms" in params:
@@ -283,7 +295,15 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
+            # Foreign keys are not enforced (the schema's REFERENCES stay declarative),
+            # as PostgreSQL's migration 0006 dropped them: every write of an execution's
+            # rows runs in the transaction that reads or fences the execution row, and
+            # SQLite has one writer at a time, so no orphan can appear; purge deletes the
+            # children itself. Enforcing them cost a lookup of the execution per row
+            # inserted and of every child table per execution purged (about half of a
+            # purge's delete time).
+            conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute(f"PRAGMA secure_delete = {self.secure_delete}")
         except sqlite3.Error as exc:
             conn.close()
             raise errors.StoreError(f"cannot configure SQLite {self.path}: {exc}") from exc

@@ -37,6 +37,10 @@ class WorkerOptions:
     purge_pause: float = 0.05
     """Longest wait, before each purge batch, for this worker's runs in flight to end
     (live steps first; a batch then goes ahead anyway, so a busy worker still purges)."""
+    purge_share: float | None = None
+    """Most of a busy worker's time its retention pass may take (0 to 1); ``None``: the
+    engine's default for the store (0.3 on SQLite and in memory, 0.5 on PostgreSQL).
+    An idle worker purges at full speed whatever this says."""
     schedule_interval: float = 1.0
     """Longest sleep of the schedule loop (it wakes earlier for the next due time)."""
     fire_schedules: bool = True
@@ -70,6 +74,8 @@ class WorkerOptions:
                 raise ValueError(f"{name} must be > 0")
         if self.purge_pause < 0:
             raise ValueError("purge_pause must be >= 0")
+        if self.purge_share is not None and not 0 < self.purge_share <= 1:
+            raise ValueError("purge_share must be > 0 and <= 1")
         if self.shutdown_grace < 0:
             raise ValueError("shutdown_grace must be >= 0")
         if self.lease_for is not None and self.lease_for <= timedelta(0):

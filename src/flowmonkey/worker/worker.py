@@ -391,7 +391,7 @@ class Worker:
                 task.cancel()
 
     async def _purge(self) -> list[str]:
-        await self.engine.purge(pause=self.options.purge_pause)
+        await self.engine.purge(pause=self.options.purge_pause, share=self.options.purge_share)
         return []  # purging makes nothing runnable
 
     def _runnable(self, ids: list[str]) -> None:
