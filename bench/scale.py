@@ -50,6 +50,7 @@ from flowmonkey import (
 from flowmonkey.engine.creation import time_ordered_id
 from flowmonkey.model.events import Event
 from flowmonkey.stores.base import ExecutionQuery, Store
+from flowmonkey.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / ".work"
@@ -82,11 +83,11 @@ def _flows() -> list[Flow]:
     return [*parked, live]
 
 
-def _engine(store: Store) -> Engine:
+def _engine(store: Store, clock: Any = None) -> Engine:
     registry = HandlerRegistry()
     registry.register(noop)
     # A 30-day wait needs no 24-hour execution timeout.
-    return Engine(store, registry, FlowRegistry(_flows()),
+    return Engine(store, registry, FlowRegistry(_flows()), clock=clock,
                   options=EngineOptions(execution_timeout=None, purge_batch_size=100))  # fmt: skip
 
 
@@ -297,7 +298,34 @@ async def _baseline(engine: Engine, seconds: float, into: list[float]) -> None:
     await task
 
 
-async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
+async def run_finished(engine: Engine, count: int, where: Any) -> None:
+    """``count`` real 10-step executions run to completion by the engine (each with its
+    header, context, events and step rows as a worker leaves them: 21 rows of events
+    and step records on SQLite), on a clock 60 to 31 days in the past, so the purge
+    measures what it costs on executions the engine made. On SQLite, through a second
+    store on the same file without an fsync per commit (running them is not what is
+    measured)."""
+    began = engine.clock.now() - timedelta(days=60)
+    clock = FakeClock(began)
+    store = SqliteStore(where, synchronous="OFF") if isinstance(where, Path) else engine.store
+    runner = _engine(store, clock)  # PostgreSQL: the same open store, another clock
+    tick = timedelta(days=29) / max(count, 1)
+    numbers = iter(range(count))
+
+    async def lane() -> None:
+        for _ in numbers:  # shared by the lanes (one event loop: no race)
+            clock.advance(tick)
+            result = await runner.start("live", {"order": {"id": "A-1", "total": 42.5}})
+            assert result.status is ExecutionStatus.COMPLETED, result.status
+
+    if isinstance(where, Path):
+        async with runner:
+            await asyncio.gather(*(lane() for _ in range(4)))
+    else:
+        await asyncio.gather(*(lane() for _ in range(8)))
+
+
+async def purge_run(engine: Engine, args: argparse.Namespace, where: Any) -> dict[str, Any]:
     """Purge ``--finished`` old completed executions twice: alone (the purge rate), then
     again as many with a live stepper beside it (the rate under load, and what the purge
     does to live steps: their time includes waiting for a purge batch to let go). Between
@@ -306,7 +334,7 @@ async def purge_run(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
     (``live_without_purge``, both stretches together: the machine's load drifts)."""
     out: dict[str, Any] = {"batch": args.purge_batch, "pause_s": args.purge_pause}
     for label, live in (("alone", False), ("with_live_steps", True)):
-        await generate(engine, args.finished, finished=True, age=timedelta(days=60))
+        await run_finished(engine, args.finished, where)
         stop = asyncio.Event()
         during: list[float] = []
         baseline: list[float] = []
@@ -389,7 +417,7 @@ async def run_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
             result["store_bytes"] = after
             measured = await measure({"empty": empty, "parked": full}, args)
             result["empty"], result["parked"] = measured["empty"], measured["parked"]
-            result["purge"] = await purge_run(full, args)
+            result["purge"] = await purge_run(full, args, full_at)
     finally:
         await _drop(name, empty_at)
         await _drop(name, full_at)

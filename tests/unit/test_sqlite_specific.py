@@ -16,8 +16,8 @@ import pytest
 
 from flowmonkey import errors
 from flowmonkey.model.execution import Execution, ExecutionStatus
-from flowmonkey.stores import migrate
-from flowmonkey.stores.base import StepCommit
+from flowmonkey.stores import migrate, sqlite_purge
+from flowmonkey.stores.base import PurgeQuery, StepCommit
 from flowmonkey.stores.sqlite import SqliteStore
 from flowmonkey.stores.sqlite_queries import split_statements
 
@@ -87,6 +87,40 @@ async def test_secure_delete_is_configurable(tmp_path: Path) -> None:
     assert SqliteStore.from_url(f"sqlite:///{tmp_path}/u.db?secure_delete=on").secure_delete == "ON"
     with pytest.raises(ValueError, match="secure_delete"):
         SqliteStore(tmp_path / "x.db", secure_delete="maybe")
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+async def test_a_purge_commits_lax_and_leaves_the_store_durable(
+    tmp_path: Path, threaded: bool
+) -> None:
+    """A purge batch commits with ``synchronous = NORMAL`` (an undone purge is redone by
+    the next pass); every other commit stays FULL, after a failed batch too."""
+    store = SqliteStore(tmp_path / "p.db", threaded=threaded)
+    await store.initialize()
+    seen: list[int] = []
+    try:
+        done = execution("done")
+        done.status = ExecutionStatus.COMPLETED
+        await store.create(done)
+        real = sqlite_purge.purge
+
+        def spy(conn: sqlite3.Connection, query: PurgeQuery) -> Any:
+            seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+            return real(conn, query)
+
+        later = T0 + timedelta(days=30)
+        query = PurgeQuery(older_than=later, now=later, limit=10)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sqlite_purge, "purge", spy)
+            batch = await store.purge(query)
+        assert batch.executions == 1 and await store.get("done") is None
+        assert seen == [1]  # NORMAL while the batch ran
+        assert await pragma(store, "synchronous") == 2  # FULL again
+        with pytest.raises(ValueError, match="limit"):
+            await store.purge(PurgeQuery(older_than=later, now=later, limit=0))
+        assert await pragma(store, "synchronous") == 2
+    finally:
+        await store.close()
 
 
 async def test_schema_version_table(store: SqliteStore) -> None:

@@ -230,6 +230,24 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             return self._in_tx(write, op, args)
         return await thread.run(self._in_tx, write, op, args)
 
+    def _in_lax_tx(
+        self, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]
+    ) -> T:
+        """``_in_tx`` for a write that need not survive power loss, committed without
+        waiting for the disk (``synchronous = NORMAL`` for that commit only). In WAL
+        mode the database stays consistent; the write may be undone by a power loss, and
+        the next durable commit's fsync covers it anyway. For the purge: an undone
+        batch is redone by the next pass."""
+        conn = self._conn
+        lax = conn is not None and self.synchronous in ("FULL", "EXTRA")
+        if lax:
+            conn.execute("PRAGMA synchronous = NORMAL")  # type: ignore[union-attr]
+        try:
+            return self._in_tx(True, op, args)
+        finally:
+            if lax:
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")  # type: ignore[union-attr]
+
     def _in_tx(
         self, write: bool | None, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]
     ) -> T:
@@ -513,7 +531,12 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
 
     async def purge(self, query: PurgeQuery) -> PurgeBatch:
         """Delete one batch of old finished executions (see ``Store.purge``)."""
-        return await self._tx(True, sqlite_purge.purge, query)
+        thread = self._thread
+        if thread is None:
+            raise errors.StoreError(f"{self!r} is not open; await store.initialize() first")
+        if not self.threaded:
+            return self._in_lax_tx(sqlite_purge.purge, (query,))
+        return await thread.run(self._in_lax_tx, sqlite_purge.purge, (query,))
 
     # -- flow definitions -----------------------------------------------------------------
 
