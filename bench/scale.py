@@ -332,7 +332,9 @@ async def purge_run(engine: Engine, args: argparse.Namespace, where: Any) -> dic
     the two, and again after, the same stepper runs without a purge (5 s or as long as
     the purge alone took, each time): the live step baseline of the same run
     (``live_without_purge``, both stretches together: the machine's load drifts)."""
-    out: dict[str, Any] = {"batch": args.purge_batch, "pause_s": args.purge_pause}
+    out: dict[str, Any] = {
+        "batch": args.purge_batch, "pause_s": args.purge_pause, "share": args.purge_share
+    }  # fmt: skip
     for label, live in (("alone", False), ("with_live_steps", True)):
         await run_finished(engine, args.finished, where)
         stop = asyncio.Event()
@@ -343,8 +345,9 @@ async def purge_run(engine: Engine, args: argparse.Namespace, where: Any) -> dic
         task = asyncio.create_task(_stepper(engine, stop, during)) if live else None
         began = time.perf_counter()
         report = await engine.purge(
-            older_than=timedelta(days=30), pause=args.purge_pause, batch_size=args.purge_batch
-        )
+            older_than=timedelta(days=30), pause=args.purge_pause, batch_size=args.purge_batch,
+            share=args.purge_share,
+        )  # fmt: skip
         took = time.perf_counter() - began
         stop.set()
         if task is not None:
@@ -456,7 +459,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="most executions per purge batch (batches are sized by time)")
     ap.add_argument("--purge-pause", type=float, default=0.05,
                     help="longest wait for live runs before a purge batch (purge_pause)")  # fmt: skip
+    ap.add_argument("--purge-share", type=float, default=None,
+                    help="most of a busy engine's time the purge takes (default: the store's)")
+    ap.add_argument("--purge-work", type=float, default=None,
+                    help="seconds of per-execution work in a batch beside live runs, SQLite "
+                         "and memory (engine/retention.py's _BUSY_WORK; for exploring)")
     args = ap.parse_args(argv)
+    if args.purge_work is not None:
+        from flowmonkey.engine import retention
+
+        retention._BUSY_WORK = args.purge_work
     results = []
     for name in args.backends.split(","):
         print(f"[{datetime.now(UTC):%H:%M:%S}] {name}: {args.size:,} parked ...", flush=True)

@@ -47,7 +47,7 @@ _BESIDE_SHARE = 0.5
 live writes (``purge_beside_writers``): the batches wait on the server, not on a lock."""
 _BESIDE_BATCH = 50
 """Most executions per batch on such a store while this engine runs executions."""
-_BUSY_WORK = 0.0008
+_BUSY_WORK = 0.001
 """Seconds of per-execution work in one batch while this engine runs executions."""
 _BUSY_FLOOR = 4
 """Fewest executions a batch examines while runs are live (below that, the fixed cost of
