@@ -368,12 +368,15 @@ async def purge_run(engine: Engine, args: argparse.Namespace, where: Any) -> dic
     return out
 
 
+CHECKPOINT = {"mode": "background"}  # --sqlite-checkpoint
+
+
 async def _open(name: str, label: str) -> tuple[Engine, Any]:
     """An engine on a new store of backend ``name``; returns it and where it lives."""
     if name == "sqlite":
         WORK.mkdir(parents=True, exist_ok=True)
         path = WORK / f"scale-{label}-{uuid.uuid4().hex[:8]}.db"
-        return _engine(SqliteStore(path)), path
+        return _engine(SqliteStore(path, checkpoint=CHECKPOINT["mode"])), path
     from flowmonkey.stores.postgres import PostgresStore
 
     schema = f"fm_scale_{label}_{uuid.uuid4().hex[:8]}"
@@ -464,7 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--purge-work", type=float, default=None,
                     help="seconds of per-execution work in a batch beside live runs, SQLite "
                          "and memory (engine/retention.py's _BUSY_WORK; for exploring)")
+    ap.add_argument("--sqlite-checkpoint", choices=["background", "inline"],
+                    default="background", help="SqliteStore(checkpoint=...)")
     args = ap.parse_args(argv)
+    CHECKPOINT["mode"] = args.sqlite_checkpoint
     if args.purge_work is not None:
         from flowmonkey.engine import retention
 

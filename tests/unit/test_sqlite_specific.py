@@ -6,6 +6,7 @@ import asyncio
 import glob
 import multiprocessing
 import sqlite3
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -121,6 +122,59 @@ async def test_a_purge_commits_lax_and_leaves_the_store_durable(
         assert await pragma(store, "synchronous") == 2
     finally:
         await store.close()
+
+
+def _checkpoint_threads(path: Path) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"flowmonkey-checkpoint:{path}"]
+
+
+async def _write_pages(store: SqliteStore) -> None:
+    for n in range(40):  # ~40 x 8 KB of context: about 100 pages, far below 1,000
+        ex = execution(f"big-{n}", n)
+        ex.context["blob"] = "x" * 8000
+        await store.create(ex)
+
+
+@pytest.mark.parametrize("mode", ["background", "inline"])
+async def test_the_background_checkpointer_copies_the_wal_without_a_commit(
+    tmp_path: Path, mode: str
+) -> None:
+    """Pages written are copied into the database by the checkpoint thread, not by the
+    commit that crosses SQLite's threshold (1,000 pages: here none does, so with inline
+    checkpoints they stay in the WAL)."""
+    path = tmp_path / "c.db"
+    store = SqliteStore(path, checkpoint=mode)
+    await store.initialize()
+    try:
+        before = path.stat().st_size
+        checkpointer = store._checkpointer
+        await _write_pages(store)
+        if checkpointer is None:
+            assert path.stat().st_size == before  # still in the WAL only
+        else:
+            assert len(_checkpoint_threads(path)) == 1
+            for _ in range(3):  # a pass that began before the last commit may set it
+                checkpointer.caught_up.clear()
+                assert await asyncio.to_thread(checkpointer.caught_up.wait, 30)
+                if path.stat().st_size >= before + 40 * 8000:
+                    break
+            assert path.stat().st_size >= before + 40 * 8000  # copied into the database
+        assert (await store.get("big-39")) is not None
+    finally:
+        await store.close()
+    assert _checkpoint_threads(path) == []  # stopped with the store
+
+
+async def test_inline_checkpoints_start_no_thread(tmp_path: Path) -> None:
+    path = tmp_path / "i.db"
+    store = SqliteStore(path, checkpoint="inline")
+    await store.initialize()
+    try:
+        assert store._checkpointer is None and _checkpoint_threads(path) == []
+    finally:
+        await store.close()
+    with pytest.raises(ValueError, match="checkpoint"):
+        SqliteStore(path, checkpoint="sometimes")
 
 
 async def test_schema_version_table(store: SqliteStore) -> None:

@@ -44,6 +44,7 @@ from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
 from flowmonkey.stores.schedules_sql import SqliteSchedules
 from flowmonkey.stores.sqlite_batch import SqliteCreateMany
+from flowmonkey.stores.sqlite_checkpoint import Checkpointer
 from flowmonkey.stores.sqlite_lock import WriterLock
 from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
@@ -155,6 +156,11 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             the data a purge writes; ``OFF`` zeroes nothing. Builds differ in their
             default (Debian's is ``ON``, SQLite's own ``OFF``), so the store sets it.
             ``VACUUM`` removes what deleted rows left behind, whatever the setting.
+        checkpoint: ``"background"`` (default): WAL checkpoints run on a thread of their
+            own (``stores/sqlite_checkpoint.py``), so a commit that crosses SQLite's
+            checkpoint threshold finds the pages already copied instead of copying a
+            thousand of them itself; ``"inline"``: SQLite's own automatic checkpoints
+            only.
     """
 
     def __init__(
@@ -165,6 +171,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         busy_timeout_ms: int = 30000,
         threaded: bool = False,
         secure_delete: str = "FAST",
+        checkpoint: str = "background",
     ) -> None:
         mode = synchronous.upper()
         if mode not in _SYNCHRONOUS:
@@ -173,6 +180,10 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         if scrub not in _SECURE_DELETE:
             raise ValueError(f"secure_delete must be one of {', '.join(_SECURE_DELETE)}")
         self.secure_delete = scrub
+        if checkpoint not in ("background", "inline"):
+            raise ValueError("checkpoint must be 'background' or 'inline'")
+        self.checkpoint = checkpoint
+        self._checkpointer: Checkpointer | None = None
         if busy_timeout_ms < 0:
             raise ValueError("busy_timeout_ms must be >= 0")
         self.path = os.fspath(path)
@@ -190,8 +201,8 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
     def from_url(cls, url: str, **options: Any) -> SqliteStore:
         """Build a store from ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
-        Query parameters ``synchronous``, ``busy_timeout_ms``, ``threaded`` and
-        ``secure_delete`` set those options;
+        Query parameters ``synchronous``, ``busy_timeout_ms``, ``threaded``,
+        ``secure_delete`` and ``checkpoint`` set those options;
         keyword ``options`` (the constructor's) override them.
         """
         prefix = "sqlite:///"
@@ -203,7 +214,8 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         if not path:
             raise ValueError(f"SQLite URL has no file path: {url!r}")
         params: dict[str, Any] = {k: v[-1] for k, v in parse_qs(query).items()}
-        unknown = set(params) - {"synchronous", "busy_timeout_ms", "threaded", "secure_delete"}
+        known = {"synchronous", "busy_timeout_ms", "threaded", "secure_delete", "checkpoint"}
+        unknown = set(params) - known
         if unknown:
             raise ValueError(f"unknown SQLite URL parameter(s): {', '.join(sorted(unknown))}")
         if "busy_timeout_ms" in params:
@@ -336,6 +348,9 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             conn.close()
             self._close_writer()
             raise
+        if self.checkpoint == "background":
+            self._checkpointer = Checkpointer(self.path)
+            self._checkpointer.start()
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         target = ops.MigrationTarget(conn)
@@ -362,6 +377,9 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             thread.stop()
 
     def _close(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
