@@ -71,14 +71,13 @@ async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
     verdict = purge_rules.decide(trees.values(), query.now)
     if query.dry_run or not verdict.ids:
         return PurgeBatch(executions=len(verdict.ids), rows=0, next_cursor=next_cursor)
-    await conn.execute(q.PURGE_LOCK, {"ids": verdict.ids})
+    ids = orjson.dumps(verdict.ids).decode()
+    await conn.execute(q.PURGE_LOCK, {"ids": ids})
     keys = list(zip(*verdict.keys, strict=True)) if verdict.keys else [(), (), (), ()]
-    owned = await conn.execute(
-        q.PURGE_OWNED,
-        {"ids": verdict.ids, "k_tenant": list(keys[0]), "k_flow": list(keys[1]),
+    deleted = await conn.execute(
+        q.PURGE_DELETE,
+        {"ids": ids, "k_tenant": list(keys[0]), "k_flow": list(keys[1]),
          "k_key": list(keys[2]), "k_exec": list(keys[3])},
     )  # fmt: skip
-    deleted = await conn.execute(q.PURGE_EXECUTIONS, {"ids": verdict.ids})
-    row = await owned.fetchone()
-    rows = int(row[0]) + deleted.rowcount
-    return PurgeBatch(executions=len(verdict.ids), rows=rows, next_cursor=next_cursor)
+    row = await deleted.fetchone()
+    return PurgeBatch(executions=len(verdict.ids), rows=int(row[0]), next_cursor=next_cursor)
