@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["compile_map", "compile_schema"]
+__all__ = ["FastMap", "compile_map", "compile_schema"]
 
 Check = Callable[[Any], bool]
 
@@ -75,6 +75,29 @@ def compile_schema(schema: Any) -> Check | None:
     return check_all
 
 
+_CLASSES: dict[str, type] = {
+    "string": str, "boolean": bool, "object": dict, "array": list, "null": type(None),
+    "integer": int,
+}  # fmt: skip
+"""JSON types tested inline by ``properties``: one ``isinstance`` each, and ``int`` for
+"integer" (an exact ``int`` passes at once, anything else goes to ``_TYPES``: a bool is
+no integer, 2.0 is one)."""
+
+
+def _plain_type(schema: Any) -> type | None:
+    """The ``_CLASSES`` entry of a schema that is only ``{"type": <name>}`` (annotations
+    aside), else None."""
+    if not isinstance(schema, Mapping):
+        return None
+    kind: type | None = None
+    for key, arg in schema.items():
+        if key == "type" and isinstance(arg, str) and arg in _CLASSES:
+            kind = _CLASSES[arg]
+        elif key not in _ANNOTATIONS:
+            return None
+    return kind
+
+
 def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
     if key == "type":
         names = [arg] if isinstance(arg, str) else arg
@@ -95,8 +118,8 @@ def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
     if key == "const" and isinstance(arg, str):
         return lambda v: v == arg
     if key == "required" and isinstance(arg, list) and all(isinstance(k, str) for k in arg):
-        names = tuple(arg)
-        return lambda v: not isinstance(v, dict) or all(k in v for k in names)
+        names = frozenset(arg)
+        return lambda v: not isinstance(v, dict) or v.keys() >= names
     if key == "additionalProperties" and isinstance(arg, bool):
         if arg:
             return lambda v: True
@@ -106,17 +129,37 @@ def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
         known = frozenset(props)
         return lambda v: not isinstance(v, dict) or known.issuperset(v)
     if key == "properties" and isinstance(arg, Mapping):
-        subs: dict[str, Check] = {}
+        # A property that is only {"type": "string"} (or boolean, object, array, null) is
+        # one isinstance test in the loop below, not a call: most row schemas are these.
+        classes: list[tuple[str, type]] = []
+        integers: list[str] = []
+        subs: list[tuple[str, Check]] = []
         for name, sub in arg.items():
+            kind = _plain_type(sub)
+            if kind is int:
+                integers.append(name)
+                continue
+            if kind is not None:
+                classes.append((name, kind))
+                continue
             check = compile_schema(sub)
             if check is None:
                 return None
-            subs[name] = check
-        items = tuple(subs.items())
+            subs.append((name, check))
+        plain, ints, items = tuple(classes), tuple(integers), tuple(subs)
+        is_integer = _TYPES["integer"]
 
         def check_properties(value: Any) -> bool:
             if not isinstance(value, dict):
                 return True
+            for name, kind in plain:
+                if name in value and not isinstance(value[name], kind):
+                    return False
+            for name in ints:
+                if name in value:
+                    number = value[name]
+                    if type(number) is not int and not is_integer(number):
+                        return False
             for name, check in items:  # noqa: SIM110 - a loop is cheaper per row
                 if name in value and not check(value[name]):
                     return False
@@ -129,19 +172,40 @@ def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
 # -- JMESPath ---------------------------------------------------------------------------
 
 
-def compile_map(parsed: Any) -> Callable[[Any], Any] | None:
+class FastMap:
+    """What ``compile_map`` builds: ``evaluate(scope)`` (also ``FastMap(scope)``) and
+    ``roots``, the top-level scope entries it reads (``output`` for ``output.id``), so
+    a caller may build only those: an entry left out reads as ``null``, as in JMESPath.
+    """
+
+    __slots__ = ("evaluate", "roots")
+
+    def __init__(self, evaluate: Callable[[Any], Any], roots: frozenset[str]) -> None:
+        self.evaluate = evaluate
+        self.roots = roots
+
+    def __call__(self, value: Any) -> Any:
+        return self.evaluate(value)
+
+
+def compile_map(parsed: Any) -> FastMap | None:
     """A direct evaluator of a compiled JMESPath (``jmespath.compile(...)``) when it is a
     multi-select hash of field paths and literals, else None."""
     ast = getattr(parsed, "parsed", None)
     if not isinstance(ast, dict) or ast.get("type") != "multi_select_dict":
         return None
     pairs: list[tuple[str, Callable[[Any], Any]]] = []
+    roots: set[str] = set()
     for pair in ast.get("children", ()):
         if pair.get("type") != "key_val_pair" or len(pair.get("children", ())) != 1:
             return None
-        getter = _getter(pair["children"][0])
+        node = pair["children"][0]
+        getter = _getter(node)
         if getter is None:
             return None
+        path = _path(node) if node.get("type") != "literal" else None
+        if path:
+            roots.add(path[0])
         pairs.append((pair["value"], getter))
 
     def evaluate(value: Any) -> Any:
@@ -149,7 +213,7 @@ def compile_map(parsed: Any) -> Callable[[Any], Any] | None:
             return None
         return {key: get(value) for key, get in pairs}
 
-    return evaluate
+    return FastMap(evaluate, frozenset(roots))
 
 
 def _getter(node: Any) -> Callable[[Any], Any] | None:
@@ -160,6 +224,16 @@ def _getter(node: Any) -> Callable[[Any], Any] | None:
     path = _path(node)
     if path is None:
         return None
+    if len(path) == 2:  # the usual ``output.id``: no loop
+        first, second = path
+
+        def get2(value: Any) -> Any:
+            try:
+                return value.get(first).get(second)
+            except AttributeError:  # a field of a non-object (or of null) is null
+                return None
+
+        return get2
 
     def get(value: Any) -> Any:
         for name in path:

@@ -61,6 +61,10 @@ class TableCache:
             compiled = self._tables[table.name] = CompiledTable(table)
         return compiled
 
+    def cached(self, name: str) -> CompiledTable | None:
+        """The table if this process has seen it (no store read, no await)."""
+        return self._tables.get(name)
+
     async def get(self, name: str) -> CompiledTable | None:
         """The table (from the cache, else the store), or ``None`` if it does not exist."""
         compiled = self._tables.get(name)
