@@ -234,3 +234,18 @@ async def test_a_row_over_the_context_value_limit_is_refused(make: MakeEngine) -
         assert error is not None and error.code == "PIPE_ROW_INVALID"
         assert "limit is 200" in error.message
         assert await rows(engine, "audit") == []
+
+
+async def test_a_row_that_is_not_json_is_refused(make: MakeEngine) -> None:
+    @handler("odd")
+    async def odd(ctx: Any) -> Result:
+        return Result.success({"v": object()})
+
+    flow = FlowBuilder("f").step("s", "odd").pipe("audit", "{v: output.v}").build()
+    async with make([odd], [flow]) as engine:
+        await engine.tables.create("audit", {"type": "object"})
+        result = await engine.start("f", {})
+        error = result.execution.error
+        assert error is not None and error.code == "PIPE_ROW_INVALID"
+        assert "not JSON-serialisable" in error.message
+        assert await rows(engine, "audit") == []

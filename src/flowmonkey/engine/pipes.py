@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from flowmonkey.engine.fastpaths import compile_map
 from flowmonkey.engine.table_cache import check_row
 from flowmonkey.errors import FlowMonkeyError
@@ -33,6 +35,7 @@ class PipeFailure(FlowMonkeyError):
     code = "PIPE_ERROR"
 
 
+_dumps = orjson.dumps
 _ROOTS = frozenset({"input", "output", "error", "context", "execution"})
 """What a pipe map sees (docs/tables.md)."""
 
@@ -121,15 +124,20 @@ async def pipe_rows(
     rows: list[TableRow] = []
     max_bytes = runtime.options.context_limits.max_value_bytes
     tables = runtime.tables
+    expressions = tables.expressions
+    # The usual step has one pipe, a direct map and a plain schema: this loop calls as
+    # few functions as it can (it runs once per step, with cold caches).
     for index, pipe in enumerate(step.pipes):
-        if not pipe.fires_on(outcome):
+        when = pipe.when
+        if when != outcome and when != "always":
             continue
         compiled = tables.cached(pipe.table) or await tables.get(pipe.table)
         if compiled is None:
             raise PipeFailure(f'pipe {index} of step "{step.id}": table "{pipe.table}" not found',
                               details=_where(step, index, pipe.table))  # fmt: skip
-        evaluate, roots = _evaluator(runtime, pipe.map)
-        _add_scope(scope, roots, run, step, step_input, result, attempt)
+        evaluate, roots = expressions.get(pipe.map) or _evaluator(runtime, pipe.map)
+        if not scope.keys() >= roots:
+            _add_scope(scope, roots, run, step, step_input, result, attempt)
         try:
             data = evaluate(scope)
         except Exception as exc:
@@ -143,14 +151,20 @@ async def pipe_rows(
                 f"failed: {message}",
                 details=_where(step, index, pipe.table),
             )
+        fast = compiled.fast
         try:
-            check_row(compiled, data, max_bytes, code="PIPE_ROW_INVALID")
-        except InvalidTable as exc:
-            raise PipeFailure(
-                f'pipe {index} of step "{step.id}": {exc.message}',
-                code="PIPE_ROW_INVALID",
-                details={**_where(step, index, pipe.table), "errors": exc.details},
-            )
+            size = len(_dumps(data))
+        except TypeError:
+            size = -1
+        if size < 0 or size > max_bytes or fast is None or not fast(data):
+            try:  # the full check: the validator decides, and words any problem
+                check_row(compiled, data, max_bytes, code="PIPE_ROW_INVALID")
+            except InvalidTable as exc:
+                raise PipeFailure(
+                    f'pipe {index} of step "{step.id}": {exc.message}',
+                    code="PIPE_ROW_INVALID",
+                    details={**_where(step, index, pipe.table), "errors": exc.details},
+                )
         rows.append(
             TableRow(
                 table=pipe.table,

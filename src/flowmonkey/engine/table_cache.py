@@ -52,7 +52,8 @@ class TableCache:
         self._tables: dict[str, CompiledTable] = {}
         self._checked: set[str] = set()
         self.expressions: dict[str, Any] = {}
-        """The evaluator of each pipe map, by expression (``pipes._search``)."""
+        """``(evaluator, scope entries it reads)`` of each pipe map, by expression
+        (``pipes._evaluator``)."""
 
     def remember(self, table: TableDef) -> CompiledTable:
         """Cache a definition just read or written."""
