@@ -199,6 +199,43 @@ async def test_a_commit_writes_its_rows_in_the_same_transaction(store: Store) ->
     ]
 
 
+async def test_commits_of_one_row_and_of_several_store_the_same_rows(store: Store) -> None:
+    # PostgreSQL writes a single row with scalar parameters and several as one json
+    # document: both must store exactly the same thing, whatever the values.
+    await store.create_table(ORDERS)
+    execution, lease = await started(store, make_execution(tenant_id="acme"))
+
+    def pipe_row(n: int, tenant: str | None) -> TableRow:
+        data: dict[str, Any] = {
+            "order_id": f"o-{n}", "total": n + 0.25, "paid": n % 2 == 0,
+            "note": 'quote " backslash \\ ü \u2028', "nested": {"a": [1, None, "x"]},
+        }  # fmt: skip
+        if n % 3 == 0:
+            data = {"order_id": f"o-{n}"}
+        return TableRow(
+            table="orders", data=data, tenant_id=tenant, execution_id=execution.id,
+            step_id=f"s{n}", created_at=at(n + 0.123456),
+        )  # fmt: skip
+
+    written: list[TableRow] = []
+    # One row at a time past PostgreSQL's switch to a generic plan (5 executions), with
+    # and without a tenant; then two rows in one commit.
+    batches = [[pipe_row(n, "acme" if n % 2 else None)] for n in range(8)]
+    batches.append([pipe_row(8, "acme"), pipe_row(9, None)])
+    for n, rows in enumerate(batches, start=1):
+        execution.step_count = n
+        await store.commit(lease, step(execution, table_rows=rows))
+        written += rows
+    page = await store.query_rows(ORDERS, RowQuery(table="orders", descending=False, limit=50))
+
+    def fields(r: TableRow) -> tuple[Any, ...]:
+        return (r.id, r.table, r.tenant_id, r.execution_id, r.step_id, r.created_at, r.data)
+
+    assert [fields(r) for r in page.items] == [fields(r) for r in written]
+    seqs = [r.seq for r in page.items]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
 async def test_a_commit_under_a_lost_lease_writes_no_row(store: Store) -> None:
     await store.create_table(ORDERS)
     execution, lease = await started(store)

@@ -151,6 +151,37 @@ async def test_pipes_see_input_error_context_and_execution(make: MakeEngine) -> 
         assert row.data == {"input": 7, "error": "BOOM", "seen": 7, "flow": "f"}
 
 
+async def test_pipes_of_one_step_each_see_what_they_read(make: MakeEngine) -> None:
+    # The scope is built only as far as the maps read it (the direct maps name their
+    # roots; a JMESPath expression may read anything): each pipe must still see it all.
+    flow = (
+        FlowBuilder("f")
+        .step("s", "echo", input={"type": "key", "key": "x"})
+        .pipe("audit", "{id: execution.id, step: execution.step_id, at: execution.started_at}")
+        .pipe("audit", "{out: output.v, ctx: context.x}")
+        .pipe("audit", "{n: length(keys(@)), meta: execution.metadata.m, input: input}")
+        .pipe("audit", "{kept: 'yes', none: missing.field}")
+        .build()
+    )
+
+    @handler("echo")
+    async def echo(ctx: Any) -> Result:
+        return Result.success({"v": ctx.input})
+
+    async with make([echo], [flow]) as engine:
+        await engine.tables.create("audit", {"type": "object"})
+        result = await engine.start("f", {"x": 7}, metadata={"m": "meta"})
+        started = result.execution.started_at
+        assert started is not None
+        found = sorted((await rows(engine, "audit", limit=10)), key=lambda r: r.seq)
+        assert [r.data for r in found] == [
+            {"id": result.execution.id, "step": "s", "at": started.isoformat()},
+            {"out": 7, "ctx": 7},
+            {"n": 5, "meta": "meta", "input": 7},
+            {"kept": "yes", "none": None},
+        ]
+
+
 async def test_a_flow_piping_into_a_missing_table_is_refused(make: MakeEngine) -> None:
     async with make([charge, noop], [orders_flow()]) as engine:
         with pytest.raises(FlowValidationError) as caught:
@@ -202,4 +233,19 @@ async def test_a_row_over_the_context_value_limit_is_refused(make: MakeEngine) -
         error = result.execution.error
         assert error is not None and error.code == "PIPE_ROW_INVALID"
         assert "limit is 200" in error.message
+        assert await rows(engine, "audit") == []
+
+
+async def test_a_row_that_is_not_json_is_refused(make: MakeEngine) -> None:
+    @handler("odd")
+    async def odd(ctx: Any) -> Result:
+        return Result.success({"v": object()})
+
+    flow = FlowBuilder("f").step("s", "odd").pipe("audit", "{v: output.v}").build()
+    async with make([odd], [flow]) as engine:
+        await engine.tables.create("audit", {"type": "object"})
+        result = await engine.start("f", {})
+        error = result.execution.error
+        assert error is not None and error.code == "PIPE_ROW_INVALID"
+        assert "not JSON-serialisable" in error.message
         assert await rows(engine, "audit") == []

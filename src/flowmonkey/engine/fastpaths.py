@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["compile_map", "compile_schema"]
+__all__ = ["FastMap", "compile_map", "compile_schema"]
 
 Check = Callable[[Any], bool]
 
@@ -53,6 +53,9 @@ def compile_schema(schema: Any) -> Check | None:
         return lambda v: True
     if not isinstance(schema, Mapping):
         return None
+    whole = _object_check(schema)
+    if whole is not None:
+        return whole
     checks: list[Check] = []
     for key, arg in schema.items():
         if key in _ANNOTATIONS:
@@ -75,6 +78,29 @@ def compile_schema(schema: Any) -> Check | None:
     return check_all
 
 
+_CLASSES: dict[str, type] = {
+    "string": str, "boolean": bool, "object": dict, "array": list, "null": type(None),
+    "integer": int,
+}  # fmt: skip
+"""JSON types tested inline by ``properties``: one ``isinstance`` each, and ``int`` for
+"integer" (an exact ``int`` passes at once, anything else goes to ``_TYPES``: a bool is
+no integer, 2.0 is one)."""
+
+
+def _plain_type(schema: Any) -> type | None:
+    """The ``_CLASSES`` entry of a schema that is only ``{"type": <name>}`` (annotations
+    aside), else None."""
+    if not isinstance(schema, Mapping):
+        return None
+    kind: type | None = None
+    for key, arg in schema.items():
+        if key == "type" and isinstance(arg, str) and arg in _CLASSES:
+            kind = _CLASSES[arg]
+        elif key not in _ANNOTATIONS:
+            return None
+    return kind
+
+
 def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
     if key == "type":
         names = [arg] if isinstance(arg, str) else arg
@@ -95,8 +121,8 @@ def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
     if key == "const" and isinstance(arg, str):
         return lambda v: v == arg
     if key == "required" and isinstance(arg, list) and all(isinstance(k, str) for k in arg):
-        names = tuple(arg)
-        return lambda v: not isinstance(v, dict) or all(k in v for k in names)
+        names = frozenset(arg)
+        return lambda v: not isinstance(v, dict) or v.keys() >= names
     if key == "additionalProperties" and isinstance(arg, bool):
         if arg:
             return lambda v: True
@@ -106,17 +132,23 @@ def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
         known = frozenset(props)
         return lambda v: not isinstance(v, dict) or known.issuperset(v)
     if key == "properties" and isinstance(arg, Mapping):
-        subs: dict[str, Check] = {}
-        for name, sub in arg.items():
-            check = compile_schema(sub)
-            if check is None:
-                return None
-            subs[name] = check
-        items = tuple(subs.items())
+        parts = _property_parts(arg)
+        if parts is None:
+            return None
+        plain, ints, items = parts
+        is_integer = _TYPES["integer"]
 
         def check_properties(value: Any) -> bool:
             if not isinstance(value, dict):
                 return True
+            for name, kind in plain:
+                if name in value and not isinstance(value[name], kind):
+                    return False
+            for name in ints:
+                if name in value:
+                    number = value[name]
+                    if type(number) is not int and not is_integer(number):
+                        return False
             for name, check in items:  # noqa: SIM110 - a loop is cheaper per row
                 if name in value and not check(value[name]):
                     return False
@@ -126,52 +158,143 @@ def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
     return None
 
 
+_Parts = tuple[tuple[tuple[str, type], ...], tuple[str, ...], tuple[tuple[str, Check], ...]]
+
+
+def _property_parts(properties: Mapping[str, Any]) -> _Parts | None:
+    """``properties`` split for an inline loop: ``(name, class)`` of the plain types,
+    the names of the integers, ``(name, check)`` of the rest; None if one is beyond the
+    shortcut. A property that is only {"type": "string"} (or boolean, object, array,
+    null, integer) costs one test in the loop, not a call: most row schemas are these."""
+    classes: list[tuple[str, type]] = []
+    integers: list[str] = []
+    subs: list[tuple[str, Check]] = []
+    for name, sub in properties.items():
+        kind = _plain_type(sub)
+        if kind is int:
+            integers.append(name)
+        elif kind is not None:
+            classes.append((name, kind))
+        else:
+            check = compile_schema(sub)
+            if check is None:
+                return None
+            subs.append((name, check))
+    return tuple(classes), tuple(integers), tuple(subs)
+
+
+_OBJECT_KEYS = frozenset({"type", "properties", "required", "additionalProperties"})
+
+
+def _object_check(schema: Mapping[str, Any]) -> Check | None:
+    """The usual row schema, ``{"type": "object", "properties", "required",
+    "additionalProperties": bool}``, as ONE function (a row is checked once per step,
+    with cold caches: every call counts); None for any other schema."""
+    if schema.get("type") != "object" or not _OBJECT_KEYS.issuperset(
+        key for key in schema if key not in _ANNOTATIONS
+    ):
+        return None
+    properties, required = schema.get("properties", {}), schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    if (
+        not isinstance(properties, Mapping)
+        or not isinstance(required, list)
+        or not all(isinstance(k, str) for k in required)
+        or not isinstance(extra, bool)
+    ):
+        return None
+    parts = _property_parts(properties)
+    if parts is None:
+        return None
+    plain, ints, items = parts
+    names = frozenset(required)
+    known = None if extra else frozenset(properties)
+    is_integer = _TYPES["integer"]
+
+    def check_object(value: Any) -> bool:
+        if not isinstance(value, dict) or (names and not value.keys() >= names):
+            return False
+        if known is not None and not known.issuperset(value):
+            return False
+        for name, kind in plain:
+            if name in value and not isinstance(value[name], kind):
+                return False
+        for name in ints:
+            if name in value:
+                number = value[name]
+                if type(number) is not int and not is_integer(number):
+                    return False
+        for name, check in items:  # noqa: SIM110 - a loop is cheaper per row
+            if name in value and not check(value[name]):
+                return False
+        return True
+
+    return check_object
+
+
 # -- JMESPath ---------------------------------------------------------------------------
 
 
-def compile_map(parsed: Any) -> Callable[[Any], Any] | None:
+class FastMap:
+    """What ``compile_map`` builds: ``evaluate(scope)`` (also ``FastMap(scope)``) and
+    ``roots``, the top-level scope entries it reads (``output`` for ``output.id``), so
+    a caller may build only those: an entry left out reads as ``null``, as in JMESPath.
+    """
+
+    __slots__ = ("evaluate", "roots")
+
+    def __init__(self, evaluate: Callable[[Any], Any], roots: frozenset[str]) -> None:
+        self.evaluate = evaluate
+        self.roots = roots
+
+    def __call__(self, value: Any) -> Any:
+        return self.evaluate(value)
+
+
+def compile_map(parsed: Any) -> FastMap | None:
     """A direct evaluator of a compiled JMESPath (``jmespath.compile(...)``) when it is a
     multi-select hash of field paths and literals, else None."""
     ast = getattr(parsed, "parsed", None)
     if not isinstance(ast, dict) or ast.get("type") != "multi_select_dict":
         return None
-    pairs: list[tuple[str, Callable[[Any], Any]]] = []
+    # (key, path, constant): a path of field names, or None for a literal
+    entries: list[tuple[str, tuple[str, ...] | None, Any]] = []
+    roots: set[str] = set()
     for pair in ast.get("children", ()):
         if pair.get("type") != "key_val_pair" or len(pair.get("children", ())) != 1:
             return None
-        getter = _getter(pair["children"][0])
-        if getter is None:
+        node = pair["children"][0]
+        if isinstance(node, dict) and node.get("type") == "literal":
+            entries.append((pair["value"], None, node["value"]))
+            continue
+        path = _path(node) if isinstance(node, dict) else None
+        if not path:
             return None
-        pairs.append((pair["value"], getter))
+        roots.add(path[0])
+        entries.append((pair["value"], tuple(path), None))
+    fields = tuple(entries)
 
     def evaluate(value: Any) -> Any:
+        # One function, no call per field: a pipe runs this once per step, cold.
         if value is None:
             return None
-        return {key: get(value) for key, get in pairs}
+        out = {}
+        for key, path, constant in fields:
+            if path is None:
+                out[key] = constant
+                continue
+            found = value
+            for name in path:
+                try:
+                    found = found.get(name)
+                except AttributeError:  # JMESPath: a field of a non-object is null
+                    found = None
+                if found is None:
+                    break
+            out[key] = found
+        return out
 
-    return evaluate
-
-
-def _getter(node: Any) -> Callable[[Any], Any] | None:
-    kind = node.get("type") if isinstance(node, dict) else None
-    if kind == "literal":
-        constant = node["value"]
-        return lambda value: constant
-    path = _path(node)
-    if path is None:
-        return None
-
-    def get(value: Any) -> Any:
-        for name in path:
-            try:
-                value = value.get(name)
-            except AttributeError:  # JMESPath: a field of a non-object is null
-                return None
-            if value is None:
-                return None
-        return value
-
-    return get
+    return FastMap(evaluate, frozenset(roots))
 
 
 def _path(node: Any) -> list[str] | None:

@@ -91,6 +91,7 @@ class Run:
         "lock_holder",
         "new_tokens",
         "pipe_scope",
+        "pipe_started",
         "released",
         "revoke_steps",
         "revoke_tokens",
@@ -124,6 +125,8 @@ class Run:
         """Rows of the pipes of the step being applied (written with its commit)."""
         self.pipe_scope: dict[str, Any] | None = None
         """The fixed part of the ``execution`` a pipe map sees (``engine/pipes.py``)."""
+        self.pipe_started: datetime | None = None
+        """The ``started_at`` that ``pipe_scope`` was built with."""
         self.use_token: str | None = None
         self.revoke_tokens = False
         self.revoke_steps: list[str] = []

@@ -52,7 +52,8 @@ class TableCache:
         self._tables: dict[str, CompiledTable] = {}
         self._checked: set[str] = set()
         self.expressions: dict[str, Any] = {}
-        """The evaluator of each pipe map, by expression (``pipes._search``)."""
+        """``(evaluator, scope entries it reads)`` of each pipe map, by expression
+        (``pipes._evaluator``)."""
 
     def remember(self, table: TableDef) -> CompiledTable:
         """Cache a definition just read or written."""
@@ -60,6 +61,10 @@ class TableCache:
         if compiled is None:
             compiled = self._tables[table.name] = CompiledTable(table)
         return compiled
+
+    def cached(self, name: str) -> CompiledTable | None:
+        """The table if this process has seen it (no store read, no await)."""
+        return self._tables.get(name)
 
     async def get(self, name: str) -> CompiledTable | None:
         """The table (from the cache, else the store), or ``None`` if it does not exist."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -175,9 +176,24 @@ def field_type(table: TableDef, name: str) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+_ID_BATCH = 256
+_row_ids: deque[str] = deque()
+# A child process must not hand out the ids its parent already drew.
+os.register_at_fork(after_in_child=_row_ids.clear)
+
+
 def new_row_id() -> str:
-    """A fresh row id: ``row_`` and 128 random bits in hex."""
-    return "row_" + os.urandom(16).hex()
+    """A fresh row id: ``row_`` and 128 random bits in hex.
+
+    The bits come from ``os.urandom``, drawn for ``_ID_BATCH`` ids at once: one system
+    call per 256 rows instead of one per row (a piped step makes one row). ``popleft``
+    and ``extend`` are atomic, so threads never share an id."""
+    try:
+        return _row_ids.popleft()
+    except IndexError:
+        bits = os.urandom(16 * _ID_BATCH).hex()
+        _row_ids.extend(["row_" + bits[i : i + 32] for i in range(0, 32 * _ID_BATCH, 32)])
+        return _row_ids.popleft()
 
 
 @dataclass(slots=True, kw_only=True)

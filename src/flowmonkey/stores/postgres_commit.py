@@ -283,9 +283,18 @@ def commit_statements(
         params["ctx_delete"] = deletes
     history = [compact.step_blob(record) for record in commit.history]
     _rows(params, commit.context_set, history, commit.events, ctes)
-    if commit.table_rows:
+    table_rows = commit.table_rows
+    if len(table_rows) == 1:  # the usual piped step: scalar parameters (see the CTE)
+        ctes.append(q.INSERT_TABLE_ROW_ONE)
+        row = table_rows[0]
+        params["tr_id"], params["tr_table"], params["tr_tenant"] = row.id, row.table, row.tenant_id
+        params["tr_exec"], params["tr_step"], params["tr_at"] = (
+            row.execution_id, row.step_id, row.created_at,
+        )  # fmt: skip
+        params["tr_data"] = _dumps(row.data).decode()
+    elif table_rows:
         ctes.append(q.INSERT_TABLE_ROWS)
-        params["tr_json"] = pg_rows_json(commit.table_rows)
+        params["tr_json"] = pg_rows_json(table_rows)
     # NOTIFY only when this commit hands the execution to other workers: on ordinary
     # steps the lease holder keeps going, and NOTIFY would serialise commits globally.
     if channel is not None and release and runnable_now(execution):
