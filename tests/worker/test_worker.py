@@ -469,3 +469,46 @@ async def test_claims_only_executions_whose_flow_and_handlers_it_has(
         worker = Worker(creator, WorkerOptions(concurrency=4, **FAST))
         async with running(worker):
             await wait_all_done(creator.store, 6, timeout=30)
+
+
+class _DeafToCancel:
+    """A wake signaler whose ``wait`` swallows a cancellation, as ``asyncio.wait_for``
+    can on Python 3.11 when the cancel arrives as its timeout fires."""
+
+    def __init__(self) -> None:
+        self.waits = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def notify(self, execution_id: str) -> None:
+        return None
+
+    async def wait(self, timeout: float) -> list[str]:
+        self.waits += 1
+        try:
+            await asyncio.sleep(timeout)
+        except asyncio.CancelledError:
+            pass  # lost, as in the race
+        return []
+
+
+async def test_a_worker_stops_even_when_its_wake_listener_ignores_cancellation(
+    tmp_path: Path,
+) -> None:
+    backend = Backend("sqlite", f"sqlite:///{tmp_path / 'deaf.db'}")
+    engine = make_engine(backend, [], [])
+    signaler = _DeafToCancel()
+    async with engine:
+        options = WorkerOptions(concurrency=1, poll_interval=0.05, reaper_interval=30)
+        worker = Worker(engine, options, wake_signaler=signaler)
+        running = asyncio.create_task(worker.run(handle_signals=False))
+        while signaler.waits < 2:  # listening
+            await asyncio.sleep(0)
+        worker.stop()
+        # Before the fix the listener looped forever and run() never returned.
+        await asyncio.wait_for(running, 10)
+        assert worker.health()[1]["status"] == "stopped"

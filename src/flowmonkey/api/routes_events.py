@@ -108,7 +108,8 @@ async def _stream(
                 return
             interval = state.settings.event_poll_interval
             try:
-                await asyncio.wait_for(poke.wait(), interval)
+                async with asyncio.timeout(interval):  # wait_for could eat a disconnect
+                    await poke.wait()
                 quiet = 0.0
             except TimeoutError:
                 quiet += interval

@@ -34,7 +34,8 @@ class LocalWakeSignaler:
         """The ids announced since the last call, waiting up to ``timeout`` for one."""
         if not self._ids:
             try:
-                await asyncio.wait_for(self._event.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see PostgresWakeSignaler
+                    await self._event.wait()
             except TimeoutError:
                 return []
         self._event.clear()

@@ -152,7 +152,8 @@ class Runtime:
         waiter = asyncio.get_running_loop().create_future()
         self._quiet.append(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can eat a cancel
+                await waiter
         except TimeoutError:
             self._quiet.remove(waiter)  # still busy: the caller goes ahead anyway
 

@@ -160,7 +160,10 @@ class PostgresWakeSignaler:
         if not self._pending:
             self._event.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as its timeout fires.
+                async with asyncio.timeout(timeout):
+                    await self._event.wait()
         self._event.clear()
         out = list(dict.fromkeys(self._pending))
         self._pending.clear()

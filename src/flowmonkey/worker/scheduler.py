@@ -120,31 +120,39 @@ async def listen_for_wakes(
     extra: Mapping[str, Any],
     max_backoff: float = 30.0,
     on_ready: Callable[[], None] | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> None:
     """Start ``signaler`` (retrying; then ``on_ready()``) and call ``on_wake`` with
-    announced ids, forever (cancel the task to stop it). Polling covers any gap, so
-    failures only log."""
+    announced ids until ``stopping`` is set (within ``poll_interval``) or the task is
+    cancelled. Polling covers any gap, so failures only log.
+
+    ``stopping`` is what ends it for sure: on Python 3.11 ``asyncio.wait_for`` (which a
+    signaler's ``wait`` may use) can swallow a cancellation that arrives as its timeout
+    fires, and this loop then went on forever, so a worker never exited on SIGTERM."""
     loop = asyncio.get_running_loop()
+    stop = stopping if stopping is not None else asyncio.Event()
     delay = poll_interval
     outage = Outage(log, "wake signal listener", extra)
-    while True:
+    while not stop.is_set():
         try:
             await signaler.start()
             break
         except Exception as exc:
             delay = min(delay * 2, max_backoff)
             outage.failed(exc, delay)
-            await asyncio.sleep(delay)
+            await wait_or_timeout(stop, delay)
+    if stop.is_set():
+        return
     outage.succeeded()
     if on_ready is not None:
         on_ready()
-    while True:
+    while not stop.is_set():
         began = loop.time()
         try:
             ids = await signaler.wait(poll_interval)
         except Exception as exc:
             outage.failed(exc, poll_interval)
-            await asyncio.sleep(poll_interval)
+            await wait_or_timeout(stop, poll_interval)
             continue
         outage.succeeded()
         # An early empty return means "poll now" (e.g. after a reconnect, when

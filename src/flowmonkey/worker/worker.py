@@ -377,7 +377,7 @@ class Worker:
                 listen = listen_for_wakes(
                     signaler, self.options.poll_interval, self._runnable, log=log,
                     extra=self._extra, max_backoff=self.options.max_backoff,
-                    on_ready=self._wake_ready.set,
+                    on_ready=self._wake_ready.set, stopping=self._stopping,
                 )  # fmt: skip
                 cut.append(group.create_task(listen, name="flowmonkey-wake"))
             await self._claim_loop()
