@@ -518,7 +518,7 @@ class Engine(ExecutionReads):
         and each flow's ``retention``), which is what a worker runs periodically.
         Batches yield to this engine's live runs, waiting at most ``pause`` seconds for
         them before each batch, and take at most ``share`` of a busy engine's time
-        (default 0.3, or 0.5 on PostgreSQL, whose batches do not block live steps; see
+        (default 0.3, or 0.25 on PostgreSQL, whose batches do not block live steps; see
         ``engine/retention.py``).
         """
         await self._ensure_ready()

@@ -42,12 +42,12 @@ log = logging.getLogger("flowmonkey.retention")
 
 _BUSY_SHARE = 0.3
 """The share of a busy engine's time its purge may take."""
-_BESIDE_SHARE = 0.5
+_BESIDE_SHARE = 0.25
 """The share of a busy engine's time its purge may take on a store that purges beside
 live writes (``purge_beside_writers``): the batches wait on the server, not on a lock."""
 _BESIDE_BATCH = 50
 """Most executions per batch on such a store while this engine runs executions."""
-_BUSY_WORK = 0.001
+_BUSY_WORK = 0.0005
 """Seconds of per-execution work in one batch while this engine runs executions."""
 _BUSY_FLOOR = 4
 """Fewest executions a batch examines while runs are live (below that, the fixed cost of

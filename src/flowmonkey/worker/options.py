@@ -39,7 +39,7 @@ class WorkerOptions:
     (live steps first; a batch then goes ahead anyway, so a busy worker still purges)."""
     purge_share: float | None = None
     """Most of a busy worker's time its retention pass may take (0 to 1); ``None``: the
-    engine's default for the store (0.3 on SQLite and in memory, 0.5 on PostgreSQL).
+    engine's default for the store (0.3 on SQLite and in memory, 0.25 on PostgreSQL).
     An idle worker purges at full speed whatever this says."""
     schedule_interval: float = 1.0
     """Longest sleep of the schedule loop (it wakes earlier for the next due time)."""
