@@ -242,9 +242,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             return self._in_tx(write, op, args)
         return await thread.run(self._in_tx, write, op, args)
 
-    def _in_lax_tx(
-        self, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]
-    ) -> T:
+    def _in_lax_tx(self, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]) -> T:
         """``_in_tx`` for a write that need not survive power loss, committed without
         waiting for the disk (``synchronous = NORMAL`` for that commit only). In WAL
         mode the database stays consistent; the write may be undone by a power loss, and
