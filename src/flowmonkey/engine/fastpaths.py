@@ -135,26 +135,8 @@ def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
         parts = _property_parts(arg)
         if parts is None:
             return None
-        plain, ints, items = parts
-        is_integer = _TYPES["integer"]
-
-        def check_properties(value: Any) -> bool:
-            if not isinstance(value, dict):
-                return True
-            for name, kind in plain:
-                if name in value and not isinstance(value[name], kind):
-                    return False
-            for name in ints:
-                if name in value:
-                    number = value[name]
-                    if type(number) is not int and not is_integer(number):
-                        return False
-            for name, check in items:  # noqa: SIM110 - a loop is cheaper per row
-                if name in value and not check(value[name]):
-                    return False
-            return True
-
-        return check_properties
+        check_properties = _properties_check(parts)
+        return lambda v: not isinstance(v, dict) or check_properties(v)
     return None
 
 
@@ -183,6 +165,29 @@ def _property_parts(properties: Mapping[str, Any]) -> _Parts | None:
     return tuple(classes), tuple(integers), tuple(subs)
 
 
+def _properties_check(parts: _Parts) -> Check:
+    """ONE function checking a dict's properties from ``_property_parts``: plain
+    ``isinstance`` tests, integers (whole floats count), then any other check."""
+    plain, ints, items = parts
+    is_integer = _TYPES["integer"]
+
+    def check_properties(value: dict[str, Any]) -> bool:
+        for name, kind in plain:
+            if name in value and not isinstance(value[name], kind):
+                return False
+        for name in ints:
+            if name in value:
+                number = value[name]
+                if type(number) is not int and not is_integer(number):
+                    return False
+        for name, check in items:  # noqa: SIM110 - a loop is cheaper per row
+            if name in value and not check(value[name]):
+                return False
+        return True
+
+    return check_properties
+
+
 _OBJECT_KEYS = frozenset({"type", "properties", "required", "additionalProperties"})
 
 
@@ -206,28 +211,16 @@ def _object_check(schema: Mapping[str, Any]) -> Check | None:
     parts = _property_parts(properties)
     if parts is None:
         return None
-    plain, ints, items = parts
     names = frozenset(required)
     known = None if extra else frozenset(properties)
-    is_integer = _TYPES["integer"]
+    check_properties = _properties_check(parts)
 
     def check_object(value: Any) -> bool:
         if not isinstance(value, dict) or (names and not value.keys() >= names):
             return False
         if known is not None and not known.issuperset(value):
             return False
-        for name, kind in plain:
-            if name in value and not isinstance(value[name], kind):
-                return False
-        for name in ints:
-            if name in value:
-                number = value[name]
-                if type(number) is not int and not is_integer(number):
-                    return False
-        for name, check in items:  # noqa: SIM110 - a loop is cheaper per row
-            if name in value and not check(value[name]):
-                return False
-        return True
+        return check_properties(value)
 
     return check_object
 

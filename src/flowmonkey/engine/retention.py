@@ -178,12 +178,17 @@ async def purge(
     return report
 
 
+def _busy(engine: Runtime) -> bool:
+    """Whether this engine runs executions now, or one ended less than ``_RECENT`` ago."""
+    return bool(engine.inflight) or time.monotonic() - engine.last_run_end < _RECENT
+
+
 async def _beside_limit(engine: Runtime, batch_size: int, after: float) -> int:
     """The next batch's size on a store whose purge runs beside live writes: while this
     engine runs executions, batches of at most ``_BESIDE_BATCH`` (their rows are read
     and decided on the event loop the live runs share) taking ``_BESIDE_SHARE`` of the
     time (the server's CPU and disk are shared too); idle, ``batch_size`` back to back."""
-    if not (engine.inflight or time.monotonic() - engine.last_run_end < _RECENT):
+    if not _busy(engine):
         return batch_size
     if (remaining := after - time.perf_counter()) > 0:
         await asyncio.sleep(remaining)
@@ -198,7 +203,7 @@ async def _paced_limit(
     live runs' share of the time since the last batch is over."""
     if engine.inflight:
         await engine.until_quiet(pause)
-    busy = bool(engine.inflight) or time.monotonic() - engine.last_run_end < _RECENT
+    busy = _busy(engine)
     if busy and (remaining := after - time.perf_counter()) > 0:
         await asyncio.sleep(remaining)  # the live runs' share of the time
         if engine.inflight:

@@ -379,69 +379,6 @@ WHERE status = 'running'
 ORDER BY updated_at, id LIMIT %(limit)s
 """
 
-# -- retention -----------------------------------------------------------------------------
-
-# Candidates of one terminal status, oldest first, from the listing index (the status is a
-# literal for the planner's estimates, as in LIST_ARM). ``kept``: a parent still exists.
-PURGE_CANDIDATES = """
-SELECT e.id, e.created_at, e.updated_at, e.flow_id, e.tenant_id,
-    -- the header only when it may hold an idempotency key (few do): less to send and parse
-    CASE WHEN position('"idempotency_key"'::bytea IN e.spec) > 0 THEN e.spec END,
-    (e.parent_execution_id IS NOT NULL
-     AND EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_execution_id)) AS kept,
-    EXISTS (SELECT 1 FROM executions c WHERE c.parent_execution_id = e.id) AS parent_of
-FROM executions e
-WHERE e.status = '{status}' AND e.created_at < %(cutoff)s{where}
-ORDER BY e.created_at, e.id LIMIT %(limit)s
-"""
-PURGE_FLOW = " AND e.flow_id = %(flow_id)s"
-PURGE_AFTER = " AND (e.created_at, e.id) > (%(after_at)s, %(after_id)s)"
-# Every execution below the roots, through the parent index.
-PURGE_TREES = """
-WITH RECURSIVE tree (root, id) AS (
-    SELECT r, r FROM unnest(%(roots)s::text[]) AS r
-    UNION ALL
-    SELECT t.root, c.id FROM tree t JOIN executions c ON c.parent_execution_id = t.id
-)
-SELECT t.root, t.id, e.status, e.tenant_id, e.flow_id, e.spec
-FROM tree t JOIN executions e ON e.id = t.id
-"""
-# The batch's ids travel as ONE json text parameter: psycopg dumps a text[] element by
-# element (a regular expression each, to quote them), which cost more client CPU than
-# the rest of the batch's statements.
-_PURGE_IDS = "ARRAY(SELECT jsonb_array_elements_text(%(ids)s::jsonb))"
-# The executions are locked first: their events, history and context rows carry no
-# foreign key (schema 6), so an event appended to one of them while it is being purged
-# must wait for the purge (and then finds it gone) instead of leaving an orphan row. The
-# deletes run in the NEXT statement, whose snapshot sees whatever such a writer
-# committed before the lock was granted.
-PURGE_LOCK = f"""
-SELECT count(*) FROM (SELECT 1 FROM executions WHERE id = ANY({_PURGE_IDS}) FOR UPDATE) AS l
-"""
-# What the executions own, and the executions, counted. Resume tokens and tasks keep a
-# cascading foreign key, whose deletes run at the end of the statement and then find
-# nothing left: the counts are real.
-PURGE_DELETE = f"""
-WITH ev AS (DELETE FROM events WHERE execution_id = ANY({_PURGE_IDS}) RETURNING 1),
-ctx AS (
-    DELETE FROM execution_context WHERE execution_id = ANY({_PURGE_IDS}) RETURNING 1),
-sr AS (DELETE FROM step_records WHERE execution_id = ANY({_PURGE_IDS}) RETURNING 1),
-rt AS (DELETE FROM resume_tokens WHERE execution_id = ANY({_PURGE_IDS}) RETURNING 1),
-tk AS (DELETE FROM tasks WHERE execution_id = ANY({_PURGE_IDS}) RETURNING 1),
-ik AS (
-    DELETE FROM idempotency_keys k
-    USING unnest(%(k_tenant)s::text[], %(k_flow)s::text[], %(k_key)s::text[],
-                 %(k_exec)s::text[]) AS d (tenant_id, flow_id, key, execution_id)
-    WHERE k.tenant_id = d.tenant_id AND k.flow_id = d.flow_id AND k.key = d.key
-      AND k.execution_id = d.execution_id
-    RETURNING 1
-),
-ex AS (DELETE FROM executions WHERE id = ANY({_PURGE_IDS}) RETURNING 1)
-SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM ctx) + (SELECT count(*) FROM sr)
-     + (SELECT count(*) FROM rt) + (SELECT count(*) FROM tk) + (SELECT count(*) FROM ik)
-     + (SELECT count(*) FROM ex)
-"""
-
 # -- events, tokens, tasks, flows --------------------------------------------------------
 
 EVENTS = """

@@ -231,18 +231,26 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
     # -- plumbing -------------------------------------------------------------------------
 
     async def _tx(
-        self, write: bool | None, op: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts
+        self,
+        write: bool | None,
+        op: Callable[[sqlite3.Connection, *Ts], T],
+        *args: *Ts,
+        durable: bool = True,
     ) -> T:
         """Run ``op(conn, *args)`` as one transaction on the store thread (``write=None``:
-        outside any transaction; ``op`` begins and ends its own)."""
+        outside any transaction; ``op`` begins and ends its own). ``durable=False``: a
+        write committed without waiting for the disk (``_in_lax_tx``)."""
         thread = self._thread
         if thread is None:
             raise errors.StoreError(f"{self!r} is not open; await store.initialize() first")
+        run = self._in_tx if durable else self._in_lax_tx
         if not self.threaded:
-            return self._in_tx(write, op, args)
-        return await thread.run(self._in_tx, write, op, args)
+            return run(write, op, args)
+        return await thread.run(run, write, op, args)
 
-    def _in_lax_tx(self, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]) -> T:
+    def _in_lax_tx(
+        self, write: bool | None, op: Callable[[sqlite3.Connection, *Ts], T], args: tuple[*Ts]
+    ) -> T:
         """``_in_tx`` for a write that need not survive power loss, committed without
         waiting for the disk (``synchronous = NORMAL`` for that commit only). In WAL
         mode the database stays consistent; the write may be undone by a power loss, and
@@ -253,7 +261,7 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         if lax:
             conn.execute("PRAGMA synchronous = NORMAL")  # type: ignore[union-attr]
         try:
-            return self._in_tx(True, op, args)
+            return self._in_tx(write, op, args)
         finally:
             if lax:
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")  # type: ignore[union-attr]
@@ -546,13 +554,9 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
     # -- retention ------------------------------------------------------------------------
 
     async def purge(self, query: PurgeQuery) -> PurgeBatch:
-        """Delete one batch of old finished executions (see ``Store.purge``)."""
-        thread = self._thread
-        if thread is None:
-            raise errors.StoreError(f"{self!r} is not open; await store.initialize() first")
-        if not self.threaded:
-            return self._in_lax_tx(sqlite_purge.purge, (query,))
-        return await thread.run(self._in_lax_tx, sqlite_purge.purge, (query,))
+        """Delete one batch of old finished executions (see ``Store.purge``), committed
+        without an fsync (``_in_lax_tx``)."""
+        return await self._tx(True, sqlite_purge.purge, query, durable=False)
 
     # -- flow definitions -----------------------------------------------------------------
 
