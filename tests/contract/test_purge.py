@@ -218,3 +218,28 @@ async def test_only_final_statuses_can_be_purged(store: Store, status: Execution
 async def test_a_malformed_cursor_is_rejected(store: Store) -> None:
     with pytest.raises(ValueError, match="invalid purge cursor"):
         await store.purge(PurgeQuery(older_than=CUTOFF, now=CUTOFF, cursor="nope"))
+
+
+@pytest.mark.parametrize("limit", [100, 2])
+async def test_plain_and_decided_candidates_in_the_same_batches(store: Store, limit: int) -> None:
+    """Plain candidates (no parent, child or key; PostgreSQL deletes them on the server)
+    beside ones the rules decide, in one batch (limit 100) or split over many (2): each
+    is purged or kept as if alone, and every row is counted once."""
+    for n in range(3):
+        await finished(store, f"plain{n}", created=at(n))
+    await finished(store, "root", created=at(3))
+    await finished(store, "kid", created=at(4), parent_execution_id="root")
+    await finished(store, "expired", created=at(5), idempotency_key="e",
+                   idempotency_expires_at=at(20))  # fmt: skip
+    await finished(store, "held", created=at(6), idempotency_key="h",
+                   idempotency_expires_at=at(5000))  # fmt: skip
+    await finished(store, "late", created=at(7), finished_at=at(2000))  # ended after the cutoff
+    await finished(store, "plain3", created=at(8), status=CANCELLED)
+    dry = await purge_all(store, limit=limit, dry_run=True)
+    assert dry[:2] == (7, 0)
+    executions, rows, _ = await purge_all(store, limit=limit)
+    # plain0-3, root and kid, expired (+ its key row); held and late stay
+    assert (executions, rows) == (7, 7 * ROWS_PER_FINISHED + 1)
+    everyone = ["plain0", "plain1", "plain2", "plain3", "root", "kid", "expired", "held", "late"]
+    assert await present(store, *everyone) == {"held", "late"}
+    assert (await purge_all(store, limit=limit))[:2] == (0, 0)

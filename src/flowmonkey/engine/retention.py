@@ -46,7 +46,9 @@ _BESIDE_SHARE = 0.25
 """The share of a busy engine's time its purge may take on a store that purges beside
 live writes (``purge_beside_writers``): the batches wait on the server, not on a lock."""
 _BESIDE_BATCH = 50
-"""Most executions per batch on such a store while this engine runs executions."""
+"""Most executions per batch on such a store while this engine runs executions: the
+server works in short bursts (a few milliseconds), which the live runs' server work
+waits behind less than behind long ones."""
 _BUSY_WORK = 0.0005
 """Seconds of per-execution work in one batch while this engine runs executions."""
 _BUSY_FLOOR = 4
@@ -185,9 +187,9 @@ def _busy(engine: Runtime) -> bool:
 
 async def _beside_limit(engine: Runtime, batch_size: int, after: float) -> int:
     """The next batch's size on a store whose purge runs beside live writes: while this
-    engine runs executions, batches of at most ``_BESIDE_BATCH`` (their rows are read
-    and decided on the event loop the live runs share) taking ``_BESIDE_SHARE`` of the
-    time (the server's CPU and disk are shared too); idle, ``batch_size`` back to back."""
+    engine runs executions, batches of at most ``_BESIDE_BATCH`` taking ``_BESIDE_SHARE``
+    of the time (the server's CPU and disk are shared with the live runs); idle,
+    ``batch_size`` back to back."""
     if not _busy(engine):
         return batch_size
     if (remaining := after - time.perf_counter()) > 0:

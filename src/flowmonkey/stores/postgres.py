@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,7 +55,7 @@ from flowmonkey.stores.postgres_commit import (
     idempotency_tenant,
     settle_created,
 )
-from flowmonkey.stores.postgres_purge import purge_batch
+from flowmonkey.stores.postgres_purge import purge_others, purge_plain
 from flowmonkey.stores.postgres_wake import PostgresWakeSignaler
 from flowmonkey.stores.schedules_sql import PostgresSchedules
 from flowmonkey.stores.tables import PostgresTables
@@ -449,8 +450,13 @@ class PostgresStore(
     async def purge(self, query: PurgeQuery) -> PurgeBatch:
         """Delete one batch of old finished executions (see ``Store.purge``)."""
         purge_rules.statuses(query)  # a bad query fails before a connection is taken
+        async with self._read() as conn:  # one autocommit statement per status
+            batch, others = await purge_plain(conn, query)
+        if not others:
+            return batch
         async with self._tx() as conn:
-            return await purge_batch(conn, query)
+            executions, rows = await purge_others(conn, others, query)
+        return replace(batch, executions=batch.executions + executions, rows=batch.rows + rows)
 
     # -- flow definitions -------------------------------------------------------------------
 

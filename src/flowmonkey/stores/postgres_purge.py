@@ -1,7 +1,10 @@
 """``purge`` of the PostgreSQL store: one batch of old finished executions per call.
 
 The candidates, their trees and the deletes run in ONE transaction; the rules (what is
-kept) are ``stores.purge``'s, shared by every store.
+kept) are ``stores.purge``'s, shared by every store. The plain candidates (no parent
+still stored, no child, no idempotency key: nothing to decide) are found and deleted by
+a server-side function (schema 8, ``flowmonkey_purge_batch``), so a batch costs the
+client one round trip, not a row per execution; the others come back for the rules.
 """
 
 from __future__ import annotations
@@ -14,26 +17,10 @@ import orjson
 from flowmonkey.stores import purge as purge_rules
 from flowmonkey.stores.base import PurgeBatch, PurgeQuery
 
-__all__ = ["purge_batch"]
+__all__ = ["purge_others", "purge_plain"]
 
 # -- statements (used only here) ---------------------------------------------------------
 
-# Candidates of one terminal status, oldest first, from the listing index (the status is a
-# literal for the planner's estimates, as in postgres_queries.LIST_ARM). ``kept``: a
-# parent still exists.
-PURGE_CANDIDATES = """
-SELECT e.id, e.created_at, e.updated_at, e.flow_id, e.tenant_id,
-    -- the header only when it may hold an idempotency key (few do): less to send and parse
-    CASE WHEN position('"idempotency_key"'::bytea IN e.spec) > 0 THEN e.spec END,
-    (e.parent_execution_id IS NOT NULL
-     AND EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_execution_id)) AS kept,
-    EXISTS (SELECT 1 FROM executions c WHERE c.parent_execution_id = e.id) AS parent_of
-FROM executions e
-WHERE e.status = '{status}' AND e.created_at < %(cutoff)s{where}
-ORDER BY e.created_at, e.id LIMIT %(limit)s
-"""
-PURGE_FLOW = " AND e.flow_id = %(flow_id)s"
-PURGE_AFTER = " AND (e.created_at, e.id) > (%(after_at)s, %(after_id)s)"
 # Every execution below the roots, through the parent index.
 PURGE_TREES = """
 WITH RECURSIVE tree (root, id) AS (
@@ -92,38 +79,62 @@ def _node(
     return purge_rules.Node(ident, status, key, expires)
 
 
-async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
-    """Run one batch on ``conn`` inside an open transaction (see ``Store.purge``)."""
+# One status's plain candidates, found and deleted on the server (schema 8).
+PURGE_PLAIN = """
+SELECT examined, last_at, last_id, purged, deleted, others, others_parent_of
+FROM flowmonkey_purge_batch(%(status)s, %(cutoff)s, %(limit)s, %(flow_id)s, %(after_at)s,
+                            %(after_id)s, %(excluded)s::text[], %(dry_run)s)
+"""
+# The candidates the server left to the rules: their headers, when they may hold a key.
+PURGE_OTHERS = """
+SELECT id, status, tenant_id, flow_id,
+    CASE WHEN position('"idempotency_key"'::bytea IN spec) > 0 THEN spec END
+FROM executions WHERE id = ANY(%(ids)s::text[])
+"""
+
+
+async def purge_plain(conn: Any, query: PurgeQuery) -> tuple[PurgeBatch, dict[str, bool]]:
+    """The server's part of one batch, on an autocommit ``conn``: each status's call is
+    one statement, so one transaction and one round trip. Returns the plain executions
+    purged (with the pass's next cursor) and the candidates left to ``purge_others``
+    (id -> has children)."""
     wanted = purge_rules.statuses(query)
     position, at, ident = purge_rules.decode_cursor(query.cursor)
-    excluded = set(query.exclude_flow_ids)
     budget = query.limit
-    roots: dict[str, purge_rules.Node] = {}  # candidates with children: walk their trees
-    trees: dict[str, list[purge_rules.Node]] = defaultdict(list)
+    executions = rows = 0
+    others: dict[str, bool] = {}
     while position < len(wanted) and budget > 0:
-        params: dict[str, Any] = {"cutoff": query.older_than, "limit": budget}
-        where = ""
-        if query.flow_id is not None:
-            where += PURGE_FLOW
-            params["flow_id"] = query.flow_id
-        if at is not None:
-            where += PURGE_AFTER
-            params["after_at"], params["after_id"] = at, ident
-        sql = PURGE_CANDIDATES.format(status=wanted[position].value, where=where)
-        found = await (await conn.execute(sql, params)).fetchall()
-        budget -= len(found)
-        for row_id, _, updated, flow_id, tenant_id, spec, kept, parent_of in found:
-            if updated < query.older_than and flow_id not in excluded and not kept:
-                node = _node(row_id, str(wanted[position]), tenant_id, flow_id, spec)
-                if parent_of:
-                    roots[row_id] = node
-                else:
-                    trees[row_id].append(node)  # no children: a tree of one
+        cur = await conn.execute(
+            PURGE_PLAIN,
+            {"status": wanted[position].value, "cutoff": query.older_than, "limit": budget,
+             "flow_id": query.flow_id, "after_at": at, "after_id": ident,
+             "excluded": list(query.exclude_flow_ids), "dry_run": query.dry_run},
+        )  # fmt: skip
+        examined, last_at, last_id, purged, deleted, other_ids, parent_of = await cur.fetchone()
+        executions += purged
+        rows += deleted
+        others.update(zip(other_ids, parent_of, strict=True))
+        budget -= examined
         if budget > 0:  # this status is done
             position, at, ident = position + 1, None, None
         else:
-            at, ident = found[-1][1], found[-1][0]
+            at, ident = last_at, last_id
     next_cursor = purge_rules.encode_cursor(position, at, ident) if position < len(wanted) else None
+    return PurgeBatch(executions=executions, rows=rows, next_cursor=next_cursor), others
+
+
+async def purge_others(conn: Any, others: dict[str, bool], query: PurgeQuery) -> tuple[int, int]:
+    """Decide and delete, inside an open transaction on ``conn``, the candidates with a
+    key or children by ``stores.purge``'s rules; returns (executions, rows)."""
+    roots: dict[str, purge_rules.Node] = {}  # candidates with children: walk their trees
+    trees: dict[str, list[purge_rules.Node]] = defaultdict(list)
+    cur = await conn.execute(PURGE_OTHERS, {"ids": list(others)})
+    for row_id, status, tenant_id, flow_id, spec in await cur.fetchall():
+        node = _node(row_id, status, tenant_id, flow_id, spec)
+        if others[row_id]:
+            roots[row_id] = node
+        else:
+            trees[row_id].append(node)
     if roots:
         cur = await conn.execute(PURGE_TREES, {"roots": list(roots)})
         for root, node_id, status, tenant_id, flow_id, spec in await cur.fetchall():
@@ -133,7 +144,7 @@ async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
             trees[root].append(node)
     verdict = purge_rules.decide(trees.values(), query.now)
     if query.dry_run or not verdict.ids:
-        return PurgeBatch(executions=len(verdict.ids), rows=0, next_cursor=next_cursor)
+        return len(verdict.ids), 0
     ids = orjson.dumps(verdict.ids).decode()
     await conn.execute(PURGE_LOCK, {"ids": ids})
     keys = list(zip(*verdict.keys, strict=True)) if verdict.keys else [(), (), (), ()]
@@ -143,4 +154,4 @@ async def purge_batch(conn: Any, query: PurgeQuery) -> PurgeBatch:
          "k_key": list(keys[2]), "k_exec": list(keys[3])},
     )  # fmt: skip
     row = await deleted.fetchone()
-    return PurgeBatch(executions=len(verdict.ids), rows=int(row[0]), next_cursor=next_cursor)
+    return len(verdict.ids), int(row[0])
