@@ -9,7 +9,9 @@ store empty, in one run (issue 16):
   (``store.claim``), and one list page (50) for each filter the engine/CLI/API offer;
 - purge: ``--finished`` old completed executions purged through ``engine.purge`` alone,
   then while a live stepper runs beside it: executions/s, and the live step p50/p99
-  during the purge and without it (the same stepper before and after, same run);
+  during the purge and without it (the same stepper before and after, same run); each
+  ``--purge-runs`` times, the medians reported (a p99 over a few seconds of live steps
+  varies by tens of percent from one run to the next);
 - bytes per execution: store size on disk (SQLite pages in use; PostgreSQL relation
   sizes after VACUUM FULL) divided by the executions stored.
 
@@ -327,46 +329,73 @@ async def run_finished(engine: Engine, count: int, where: Any) -> None:
         await asyncio.gather(*(lane() for _ in range(8)))
 
 
-async def purge_run(engine: Engine, args: argparse.Namespace, where: Any) -> dict[str, Any]:
-    """Purge ``--finished`` old completed executions twice: alone (the purge rate), then
-    again as many with a live stepper beside it (the rate under load, and what the purge
-    does to live steps: their time includes waiting for a purge batch to let go). Between
-    the two, and again after, the same stepper runs without a purge (5 s or as long as
-    the purge alone took, each time): the live step baseline of the same run
-    (``live_without_purge``, both stretches together: the machine's load drifts)."""
+async def _purge_once(
+    engine: Engine, args: argparse.Namespace, where: Any, *, live: bool, settle: float
+) -> dict[str, Any]:
+    """Purge ``--finished`` freshly run old executions once, alone or beside a live
+    stepper; beside it, the same stepper runs without a purge for ``settle`` seconds
+    before and after (this run's baseline: the machine's load drifts)."""
+    await run_finished(engine, args.finished, where)
+    stop = asyncio.Event()
+    during: list[float] = []
+    baseline: list[float] = []
+    if live:
+        await _baseline(engine, settle, baseline)
+    task = asyncio.create_task(_stepper(engine, stop, during)) if live else None
+    began = time.perf_counter()
+    report = await engine.purge(
+        older_than=timedelta(days=30), pause=args.purge_pause, batch_size=args.purge_batch,
+        share=args.purge_share,
+    )  # fmt: skip
+    took = time.perf_counter() - began
+    stop.set()
+    if task is not None:
+        await task
+        await _baseline(engine, settle, baseline)
     out: dict[str, Any] = {
-        "batch": args.purge_batch, "pause_s": args.purge_pause, "share": args.purge_share
+        "purged": report.executions, "rows": report.rows, "batches": report.batches,
+        "seconds": round(took, 3),
+        "executions_per_s": round(report.executions / took) if took else None,
     }  # fmt: skip
-    for label, live in (("alone", False), ("with_live_steps", True)):
-        await run_finished(engine, args.finished, where)
-        stop = asyncio.Event()
-        during: list[float] = []
-        baseline: list[float] = []
-        if live:
-            await _baseline(engine, max(out["alone"]["seconds"], 5.0), baseline)
-        task = asyncio.create_task(_stepper(engine, stop, during)) if live else None
-        began = time.perf_counter()
-        report = await engine.purge(
-            older_than=timedelta(days=30), pause=args.purge_pause, batch_size=args.purge_batch,
-            share=args.purge_share,
-        )  # fmt: skip
-        took = time.perf_counter() - began
-        stop.set()
-        if task is not None:
-            await task
-            await _baseline(engine, max(out["alone"]["seconds"], 5.0), baseline)
-            out["live_without_purge"] = {
-                "live_step_ms": _ms(baseline), "live_executions": len(baseline)
-            }  # fmt: skip
-        out[label] = {
-            "purged": report.executions,
-            "rows": report.rows,
-            "batches": report.batches,
-            "seconds": round(took, 3),
-            "executions_per_s": round(report.executions / took) if took else None,
-            "live_step_ms": _ms(during) if during else None,
-            "live_executions": len(during),
-        }
+    if live:
+        out["live_step_ms"], out["live_executions"] = _ms(during), len(during)
+        out["baseline_ms"], out["baseline_executions"] = _ms(baseline), len(baseline)
+        out["p50_change"] = round(out["live_step_ms"]["p50"] / out["baseline_ms"]["p50"] - 1, 3)
+        out["p99_change"] = round(out["live_step_ms"]["p99"] / out["baseline_ms"]["p99"] - 1, 3)
+    return out
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> Any:
+    return statistics.median(r[key] for r in runs)
+
+
+async def purge_run(engine: Engine, args: argparse.Namespace, where: Any) -> dict[str, Any]:
+    """``--purge-runs`` times: purge ``--finished`` old completed executions alone (the
+    purge rate); then as many times beside a live stepper (the rate under load, and what
+    the purge does to live steps: their time includes waiting for a purge batch to let
+    go), each with its own baseline (see ``_purge_once``). Reported: the median of the
+    runs' rates and of their p50/p99 changes (each against its own baseline), and each
+    run."""
+    out: dict[str, Any] = {
+        "batch": args.purge_batch, "pause_s": args.purge_pause, "share": args.purge_share,
+        "runs": args.purge_runs,
+    }  # fmt: skip
+    alone = [
+        await _purge_once(engine, args, where, live=False, settle=0)
+        for _ in range(args.purge_runs)
+    ]
+    settle = max(_median(alone, "seconds"), 5.0)
+    beside = [
+        await _purge_once(engine, args, where, live=True, settle=settle)
+        for _ in range(args.purge_runs)
+    ]
+    out["alone"] = {"executions_per_s": _median(alone, "executions_per_s"), "each": alone}
+    out["with_live_steps"] = {
+        "executions_per_s": _median(beside, "executions_per_s"),
+        "p50_change": _median(beside, "p50_change"),
+        "p99_change": _median(beside, "p99_change"),
+        "each": beside,
+    }
     return out
 
 
@@ -442,14 +471,21 @@ def _print(results: list[dict[str, Any]]) -> None:
         for label, a, b in rows:
             fa = f"{a['p50']}/{a['p99']}" if a else "-"
             print(f"{label:28} {fa:>16} {b['p50']}/{b['p99']:>7}")
-        for label in ("alone", "with_live_steps"):
-            pu = r["purge"][label]
-            print(f"purge {label}: {pu['purged']:,} executions ({pu['rows']:,} rows) in "
-                  f"{pu['seconds']}s = {pu['executions_per_s']}/s; live step p50/p99 ms "
-                  f"{pu['live_step_ms']} over {pu['live_executions']} executions")  # fmt: skip
-        base = r["purge"]["live_without_purge"]
-        print(f"live steps without a purge (same run): p50/p99 ms {base['live_step_ms']} "
-              f"over {base['live_executions']} executions")  # fmt: skip
+        pu = r["purge"]
+        alone, beside = pu["alone"], pu["with_live_steps"]
+        print(f"purge of {args_finished(pu)} old executions, median of {pu['runs']} runs: "
+              f"alone {alone['executions_per_s']}/s; beside a live stepper "
+              f"{beside['executions_per_s']}/s with the live step p50 "
+              f"{beside['p50_change']:+.0%} and p99 {beside['p99_change']:+.0%}")  # fmt: skip
+        for run in beside["each"]:
+            print(f"  beside: {run['executions_per_s']}/s, live p50/p99 ms "
+                  f"{run['live_step_ms']['p50']}/{run['live_step_ms']['p99']} vs "
+                  f"{run['baseline_ms']['p50']}/{run['baseline_ms']['p99']} "
+                  f"({run['p50_change']:+.0%}/{run['p99_change']:+.0%})")  # fmt: skip
+
+
+def args_finished(purge: dict[str, Any]) -> str:
+    return f"{purge['alone']['each'][0]['purged']:,}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -464,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="most executions per purge batch (batches are sized by time)")
     ap.add_argument("--purge-pause", type=float, default=0.05,
                     help="longest wait for live runs before a purge batch (purge_pause)")  # fmt: skip
+    ap.add_argument("--purge-runs", type=int, default=5,
+                    help="purges alone and beside live steps, each (medians are reported)")
     ap.add_argument("--purge-share", type=float, default=None,
                     help="most of a busy engine's time the purge takes (default: the store's)")
     ap.add_argument("--purge-work", type=float, default=None,
