@@ -336,6 +336,15 @@ async def _purge_once(
     stepper; beside it, the same stepper runs without a purge for ``settle`` seconds
     before and after (this run's baseline: the machine's load drifts)."""
     await run_finished(engine, args.finished, where)
+    if not isinstance(where, Path):
+        # Executions that ended 30 days ago were last written many checkpoints ago, so
+        # a purge's first change to each of their pages writes the whole page to the
+        # WAL (full_page_writes). Without this the purge would delete pages written
+        # since the last checkpoint, and write a fraction of the WAL it does in use.
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(PG, autocommit=True) as conn:
+            await conn.execute("CHECKPOINT")
     stop = asyncio.Event()
     during: list[float] = []
     baseline: list[float] = []
@@ -507,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--purge-work", type=float, default=None,
                     help="seconds of per-execution work in a batch beside live runs, SQLite "
                          "and memory (engine/retention.py's _BUSY_WORK; for exploring)")
+    ap.add_argument("--purge-beside-batch", type=int, default=None,
+                    help="most executions per batch beside live runs on PostgreSQL "
+                         "(engine/retention.py's _BESIDE_BATCH; for exploring)")
     ap.add_argument("--sqlite-checkpoint", choices=["background", "inline"],
                     default="background", help="SqliteStore(checkpoint=...)")
     args = ap.parse_args(argv)
@@ -515,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
         from flowmonkey.engine import retention
 
         retention._BUSY_WORK = args.purge_work
+    if args.purge_beside_batch is not None:
+        from flowmonkey.engine import retention
+
+        retention._BESIDE_BATCH = args.purge_beside_batch
     results = []
     for name in args.backends.split(","):
         print(f"[{datetime.now(UTC):%H:%M:%S}] {name}: {args.size:,} parked ...", flush=True)

@@ -450,11 +450,12 @@ class PostgresStore(
     async def purge(self, query: PurgeQuery) -> PurgeBatch:
         """Delete one batch of old finished executions (see ``Store.purge``)."""
         purge_rules.statuses(query)  # a bad query fails before a connection is taken
-        async with self._read() as conn:  # one autocommit statement per status
+        # Background work: never the live steps' hot connection (see ``_read``).
+        async with self._read(cold=True) as conn:  # one autocommit statement per status
             batch, others = await purge_plain(conn, query)
         if not others:
             return batch
-        async with self._tx() as conn:
+        async with self._tx(cold=True) as conn:
             executions, rows = await purge_others(conn, others, query)
         return replace(batch, executions=batch.executions + executions, rows=batch.rows + rows)
 
