@@ -482,7 +482,7 @@ def _print(results: list[dict[str, Any]]) -> None:
             print(f"{label:28} {fa:>16} {b['p50']}/{b['p99']:>7}")
         pu = r["purge"]
         alone, beside = pu["alone"], pu["with_live_steps"]
-        print(f"purge of {args_finished(pu)} old executions, median of {pu['runs']} runs: "
+        print(f"purge of {alone['each'][0]['purged']:,} old executions, median of {pu['runs']} runs: "
               f"alone {alone['executions_per_s']}/s; beside a live stepper "
               f"{beside['executions_per_s']}/s with the live step p50 "
               f"{beside['p50_change']:+.0%} and p99 {beside['p99_change']:+.0%}")  # fmt: skip
@@ -491,10 +491,6 @@ def _print(results: list[dict[str, Any]]) -> None:
                   f"{run['live_step_ms']['p50']}/{run['live_step_ms']['p99']} vs "
                   f"{run['baseline_ms']['p50']}/{run['baseline_ms']['p99']} "
                   f"({run['p50_change']:+.0%}/{run['p99_change']:+.0%})")  # fmt: skip
-
-
-def args_finished(purge: dict[str, Any]) -> str:
-    return f"{purge['alone']['each'][0]['purged']:,}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from postgres.conftest import StoreMaker
 pytestmark = pytest.mark.postgres
 
 
-async def _waiting_on_a_lock(raw: psycopg.AsyncConnection[Any], schema: str) -> bool:
+async def _waiting_on_a_lock(raw: psycopg.AsyncConnection[Any]) -> bool:
     cur = await raw.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
         " AND query LIKE %s",
@@ -42,7 +42,7 @@ async def test_an_event_appended_while_a_batch_waits_is_purged_with_it(
     )
     purge = asyncio.create_task(store.purge(PurgeQuery(older_than=CUTOFF, now=CUTOFF)))
     for _ in range(2000):  # until the batch waits for our lock (bounded, not timed)
-        if await _waiting_on_a_lock(raw, schema) or purge.done():
+        if await _waiting_on_a_lock(raw) or purge.done():
             break
     assert not purge.done(), "the batch must wait for the writer's lock"
     await raw.execute("COMMIT")

@@ -21,6 +21,18 @@ __all__ = ["purge_others", "purge_plain"]
 
 # -- statements (used only here) ---------------------------------------------------------
 
+# One status's plain candidates, found and deleted on the server (schema 8).
+PURGE_PLAIN = """
+SELECT examined, last_at, last_id, purged, deleted, others, others_parent_of
+FROM flowmonkey_purge_batch(%(status)s, %(cutoff)s, %(limit)s, %(flow_id)s, %(after_at)s,
+                            %(after_id)s, %(excluded)s::text[], %(dry_run)s)
+"""
+# The candidates the server left to the rules: their headers, when they may hold a key.
+PURGE_OTHERS = """
+SELECT id, status, tenant_id, flow_id,
+    CASE WHEN position('"idempotency_key"'::bytea IN spec) > 0 THEN spec END
+FROM executions WHERE id = ANY(%(ids)s::text[])
+"""
 # Every execution below the roots, through the parent index.
 PURGE_TREES = """
 WITH RECURSIVE tree (root, id) AS (
@@ -77,20 +89,6 @@ def _node(
     header["tenant_id"], header["flow_id"] = tenant_id, flow_id
     key, expires = purge_rules.idempotency_of(header)
     return purge_rules.Node(ident, status, key, expires)
-
-
-# One status's plain candidates, found and deleted on the server (schema 8).
-PURGE_PLAIN = """
-SELECT examined, last_at, last_id, purged, deleted, others, others_parent_of
-FROM flowmonkey_purge_batch(%(status)s, %(cutoff)s, %(limit)s, %(flow_id)s, %(after_at)s,
-                            %(after_id)s, %(excluded)s::text[], %(dry_run)s)
-"""
-# The candidates the server left to the rules: their headers, when they may hold a key.
-PURGE_OTHERS = """
-SELECT id, status, tenant_id, flow_id,
-    CASE WHEN position('"idempotency_key"'::bytea IN spec) > 0 THEN spec END
-FROM executions WHERE id = ANY(%(ids)s::text[])
-"""
 
 
 async def purge_plain(conn: Any, query: PurgeQuery) -> tuple[PurgeBatch, dict[str, bool]]:

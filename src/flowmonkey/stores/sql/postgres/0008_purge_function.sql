@@ -23,7 +23,6 @@ CREATE FUNCTION flowmonkey_purge_batch(
 DECLARE
     plain TEXT[] := '{}';
     r RECORD;
-    n BIGINT;
 BEGIN
     examined := 0; purged := 0; deleted := 0; others := '{}'; others_parent_of := '{}';
     -- The status is a literal, for the planner's estimates (as the listings' queries);
@@ -69,28 +68,21 @@ BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     -- Lock first: events, history and context rows carry no foreign key (schema 6), so
     -- an event appended meanwhile must wait for the lock and then find the execution
-    -- gone. Each later statement takes a new snapshot, which sees what such a writer
+    -- gone. The delete is the NEXT statement: its new snapshot sees what such a writer
     -- committed before the lock was granted.
     SELECT COALESCE(array_agg(l.id), '{}') INTO plain
     FROM (SELECT id FROM executions WHERE id = ANY (plain) FOR UPDATE) AS l;
-    DELETE FROM events WHERE execution_id = ANY (plain);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    deleted := deleted + n;
-    DELETE FROM execution_context WHERE execution_id = ANY (plain);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    deleted := deleted + n;
-    DELETE FROM step_records WHERE execution_id = ANY (plain);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    deleted := deleted + n;
-    DELETE FROM resume_tokens WHERE execution_id = ANY (plain);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    deleted := deleted + n;
-    DELETE FROM tasks WHERE execution_id = ANY (plain);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    deleted := deleted + n;
-    DELETE FROM executions WHERE id = ANY (plain);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    deleted := deleted + n;
-    purged := n;
+    -- What they own, then the executions, in one statement, counted (resume tokens and
+    -- tasks keep a cascading foreign key whose deletes then find nothing left).
+    WITH ev AS (DELETE FROM events WHERE execution_id = ANY (plain) RETURNING 1),
+    ctx AS (DELETE FROM execution_context WHERE execution_id = ANY (plain) RETURNING 1),
+    sr AS (DELETE FROM step_records WHERE execution_id = ANY (plain) RETURNING 1),
+    rt AS (DELETE FROM resume_tokens WHERE execution_id = ANY (plain) RETURNING 1),
+    tk AS (DELETE FROM tasks WHERE execution_id = ANY (plain) RETURNING 1),
+    ex AS (DELETE FROM executions WHERE id = ANY (plain) RETURNING 1)
+    SELECT (SELECT count(*) FROM ex),
+        (SELECT count(*) FROM ev) + (SELECT count(*) FROM ctx) + (SELECT count(*) FROM sr)
+        + (SELECT count(*) FROM rt) + (SELECT count(*) FROM tk) + (SELECT count(*) FROM ex)
+    INTO purged, deleted;
 END
 $fn$;
