@@ -165,6 +165,21 @@ async def test_the_background_checkpointer_copies_the_wal_without_a_commit(
     assert _checkpoint_threads(path) == []  # stopped with the store
 
 
+@pytest.mark.parametrize(("mode", "pages"), [("background", 10_000), ("inline", 1_000)])
+async def test_writers_checkpoint_at_the_threshold_of_their_mode(
+    tmp_path: Path, mode: str, pages: int
+) -> None:
+    """With the checkpoint thread, the writers' own checkpoint (a backstop that starts
+    the WAL over) waits for 10,000 pages: past its threshold every commit runs one."""
+    store = SqliteStore(tmp_path / "t.db", checkpoint=mode)
+    await store.initialize()
+    try:
+        assert store._conn is not None
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (pages,)
+    finally:
+        await store.close()
+
+
 async def test_inline_checkpoints_start_no_thread(tmp_path: Path) -> None:
     path = tmp_path / "i.db"
     store = SqliteStore(path, checkpoint="inline")

@@ -44,7 +44,7 @@ from flowmonkey.stores.documents import SqliteDocuments
 from flowmonkey.stores.keys import SqliteKeys
 from flowmonkey.stores.schedules_sql import SqliteSchedules
 from flowmonkey.stores.sqlite_batch import SqliteCreateMany
-from flowmonkey.stores.sqlite_checkpoint import Checkpointer
+from flowmonkey.stores.sqlite_checkpoint import WAL_RESTART_PAGES, Checkpointer
 from flowmonkey.stores.sqlite_lock import WriterLock
 from flowmonkey.stores.tables import SqliteTables
 from flowmonkey.versions import sort_versions
@@ -159,8 +159,9 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
         checkpoint: ``"background"`` (default): WAL checkpoints run on a thread of their
             own (``stores/sqlite_checkpoint.py``), so a commit that crosses SQLite's
             checkpoint threshold finds the pages already copied instead of copying a
-            thousand of them itself; ``"inline"``: SQLite's own automatic checkpoints
-            only.
+            thousand of them itself, and the threshold is raised to 10,000 pages (the
+            WAL file grows to about 40 MB before it starts over); ``"inline"``:
+            SQLite's own automatic checkpoints only, every 1,000 pages.
     """
 
     def __init__(
@@ -340,6 +341,8 @@ class SqliteStore(SqliteKeys, SqliteSchedules, SqliteDocuments, SqliteTables, Sq
             # purge's delete time).
             conn.execute("PRAGMA foreign_keys = OFF")
             conn.execute(f"PRAGMA secure_delete = {self.secure_delete}")
+            if self.checkpoint == "background":  # the thread copies; see WAL_RESTART_PAGES
+                conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_RESTART_PAGES}")
         except sqlite3.Error as exc:
             conn.close()
             raise errors.StoreError(f"cannot configure SQLite {self.path}: {exc}") from exc
