@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -49,6 +50,7 @@ from flowmonkey import (
     SqliteStore,
     handler,
 )
+from flowmonkey.engine import retention
 from flowmonkey.engine.creation import time_ordered_id
 from flowmonkey.model.events import Event
 from flowmonkey.stores.base import ExecutionQuery, Store
@@ -279,9 +281,11 @@ async def measure(
     return {name: {k: _ms(v) for k, v in got.items()} for name, got in samples.items()}
 
 
-async def _stepper(engine: Engine, stop: asyncio.Event, during: list[float]) -> None:
-    """Run the 10-step live flow one execution after another until ``stop``; each sample
-    is one execution's time per step."""
+async def _stepper(
+    engine: Engine, stop: asyncio.Event, during: list[tuple[float, float]]
+) -> None:
+    """Run the 10-step live flow one execution after another until ``stop``; each
+    sample is one execution's (start, end), ``perf_counter`` seconds."""
     while not stop.is_set():
         began = time.perf_counter()
         # SQLite runs inline on the loop: yield, and count the wait for the purge batch
@@ -289,15 +293,52 @@ async def _stepper(engine: Engine, stop: asyncio.Event, during: list[float]) -> 
         await asyncio.sleep(0)
         result = await engine.start("live", {})
         assert result.status is ExecutionStatus.COMPLETED, result.status
-        during.append((time.perf_counter() - began) / 10)
+        during.append((began, time.perf_counter()))
 
 
-async def _baseline(engine: Engine, seconds: float, into: list[float]) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(_stepper(engine, stop, into))
-    await asyncio.sleep(seconds)
-    stop.set()
-    await task
+class _Windows:
+    """Turns the purge on and off in alternating windows of ``WINDOW`` seconds while the
+    stepper runs, so that the live steps with and without a purge are sampled
+    interleaved, under the same machine state (the disk's write-back, other load) rather
+    than one before the other. A batch waits at the gate while the purge is off; the
+    first ``SPILL`` seconds of each off window are not sampled (the checkpoints of the
+    purge's last pages)."""
+
+    WINDOW = 1.0
+    SPILL = 0.2
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.on: list[tuple[float, float]] = []
+        self.off: list[tuple[float, float]] = []
+
+    async def run(self, done: asyncio.Event) -> None:
+        while not done.is_set():
+            began = time.perf_counter()
+            self.gate.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.WINDOW)
+            self.on.append((began, time.perf_counter()))
+            if done.is_set():
+                break
+            self.gate.clear()
+            began = time.perf_counter()
+            await asyncio.sleep(self.WINDOW)
+            self.off.append((began + self.SPILL, time.perf_counter()))
+        self.gate.set()
+
+    @staticmethod
+    def inside(
+        samples: list[tuple[float, float]], windows: list[tuple[float, float]]
+    ) -> list[float]:
+        """Seconds per step of the executions that ran wholly inside one of ``windows``."""
+        out, i = [], 0
+        for began, ended in samples:
+            while i < len(windows) and windows[i][1] < began:
+                i += 1
+            if i < len(windows) and windows[i][0] <= began and ended <= windows[i][1]:
+                out.append((ended - began) / 10)
+        return out
 
 
 async def run_finished(engine: Engine, count: int, where: Any) -> None:
@@ -330,11 +371,12 @@ async def run_finished(engine: Engine, count: int, where: Any) -> None:
 
 
 async def _purge_once(
-    engine: Engine, args: argparse.Namespace, where: Any, *, live: bool, settle: float
+    engine: Engine, args: argparse.Namespace, where: Any, *, live: bool
 ) -> dict[str, Any]:
     """Purge ``--finished`` freshly run old executions once, alone or beside a live
-    stepper; beside it, the same stepper runs without a purge for ``settle`` seconds
-    before and after (this run's baseline: the machine's load drifts)."""
+    stepper; beside it, the purge runs in alternating windows (``_Windows``) and the
+    live steps of the windows with a purge are compared with those of the windows
+    without one."""
     await run_finished(engine, args.finished, where)
     if not isinstance(where, Path):
         # Executions that ended 30 days ago were last written many checkpoints ago, so
@@ -345,30 +387,58 @@ async def _purge_once(
 
         async with await psycopg.AsyncConnection.connect(PG, autocommit=True) as conn:
             await conn.execute("CHECKPOINT")
-    stop = asyncio.Event()
-    during: list[float] = []
-    baseline: list[float] = []
+    # The executions just run were written without an fsync (SQLite) or are still in
+    # the page cache: flush them now, not while the live steps are timed.
+    await asyncio.to_thread(os.sync)
+    windows = _Windows()
+    limits = {name: getattr(retention, name) for name in ("_paced_limit", "_beside_limit")}
+
+    def gated(limit: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
+        async def wait_then(*a: Any) -> int:
+            # Before the pass sizes and times its next batch: the time at the gate is
+            # not counted as the batch's cost.
+            await windows.gate.wait()
+            return await limit(*a)
+
+        return wait_then
+
+    done, stop = asyncio.Event(), asyncio.Event()
+    samples: list[tuple[float, float]] = []
+    tasks: list[asyncio.Task[None]] = []
     if live:
-        await _baseline(engine, settle, baseline)
-    task = asyncio.create_task(_stepper(engine, stop, during)) if live else None
+        for name, limit in limits.items():
+            setattr(retention, name, gated(limit))
+        tasks = [asyncio.create_task(_stepper(engine, stop, samples)),
+                 asyncio.create_task(windows.run(done))]  # fmt: skip
     began = time.perf_counter()
-    report = await engine.purge(
-        older_than=timedelta(days=30), pause=args.purge_pause, batch_size=args.purge_batch,
-        share=args.purge_share,
-    )  # fmt: skip
-    took = time.perf_counter() - began
-    stop.set()
-    if task is not None:
-        await task
-        await _baseline(engine, settle, baseline)
+    try:
+        report = await engine.purge(
+            older_than=timedelta(days=30), pause=args.purge_pause,
+            batch_size=args.purge_batch, share=args.purge_share,
+        )  # fmt: skip
+    finally:
+        took = time.perf_counter() - began
+        if live:
+            done.set()
+            await tasks[1]
+            await asyncio.sleep(windows.WINDOW)  # one more window without a purge
+            windows.off.append((time.perf_counter() - windows.WINDOW + windows.SPILL,
+                                time.perf_counter()))  # fmt: skip
+            stop.set()
+            await tasks[0]
+            for name, limit in limits.items():
+                setattr(retention, name, limit)
+    if live:
+        took = sum(ended - began for began, ended in windows.on)
     out: dict[str, Any] = {
         "purged": report.executions, "rows": report.rows, "batches": report.batches,
         "seconds": round(took, 3),
         "executions_per_s": round(report.executions / took) if took else None,
     }  # fmt: skip
     if live:
+        during, without = windows.inside(samples, windows.on), windows.inside(samples, windows.off)
         out["live_step_ms"], out["live_executions"] = _ms(during), len(during)
-        out["baseline_ms"], out["baseline_executions"] = _ms(baseline), len(baseline)
+        out["baseline_ms"], out["baseline_executions"] = _ms(without), len(without)
         out["p50_change"] = round(out["live_step_ms"]["p50"] / out["baseline_ms"]["p50"] - 1, 3)
         out["p99_change"] = round(out["live_step_ms"]["p99"] / out["baseline_ms"]["p99"] - 1, 3)
     return out
@@ -389,15 +459,8 @@ async def purge_run(engine: Engine, args: argparse.Namespace, where: Any) -> dic
         "batch": args.purge_batch, "pause_s": args.purge_pause, "share": args.purge_share,
         "runs": args.purge_runs,
     }  # fmt: skip
-    alone = [
-        await _purge_once(engine, args, where, live=False, settle=0)
-        for _ in range(args.purge_runs)
-    ]
-    settle = max(_median(alone, "seconds"), 5.0)
-    beside = [
-        await _purge_once(engine, args, where, live=True, settle=settle)
-        for _ in range(args.purge_runs)
-    ]
+    alone = [await _purge_once(engine, args, where, live=False) for _ in range(args.purge_runs)]
+    beside = [await _purge_once(engine, args, where, live=True) for _ in range(args.purge_runs)]
     out["alone"] = {"executions_per_s": _median(alone, "executions_per_s"), "each": alone}
     out["with_live_steps"] = {
         "executions_per_s": _median(beside, "executions_per_s"),
@@ -520,12 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     CHECKPOINT["mode"] = args.sqlite_checkpoint
     if args.purge_work is not None:
-        from flowmonkey.engine import retention
-
         retention._BUSY_WORK = args.purge_work
     if args.purge_beside_batch is not None:
-        from flowmonkey.engine import retention
-
         retention._BESIDE_BATCH = args.purge_beside_batch
     results = []
     for name in args.backends.split(","):
