@@ -9,9 +9,10 @@ store empty, in one run (issue 16):
   (``store.claim``), and one list page (50) for each filter the engine/CLI/API offer;
 - purge: ``--finished`` old completed executions purged through ``engine.purge`` alone,
   then while a live stepper runs beside it: executions/s, and the live step p50/p99
-  during the purge and without it (the same stepper before and after, same run); each
-  ``--purge-runs`` times, the medians reported (a p99 over a few seconds of live steps
-  varies by tens of percent from one run to the next);
+  with the purge and without it, sampled interleaved (the purge is let run in one-second
+  windows that alternate with one-second windows without it, so both see the same
+  machine state); each ``--purge-runs`` times, the medians reported (a p99 over a few
+  seconds of live steps varies by tens of percent from one run to the next);
 - bytes per execution: store size on disk (SQLite pages in use; PostgreSQL relation
   sizes after VACUUM FULL) divided by the executions stored.
 
