@@ -1,4 +1,4 @@
-"""The PostgreSQL purge's server side (``flowmonkey_purge_batch``, schemas 8 and 9): what the
+"""The PostgreSQL purge's server side (schema 8's ``flowmonkey_purge_batch``): what the
 contract suite cannot see from outside."""
 
 from __future__ import annotations
@@ -92,22 +92,3 @@ async def test_a_batch_leaves_the_live_steps_hot_connection_alone(make_store: St
     batch = await store.purge(PurgeQuery(older_than=CUTOFF, now=CUTOFF))
     assert batch.executions == 1
     assert borrowing._hot is hot
-
-
-async def test_the_batch_commits_with_the_connections_flush_setting(
-    make_store: StoreMaker, raw: psycopg.AsyncConnection[Any], schema: str
-) -> None:
-    """Schema 9 replaced schema 8's function, which turned ``synchronous_commit`` off for
-    its batch and so left the batch's WAL for the next live commit to flush. The
-    function the migrations leave commits as its caller's connection does."""
-    store = await make_store()
-    await finished(store, "old")
-    cur = await raw.execute(
-        "SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-        " WHERE n.nspname = %s AND p.proname = 'flowmonkey_purge_batch'",
-        [schema],
-    )
-    (source,) = await cur.fetchall()
-    assert "synchronous_commit" not in source[0]
-    batch = await store.purge(PurgeQuery(older_than=CUTOFF, now=CUTOFF))
-    assert (batch.executions, batch.rows) == (1, ROWS_PER_FINISHED)
