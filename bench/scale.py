@@ -314,19 +314,19 @@ class _Windows:
         self.off: list[tuple[float, float]] = []
 
     async def run(self, done: asyncio.Event) -> None:
-        while not done.is_set():
+        """Alternate until ``done`` (the purge ended), then one more window without it."""
+        while True:
             began = time.perf_counter()
             self.gate.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), self.WINDOW)
             self.on.append((began, time.perf_counter()))
-            if done.is_set():
-                break
             self.gate.clear()
             began = time.perf_counter()
             await asyncio.sleep(self.WINDOW)
             self.off.append((began + self.SPILL, time.perf_counter()))
-        self.gate.set()
+            if done.is_set():
+                return
 
     @staticmethod
     def inside(
@@ -371,6 +371,13 @@ async def run_finished(engine: Engine, count: int, where: Any) -> None:
         await asyncio.gather(*(lane() for _ in range(8)))
 
 
+async def _purge(engine: Engine, args: argparse.Namespace) -> Any:
+    return await engine.purge(
+        older_than=timedelta(days=30), pause=args.purge_pause, batch_size=args.purge_batch,
+        share=args.purge_share,
+    )  # fmt: skip
+
+
 async def _purge_once(
     engine: Engine, args: argparse.Namespace, where: Any, *, live: bool
 ) -> dict[str, Any]:
@@ -391,6 +398,10 @@ async def _purge_once(
     # The executions just run were written without an fsync (SQLite) or are still in
     # the page cache: flush them now, not while the live steps are timed.
     await asyncio.to_thread(os.sync)
+    if not live:
+        began = time.perf_counter()
+        report = await _purge(engine, args)
+        return _purge_summary(report, time.perf_counter() - began)
     windows = _Windows()
     limits = {name: getattr(retention, name) for name in ("_paced_limit", "_beside_limit")}
 
@@ -405,44 +416,35 @@ async def _purge_once(
 
     done, stop = asyncio.Event(), asyncio.Event()
     samples: list[tuple[float, float]] = []
-    tasks: list[asyncio.Task[None]] = []
-    if live:
-        for name, limit in limits.items():
-            setattr(retention, name, gated(limit))
-        tasks = [asyncio.create_task(_stepper(engine, stop, samples)),
-                 asyncio.create_task(windows.run(done))]  # fmt: skip
-    began = time.perf_counter()
+    for name, limit in limits.items():
+        setattr(retention, name, gated(limit))
+    stepper = asyncio.create_task(_stepper(engine, stop, samples))
+    alternating = asyncio.create_task(windows.run(done))
     try:
-        report = await engine.purge(
-            older_than=timedelta(days=30), pause=args.purge_pause,
-            batch_size=args.purge_batch, share=args.purge_share,
-        )  # fmt: skip
+        report = await _purge(engine, args)
     finally:
-        took = time.perf_counter() - began
-        if live:
-            done.set()
-            await tasks[1]
-            await asyncio.sleep(windows.WINDOW)  # one more window without a purge
-            windows.off.append((time.perf_counter() - windows.WINDOW + windows.SPILL,
-                                time.perf_counter()))  # fmt: skip
-            stop.set()
-            await tasks[0]
-            for name, limit in limits.items():
-                setattr(retention, name, limit)
-    if live:
-        took = sum(ended - began for began, ended in windows.on)
-    out: dict[str, Any] = {
+        done.set()
+        await alternating
+        stop.set()
+        await stepper
+        for name, limit in limits.items():
+            setattr(retention, name, limit)
+    out = _purge_summary(report, sum(ended - began for began, ended in windows.on))
+    during, without = windows.inside(samples, windows.on), windows.inside(samples, windows.off)
+    out["live_step_ms"], out["live_executions"] = _ms(during), len(during)
+    out["baseline_ms"], out["baseline_executions"] = _ms(without), len(without)
+    out["p50_change"] = round(out["live_step_ms"]["p50"] / out["baseline_ms"]["p50"] - 1, 3)
+    out["p99_change"] = round(out["live_step_ms"]["p99"] / out["baseline_ms"]["p99"] - 1, 3)
+    return out
+
+
+def _purge_summary(report: Any, took: float) -> dict[str, Any]:
+    """One purge's counts and rate (``took``: seconds it was let run)."""
+    return {
         "purged": report.executions, "rows": report.rows, "batches": report.batches,
         "seconds": round(took, 3),
         "executions_per_s": round(report.executions / took) if took else None,
     }  # fmt: skip
-    if live:
-        during, without = windows.inside(samples, windows.on), windows.inside(samples, windows.off)
-        out["live_step_ms"], out["live_executions"] = _ms(during), len(during)
-        out["baseline_ms"], out["baseline_executions"] = _ms(without), len(without)
-        out["p50_change"] = round(out["live_step_ms"]["p50"] / out["baseline_ms"]["p50"] - 1, 3)
-        out["p99_change"] = round(out["live_step_ms"]["p99"] / out["baseline_ms"]["p99"] - 1, 3)
-    return out
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> Any:
